@@ -1,0 +1,84 @@
+use super::{Algorithm, Context, FastRng, Selector, Targets};
+
+/// Least connections, weighted: the available target with the fewest requests in flight per
+/// unit of weight (nginx `least_conn`, HAProxy `leastconn`).
+///
+/// Ties, including the common idle case where every target has nothing in flight, are broken at
+/// random in proportion to weight, so light load still follows the weights and no target is
+/// favoured just for coming first. Each pick reads every target's in-flight count: O(n).
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::algorithm::LeastConnections;
+/// use tower_lb::target::TargetGroup;
+///
+/// let group = TargetGroup::builder("api").algorithm(LeastConnections::new()).build()?;
+/// # Ok::<(), tower_lb::BoxError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct LeastConnections {
+    seed: Option<u64>,
+}
+
+impl LeastConnections {
+    /// Least connections, with ties broken from an OS-seeded random source.
+    pub fn new() -> Self {
+        LeastConnections { seed: None }
+    }
+
+    /// Uses a fixed seed for tie-breaking.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+impl Algorithm for LeastConnections {
+    fn build(&self, _targets: &Targets<'_>) -> Box<dyn Selector> {
+        Box::new(LeastConnSelector {
+            rng: FastRng::new(self.seed),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct LeastConnSelector {
+    rng: FastRng,
+}
+
+impl Selector for LeastConnSelector {
+    #[inline]
+    fn select(&self, cx: &Context<'_>) -> Option<usize> {
+        let mut best: Option<(usize, u64, u64)> = None;
+        let mut tied_weight = 0u64;
+        for i in (0..cx.len()).filter(|&i| cx.is_available(i)) {
+            let load = u64::from(cx.in_flight(i));
+            let w = u64::from(cx.weight(i));
+            match best {
+                None => {
+                    best = Some((i, load, w));
+                    tied_weight = w;
+                }
+                Some((_, bl, bw)) => {
+                    // load/w vs bl/bw without division.
+                    match (load * bw).cmp(&(bl * w)) {
+                        std::cmp::Ordering::Less => {
+                            best = Some((i, load, w));
+                            tied_weight = w;
+                        }
+                        std::cmp::Ordering::Equal => {
+                            // Weighted reservoir sampling over the tied targets.
+                            tied_weight += w;
+                            if self.rng.below(tied_weight) < w {
+                                best = Some((i, load, w));
+                            }
+                        }
+                        std::cmp::Ordering::Greater => {}
+                    }
+                }
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+}

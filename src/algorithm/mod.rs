@@ -1,0 +1,218 @@
+//! Selection algorithms, and the [`Algorithm`] trait to write your own.
+//!
+//! An algorithm has two halves, after pingora's `BackendSelection`:
+//!
+//! - [`Algorithm::build`] runs off the request path whenever a group's membership changes and
+//!   returns a [`Selector`] holding whatever tables the algorithm wants (a weighted sequence, a
+//!   hash ring, …), built for exactly that set of targets;
+//! - [`Selector::select`] runs once per request through `&self`. It must not lock, allocate or
+//!   block; it reads the live state of each target through the [`Context`] (weight, requests in
+//!   flight, labels, whether the target may be picked right now) and returns an index.
+//!
+//! The balancer handles everything around the pick: it asks for a primary target first and for a
+//! backup only when no primary is available, it steers around targets a retry wants to avoid
+//! whenever something else is available, and it discards any answer that
+//! [`Context::is_available`] rejects (so a buggy selector can fail a request but never route to
+//! a disabled, draining or full target).
+//!
+//! Built-ins:
+//!
+//! | algorithm | weights | state read per pick | cost per pick |
+//! |---|---|---|---|
+//! | [`RoundRobin`] | ignored | a shared counter | O(1), O(n) when many are unavailable |
+//! | [`SmoothWeightedRoundRobin`] (default) | exact per cycle (nginx) | a shared counter | O(1) |
+//! | [`WeightedRandom`] | in expectation | a shared random state | O(log n) |
+//! | [`LeastConnections`] | in-flight ÷ weight | every target's in-flight count | O(n) |
+//!
+//! # Writing an algorithm
+//!
+//! ```
+//! use tower_lb::algorithm::{Algorithm, Context, Selector, Targets};
+//!
+//! /// Always the available target with the fewest requests in flight among those
+//! /// labelled `tier=gold`, else nothing.
+//! #[derive(Debug)]
+//! struct GoldOnly;
+//!
+//! #[derive(Debug)]
+//! struct GoldSelector { gold: Vec<usize> }
+//!
+//! impl Algorithm for GoldOnly {
+//!     fn build(&self, targets: &Targets<'_>) -> Box<dyn Selector> {
+//!         let gold = targets.iter().enumerate()
+//!             .filter(|(_, t)| t.label("tier") == Some("gold"))
+//!             .map(|(i, _)| i)
+//!             .collect();
+//!         Box::new(GoldSelector { gold })
+//!     }
+//! }
+//!
+//! impl Selector for GoldSelector {
+//!     fn select(&self, cx: &Context<'_>) -> Option<usize> {
+//!         self.gold.iter().copied().filter(|&i| cx.is_available(i)).min_by_key(|&i| cx.in_flight(i))
+//!     }
+//! }
+//!
+//! let group = tower_lb::target::TargetGroup::builder("g").algorithm(GoldOnly).build()?;
+//! # Ok::<(), tower_lb::BoxError>(())
+//! ```
+
+use std::fmt;
+
+use crate::balance::AvoidTargets;
+use crate::target::{Entry, Target};
+
+mod least_conn;
+mod random;
+mod rng;
+mod round_robin;
+mod smooth;
+
+pub use self::least_conn::LeastConnections;
+pub use self::random::WeightedRandom;
+pub use self::round_robin::RoundRobin;
+pub use self::smooth::SmoothWeightedRoundRobin;
+
+pub(crate) use self::rng::FastRng;
+
+/// A selection algorithm: builds a [`Selector`] for each membership snapshot.
+///
+/// Implementations are configuration: cheap, immutable, shared by every snapshot of a group.
+pub trait Algorithm: fmt::Debug + Send + Sync + 'static {
+    /// Builds the selector for `targets`. Called off the request path, on every membership
+    /// change; may allocate freely. Must not panic, whatever the set (it may be empty).
+    fn build(&self, targets: &Targets<'_>) -> Box<dyn Selector>;
+}
+
+/// The per-snapshot half of an [`Algorithm`]: picks one target per request.
+pub trait Selector: fmt::Debug + Send + Sync + 'static {
+    /// Returns the index of an available target (see [`Context::is_available`]), or `None` if
+    /// there is none. Called on every request: must not lock, allocate or block.
+    fn select(&self, cx: &Context<'_>) -> Option<usize>;
+}
+
+/// The targets an algorithm builds its tables for, ordered by id (so tables never depend on
+/// the order in which targets arrived). Indices are the ones [`Selector::select`] returns.
+#[derive(Debug, Clone, Copy)]
+pub struct Targets<'a> {
+    entries: &'a [Entry],
+}
+
+impl<'a> Targets<'a> {
+    pub(crate) fn new(entries: &'a [Entry]) -> Self {
+        Targets { entries }
+    }
+
+    /// The number of targets.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The target at `index`.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= self.len()`.
+    pub fn get(&self, index: usize) -> &'a Target {
+        &self.entries[index].target
+    }
+
+    /// The targets in index order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a Target> + 'a {
+        self.entries.iter().map(|e| &*e.target)
+    }
+}
+
+/// What a [`Selector`] sees of one request and of the live state of each target.
+#[derive(Debug)]
+pub struct Context<'a> {
+    entries: &'a [Entry],
+    backup: bool,
+    avoid: Option<&'a AvoidTargets>,
+    key: Option<u64>,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        entries: &'a [Entry],
+        backup: bool,
+        avoid: Option<&'a AvoidTargets>,
+        key: Option<u64>,
+    ) -> Self {
+        Context {
+            entries,
+            backup,
+            avoid,
+            key,
+        }
+    }
+
+    /// The number of targets (available or not); valid indices are `0..len()`.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no targets.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether the target at `index` may be picked for this request: it is in the tier being
+    /// served (primary, or backup when no primary is available), enabled, below its connection
+    /// limit, and not one the request asked to avoid. Out-of-range indices are unavailable.
+    #[inline]
+    pub fn is_available(&self, index: usize) -> bool {
+        let Some(e) = self.entries.get(index) else {
+            return false;
+        };
+        e.target.is_backup() == self.backup
+            && e.state.is_routable()
+            && e.target
+                .max_conns()
+                .is_none_or(|m| e.state.in_flight() < m.get())
+            && self.avoid.is_none_or(|a| !a.contains(e.target.id()))
+    }
+
+    /// The target at `index`.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= self.len()`.
+    #[inline]
+    pub fn target(&self, index: usize) -> &'a Target {
+        &self.entries[index].target
+    }
+
+    /// The weight to use for the target at `index` now.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= self.len()`.
+    #[inline]
+    pub fn weight(&self, index: usize) -> u32 {
+        self.entries[index].target.weight()
+    }
+
+    /// Requests in flight to the target at `index` (counted until the response body ends).
+    ///
+    /// # Panics
+    ///
+    /// If `index >= self.len()`.
+    #[inline]
+    pub fn in_flight(&self, index: usize) -> u32 {
+        self.entries[index].state.in_flight()
+    }
+
+    /// The hash of the request's key, when the balancer was given a key to hash on.
+    #[inline]
+    pub fn key(&self) -> Option<u64> {
+        self.key
+    }
+}

@@ -1,0 +1,167 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{Algorithm, Context, Selector, Targets};
+
+/// The longest weighted cycle kept; larger weight sums are scaled down to fit (proportions are
+/// then exact to within one slot per target).
+const MAX_CYCLE: u64 = 1 << 20;
+/// Above this many steps (targets × cycle), the cycle is laid out by stride scheduling instead
+/// of nginx's O(targets) per step loop.
+const NGINX_WORK_LIMIT: u64 = 1 << 23;
+/// Consecutive unavailable slots tried before falling back to a scan.
+const MAX_SKIPS: usize = 64;
+
+/// Smooth weighted round robin, the algorithm of nginx's `upstream` module.
+///
+/// Over every cycle of `Σ weights` picks, each target is picked exactly `weight` times, and the
+/// picks of a heavy target are spread through the cycle instead of coming in a burst (weights
+/// 5, 1, 1 give `a a b a c a a`, not `a a a a a b c`).
+///
+/// The whole cycle is laid out once per membership change, so a pick is one atomic increment
+/// and one table read. A pick that lands on an unavailable target's slot moves on to the next
+/// slot, so the targets that are available keep exact proportions among themselves. Very large
+/// sets (targets × cycle above about 8 million) are laid out by stride scheduling, which keeps
+/// the exact per-cycle counts with a slightly different interleaving.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::algorithm::SmoothWeightedRoundRobin;
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// let group = TargetGroup::builder("api")
+///     .algorithm(SmoothWeightedRoundRobin::new())
+///     .target(Target::builder("a", "10.0.0.1:80").weight(5).build()?)
+///     .target(Target::builder("b", "10.0.0.2:80").weight(1).build()?)
+///     .build()?;
+/// # Ok::<(), tower_lb::BoxError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SmoothWeightedRoundRobin {
+    _p: (),
+}
+
+impl SmoothWeightedRoundRobin {
+    /// Smooth weighted round robin.
+    pub fn new() -> Self {
+        SmoothWeightedRoundRobin { _p: () }
+    }
+}
+
+impl Algorithm for SmoothWeightedRoundRobin {
+    fn build(&self, targets: &Targets<'_>) -> Box<dyn Selector> {
+        let weights: Vec<u32> = targets.iter().map(|t| t.weight()).collect();
+        Box::new(SmoothSelector {
+            cycle: cycle(&weights).into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct SmoothSelector {
+    cycle: Box<[u32]>,
+    next: AtomicUsize,
+}
+
+impl Selector for SmoothSelector {
+    #[inline]
+    fn select(&self, cx: &Context<'_>) -> Option<usize> {
+        let len = self.cycle.len();
+        if len == 0 {
+            return None;
+        }
+        for _ in 0..len.min(MAX_SKIPS) {
+            let i = self.cycle[self.next.fetch_add(1, Ordering::Relaxed) % len] as usize;
+            if cx.is_available(i) {
+                return Some(i);
+            }
+        }
+        let n = cx.len();
+        let start = self.next.load(Ordering::Relaxed) % n.max(1);
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| cx.is_available(i))
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Lays out one cycle of target indices for `weights` (all ≥ 1).
+pub(crate) fn cycle(weights: &[u32]) -> Vec<u32> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let g = weights.iter().fold(0u64, |g, &w| gcd(g, w.max(1) as u64));
+    let mut w: Vec<u64> = weights.iter().map(|&x| x.max(1) as u64 / g).collect();
+    let mut total: u64 = w.iter().sum();
+    if total > MAX_CYCLE {
+        for x in &mut w {
+            *x = (*x * MAX_CYCLE / total).max(1);
+        }
+        total = w.iter().sum();
+    }
+    let n = w.len() as u64;
+    if n.saturating_mul(total) <= NGINX_WORK_LIMIT {
+        nginx(&w, total)
+    } else {
+        stride(&w, total)
+    }
+}
+
+/// nginx: every step, add each weight to its running score, take the highest, subtract the total.
+fn nginx(w: &[u64], total: u64) -> Vec<u32> {
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, &wi) in w.iter().enumerate() {
+            current[i] += wi as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total as i64;
+        out.push(best as u32);
+    }
+    out
+}
+
+/// Stride scheduling: the k-th pick of target i is due at (k + ½) / wᵢ of the cycle.
+fn stride(w: &[u64], total: u64) -> Vec<u32> {
+    let mut slots: Vec<(u32, u64)> = Vec::with_capacity(total as usize);
+    for (i, &wi) in w.iter().enumerate() {
+        slots.extend((0..wi).map(|k| (i as u32, k)));
+    }
+    slots.sort_by(|&(i, k), &(j, l)| {
+        let lhs = (2 * k + 1) * w[j as usize];
+        let rhs = (2 * l + 1) * w[i as usize];
+        lhs.cmp(&rhs).then(i.cmp(&j))
+    });
+    slots.into_iter().map(|(i, _)| i).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_nginx_reference_sequence() {
+        assert_eq!(cycle(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(cycle(&[2, 2]), vec![0, 1]);
+        assert!(cycle(&[]).is_empty());
+    }
+
+    #[test]
+    fn large_sets_keep_exact_counts() {
+        let weights: Vec<u32> = (0..5000).map(|i| 1 + (i % 7)).collect();
+        let c = cycle(&weights);
+        let mut counts = vec![0u32; weights.len()];
+        for &i in &c {
+            counts[i as usize] += 1;
+        }
+        assert_eq!(counts, weights);
+    }
+}

@@ -1,0 +1,114 @@
+//! The response body wrapper that keeps a request counted as in flight until its body ends.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::classify::{FailureKind, Outcome};
+use crate::target::TargetState;
+
+/// Counts one request in flight to a target for as long as it lives.
+pub(crate) struct InFlight(Arc<TargetState>);
+
+impl InFlight {
+    /// Wraps a state whose in-flight count was already incremented.
+    pub(crate) fn acquired(state: Arc<TargetState>) -> Self {
+        InFlight(state)
+    }
+
+    /// Records the attempt's outcome against the target (once per attempt).
+    pub(crate) fn observe(&self, outcome: Outcome) {
+        self.0.observe(outcome);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InFlight")
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request counted as in flight to the target that served
+    /// it until the body has ended (or is dropped), so load-aware algorithms see streaming
+    /// responses as the load they are.
+    ///
+    /// Everything else is passed through unchanged.
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<B> TrackedBody<B> {
+    pub(crate) fn new(inner: B, guard: Option<InFlight>) -> Self {
+        TrackedBody { inner, guard }
+    }
+
+    /// The wrapped body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the body; the request stops counting as in flight.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for TrackedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackedBody")
+            .field("inner", &self.inner)
+            .field("in_flight", &self.guard.is_some())
+            .finish()
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => *this.guard = None,
+            Poll::Ready(Some(Err(_))) => {
+                // The head was already classified; a body that breaks off is a failure too.
+                if let Some(g) = this.guard.take() {
+                    g.observe(Outcome::Failure(FailureKind::Other));
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => {
+                if this.inner.is_end_stream() {
+                    *this.guard = None;
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,152 @@
+//! The future returned by [`Balance`](super::Balance).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::ServedBy;
+use super::body::{InFlight, TrackedBody};
+use crate::classify::{Classify, DefaultClassifier};
+use crate::error::BoxError;
+
+pin_project! {
+    /// Drives the picked target's service (ready, then call) and tags the response with the
+    /// target that served it.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req>,
+        guard: Option<InFlight>,
+        served_by: Option<ServedBy>,
+        classifier: Option<Arc<dyn Classify>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Failed { error: Option<BoxError> },
+        NotReady { svc: S, req: Option<Req> },
+        Called { #[pin] fut: S::Future },
+    }
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    pub(crate) fn new(
+        svc: S,
+        req: Req,
+        guard: InFlight,
+        served_by: ServedBy,
+        classifier: Option<Arc<dyn Classify>>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::NotReady {
+                svc,
+                req: Some(req),
+            },
+            guard: Some(guard),
+            served_by: Some(served_by),
+            classifier,
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+            guard: None,
+            served_by: None,
+            classifier: None,
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("served_by", &self.served_by)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, Request<B>>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    RB: Body,
+{
+    type Output = Result<Response<TrackedBody<RB>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Failed { error } => {
+                    let e = error
+                        .take()
+                        .unwrap_or_else(|| "response future polled after completion".into());
+                    return Poll::Ready(Err(e));
+                }
+                StateProj::NotReady { svc, req } => {
+                    if let Err(e) = ready!(svc.poll_ready(cx)) {
+                        return Poll::Ready(Err(fail(
+                            this.guard,
+                            this.classifier.as_deref(),
+                            e.into(),
+                        )));
+                    }
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(Err("response future polled after completion".into()));
+                    };
+                    let fut = svc.call(req);
+                    this.state.set(State::Called { fut });
+                }
+                StateProj::Called { fut } => {
+                    let res = ready!(fut.poll(cx));
+                    this.state.set(State::Failed { error: None });
+                    return Poll::Ready(match res {
+                        Ok(rsp) => {
+                            if let Some(g) = this.guard.as_ref() {
+                                let outcome = match this.classifier.as_deref() {
+                                    Some(c) => c.classify_status(rsp.status()),
+                                    None => DefaultClassifier::new().classify_status(rsp.status()),
+                                };
+                                g.observe(outcome);
+                            }
+                            let (mut parts, body) = rsp.into_parts();
+                            if let Some(served) = this.served_by.take() {
+                                parts.extensions.insert(served);
+                            }
+                            // An empty body has nothing left to wait for.
+                            let guard = this.guard.take().filter(|_| !body.is_end_stream());
+                            Ok(Response::from_parts(parts, TrackedBody::new(body, guard)))
+                        }
+                        Err(e) => Err(fail(this.guard, this.classifier.as_deref(), e.into())),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn fail(guard: &mut Option<InFlight>, classifier: Option<&dyn Classify>, e: BoxError) -> BoxError {
+    if let Some(g) = guard.take() {
+        let outcome = match classifier {
+            Some(c) => c.classify_error(&*e),
+            None => DefaultClassifier::new().classify_error(&*e),
+        };
+        g.observe(outcome);
+    }
+    e
+}

@@ -1,0 +1,56 @@
+use tower_layer::Layer;
+
+use super::Balance;
+use crate::http::SetTarget;
+use crate::target::{Target, TargetGroup};
+
+/// Puts a [`Balance`] in front of one shared client service.
+///
+/// The client (for example a pooled HTTP client) is cloned once per target and wrapped in
+/// [`SetTarget`], which points each request's URI at the picked target's address. Use
+/// [`Balance::new`] instead when each target needs a service of its own.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_lb::balance::BalanceLayer;
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:8080")?).build()?;
+/// // A stand-in for an HTTP client: echoes the URI it was asked to fetch.
+/// let client = service_fn(|req: Request<()>| async move {
+///     Ok::<_, Infallible>(Response::new(req.uri().to_string()))
+/// });
+/// let svc = ServiceBuilder::new().layer(BalanceLayer::new(group)).service(client);
+/// let rsp = svc.oneshot(Request::get("/users?id=7").body(())?).await?;
+/// assert_eq!(rsp.body().get_ref(), "http://127.0.0.1:8080/users?id=7");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BalanceLayer {
+    group: TargetGroup,
+}
+
+impl BalanceLayer {
+    /// A layer balancing over `group`.
+    pub fn new(group: TargetGroup) -> Self {
+        BalanceLayer { group }
+    }
+}
+
+impl<S> Layer<S> for BalanceLayer
+where
+    S: Clone + Send + Sync + 'static,
+{
+    type Service = Balance<SetTarget<S>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Balance::new(self.group.clone(), move |t: &Target| {
+            SetTarget::new(inner.clone(), t)
+        })
+    }
+}

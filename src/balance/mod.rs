@@ -1,0 +1,45 @@
+//! The [`Balance`] service and its layer.
+//!
+//! `Balance` turns a [`TargetGroup`](crate::target::TargetGroup) into one tower `Service` over
+//! `http::Request`: every request is sent to the target the group's algorithm picks, counted
+//! as in flight until its response body ends, and tagged with [`ServedBy`].
+//!
+//! Layers cooperate through typed extensions: [`ServedBy`] on responses, [`AvoidTargets`] on
+//! requests (a retry's "send this somewhere else").
+//!
+//! # Examples
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tower::{service_fn, ServiceExt};
+//! use tower_lb::balance::{AvoidTargets, Balance, ServedBy};
+//! use tower_lb::target::{Target, TargetGroup};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+//! let group = TargetGroup::builder("api")
+//!     .target(Target::new("a", "127.0.0.1:8080")?)
+//!     .target(Target::new("b", "127.0.0.1:8081")?)
+//!     .build()?;
+//! let balance = Balance::new(group, |_t: &Target| {
+//!     service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
+//! });
+//!
+//! // Ask for any target but `a`.
+//! let mut req = Request::new(());
+//! req.extensions_mut().insert(AvoidTargets::from_iter(["a".into()]));
+//! let rsp = balance.oneshot(req).await?;
+//! assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().target().as_str(), "b");
+//! # Ok(()) }
+//! ```
+
+pub mod body;
+pub mod error;
+mod extensions;
+pub mod future;
+mod layer;
+mod service;
+
+pub use self::extensions::{AvoidTargets, ServedBy};
+pub use self::layer::BalanceLayer;
+pub use self::service::{Balance, MakeTarget};

@@ -1,0 +1,253 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::{InFlight, TrackedBody};
+use super::error::NoAvailableTarget;
+use super::future::ResponseFuture;
+use super::{AvoidTargets, BalanceLayer, ServedBy};
+use crate::error::BoxError;
+use crate::target::{Snapshot, Target, TargetGroup, TargetId};
+
+/// How many times a pick is retried when the picked target filled up in the meantime.
+const ACQUIRE_TRIES: usize = 3;
+
+/// Makes the service that sends requests to one target.
+///
+/// Implemented for every `Fn(&Target) -> S`. Called once per target when it joins the group
+/// (and again if it is replaced), off the request path.
+pub trait MakeTarget<S>: Send + Sync + 'static {
+    /// The service for `target`.
+    fn make_target(&self, target: &Target) -> S;
+}
+
+impl<F, S> MakeTarget<S> for F
+where
+    F: Fn(&Target) -> S + Send + Sync + 'static,
+{
+    fn make_target(&self, target: &Target) -> S {
+        self(target)
+    }
+}
+
+/// Load-balances HTTP requests over a [`TargetGroup`].
+///
+/// Each request is matched to a target in [`call`](Service::call) (so request-aware algorithms
+/// can see it): the group's algorithm picks among the targets that are available now, the
+/// picked target's service is driven ready-then-call inside the returned future, and the
+/// response comes back tagged with [`ServedBy`] and with a body that keeps the request counted
+/// as in flight until it ends.
+///
+/// `Balance` is always ready, `Clone + Send + Sync`, and shares its state behind an `Arc`, so it
+/// needs no `Buffer`. With no available target it fails at once with
+/// [`NoAvailableTarget`]; an error from a target's service fails that request only (the target
+/// stays in the group). Map errors to responses with [`crate::http::ErrorResponseLayer`].
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceExt};
+/// use tower_lb::balance::{Balance, ServedBy};
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let group = TargetGroup::builder("echo")
+///     .target(Target::new("a", "127.0.0.1:8080")?)
+///     .target(Target::new("b", "127.0.0.1:8081")?)
+///     .build()?;
+///
+/// // One service per target; here a stub that answers with the target's id.
+/// let balance = Balance::new(group, |t: &Target| {
+///     let id = t.id().to_string();
+///     service_fn(move |_req: Request<String>| {
+///         let id = id.clone();
+///         async move { Ok::<_, Infallible>(Response::new(id)) }
+///     })
+/// });
+///
+/// let rsp = balance.oneshot(Request::new(String::new())).await?;
+/// assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().target().as_str(), "a");
+/// # Ok(()) }
+/// ```
+pub struct Balance<S> {
+    shared: Arc<Shared<S>>,
+}
+
+struct Shared<S> {
+    group: TargetGroup,
+    maker: Box<dyn MakeTarget<S>>,
+    services: ArcSwap<Services<S>>,
+    sync: Mutex<()>,
+}
+
+/// The per-target services for one snapshot version, indexed like the snapshot.
+struct Services<S> {
+    version: u64,
+    targets: Box<[Arc<Target>]>,
+    list: Box<[S]>,
+}
+
+impl<S> Clone for Balance<S> {
+    fn clone(&self) -> Self {
+        Balance {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Balance<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Balance")
+            .field("group", &self.shared.group)
+            .finish()
+    }
+}
+
+impl<S: Clone + 'static> Balance<S> {
+    /// A balancer over `group`; `make` builds the service for each target.
+    pub fn new<F>(group: TargetGroup, make: F) -> Self
+    where
+        F: Fn(&Target) -> S + Send + Sync + 'static,
+    {
+        Balance::with_maker(group, make)
+    }
+
+    /// A balancer over `group` with a [`MakeTarget`] implementation.
+    pub fn with_maker(group: TargetGroup, maker: impl MakeTarget<S>) -> Self {
+        let snap = group.snapshot();
+        let services = Services {
+            version: snap.version,
+            targets: snap.entries.iter().map(|e| e.target.clone()).collect(),
+            list: snap
+                .entries
+                .iter()
+                .map(|e| maker.make_target(&e.target))
+                .collect(),
+        };
+        drop(snap);
+        Balance {
+            shared: Arc::new(Shared {
+                group,
+                maker: Box::new(maker),
+                services: ArcSwap::from_pointee(services),
+                sync: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// A [`BalanceLayer`] over `group`.
+    pub fn layer(group: TargetGroup) -> BalanceLayer {
+        BalanceLayer::new(group)
+    }
+
+    /// The group this balancer picks from.
+    pub fn group(&self) -> &TargetGroup {
+        &self.shared.group
+    }
+
+    /// Brings the service table up to the group's latest snapshot, keeping existing services.
+    #[cold]
+    fn sync(&self) -> (Arc<Snapshot>, Arc<Services<S>>) {
+        let _lock = self.shared.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let snap = self.shared.group.snapshot_full();
+        let old = self.shared.services.load_full();
+        if old.version == snap.version {
+            return (snap, old);
+        }
+        let by_id: HashMap<&TargetId, (&Arc<Target>, &S)> = old
+            .targets
+            .iter()
+            .zip(old.list.iter())
+            .map(|(t, s)| (t.id(), (t, s)))
+            .collect();
+        let list = snap
+            .entries
+            .iter()
+            .map(|e| match by_id.get(e.target.id()) {
+                // Same id at the same address: keep the service (and its connections).
+                Some((t, svc)) if t.address() == e.target.address() => (*svc).clone(),
+                _ => self.shared.maker.make_target(&e.target),
+            })
+            .collect();
+        let new = Arc::new(Services {
+            version: snap.version,
+            targets: snap.entries.iter().map(|e| e.target.clone()).collect(),
+            list,
+        });
+        self.shared.services.store(new.clone());
+        (snap, new)
+    }
+
+    #[inline]
+    fn dispatch<B>(
+        &self,
+        snap: &Snapshot,
+        services: &Services<S>,
+        req: Request<B>,
+    ) -> ResponseFuture<S, Request<B>>
+    where
+        S: Service<Request<B>>,
+    {
+        let avoid = req.extensions().get::<AvoidTargets>();
+        let mut chosen = None;
+        for _ in 0..ACQUIRE_TRIES {
+            let Some(i) = snap.pick(None, avoid) else {
+                break;
+            };
+            let e = &snap.entries[i];
+            if e.state.try_acquire(e.target.max_conns()) {
+                chosen = Some(i);
+                break;
+            }
+        }
+        let Some(i) = chosen else {
+            tracing::trace!(group = %self.shared.group.name(), "no available target");
+            return ResponseFuture::failed(Box::new(NoAvailableTarget::new(
+                self.shared.group.name_arc().clone(),
+            )));
+        };
+        let e = &snap.entries[i];
+        tracing::trace!(group = %self.shared.group.name(), target = %e.target.id(), "picked");
+        let guard = InFlight::acquired(e.state.clone());
+        let served_by = ServedBy::new(self.shared.group.name_arc().clone(), e.target.id().clone());
+        let classifier = self.shared.group.classifier().cloned();
+        ResponseFuture::new(services.list[i].clone(), req, guard, served_by, classifier)
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Balance<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + 'static,
+    S::Error: Into<BoxError>,
+    RB: Body,
+{
+    type Response = Response<TrackedBody<RB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Request<B>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is per target and checked after the pick, inside the future.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let snap = self.shared.group.snapshot();
+        let services = self.shared.services.load();
+        if services.version == snap.version {
+            self.dispatch(&snap, &services, req)
+        } else {
+            drop(services);
+            drop(snap);
+            let (snap, services) = self.sync();
+            self.dispatch(&snap, &services, req)
+        }
+    }
+}

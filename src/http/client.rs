@@ -1,0 +1,207 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{self, Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::SetTarget;
+use crate::balance::MakeTarget;
+use crate::error::{BoxError, ConnectFailed};
+use crate::target::Target;
+
+/// A pooled HTTP/1 client (hyper-util) for sending requests to targets.
+///
+/// One client holds one connection pool for every target; clone it freely. As a
+/// [`MakeTarget`] it gives each target a [`SetTarget`] around itself, so
+/// `Balance::with_maker(group, HttpClient::new())` sends each request to the picked target's
+/// address, keeping path and query.
+///
+/// # Examples
+///
+/// ```no_run
+/// use tower::ServiceExt;
+/// use tower_lb::balance::Balance;
+/// use tower_lb::http::HttpClient;
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:8080")?).build()?;
+/// let balance = Balance::with_maker(group, HttpClient::<String>::new());
+/// let rsp = balance.oneshot(http::Request::get("/health").body(String::new())?).await?;
+/// println!("{}", rsp.status());
+/// # Ok(()) }
+/// ```
+pub struct HttpClient<B> {
+    client: Client<HttpConnector, B>,
+    preserve_host: bool,
+}
+
+impl<B> Clone for HttpClient<B> {
+    fn clone(&self) -> Self {
+        HttpClient {
+            client: self.client.clone(),
+            preserve_host: self.preserve_host,
+        }
+    }
+}
+
+impl<B> fmt::Debug for HttpClient<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+impl<B> Default for HttpClient<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+{
+    fn default() -> Self {
+        HttpClient::new()
+    }
+}
+
+impl<B> HttpClient<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+{
+    /// A client with the default settings: connect timeout 5 s, idle connections kept 90 s,
+    /// `TCP_NODELAY` on.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a client.
+    pub fn builder() -> HttpClientBuilder {
+        HttpClientBuilder {
+            connect_timeout: Some(Duration::from_secs(5)),
+            pool_idle_timeout: Some(Duration::from_secs(90)),
+            pool_max_idle_per_host: usize::MAX,
+            preserve_host: false,
+        }
+    }
+}
+
+/// Configures an [`HttpClient`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HttpClientBuilder {
+    connect_timeout: Option<Duration>,
+    pool_idle_timeout: Option<Duration>,
+    pool_max_idle_per_host: usize,
+    preserve_host: bool,
+}
+
+impl HttpClientBuilder {
+    /// How long a connection attempt may take (`None`: no limit). A connect failure happens
+    /// before anything is sent, so it is always safe to retry.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an idle pooled connection is kept (`None`: forever).
+    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// The most idle connections kept per target.
+    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+        self.pool_max_idle_per_host = max;
+        self
+    }
+
+    /// Keeps the client's `Host` header rather than setting it to the target's address.
+    pub fn preserve_host(mut self, preserve: bool) -> Self {
+        self.preserve_host = preserve;
+        self
+    }
+
+    /// Builds the client. Requests are driven on the current Tokio runtime.
+    pub fn build<B>(self) -> HttpClient<B>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+    {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(self.connect_timeout);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle_per_host)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
+        HttpClient {
+            client,
+            preserve_host: self.preserve_host,
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for HttpClient<B>
+where
+    B: Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = HttpClientFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        HttpClientFuture {
+            inner: self.client.request(req),
+        }
+    }
+}
+
+impl<B> MakeTarget<SetTarget<HttpClient<B>>> for HttpClient<B>
+where
+    B: Send + 'static,
+{
+    fn make_target(&self, target: &Target) -> SetTarget<HttpClient<B>> {
+        SetTarget::new(self.clone(), target).preserve_host(self.preserve_host)
+    }
+}
+
+pin_project! {
+    /// The future of [`HttpClient`].
+    pub struct HttpClientFuture {
+        #[pin]
+        inner: legacy::ResponseFuture,
+    }
+}
+
+impl fmt::Debug for HttpClientFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClientFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for HttpClientFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map_err(|e| {
+            if e.is_connect() {
+                Box::new(ConnectFailed::new(e)) as BoxError
+            } else {
+                Box::new(e) as BoxError
+            }
+        })
+    }
+}

@@ -1,0 +1,314 @@
+use std::convert::Infallible;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::balance::error::NoAvailableTarget;
+use crate::error::{BoxError, is_caused_by};
+
+/// The status for an error of this crate (or of tower's timeout): `503` when nothing could
+/// take the request, `504` on a timeout, `502` for anything else (an upstream failure).
+///
+/// # Examples
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_lb::balance::error::NoAvailableTarget;
+/// use tower_lb::http::status_for_error;
+///
+/// assert_eq!(status_for_error(&NoAvailableTarget::new("api")), StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(status_for_error(&std::io::Error::other("reset")), StatusCode::BAD_GATEWAY);
+/// ```
+pub fn status_for_error(err: &(dyn Error + 'static)) -> StatusCode {
+    if is_caused_by::<NoAvailableTarget>(err) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if is_caused_by::<tower::timeout::error::Elapsed>(err) {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    }
+}
+
+/// A short response for `err`: the status from [`status_for_error`] and a fixed one-line body.
+///
+/// The body never contains the error's text, which may name a backend address.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::balance::error::NoAvailableTarget;
+/// use tower_lb::http::{error_response, ResponseBody};
+///
+/// let rsp = error_response::<ResponseBody<String>>(&NoAvailableTarget::new("api"));
+/// assert_eq!(rsp.status(), 503);
+/// ```
+pub fn error_response<B>(err: &(dyn Error + 'static)) -> Response<ResponseBody<B>> {
+    let status = status_for_error(err);
+    let text: &'static str = match status {
+        StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
+        StatusCode::GATEWAY_TIMEOUT => "gateway timeout\n",
+        _ => "bad gateway\n",
+    };
+    tracing::debug!(%status, error = %err, "error mapped to a response");
+    let mut rsp = Response::new(ResponseBody::full(Bytes::from_static(text.as_bytes())));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    rsp
+}
+
+pin_project! {
+    /// A response body that is either the inner service's body or a short error message.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Wraps the inner service's body.
+    pub fn new(body: B) -> Self {
+        ResponseBody {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    /// A body holding `data`.
+    pub fn full(data: Bytes) -> Self {
+        ResponseBody {
+            kind: Kind::Full {
+                data: Some(data).filter(|d| !d.is_empty()),
+            },
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Inner { .. } => f.write_str("ResponseBody::Inner"),
+            Kind::Full { data } => f.debug_tuple("ResponseBody::Full").field(data).finish(),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+/// Turns every error of the wrapped service into a response (see [`error_response`]), so the
+/// stack's error type becomes [`Infallible`], as `axum::Router::route_service` requires.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_lb::balance::Balance;
+/// use tower_lb::http::ErrorResponseLayer;
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let empty = TargetGroup::new("api");
+/// let balance = Balance::new(empty, |_t: &Target| {
+///     service_fn(|_r: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) })
+/// });
+/// let svc = ServiceBuilder::new().layer(ErrorResponseLayer::new()).service(balance);
+/// let rsp: Response<_> = svc.oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(rsp.status(), 503);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ErrorResponseLayer {
+    _p: (),
+}
+
+impl ErrorResponseLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        ErrorResponseLayer { _p: () }
+    }
+}
+
+impl<S> Layer<S> for ErrorResponseLayer {
+    type Service = ErrorResponse<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorResponse::new(inner)
+    }
+}
+
+/// Maps errors to responses; see [`ErrorResponseLayer`].
+#[derive(Debug)]
+pub struct ErrorResponse<S> {
+    inner: S,
+    ready_error: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for ErrorResponse<S> {
+    fn clone(&self) -> Self {
+        ErrorResponse {
+            inner: self.inner.clone(),
+            ready_error: None,
+        }
+    }
+}
+
+impl<S> ErrorResponse<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        ErrorResponse {
+            inner,
+            ready_error: None,
+        }
+    }
+
+    /// A [`ErrorResponseLayer`].
+    pub fn layer() -> ErrorResponseLayer {
+        ErrorResponseLayer::new()
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req, B> Service<Req> for ErrorResponse<S>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<B>>;
+    type Error = Infallible;
+    type Future = ErrorResponseFuture<S::Future, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.ready_error.is_none() {
+            if let Err(e) = ready!(self.inner.poll_ready(cx)) {
+                // Answer the next call with this error instead of failing the stack.
+                self.ready_error = Some(e.into());
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.ready_error.take() {
+            Some(e) => ErrorResponseFuture {
+                state: State::Ready {
+                    rsp: Some(error_response(&*e)),
+                },
+            },
+            None => ErrorResponseFuture {
+                state: State::Inner {
+                    fut: self.inner.call(req),
+                },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`ErrorResponse`].
+    pub struct ErrorResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Inner { #[pin] fut: F },
+        Ready { rsp: Option<Response<ResponseBody<B>>> },
+    }
+}
+
+impl<F, B> fmt::Debug for ErrorResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorResponseFuture")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ErrorResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<ResponseBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { fut } => Poll::Ready(Ok(match ready!(fut.poll(cx)) {
+                Ok(rsp) => rsp.map(ResponseBody::new),
+                Err(e) => {
+                    let e: BoxError = e.into();
+                    error_response(&*e)
+                }
+            })),
+            StateProj::Ready { rsp } => Poll::Ready(Ok(rsp.take().unwrap_or_else(|| {
+                error_response(&std::io::Error::other("polled after completion"))
+            }))),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Embeddable, tower-native load balancing.
+//!
+//! tower-lb gives an application, in-process, what otherwise sits in an nginx, HAProxy or
+//! Envoy in front of its backends: [target groups](target) with weights and admin state,
+//! selection [algorithms](algorithm) behind one public trait, [discovery](discover) streams,
+//! and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder` and
+//! `axum::Router::route_service`.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tower::{service_fn, ServiceExt};
+//! use tower_lb::algorithm::SmoothWeightedRoundRobin;
+//! use tower_lb::balance::{Balance, ServedBy};
+//! use tower_lb::target::{Target, TargetGroup};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+//! let group = TargetGroup::builder("api")
+//!     .algorithm(SmoothWeightedRoundRobin::new())
+//!     .target(Target::builder("big", "10.0.0.1:80").weight(3).build()?)
+//!     .target(Target::builder("small", "10.0.0.2:80").weight(1).build()?)
+//!     .build()?;
+//! let balance = Balance::new(group, |_t: &Target| {
+//!     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
+//! });
+//!
+//! let mut big = 0;
+//! for _ in 0..4 {
+//!     let rsp = balance.clone().oneshot(Request::new(())).await?;
+//!     big += (rsp.extensions().get::<ServedBy>().unwrap().target().as_str() == "big") as u32;
+//! }
+//! assert_eq!(big, 3);
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `hyper`: [`http::HttpClient`], a pooled hyper-util client to send requests to targets.
+//! - `full`: everything.
+//!
+//! See `docs/architecture.md` in the repository for the model and the path of one request.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod algorithm;
+pub mod balance;
+pub mod classify;
+pub mod discover;
+pub mod error;
+pub mod http;
+pub mod target;
+
+pub use crate::error::BoxError;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
