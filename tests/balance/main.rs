@@ -1,0 +1,651 @@
+//! Integration tests for `Balance`: tower-test mocks, real loopback backends, churn.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_lb::algorithm::{LeastConnections, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom};
+use tower_lb::balance::error::NoAvailableTarget;
+use tower_lb::balance::{AvoidTargets, Balance, BalanceLayer, ServedBy};
+use tower_lb::discover::{self, Change};
+use tower_lb::error::is_caused_by;
+use tower_lb::http::{ErrorResponseLayer, HttpClient};
+use tower_lb::target::{AdminState, Target, TargetGroup};
+use tower_test::mock;
+
+type Mock = mock::Mock<Request<&'static str>, Response<String>>;
+type Handle = mock::Handle<Request<&'static str>, Response<String>>;
+
+fn target(id: &str) -> Target {
+    Target::new(id, "127.0.0.1:1").unwrap()
+}
+
+/// A balancer whose targets are tower-test mocks, one per id.
+fn mocked(group: TargetGroup, ids: &[&str]) -> (Balance<Mock>, HashMap<String, Handle>) {
+    let mut mocks = HashMap::new();
+    let mut handles = HashMap::new();
+    for id in ids {
+        let (m, h) = mock::pair();
+        mocks.insert(id.to_string(), m);
+        handles.insert(id.to_string(), h);
+    }
+    let balance = Balance::new(group, move |t: &Target| mocks[t.id().as_str()].clone());
+    (balance, handles)
+}
+
+/// A balancer whose targets answer at once with their own id.
+fn echo(
+    group: TargetGroup,
+) -> Balance<impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone> {
+    Balance::new(group, |t: &Target| {
+        let id = t.id().to_string();
+        service_fn(move |_r: Request<()>| {
+            let id = id.clone();
+            async move { Ok::<_, Infallible>(Response::new(id)) }
+        })
+    })
+}
+
+fn served(rsp: &Response<impl Sized>) -> String {
+    rsp.extensions()
+        .get::<ServedBy>()
+        .expect("served-by")
+        .target()
+        .to_string()
+}
+
+async fn pick<S>(b: &Balance<S>) -> Result<String, tower_lb::BoxError>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone + 'static,
+{
+    b.clone()
+        .oneshot(Request::new(()))
+        .await
+        .map(|r| served(&r))
+}
+
+#[tokio::test(start_paused = true)]
+async fn mock_target_receives_request_and_response_is_tagged() {
+    let group = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let (balance, mut handles) = mocked(group.clone(), &["a"]);
+    let h = handles.get_mut("a").unwrap();
+    h.allow(1);
+    let fut = tokio::spawn(balance.oneshot(Request::new("hello")));
+    let (req, send) = h.next_request().await.unwrap();
+    assert_eq!(*req.body(), "hello");
+    assert_eq!(group.stats()[0].in_flight(), 1);
+    send.send_response(Response::new("world".to_string()));
+    let rsp = fut.await.unwrap().unwrap();
+    assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().group(), "g");
+    assert_eq!(served(&rsp), "a");
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "world");
+    assert_eq!(group.stats()[0].in_flight(), 0);
+    assert_eq!(group.stats()[0].requests(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn target_readiness_is_awaited_inside_the_future() {
+    let group = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let (balance, mut handles) = mocked(group.clone(), &["a"]);
+    let h = handles.get_mut("a").unwrap();
+    h.allow(0);
+    let mut fut = tokio_test::task::spawn(balance.oneshot(Request::new("x")));
+    assert!(fut.poll().is_pending());
+    // Waiting for readiness counts as load.
+    assert_eq!(group.stats()[0].in_flight(), 1);
+    h.allow(1);
+    assert!(fut.poll().is_pending());
+    let (_req, send) = h.next_request().await.unwrap();
+    send.send_response(Response::new(String::new()));
+    assert!(fut.await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_lasts_until_the_body_ends() {
+    let group = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    let balance = Balance::new(group.clone(), move |_t: &Target| {
+        let rx = rx.clone();
+        service_fn(move |_r: Request<()>| {
+            let rx = rx.lock().unwrap().take().expect("one request");
+            async move {
+                let stream = tokio_stream_from(rx);
+                Ok::<_, Infallible>(Response::new(StreamBody::new(stream)))
+            }
+        })
+    });
+    let rsp = balance.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(
+        group.stats()[0].in_flight(),
+        1,
+        "head received, body still streaming"
+    );
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"part"))))
+        .await
+        .unwrap();
+    drop(tx);
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "part");
+    assert_eq!(group.stats()[0].in_flight(), 0);
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_core::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_response_releases_in_flight() {
+    let group = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let balance = echo(group.clone());
+    let rsp = balance.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(group.stats()[0].in_flight(), 1);
+    drop(rsp);
+    assert_eq!(group.stats()[0].in_flight(), 0);
+    // A future dropped before completion releases too.
+    let (balance, _handles) = mocked(group.clone(), &["a"]);
+    let fut = balance.oneshot(Request::new("x"));
+    drop(fut);
+    assert_eq!(group.stats()[0].in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_available_target_fails_at_once() {
+    let group = TargetGroup::builder("g")
+        .targets([target("a"), target("b")])
+        .build()
+        .unwrap();
+    group.set_admin(&"a".into(), AdminState::Disabled).unwrap();
+    group.set_admin(&"b".into(), AdminState::Draining).unwrap();
+    let mut balance = echo(group.clone());
+    let fut = balance.call(Request::new(()));
+    // Resolves on the first poll: never a hang.
+    let err = fut.now_or_never().expect("ready at once").unwrap_err();
+    assert!(is_caused_by::<NoAvailableTarget>(&*err));
+    assert_eq!(err.to_string(), "no available target in group `g`");
+
+    let empty = echo(TargetGroup::new("empty"));
+    assert!(pick(&empty).await.is_err());
+
+    group.set_admin(&"b".into(), AdminState::Enabled).unwrap();
+    assert_eq!(pick(&echo(group)).await.unwrap(), "b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn avoid_targets_is_honoured_while_another_is_available() {
+    let group = TargetGroup::builder("g")
+        .algorithm(RoundRobin::new())
+        .targets([target("a"), target("b"), target("c")])
+        .build()
+        .unwrap();
+    let balance = echo(group.clone());
+    for _ in 0..9 {
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(AvoidTargets::from_iter(["a".into(), "b".into()]));
+        let rsp = balance.clone().oneshot(req).await.unwrap();
+        assert_eq!(served(&rsp), "c");
+    }
+    // With everything avoided, the request still goes somewhere rather than failing.
+    let mut req = Request::new(());
+    req.extensions_mut().insert(AvoidTargets::from_iter([
+        "a".into(),
+        "b".into(),
+        "c".into(),
+    ]));
+    assert!(balance.clone().oneshot(req).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn backups_only_when_no_primary_is_available() {
+    let group = TargetGroup::builder("g")
+        .targets([
+            target("p1"),
+            target("p2"),
+            Target::builder("backup", "127.0.0.1:1")
+                .backup(true)
+                .build()
+                .unwrap(),
+        ])
+        .build()
+        .unwrap();
+    let balance = echo(group.clone());
+    for _ in 0..20 {
+        assert_ne!(pick(&balance).await.unwrap(), "backup");
+    }
+    group.set_admin(&"p1".into(), AdminState::Disabled).unwrap();
+    for _ in 0..5 {
+        assert_eq!(pick(&balance).await.unwrap(), "p2");
+    }
+    group.set_admin(&"p2".into(), AdminState::Draining).unwrap();
+    assert_eq!(pick(&balance).await.unwrap(), "backup");
+    group.set_admin(&"p2".into(), AdminState::Enabled).unwrap();
+    assert_eq!(pick(&balance).await.unwrap(), "p2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_targets_are_skipped() {
+    let group = TargetGroup::builder("g")
+        .algorithm(RoundRobin::new())
+        .targets([
+            Target::builder("small", "127.0.0.1:1")
+                .max_conns(1)
+                .build()
+                .unwrap(),
+            Target::builder("big", "127.0.0.1:1")
+                .max_conns(2)
+                .build()
+                .unwrap(),
+        ])
+        .build()
+        .unwrap();
+    let balance = echo(group.clone());
+    // Hold responses (and so their in-flight counts) open.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(balance.clone().oneshot(Request::new(())).await.unwrap());
+    }
+    let mut counts = HashMap::new();
+    for r in &held {
+        *counts.entry(served(r)).or_insert(0) += 1;
+    }
+    assert_eq!(counts["small"], 1);
+    assert_eq!(counts["big"], 2);
+    let err = balance.clone().oneshot(Request::new(())).await.unwrap_err();
+    assert!(is_caused_by::<NoAvailableTarget>(&*err));
+    held.pop();
+    assert!(balance.oneshot(Request::new(())).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn removing_a_target_does_not_cancel_its_in_flight_request() {
+    let group = TargetGroup::builder("g")
+        .targets([target("a"), target("b")])
+        .build()
+        .unwrap();
+    let (balance, mut handles) = mocked(group.clone(), &["a", "b"]);
+    for h in handles.values_mut() {
+        h.allow(1);
+    }
+    let fut = tokio::spawn(balance.clone().oneshot(Request::new("x")));
+    // Whichever target got it, remove that one while the request is in flight.
+    let mut ha = handles.remove("a").unwrap();
+    let mut hb = handles.remove("b").unwrap();
+    let (victim, send) = tokio::select! {
+        r = ha.next_request() => ("a", r.unwrap().1),
+        r = hb.next_request() => ("b", r.unwrap().1),
+    };
+    group.remove(&victim.into()).unwrap();
+    send.send_response(Response::new("done".into()));
+    let rsp = fut.await.unwrap().unwrap();
+    assert_eq!(served(&rsp), victim);
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "done");
+    // New requests go to the remaining target only.
+    let other = if victim == "a" { "b" } else { "a" };
+    let fut = tokio::spawn(balance.oneshot(Request::new("y")));
+    let h = if other == "a" { &mut ha } else { &mut hb };
+    let (_r, send) = h.next_request().await.unwrap();
+    send.send_response(Response::new(String::new()));
+    assert_eq!(served(&fut.await.unwrap().unwrap()), other);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_error_fails_that_request_only() {
+    let group = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let (balance, mut handles) = mocked(group.clone(), &["a"]);
+    let h = handles.get_mut("a").unwrap();
+    h.allow(2);
+    let fut = tokio::spawn(balance.clone().oneshot(Request::new("1")));
+    let (_r, send) = h.next_request().await.unwrap();
+    send.send_error(std::io::Error::other("reset by peer"));
+    assert!(fut.await.unwrap().is_err());
+    assert_eq!(group.stats()[0].failures(), 1);
+    assert_eq!(group.len(), 1, "an erroring target stays in the group");
+    let fut = tokio::spawn(balance.oneshot(Request::new("2")));
+    let (_r, send) = h.next_request().await.unwrap();
+    send.send_response(Response::new(String::new()));
+    assert!(fut.await.unwrap().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn discovery_updates_are_applied() {
+    let group = TargetGroup::new("g");
+    let balance = echo(group.clone());
+    let (tx, rx) = discover::channel(8);
+    group.attach(rx).unwrap();
+    tx.insert(target("a")).await.unwrap();
+    tx.send(Change::from(tower::discover::Change::Insert(
+        "b",
+        target("b"),
+    )))
+    .await
+    .unwrap();
+    tx.remove("a".into()).await.unwrap();
+    for _ in 0..100 {
+        if group
+            .targets()
+            .iter()
+            .map(|t| t.id().to_string())
+            .collect::<Vec<_>>()
+            == ["b"]
+        {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(pick(&balance).await.unwrap(), "b");
+    group.attach(discover::static_list([target("c")])).unwrap();
+    for _ in 0..100 {
+        if group.len() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(group.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn burst_of_changes_is_coalesced() {
+    let group = TargetGroup::new("g");
+    let (tx, rx) = discover::channel(256);
+    for i in 0..200 {
+        tx.insert(target(&format!("t{i:03}"))).await.unwrap();
+    }
+    let before = group.version();
+    group.attach(rx).unwrap();
+    for _ in 0..100 {
+        if group.len() == 200 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(group.len(), 200);
+    assert_eq!(
+        group.version(),
+        before + 1,
+        "200 queued changes, one snapshot"
+    );
+}
+
+#[tokio::test]
+async fn real_backends_get_exact_weighted_shares() {
+    let backends = [
+        support::backend("a").await,
+        support::backend("b").await,
+        support::backend("c").await,
+    ];
+    let group = TargetGroup::builder("real")
+        .algorithm(SmoothWeightedRoundRobin::new())
+        .targets(
+            ["a", "b", "c"]
+                .iter()
+                .zip([5, 3, 1])
+                .zip(&backends)
+                .map(|((id, w), b)| Target::builder(*id, b.addr).weight(w).build().unwrap()),
+        )
+        .build()
+        .unwrap();
+    let balance = Balance::with_maker(group.clone(), HttpClient::<Empty<Bytes>>::new());
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..90 {
+        let rsp = balance
+            .clone()
+            .oneshot(Request::get("/").body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        let id = served(&rsp);
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            body,
+            id.as_bytes(),
+            "the body comes from the backend named in ServedBy"
+        );
+        *counts.entry(id).or_default() += 1;
+    }
+    assert_eq!((counts["a"], counts["b"], counts["c"]), (50, 30, 10));
+    assert!(group.stats().iter().all(|s| s.in_flight() == 0));
+}
+
+#[tokio::test]
+async fn errors_map_to_short_responses_without_addresses() {
+    let refused = support::refused_addr().await;
+    let group = TargetGroup::builder("g")
+        .target(Target::new("dead", refused).unwrap())
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .service(Balance::with_maker(
+            group.clone(),
+            HttpClient::<Empty<Bytes>>::new(),
+        ));
+    let rsp = svc
+        .clone()
+        .oneshot(Request::get("/").body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains(&refused.port().to_string()),
+        "{text}"
+    );
+    assert_eq!(group.stats()[0].failures(), 1);
+
+    group
+        .set_admin(&"dead".into(), AdminState::Disabled)
+        .unwrap();
+    let rsp = svc
+        .oneshot(Request::get("/").body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn balance_layer_with_shared_client_and_axum() {
+    let backend = support::backend("only").await;
+    let group = TargetGroup::builder("api")
+        .target(Target::new("only", backend.addr).unwrap())
+        .build()
+        .unwrap();
+    let client = HttpClient::<axum::body::Body>::new();
+    let svc = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(BalanceLayer::new(group))
+        .service(client);
+    let app = axum::Router::new().route_service("/api", svc);
+    let rsp = app
+        .oneshot(
+            Request::get("/api")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), StatusCode::OK);
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "only");
+}
+
+#[test]
+fn balance_future_and_layer_are_send_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn clone<T: Clone>() {}
+    type Svc = tower_lb::http::SetTarget<HttpClient<Empty<Bytes>>>;
+    send_sync::<Balance<Svc>>();
+    clone::<Balance<Svc>>();
+    send_sync::<BalanceLayer>();
+    clone::<BalanceLayer>();
+    send_sync::<TargetGroup>();
+    fn send<T: Send>(_: &T) {}
+    let group = TargetGroup::new("g");
+    let mut b = Balance::with_maker(group, HttpClient::<Empty<Bytes>>::new());
+    let fut = b.call(Request::new(Empty::new()));
+    send(&fut);
+    fn sync_future<T: Sync>(_: &T) {}
+    sync_future(&fut);
+}
+
+/// 100 000 random insert / remove / admin steps on one thread while another picks without pause.
+/// Target ids are never reused, so a removal is final: once `remove` has returned (the snapshot
+/// without the target is published), no pick that starts afterwards may return it.
+#[test]
+fn churn_stress() {
+    const STEPS: usize = 100_000;
+    let group = TargetGroup::builder("churn")
+        .algorithm(LeastConnections::new().seed(1))
+        .targets((0..8).map(|i| target(&format!("init{i}"))))
+        .build()
+        .unwrap();
+    let removed: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let picker = {
+        let group = group.clone();
+        let removed = removed.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut balance = echo(group);
+            let (mut picks, mut misses) = (0u64, 0u64);
+            let started = std::time::SystemTime::now();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                assert!(
+                    started.elapsed().unwrap() < Duration::from_secs(120),
+                    "bounded in time"
+                );
+                let removed_before: HashSet<String> = removed.lock().unwrap().clone();
+                match balance
+                    .call(Request::new(()))
+                    .now_or_never()
+                    .expect("immediate")
+                {
+                    Ok(rsp) => {
+                        let id = served(&rsp);
+                        assert!(
+                            !removed_before.contains(&id),
+                            "picked `{id}` after its removal was published"
+                        );
+                        picks += 1;
+                    }
+                    Err(e) => {
+                        assert!(is_caused_by::<NoAvailableTarget>(&*e));
+                        misses += 1;
+                    }
+                }
+            }
+            (picks, misses)
+        })
+    };
+
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live: Vec<String> = (0..8).map(|i| format!("init{i}")).collect();
+    for step in 0..STEPS {
+        match next() % 4 {
+            0 | 1 if live.len() < 32 => {
+                let id = format!("t{step}");
+                let w = (next() % 5 + 1) as u32;
+                group.insert(
+                    Target::builder(id.as_str(), "127.0.0.1:1")
+                        .weight(w)
+                        .build()
+                        .unwrap(),
+                );
+                live.push(id);
+            }
+            0..=2 if !live.is_empty() => {
+                let id = live.swap_remove((next() % live.len() as u64) as usize);
+                group.remove(&id.as_str().into()).unwrap();
+                removed.lock().unwrap().insert(id);
+            }
+            _ if !live.is_empty() => {
+                let id = &live[(next() % live.len() as u64) as usize];
+                let admin = [
+                    AdminState::Enabled,
+                    AdminState::Draining,
+                    AdminState::Disabled,
+                ][(next() % 3) as usize];
+                group.set_admin(&id.as_str().into(), admin).unwrap();
+            }
+            _ => {}
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let (picks, misses) = picker.join().expect("picker thread must not panic");
+    assert!(
+        picks > 0,
+        "the picker made progress ({picks} picks, {misses} misses)"
+    );
+    assert_eq!(group.len(), live.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn weighted_random_and_least_conn_spread_by_weight() {
+    for algo in [0, 1] {
+        let builder = TargetGroup::builder("g").targets([
+            Target::builder("heavy", "127.0.0.1:1")
+                .weight(3)
+                .build()
+                .unwrap(),
+            Target::builder("light", "127.0.0.1:1")
+                .weight(1)
+                .build()
+                .unwrap(),
+        ]);
+        let group = if algo == 0 {
+            builder
+                .algorithm(WeightedRandom::new().seed(7))
+                .build()
+                .unwrap()
+        } else {
+            builder
+                .algorithm(LeastConnections::new().seed(7))
+                .build()
+                .unwrap()
+        };
+        let balance = echo(group);
+        let mut heavy = 0;
+        for _ in 0..4000 {
+            heavy += usize::from(pick(&balance).await.unwrap() == "heavy");
+        }
+        // Expected 3000; binomial sd ≈ 27, so ±200 is over 7 sd.
+        assert!(
+            (2800..=3200).contains(&heavy),
+            "algo {algo}: heavy got {heavy} of 4000"
+        );
+    }
+}
