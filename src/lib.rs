@@ -51,6 +51,6 @@ pub mod target;
 
 pub use crate::error::BoxError;
 
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "hyper"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

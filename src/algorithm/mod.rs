@@ -67,6 +67,8 @@ mod random;
 mod rng;
 mod round_robin;
 mod smooth;
+#[cfg(test)]
+mod tests;
 
 pub use self::least_conn::LeastConnections;
 pub use self::random::WeightedRandom;
