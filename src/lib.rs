@@ -40,6 +40,7 @@
 //!
 //! See `docs/architecture.md` in the repository for the model and the path of one request.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 pub mod algorithm;
 pub mod balance;

@@ -48,7 +48,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         svc: S,
         req: Req,
         guard: InFlight,
-        served_by: ServedBy,
+        served_by: Option<ServedBy>,
         classifier: Option<Arc<dyn Classify>>,
     ) -> Self {
         ResponseFuture {
@@ -57,7 +57,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
                 req: Some(req),
             },
             guard: Some(guard),
-            served_by: Some(served_by),
+            served_by,
             classifier,
         }
     }

@@ -79,6 +79,7 @@ where
 /// ```
 pub struct Balance<S> {
     shared: Arc<Shared<S>>,
+    served_by: bool,
 }
 
 struct Shared<S> {
@@ -99,6 +100,7 @@ impl<S> Clone for Balance<S> {
     fn clone(&self) -> Self {
         Balance {
             shared: self.shared.clone(),
+            served_by: self.served_by,
         }
     }
 }
@@ -140,7 +142,18 @@ impl<S: Clone + 'static> Balance<S> {
                 services: ArcSwap::from_pointee(services),
                 sync: Mutex::new(()),
             }),
+            served_by: true,
         }
+    }
+
+    /// Whether responses get the [`ServedBy`] extension (default: yes).
+    ///
+    /// Inserting any `http` extension costs three small allocations (the extension map is boxed
+    /// on first use); a stack with no layer that reads `ServedBy` (no retries, no sticky sessions,
+    /// no access log by target) can turn it off to dispatch without allocating.
+    pub fn served_by(mut self, record: bool) -> Self {
+        self.served_by = record;
+        self
     }
 
     /// A [`BalanceLayer`] over `group`.
@@ -217,7 +230,9 @@ impl<S: Clone + 'static> Balance<S> {
         let e = &snap.entries[i];
         tracing::trace!(group = %self.shared.group.name(), target = %e.target.id(), "picked");
         let guard = InFlight::acquired(e.state.clone());
-        let served_by = ServedBy::new(self.shared.group.name_arc().clone(), e.target.id().clone());
+        let served_by = self
+            .served_by
+            .then(|| ServedBy::new(self.shared.group.name_arc().clone(), e.target.id().clone()));
         let classifier = self.shared.group.classifier().cloned();
         ResponseFuture::new(services.list[i].clone(), req, guard, served_by, classifier)
     }
