@@ -1,0 +1,146 @@
+//! Errors raised when targets or groups are built or updated.
+//!
+//! None of them carries a backend address, so they are safe to log or show.
+
+use std::fmt;
+
+use super::TargetId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reason {
+    EmptyId,
+    Weight(u32),
+    MaxConns,
+    Address,
+}
+
+/// A target failed validation; see [`TargetBuilder::build`](super::TargetBuilder::build).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidTarget {
+    id: Option<TargetId>,
+    reason: Reason,
+}
+
+impl InvalidTarget {
+    pub(crate) fn empty_id() -> Self {
+        InvalidTarget {
+            id: None,
+            reason: Reason::EmptyId,
+        }
+    }
+    pub(crate) fn weight(id: &TargetId, w: u32) -> Self {
+        InvalidTarget {
+            id: Some(id.clone()),
+            reason: Reason::Weight(w),
+        }
+    }
+    pub(crate) fn max_conns(id: &TargetId) -> Self {
+        InvalidTarget {
+            id: Some(id.clone()),
+            reason: Reason::MaxConns,
+        }
+    }
+    pub(crate) fn address(id: &TargetId) -> Self {
+        InvalidTarget {
+            id: Some(id.clone()),
+            reason: Reason::Address,
+        }
+    }
+
+    /// The id of the offending target, when it has one.
+    pub fn id(&self) -> Option<&TargetId> {
+        self.id.as_ref()
+    }
+}
+
+impl fmt::Display for InvalidTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(id) = &self.id {
+            write!(f, "invalid target `{id}`: ")?;
+        } else {
+            f.write_str("invalid target: ")?;
+        }
+        match self.reason {
+            Reason::EmptyId => f.write_str("the id is empty"),
+            Reason::Weight(w) => write!(
+                f,
+                "weight {w} is out of range 1..={} (disable or drain a target instead of weighting it 0)",
+                super::MAX_WEIGHT
+            ),
+            Reason::MaxConns => f.write_str("max_conns must be at least 1"),
+            Reason::Address => f.write_str("the address is not a valid `host:port` authority"),
+        }
+    }
+}
+
+impl std::error::Error for InvalidTarget {}
+
+/// Two targets in one set share an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateTarget {
+    id: TargetId,
+}
+
+impl DuplicateTarget {
+    pub(crate) fn new(id: TargetId) -> Self {
+        DuplicateTarget { id }
+    }
+
+    /// The duplicated id.
+    pub fn id(&self) -> &TargetId {
+        &self.id
+    }
+}
+
+impl fmt::Display for DuplicateTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "duplicate target id `{}`", self.id)
+    }
+}
+
+impl std::error::Error for DuplicateTarget {}
+
+/// An operation named a target the group does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTarget {
+    id: TargetId,
+}
+
+impl UnknownTarget {
+    pub(crate) fn new(id: TargetId) -> Self {
+        UnknownTarget { id }
+    }
+
+    /// The id that was not found.
+    pub fn id(&self) -> &TargetId {
+        &self.id
+    }
+}
+
+impl fmt::Display for UnknownTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown target `{}`", self.id)
+    }
+}
+
+impl std::error::Error for UnknownTarget {}
+
+/// [`TargetGroup::attach`](super::TargetGroup::attach) was called outside a Tokio runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NoRuntime {
+    _p: (),
+}
+
+impl fmt::Display for NoRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no tokio runtime to run the discovery task on")
+    }
+}
+
+impl std::error::Error for NoRuntime {}
+
+impl NoRuntime {
+    pub(crate) fn new() -> Self {
+        NoRuntime { _p: () }
+    }
+}

@@ -1,0 +1,39 @@
+//! Targets, target groups and their live state.
+//!
+//! A [`Target`] is one backend: a stable [`TargetId`], an address, a weight, an optional
+//! connection limit, a backup flag and labels. A [`TargetGroup`] is a named set of targets
+//! plus the [`Algorithm`](crate::algorithm::Algorithm) that picks among them.
+//!
+//! Why snapshots: every update builds a new immutable snapshot (targets, their live state and
+//! the algorithm's tables) and publishes it with one atomic pointer swap, so a pick never takes
+//! a lock and never sees half an update. Live state (in-flight requests, counters, admin state)
+//! is keyed by id and carried into the next snapshot, so load information survives membership
+//! changes.
+//!
+//! # Examples
+//!
+//! ```
+//! use tower_lb::target::{AdminState, Target, TargetGroup};
+//!
+//! let group = TargetGroup::builder("users")
+//!     .target(Target::builder("users-1", "10.0.0.1:8080").weight(3).build()?)
+//!     .target(Target::builder("users-2", "10.0.0.2:8080").build()?)
+//!     .target(Target::builder("users-dr", "10.9.0.1:8080").backup(true).build()?)
+//!     .build()?;
+//!
+//! group.set_admin(&"users-2".into(), AdminState::Draining)?;
+//! assert_eq!(group.len(), 3);
+//! # Ok::<(), tower_lb::BoxError>(())
+//! ```
+
+pub mod error;
+mod group;
+mod snapshot;
+mod spec;
+mod state;
+
+pub use self::group::{TargetGroup, TargetGroupBuilder};
+pub(crate) use self::snapshot::{Entry, Snapshot};
+pub use self::spec::{MAX_WEIGHT, Target, TargetBuilder, TargetId};
+pub(crate) use self::state::TargetState;
+pub use self::state::{AdminState, TargetStats};

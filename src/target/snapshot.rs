@@ -1,0 +1,103 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::state::TargetState;
+use super::{Target, TargetId};
+use crate::algorithm::{Algorithm, Context, Selector, Targets};
+use crate::balance::AvoidTargets;
+
+/// One member of a snapshot: the immutable target and its live state.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) target: Arc<Target>,
+    pub(crate) state: Arc<TargetState>,
+}
+
+/// An immutable view of a group's membership plus the algorithm's tables built for it.
+///
+/// Published whole through one `ArcSwap`; a pick reads exactly one snapshot.
+pub(crate) struct Snapshot {
+    pub(crate) version: u64,
+    pub(crate) entries: Box<[Entry]>,
+    index: HashMap<TargetId, usize>,
+    selector: Box<dyn Selector>,
+    has_backups: bool,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("targets", &self.entries.len())
+            .field("selector", &self.selector)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot; entries are ordered by id so that placement never depends on the
+    /// order in which targets arrived.
+    pub(crate) fn build(
+        version: u64,
+        mut entries: Vec<Entry>,
+        algorithm: &dyn Algorithm,
+    ) -> Snapshot {
+        entries.sort_by(|a, b| a.target.id().cmp(b.target.id()));
+        entries.dedup_by(|b, a| a.target.id() == b.target.id());
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.target.id().clone(), i))
+            .collect();
+        let has_backups = entries.iter().any(|e| e.target.is_backup());
+        let selector = algorithm.build(&Targets::new(&entries));
+        Snapshot {
+            version,
+            entries: entries.into_boxed_slice(),
+            index,
+            selector,
+            has_backups,
+        }
+    }
+
+    pub(crate) fn position(&self, id: &TargetId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    pub(crate) fn get(&self, id: &TargetId) -> Option<&Entry> {
+        self.position(id).map(|i| &self.entries[i])
+    }
+
+    /// Picks a target: primaries first, backups only when no primary is available; within
+    /// each tier, targets to avoid only when nothing else is available.
+    #[inline]
+    pub(crate) fn pick(&self, key: Option<u64>, avoid: Option<&AvoidTargets>) -> Option<usize> {
+        let avoid = avoid.filter(|a| !a.is_empty());
+        let tiers: &[bool] = if self.has_backups {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &backup in tiers {
+            if avoid.is_some() {
+                let cx = Context::new(&self.entries, backup, avoid, key);
+                if let Some(i) = self.checked(&cx) {
+                    return Some(i);
+                }
+            }
+            let cx = Context::new(&self.entries, backup, None, key);
+            if let Some(i) = self.checked(&cx) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Runs the selector and refuses an out-of-range or unavailable answer, so a faulty
+    /// custom algorithm can never route to a target it was told was unavailable.
+    #[inline]
+    fn checked(&self, cx: &Context<'_>) -> Option<usize> {
+        self.selector.select(cx).filter(|&i| cx.is_available(i))
+    }
+}

@@ -1,0 +1,200 @@
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use super::TargetId;
+use crate::classify::Outcome;
+
+/// Whether an operator lets a target take new requests, independent of observed health.
+///
+/// Admin state is a flag that picks skip, so changing it is a single atomic store: no
+/// snapshot is rebuilt, and requests already in flight to the target are never cancelled.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::target::{AdminState, Target, TargetGroup};
+///
+/// let group = TargetGroup::builder("api")
+///     .target(Target::new("a", "127.0.0.1:8080")?)
+///     .build()?;
+/// group.set_admin(&"a".into(), AdminState::Disabled)?;
+/// assert_eq!(group.admin(&"a".into())?, AdminState::Disabled);
+/// # Ok::<(), tower_lb::BoxError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum AdminState {
+    /// In rotation (the default).
+    #[default]
+    Enabled,
+    /// No new requests; requests in flight finish. See [`TargetGroup::drain`](super::TargetGroup::drain).
+    Draining,
+    /// Out of rotation.
+    Disabled,
+}
+
+const DISABLED: u32 = 1;
+const DRAINING: u32 = 1 << 1;
+const ADMIN_MASK: u32 = DISABLED | DRAINING;
+
+/// The live, mutable state of one target: atomics only, shared by every snapshot that
+/// contains the target and by every request in flight to it.
+#[derive(Debug, Default)]
+pub(crate) struct TargetState {
+    in_flight: AtomicU32,
+    /// Bit set of reasons the target must not be picked; 0 means available.
+    status: AtomicU32,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    drained: Notify,
+}
+
+impl TargetState {
+    /// Whether new requests may be sent here (not counting the connection limit).
+    #[inline]
+    pub(crate) fn is_routable(&self) -> bool {
+        self.status.load(Ordering::Relaxed) == 0
+    }
+
+    #[inline]
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more request in flight, unless that would exceed `max`.
+    #[inline]
+    pub(crate) fn try_acquire(&self, max: Option<std::num::NonZeroU32>) -> bool {
+        match max {
+            None => {
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(max) => {
+                let max = max.get();
+                if self
+                    .in_flight
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    #[inline]
+    pub(crate) fn release(&self) {
+        let prev = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // Only a draining target has waiters; keep the common path free of `Notify`'s lock.
+        if prev == 1 && self.status.load(Ordering::Acquire) & DRAINING != 0 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Records what one finished attempt says about this target.
+    #[inline]
+    pub(crate) fn observe(&self, outcome: Outcome) {
+        if outcome.is_failure() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn admin(&self) -> AdminState {
+        let s = self.status.load(Ordering::Acquire);
+        if s & DISABLED != 0 {
+            AdminState::Disabled
+        } else if s & DRAINING != 0 {
+            AdminState::Draining
+        } else {
+            AdminState::Enabled
+        }
+    }
+
+    pub(crate) fn set_admin(&self, admin: AdminState) {
+        let bits = match admin {
+            AdminState::Enabled => 0,
+            AdminState::Draining => DRAINING,
+            AdminState::Disabled => DISABLED,
+        };
+        let _ = self
+            .status
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some((s & !ADMIN_MASK) | bits)
+            });
+        if admin == AdminState::Draining && self.in_flight.load(Ordering::Acquire) == 0 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Resolves once nothing is in flight.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn stats(&self, id: &TargetId) -> TargetStats {
+        TargetStats {
+            id: id.clone(),
+            in_flight: self.in_flight(),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            admin: self.admin(),
+        }
+    }
+}
+
+/// A point-in-time view of one target's counters; see [`TargetGroup::stats`](super::TargetGroup::stats).
+///
+/// Counters are carried over by id when the group's membership changes.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:1")?).build()?;
+/// let stats = group.stats();
+/// assert_eq!(stats[0].id().as_str(), "a");
+/// assert_eq!(stats[0].requests(), 0);
+/// # Ok::<(), tower_lb::BoxError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetStats {
+    id: TargetId,
+    in_flight: u32,
+    requests: u64,
+    failures: u64,
+    admin: AdminState,
+}
+
+impl TargetStats {
+    /// The target's id.
+    pub fn id(&self) -> &TargetId {
+        &self.id
+    }
+    /// Requests dispatched and not yet finished (a response body still streaming counts).
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+    /// Requests dispatched to the target since it joined the group.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+    /// Requests that ended in an error from the target's service.
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+    /// The target's admin state.
+    pub fn admin(&self) -> AdminState {
+        self.admin
+    }
+}
