@@ -1,4 +1,27 @@
 //! The response body wrapper that keeps a request counted as in flight until its body ends.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tower::{service_fn, ServiceExt};
+//! use tower_lb::balance::Balance;
+//! use tower_lb::target::{Target, TargetGroup};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+//! let group = TargetGroup::builder("g").target(Target::new("a", "127.0.0.1:1")?).build()?;
+//! let balance = Balance::new(group.clone(), |_t: &Target| {
+//!     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new("streamed".to_string())) })
+//! });
+//! let rsp = balance.oneshot(Request::new(())).await?;
+//! assert_eq!(group.stats()[0].in_flight(), 1); // the body has not been read yet
+//! let body = rsp.into_body().collect().await?.to_bytes();
+//! assert_eq!(body, "streamed");
+//! assert_eq!(group.stats()[0].in_flight(), 0);
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::pin::Pin;

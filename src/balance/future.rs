@@ -1,4 +1,27 @@
 //! The future returned by [`Balance`](super::Balance).
+//!
+//! [`ResponseFuture`] is a named type, not a boxed future, so stacks built on `Balance` stay
+//! nameable and allocation-free.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tower::{service_fn, Service};
+//! use tower_lb::balance::{future::ResponseFuture, Balance};
+//! use tower_lb::target::{Target, TargetGroup};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+//! let group = TargetGroup::builder("g").target(Target::new("a", "127.0.0.1:1")?).build()?;
+//! let mut balance = Balance::new(group, |_t: &Target| {
+//!     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
+//! });
+//! let fut = balance.call(Request::new(()));
+//! let rsp = fut.await?;
+//! assert_eq!(rsp.status(), 200);
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::future::Future;

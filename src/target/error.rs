@@ -1,6 +1,21 @@
 //! Errors raised when targets or groups are built or updated.
 //!
 //! None of them carries a backend address, so they are safe to log or show.
+//!
+//! # Examples
+//!
+//! ```
+//! use tower_lb::target::error::DuplicateTarget;
+//! use tower_lb::target::{Target, TargetGroup};
+//!
+//! let group = TargetGroup::new("api");
+//! let err: DuplicateTarget = group
+//!     .replace([Target::new("a", "10.0.0.1:80")?, Target::new("a", "10.0.0.2:80")?])
+//!     .unwrap_err();
+//! assert_eq!(err.to_string(), "duplicate target id `a`");
+//! assert!(group.is_empty(), "the failed update changed nothing");
+//! # Ok::<(), tower_lb::target::error::InvalidTarget>(())
+//! ```
 
 use std::fmt;
 
