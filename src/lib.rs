@@ -48,6 +48,7 @@ pub mod classify;
 pub mod discover;
 pub mod error;
 pub mod http;
+pub mod key;
 pub mod target;
 
 pub use crate::error::BoxError;

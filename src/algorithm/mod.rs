@@ -23,6 +23,14 @@
 //! | [`SmoothWeightedRoundRobin`] (default) | exact per cycle (nginx) | a shared counter | O(1) |
 //! | [`WeightedRandom`] | in expectation | a shared random state | O(log n) |
 //! | [`LeastConnections`] | in-flight ÷ weight | every target's in-flight count | O(n) |
+//! | [`P2cInFlight`] | `weight / (in_flight + 1)^bias` | two targets' in-flight counts | O(1) |
+//! | [`P2cPeakEwma`] | cost ÷ weight | two targets' latency and in-flight | O(1), coarse clock |
+//! | [`HashRing`] | virtual nodes | the request key | O(log points) |
+//! | [`Maglev`] | table share | the request key | O(1) |
+//!
+//! The hashing algorithms read the request key the balancer computes (see [`crate::key`] and
+//! [`Balance::key`](crate::balance::Balance::key)). Guidance on choosing, with simulator
+//! figures, is in `docs/algorithms.md`.
 //!
 //! # Writing an algorithm
 //!
@@ -62,19 +70,31 @@ use std::fmt;
 use crate::balance::AvoidTargets;
 use crate::target::{Entry, Target};
 
+mod hash;
+mod latency;
 mod least_conn;
+mod maglev;
+mod p2c;
+mod peak_ewma;
 mod random;
+mod ring;
 mod rng;
 mod round_robin;
 mod smooth;
 #[cfg(test)]
 mod tests;
 
+pub use self::latency::LatencyTracker;
 pub use self::least_conn::LeastConnections;
+pub use self::maglev::{DEFAULT_TABLE_SIZE, InvalidTableSize, MAX_TABLE_SIZE, Maglev};
+pub use self::p2c::P2cInFlight;
+pub use self::peak_ewma::P2cPeakEwma;
+pub use self::ring::{HashRing, InvalidLoadFactor, MAX_RING_POINTS};
 pub use self::random::WeightedRandom;
 pub use self::round_robin::RoundRobin;
 pub use self::smooth::SmoothWeightedRoundRobin;
 
+pub(crate) use self::hash::stable_hash;
 pub(crate) use self::rng::FastRng;
 
 /// A selection algorithm: builds a [`Selector`] for each membership snapshot.
@@ -91,6 +111,14 @@ pub trait Selector: fmt::Debug + Send + Sync + 'static {
     /// Returns the index of an available target (see [`Context::is_available`]), or `None` if
     /// there is none. Called on every request: must not lock, allocate or block.
     fn select(&self, cx: &Context<'_>) -> Option<usize>;
+
+    /// The tracker that keeps latency estimates for this selector, if it reads latency.
+    ///
+    /// When this returns `Some`, the balancer times every request to the group and feeds the
+    /// tracker; when `None` (the default), no clock is read for it at all.
+    fn latency(&self) -> Option<&LatencyTracker> {
+        None
+    }
 }
 
 /// The targets an algorithm builds its tables for, ordered by id (so tables never depend on
@@ -210,6 +238,27 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn in_flight(&self, index: usize) -> u32 {
         self.entries[index].state.in_flight()
+    }
+
+    /// The last latency estimate recorded for the target at `index` (peak EWMA as of its last
+    /// sample, not decayed to now), or `None` if the group does not track latency or the
+    /// target has not answered yet. See [`LatencyTracker::estimate`] for the decayed value.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= self.len()`.
+    #[inline]
+    pub fn latency(&self, index: usize) -> Option<std::time::Duration> {
+        self.entries[index]
+            .state
+            .latency
+            .load()
+            .map(|(ns, _)| std::time::Duration::from_nanos(ns as u64))
+    }
+
+    #[inline]
+    pub(crate) fn state(&self, index: usize) -> &'a crate::target::TargetState {
+        &self.entries[index].state
     }
 
     /// The hash of the request's key, when the balancer was given a key to hash on.

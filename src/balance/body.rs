@@ -31,21 +31,62 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::algorithm::LatencyTracker;
 use crate::classify::{FailureKind, Outcome};
 use crate::target::TargetState;
 
 /// Counts one request in flight to a target for as long as it lives.
-pub(crate) struct InFlight(Arc<TargetState>);
+pub(crate) struct InFlight(Arc<TargetState>, Option<Timing>);
+
+/// When the attempt started, for groups whose selector tracks latency.
+struct Timing {
+    started: tokio::time::Instant,
+    tracker: LatencyTracker,
+}
 
 impl InFlight {
     /// Wraps a state whose in-flight count was already incremented.
     pub(crate) fn acquired(state: Arc<TargetState>) -> Self {
-        InFlight(state)
+        InFlight(state, None)
+    }
+
+    /// Starts timing the attempt if the group's selector tracks latency (reads the clock only
+    /// then).
+    #[inline]
+    pub(crate) fn timed(mut self, tracker: Option<&LatencyTracker>) -> Self {
+        if let Some(t) = tracker {
+            self.1 = Some(Timing {
+                started: tokio::time::Instant::now(),
+                tracker: t.clone(),
+            });
+        }
+        self
     }
 
     /// Records the attempt's outcome against the target (once per attempt).
     pub(crate) fn observe(&self, outcome: Outcome) {
         self.0.observe(outcome);
+    }
+
+    /// Feeds the attempt's latency to the tracker, if timed. `failed`: an error, a `5xx` or a
+    /// `429`; `errored`: no response at all.
+    #[inline]
+    pub(crate) fn observe_latency(
+        &mut self,
+        failed: bool,
+        errored: bool,
+        retry_after: Option<std::time::Duration>,
+    ) {
+        if let Some(t) = self.1.take() {
+            t.tracker
+                .observe(&self.0, t.started, failed, errored, retry_after);
+        }
+    }
+
+    /// Whether the attempt is being timed.
+    #[inline]
+    pub(crate) fn is_timed(&self) -> bool {
+        self.1.is_some()
     }
 }
 

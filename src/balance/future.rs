@@ -147,6 +147,9 @@ where
                                 };
                                 g.observe(outcome);
                             }
+                            if let Some(g) = this.guard.as_mut().filter(|g| g.is_timed()) {
+                                observe_response_latency(g, &rsp);
+                            }
                             let (mut parts, body) = rsp.into_parts();
                             if let Some(served) = this.served_by.take() {
                                 parts.extensions.insert(served);
@@ -164,7 +167,8 @@ where
 }
 
 fn fail(guard: &mut Option<InFlight>, classifier: Option<&dyn Classify>, e: BoxError) -> BoxError {
-    if let Some(g) = guard.take() {
+    if let Some(mut g) = guard.take() {
+        g.observe_latency(true, true, None);
         let outcome = match classifier {
             Some(c) => c.classify_error(&*e),
             None => DefaultClassifier::new().classify_error(&*e),
@@ -172,4 +176,21 @@ fn fail(guard: &mut Option<InFlight>, classifier: Option<&dyn Classify>, e: BoxE
         g.observe(outcome);
     }
     e
+}
+
+/// Latency feedback from a response head: `5xx` and `429` count as failures, and their
+/// `Retry-After` (delta seconds) is passed on.
+fn observe_response_latency<B>(g: &mut InFlight, rsp: &Response<B>) {
+    let status = rsp.status();
+    let failed = status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS;
+    let retry_after = if failed {
+        rsp.headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs)
+    } else {
+        None
+    };
+    g.observe_latency(failed, false, retry_after);
 }

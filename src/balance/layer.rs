@@ -2,6 +2,7 @@ use tower_layer::Layer;
 
 use super::Balance;
 use crate::http::SetTarget;
+use crate::key::Key;
 use crate::target::{Target, TargetGroup};
 
 /// Puts a [`Balance`] in front of one shared client service.
@@ -33,12 +34,19 @@ use crate::target::{Target, TargetGroup};
 #[derive(Debug, Clone)]
 pub struct BalanceLayer {
     group: TargetGroup,
+    key: Option<Key>,
 }
 
 impl BalanceLayer {
     /// A layer balancing over `group`.
     pub fn new(group: TargetGroup) -> Self {
-        BalanceLayer { group }
+        BalanceLayer { group, key: None }
+    }
+
+    /// Hashes each request on `key` for the hashing algorithms; see [`Balance::key`].
+    pub fn key(mut self, key: Key) -> Self {
+        self.key = Some(key);
+        self
     }
 }
 
@@ -49,8 +57,12 @@ where
     type Service = Balance<SetTarget<S>>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Balance::new(self.group.clone(), move |t: &Target| {
+        let balance = Balance::new(self.group.clone(), move |t: &Target| {
             SetTarget::new(inner.clone(), t)
-        })
+        });
+        match &self.key {
+            Some(key) => balance.key(key.clone()),
+            None => balance,
+        }
     }
 }

@@ -13,6 +13,7 @@ use super::error::NoAvailableTarget;
 use super::future::ResponseFuture;
 use super::{AvoidTargets, BalanceLayer, ServedBy};
 use crate::error::BoxError;
+use crate::key::Key;
 use crate::target::{Snapshot, Target, TargetGroup, TargetId};
 
 /// How many times a pick is retried when the picked target filled up in the meantime.
@@ -84,9 +85,10 @@ pub struct Balance<S> {
 
 struct Shared<S> {
     group: TargetGroup,
-    maker: Box<dyn MakeTarget<S>>,
+    maker: Arc<dyn MakeTarget<S>>,
     services: ArcSwap<Services<S>>,
     sync: Mutex<()>,
+    key: Option<Key>,
 }
 
 /// The per-target services for one snapshot version, indexed like the snapshot.
@@ -138,11 +140,49 @@ impl<S: Clone + 'static> Balance<S> {
         Balance {
             shared: Arc::new(Shared {
                 group,
-                maker: Box::new(maker),
+                maker: Arc::new(maker),
                 services: ArcSwap::from_pointee(services),
                 sync: Mutex::new(()),
+                key: None,
             }),
             served_by: true,
+        }
+    }
+
+    /// Hashes each request on `key` and hands the hash to the group's algorithm (used by
+    /// [`HashRing`](crate::algorithm::HashRing) and [`Maglev`](crate::algorithm::Maglev)); a
+    /// request without the key is balanced as if it had none. See [`crate::key`].
+    ///
+    /// Returns a balancer sharing this one's group and per-target services; clones made
+    /// before this call keep their own key.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::service_fn;
+    /// use tower_lb::algorithm::HashRing;
+    /// use tower_lb::balance::Balance;
+    /// use tower_lb::key::Key;
+    /// use tower_lb::target::{Target, TargetGroup};
+    ///
+    /// let group = TargetGroup::builder("g").algorithm(HashRing::new()).build()?;
+    /// let balance = Balance::new(group, |_t: &Target| {
+    ///     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+    /// })
+    /// .key(Key::client_ip());
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
+    pub fn key(self, key: Key) -> Self {
+        let shared = &self.shared;
+        Balance {
+            shared: Arc::new(Shared {
+                group: shared.group.clone(),
+                maker: shared.maker.clone(),
+                services: ArcSwap::new(shared.services.load_full()),
+                sync: Mutex::new(()),
+                key: Some(key),
+            }),
+            served_by: self.served_by,
         }
     }
 
@@ -210,9 +250,10 @@ impl<S: Clone + 'static> Balance<S> {
         S: Service<Request<B>>,
     {
         let avoid = req.extensions().get::<AvoidTargets>();
+        let key = self.shared.key.as_ref().and_then(|k| k.hash(&req));
         let mut chosen = None;
         for _ in 0..ACQUIRE_TRIES {
-            let Some(i) = snap.pick(None, avoid) else {
+            let Some(i) = snap.pick(key, avoid) else {
                 break;
             };
             let e = &snap.entries[i];
@@ -229,7 +270,7 @@ impl<S: Clone + 'static> Balance<S> {
         };
         let e = &snap.entries[i];
         tracing::trace!(group = %self.shared.group.name(), target = %e.target.id(), "picked");
-        let guard = InFlight::acquired(e.state.clone());
+        let guard = InFlight::acquired(e.state.clone()).timed(snap.latency());
         let served_by = self
             .served_by
             .then(|| ServedBy::new(self.shared.group.name_arc().clone(), e.target.id().clone()));

@@ -28,6 +28,7 @@
 
 pub mod error;
 mod group;
+mod latency;
 mod snapshot;
 mod spec;
 mod state;

@@ -61,6 +61,12 @@ impl Snapshot {
         }
     }
 
+    /// The latency tracker of the selector, if it reads latency.
+    #[inline]
+    pub(crate) fn latency(&self) -> Option<&crate::algorithm::LatencyTracker> {
+        self.selector.latency()
+    }
+
     pub(crate) fn position(&self, id: &TargetId) -> Option<usize> {
         self.index.get(id).copied()
     }

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 use super::TargetId;
+use super::latency::LatencyState;
 use crate::classify::Outcome;
 
 /// Whether an operator lets a target take new requests, independent of observed health.
@@ -48,6 +49,8 @@ pub(crate) struct TargetState {
     requests: AtomicU64,
     failures: AtomicU64,
     drained: Notify,
+    /// Latency estimate, written only when the group's selector asks for latency.
+    pub(crate) latency: LatencyState,
 }
 
 impl TargetState {

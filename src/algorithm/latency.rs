@@ -1,0 +1,183 @@
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Context;
+use crate::target::TargetState;
+
+/// Keeps per-target latency estimates (peak EWMA, after Finagle) for a [`Selector`] that asks
+/// for them through [`Selector::latency`].
+///
+/// The balancer times each request only when the group's selector returns a tracker, and feeds
+/// every finished attempt into the target's estimate: a sample above the estimate replaces it
+/// at once, a lower one pulls it down exponentially with the `decay` time constant. When read,
+/// the estimate decays towards zero with the time since its last sample, so a target that was
+/// slow once gets probed again instead of being shunned forever.
+///
+/// Failure-aware mode ([`failure_penalty`](Self::failure_penalty)) counts an error, a `5xx` or
+/// a `429` as a sample of at least the penalty latency (after linkerd's penalty EWMA), and
+/// honours `Retry-After` (in seconds, capped by [`retry_after_cap`](Self::retry_after_cap)) by
+/// holding the penalty that long.
+///
+/// Picks read a coarse clock kept by the tracker: it advances with every timed response and
+/// with a real clock read once every 64 picks, so a pick almost never reads the clock itself.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::algorithm::LatencyTracker;
+///
+/// let tracker = LatencyTracker::new(Duration::from_secs(10))
+///     .default_rtt(Duration::from_millis(30))
+///     .failure_penalty(Duration::from_secs(1));
+/// # let _ = tracker;
+/// ```
+#[derive(Debug, Clone)]
+pub struct LatencyTracker {
+    decay_ns: f64,
+    default_rtt_ns: f64,
+    penalty_ns: Option<f64>,
+    retry_after_cap: Duration,
+    clock: Arc<AtomicU64>,
+}
+
+/// Every latency timestamp is nanoseconds since one process-wide origin, far enough in the
+/// past that no instant a (paused or real) tokio clock hands out can precede it.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(30 * 24 * 3600))
+            .or_else(|| now.checked_sub(Duration::from_secs(3600)))
+            .unwrap_or(now)
+    })
+}
+
+#[inline]
+pub(crate) fn nanos(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl LatencyTracker {
+    /// A tracker whose estimates decay with time constant `decay` (Finagle and tower use 10 s).
+    /// Defaults: 30 ms for a target never measured, not failure-aware, `Retry-After` capped at
+    /// 30 s.
+    pub fn new(decay: Duration) -> Self {
+        LatencyTracker {
+            decay_ns: (decay.as_nanos() as f64).max(1.0),
+            default_rtt_ns: 30e6,
+            penalty_ns: None,
+            retry_after_cap: Duration::from_secs(30),
+            clock: Arc::new(AtomicU64::new(nanos(Instant::now()))),
+        }
+    }
+
+    pub(crate) fn with_decay(mut self, decay: Duration) -> Self {
+        self.decay_ns = (decay.as_nanos() as f64).max(1.0);
+        self
+    }
+
+    /// The latency assumed for a target that has not answered yet (default 30 ms).
+    pub fn default_rtt(mut self, rtt: Duration) -> Self {
+        self.default_rtt_ns = (rtt.as_nanos() as f64).max(1.0);
+        self
+    }
+
+    /// Makes the estimate failure-aware: an error, a `5xx` or a `429` counts as a sample of at
+    /// least `penalty`, and `Retry-After` holds the penalty for that long (capped).
+    pub fn failure_penalty(mut self, penalty: Duration) -> Self {
+        self.penalty_ns = Some((penalty.as_nanos() as f64).max(1.0));
+        self
+    }
+
+    /// The longest `Retry-After` honoured (default 30 s); longer values are cut to this.
+    pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = cap;
+        self
+    }
+
+    /// Whether failures count as penalty samples.
+    pub fn is_failure_aware(&self) -> bool {
+        self.penalty_ns.is_some()
+    }
+
+    /// The current latency estimate for the target at `index`: the peak EWMA decayed to the
+    /// tracker's clock, at least the penalty while a `Retry-After` hold lasts, or the default
+    /// for a target never measured.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= cx.len()`.
+    #[inline]
+    pub fn estimate(&self, cx: &Context<'_>, index: usize) -> Duration {
+        Duration::from_nanos(self.estimate_ns(cx.state(index), self.now()) as u64)
+    }
+
+    #[inline]
+    pub(crate) fn estimate_ns(&self, state: &TargetState, now: u64) -> f64 {
+        let l = &state.latency;
+        let est = match l.load() {
+            None => self.default_rtt_ns,
+            Some((est, stamp)) => {
+                let elapsed = now.saturating_sub(stamp) as f64;
+                if elapsed > 0.0 {
+                    est * (-elapsed / self.decay_ns).exp()
+                } else {
+                    est
+                }
+            }
+        };
+        match self.penalty_ns {
+            Some(p) if now < l.penalty_until() => est.max(p),
+            _ => est,
+        }
+    }
+
+    /// The coarse clock.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    /// Advances the coarse clock from the real one.
+    #[cold]
+    pub(crate) fn refresh(&self) {
+        self.clock
+            .fetch_max(nanos(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Records one finished attempt that started at `started`.
+    ///
+    /// `failed` is an error, a `5xx` or a `429`; `retry_after` is the response's hint.
+    pub(crate) fn observe(
+        &self,
+        state: &TargetState,
+        started: Instant,
+        failed: bool,
+        errored: bool,
+        retry_after: Option<Duration>,
+    ) {
+        let now_i = Instant::now();
+        let now = nanos(now_i);
+        self.clock.fetch_max(now, Ordering::Relaxed);
+        let rtt = now_i.saturating_duration_since(started).as_nanos() as f64;
+        let sample = match (self.penalty_ns, failed) {
+            (Some(p), true) => rtt.max(p),
+            // Without a penalty an error says nothing about latency (a refused connection is
+            // fast, not good), so it is not sampled.
+            (None, _) if errored => return,
+            _ => rtt,
+        };
+        state.latency.record(sample, now, self.decay_ns);
+        if let (Some(_), Some(ra)) = (self.penalty_ns, retry_after) {
+            let hold = ra.min(self.retry_after_cap);
+            state
+                .latency
+                .hold_until(now.saturating_add(hold.as_nanos() as u64));
+        }
+    }
+}
