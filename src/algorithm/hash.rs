@@ -35,6 +35,9 @@ mod tests {
             stable_hash(7, &[b"backend-1", &3u32.to_le_bytes()]),
             0x030c_8c6a_e1ab_5073
         );
-        assert_ne!(stable_hash(0, &[b"ab", b"c"]), stable_hash(0, &[b"a", b"bc"]));
+        assert_ne!(
+            stable_hash(0, &[b"ab", b"c"]),
+            stable_hash(0, &[b"a", b"bc"])
+        );
     }
 }

@@ -138,7 +138,10 @@ impl Algorithm for Maglev {
                 (offset, skip)
             })
             .collect();
-        let weights: Vec<u64> = targets.iter().map(|t| u64::from(t.weight().max(1))).collect();
+        let weights: Vec<u64> = targets
+            .iter()
+            .map(|t| u64::from(t.weight().max(1)))
+            .collect();
         Box::new(MaglevSelector {
             table: populate(m, &perms, &weights),
             rng: FastRng::new(Some(self.seed)),
@@ -188,7 +191,11 @@ mod tests {
         assert!(Maglev::new().table_size(655_373).is_ok());
         assert!(Maglev::new().table_size(65_536).is_err());
         assert!(Maglev::new().table_size(1).is_err());
-        assert!(Maglev::new().table_size(u64::from(MAX_TABLE_SIZE) + 2).is_err());
+        assert!(
+            Maglev::new()
+                .table_size(u64::from(MAX_TABLE_SIZE) + 2)
+                .is_err()
+        );
         assert!(is_prime(u64::from(MAX_TABLE_SIZE)));
     }
 

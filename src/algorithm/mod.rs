@@ -89,8 +89,8 @@ pub use self::least_conn::LeastConnections;
 pub use self::maglev::{DEFAULT_TABLE_SIZE, InvalidTableSize, MAX_TABLE_SIZE, Maglev};
 pub use self::p2c::P2cInFlight;
 pub use self::peak_ewma::P2cPeakEwma;
-pub use self::ring::{HashRing, InvalidLoadFactor, MAX_RING_POINTS};
 pub use self::random::WeightedRandom;
+pub use self::ring::{HashRing, InvalidLoadFactor, MAX_RING_POINTS};
 pub use self::round_robin::RoundRobin;
 pub use self::smooth::SmoothWeightedRoundRobin;
 

@@ -117,7 +117,7 @@ impl Selector for P2cSelector {
             (true, true) => Some(match self.better(cx, a, b) {
                 Some(true) => a,
                 Some(false) => b,
-                None if r >> 63 == 0 => a,
+                None if r & 1 == 0 => a,
                 None => b,
             }),
             (true, false) => Some(a),

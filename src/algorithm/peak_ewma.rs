@@ -124,7 +124,7 @@ impl Selector for EwmaSelector {
         match (cx.is_available(a), cx.is_available(b)) {
             (true, true) => {
                 let (ca, cb) = (self.cost(cx, a, now), self.cost(cx, b, now));
-                Some(if ca < cb || (ca == cb && r >> 63 == 0) {
+                Some(if ca < cb || (ca == cb && r & 1 == 0) {
                     a
                 } else {
                     b

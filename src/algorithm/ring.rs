@@ -1,7 +1,6 @@
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use super::hash::stable_hash;
 use super::{Algorithm, Context, FastRng, Selector, Targets};
 
@@ -154,7 +153,10 @@ impl Algorithm for HashRing {
             .collect();
         let mut ring = hashring::HashRing::new();
         ring.batch_add(ranked);
-        let weights: Box<[u64]> = targets.iter().map(|t| u64::from(t.weight().max(1))).collect();
+        let weights: Box<[u64]> = targets
+            .iter()
+            .map(|t| u64::from(t.weight().max(1)))
+            .collect();
         Box::new(RingSelector {
             ring,
             owners,

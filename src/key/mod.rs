@@ -193,7 +193,8 @@ impl Key {
     /// # Ok::<(), tower_lb::BoxError>(())
     /// ```
     pub fn header(name: &str) -> Result<Self, InvalidHeaderName> {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidHeaderName { _p: () })?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidHeaderName { _p: () })?;
         Ok(Key::new(Kind::Header(name)))
     }
 

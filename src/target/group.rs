@@ -158,6 +158,12 @@ impl TargetGroup {
         self.inner.current.load_full()
     }
 
+    /// A [`Picker`](super::Picker) over the current membership: asks the algorithm for
+    /// targets without sending anything.
+    pub fn picker(&self) -> super::Picker {
+        super::Picker::new(self.snapshot_full())
+    }
+
     /// The version of the current snapshot; it grows by one with every published update.
     pub fn version(&self) -> u64 {
         self.inner.current.load().version

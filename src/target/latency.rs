@@ -74,6 +74,9 @@ mod tests {
         // A lower sample one decay period later moves ~63% of the way down.
         s.record(10e6, 1 + 1_000_000_000, 1e9);
         let est = s.load().unwrap().0;
-        assert!((est - (10e6 + 40e6 / std::f64::consts::E)).abs() < 1.0, "{est}");
+        assert!(
+            (est - (10e6 + 40e6 / std::f64::consts::E)).abs() < 1.0,
+            "{est}"
+        );
     }
 }

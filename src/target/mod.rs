@@ -29,11 +29,13 @@
 pub mod error;
 mod group;
 mod latency;
+mod picker;
 mod snapshot;
 mod spec;
 mod state;
 
 pub use self::group::{TargetGroup, TargetGroupBuilder};
+pub use self::picker::Picker;
 pub(crate) use self::snapshot::{Entry, Snapshot};
 pub use self::spec::{MAX_WEIGHT, Target, TargetBuilder, TargetId};
 pub(crate) use self::state::TargetState;
