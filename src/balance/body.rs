@@ -92,6 +92,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        // Dropped while still timed: cancelled (e.g. by a timeout) before any answer. It took
+        // at least this long, which a latency estimate must not miss.
+        if let Some(t) = self.1.take() {
+            t.tracker.observe(&self.0, t.started, true, false, None);
+        }
         self.0.release();
     }
 }
