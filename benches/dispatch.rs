@@ -22,6 +22,8 @@ use tower_lb::target::{Target, TargetGroup};
 
 mod common;
 
+type Case = Box<dyn FnMut()>;
+
 fn backend(_req: Request<()>) -> Ready<Result<Response<String>, Infallible>> {
     ready(Ok(Response::new(String::new())))
 }
@@ -83,7 +85,7 @@ fn main() {
         once(&mut tower_pending);
         once(&mut tower_ewma);
 
-        let mut cases: Vec<(&str, Box<dyn FnMut()>)> = vec![
+        let mut cases: Vec<(&str, Case)> = vec![
             (
                 "tower_p2c_pending",
                 Box::new(move || once(&mut tower_pending)),

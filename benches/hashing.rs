@@ -17,6 +17,9 @@ use tower_lb::target::{Picker, Target, TargetGroup};
 
 mod common;
 
+type Lookup = Box<dyn Fn(u64) -> usize + Sync>;
+type SetAlgorithm = Box<dyn Fn(&TargetGroup)>;
+
 fn targets(n: usize) -> Vec<Target> {
     (0..n)
         .map(|i| Target::new(format!("t{i:05}"), "127.0.0.1:1").unwrap())
@@ -167,7 +170,7 @@ fn main() {
         let ring = group(n, HashRing::new()).picker();
         let maglev = group(n, Maglev::new()).picker();
         let raw = raw_ring(n);
-        let cases: Vec<(&str, Box<dyn Fn(u64) -> usize + Sync>)> = vec![
+        let cases: Vec<(&str, Lookup)> = vec![
             (
                 "ours_ring_160",
                 Box::new(move |k| ring.pick(Some(k)).unwrap()),
@@ -218,7 +221,7 @@ fn main() {
         } else {
             Maglev::new()
         };
-        let algos: Vec<(&str, Box<dyn Fn(&TargetGroup)>)> = vec![
+        let algos: Vec<(&str, SetAlgorithm)> = vec![
             (
                 "smooth_wrr",
                 Box::new(|g: &TargetGroup| g.set_algorithm(SmoothWeightedRoundRobin::new())),

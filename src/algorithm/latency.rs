@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use super::Context;
 use crate::target::TargetState;
 
-/// Keeps per-target latency estimates (peak EWMA, after Finagle) for a [`Selector`] that asks
-/// for them through [`Selector::latency`].
+/// Keeps per-target latency estimates (peak EWMA, after Finagle) for a [`Selector`](super::Selector) that asks
+/// for them through [`Selector::latency`](super::Selector::latency).
 ///
 /// The balancer times each request only when the group's selector returns a tracker, and feeds
 /// every finished attempt into the target's estimate: a sample above the estimate replaces it

@@ -167,7 +167,7 @@ impl<S: Clone + 'static> Balance<S> {
     ///
     /// let group = TargetGroup::builder("g").algorithm(HashRing::new()).build()?;
     /// let balance = Balance::new(group, |_t: &Target| {
-    ///     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+    ///     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
     /// })
     /// .key(Key::client_ip());
     /// # Ok::<(), tower_lb::BoxError>(())

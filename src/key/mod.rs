@@ -27,7 +27,7 @@
 //!     .targets((0..5).map(|i| Target::new(format!("c{i}"), format!("10.0.0.{i}:80")).unwrap()))
 //!     .build()?;
 //! let balance = Balance::new(group, |_t: &Target| {
-//!     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+//!     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
 //! })
 //! .key(Key::header("x-user-id")?);
 //!

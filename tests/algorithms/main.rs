@@ -25,8 +25,11 @@ fn target(id: &str, weight: u32, backup: bool) -> Target {
 }
 
 /// Every built-in, seeded.
-fn all_algorithms() -> Vec<(&'static str, Box<dyn Fn(&TargetGroup)>)> {
-    fn set<A: Algorithm + Clone>(a: A) -> Box<dyn Fn(&TargetGroup)> {
+/// Installs an algorithm on a group.
+type SetAlgorithm = Box<dyn Fn(&TargetGroup)>;
+
+fn all_algorithms() -> Vec<(&'static str, SetAlgorithm)> {
+    fn set<A: Algorithm + Clone>(a: A) -> SetAlgorithm {
         Box::new(move |g: &TargetGroup| g.set_algorithm(a.clone()))
     }
     vec![
@@ -165,7 +168,7 @@ proptest! {
             .build()
             .unwrap();
         let total: u32 = weights.iter().sum();
-        let algos: Vec<(&str, Box<dyn Fn(&TargetGroup)>, f64)> = vec![
+        let algos: Vec<(&str, SetAlgorithm, f64)> = vec![
             ("smooth", Box::new(|g: &TargetGroup| g.set_algorithm(SmoothWeightedRoundRobin::new())), 0.01),
             ("random", Box::new(|g: &TargetGroup| g.set_algorithm(WeightedRandom::new().seed(3))), 0.03),
             ("least_conn", Box::new(|g: &TargetGroup| g.set_algorithm(LeastConnections::new().seed(3))), 0.03),

@@ -15,6 +15,8 @@ use tower_lb::algorithm::{Algorithm, HashRing, Maglev, RoundRobin};
 use tower_lb::key::hash_bytes;
 use tower_lb::target::{Picker, Target, TargetGroup};
 
+type Select<'a> = Box<dyn Fn(&[u8; 8]) -> usize + 'a>;
+
 fn picker(n: usize, algorithm: impl Algorithm) -> Picker {
     TargetGroup::builder("bench")
         .algorithm(algorithm)
@@ -59,7 +61,7 @@ fn main() {
         let p_rr: LoadBalancer<PingoraRoundRobin> = LoadBalancer::try_from_iter(addrs(n)).unwrap();
         let p_ketama: LoadBalancer<Consistent> = LoadBalancer::try_from_iter(addrs(n)).unwrap();
 
-        let cases: Vec<(&str, Box<dyn Fn(&[u8; 8]) -> usize>)> = vec![
+        let cases: Vec<(&str, Select<'_>)> = vec![
             ("ours_round_robin", Box::new(|_k| rr.pick(None).unwrap())),
             (
                 "ours_ring_160",
