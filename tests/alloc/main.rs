@@ -10,10 +10,12 @@ use futures_util::FutureExt;
 use http::{Request, Response};
 use tower::{Service, service_fn};
 use tower_lb::algorithm::{
-    Algorithm, LeastConnections, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom,
+    Algorithm, HashRing, LeastConnections, Maglev, P2cInFlight, P2cPeakEwma, RoundRobin,
+    SmoothWeightedRoundRobin, WeightedRandom,
 };
 use tower_lb::balance::Balance;
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::key::Key;
+use tower_lb::target::{AdminState, Target, TargetGroup};
 
 struct Counting;
 
@@ -83,6 +85,79 @@ fn dispatch_without_served_by_does_not_allocate() {
     check(SmoothWeightedRoundRobin::new(), false, 0.0);
     check(WeightedRandom::new().seed(1), false, 0.0);
     check(LeastConnections::new().seed(1), false, 0.0);
+    check(P2cInFlight::new().seed(1), false, 0.0);
+    check(P2cPeakEwma::new().seed(1), false, 0.0);
+    check(HashRing::new(), false, 0.0);
+    check(HashRing::new().bounded_load(1.25).unwrap(), false, 0.0);
+    check(Maglev::new(), false, 0.0);
+}
+
+/// Pick only, keyed and unkeyed, with some targets unavailable so the fallback paths run too.
+#[test]
+fn picks_do_not_allocate() {
+    type SetAlgorithm = Box<dyn Fn(&TargetGroup)>;
+    let algorithms: Vec<SetAlgorithm> = vec![
+        Box::new(|g| g.set_algorithm(RoundRobin::new())),
+        Box::new(|g| g.set_algorithm(SmoothWeightedRoundRobin::new())),
+        Box::new(|g| g.set_algorithm(WeightedRandom::new())),
+        Box::new(|g| g.set_algorithm(LeastConnections::new())),
+        Box::new(|g| g.set_algorithm(P2cInFlight::new())),
+        Box::new(|g| g.set_algorithm(P2cInFlight::new().bias(2.0))),
+        Box::new(|g| g.set_algorithm(P2cPeakEwma::new())),
+        Box::new(|g| g.set_algorithm(HashRing::new())),
+        Box::new(|g| g.set_algorithm(HashRing::new().bounded_load(1.25).unwrap())),
+        Box::new(|g| g.set_algorithm(Maglev::new())),
+    ];
+    let group = TargetGroup::builder("g")
+        .targets((0..100).map(|i| {
+            Target::builder(format!("t{i:03}"), "127.0.0.1:1")
+                .weight(1 + i % 3)
+                .build()
+                .unwrap()
+        }))
+        .build()
+        .unwrap();
+    for i in (0..100).step_by(7) {
+        group
+            .set_admin(&format!("t{i:03}").into(), AdminState::Disabled)
+            .unwrap();
+    }
+    for set in &algorithms {
+        set(&group);
+        let picker = group.picker();
+        let before = allocs();
+        let mut sum = 0;
+        for k in 0..10_000u64 {
+            sum += picker
+                .pick(Some(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+                .unwrap();
+            sum += picker.pick(None).unwrap();
+        }
+        assert!(sum > 0);
+        assert_eq!(allocs() - before, 0, "{:?} allocated", group.picker());
+    }
+}
+
+/// Hashing a request key allocates nothing either.
+#[test]
+fn request_keys_do_not_allocate() {
+    let req = Request::get("/users/7?id=42")
+        .header("x-user", "alice")
+        .header("cookie", "a=1; session=abc")
+        .body(())
+        .unwrap();
+    let keys = [
+        Key::header("x-user").unwrap(),
+        Key::cookie("session"),
+        Key::path(),
+        Key::query("id"),
+        Key::custom(|r| Some(r.uri().path().len() as u64)),
+    ];
+    let before = allocs();
+    for key in &keys {
+        assert!(key.hash(&req).is_some());
+    }
+    assert_eq!(allocs() - before, 0);
 }
 
 /// The `ServedBy` response extension is the only allocating step: `http::Extensions` boxes its map,
