@@ -101,6 +101,17 @@ fn main() {
         cases.push(("ours_p2c_in_flight", Box::new(move || once(&mut p2c))));
         let mut ewma = ours(n, P2cPeakEwma::new());
         cases.push(("ours_p2c_peak_ewma", Box::new(move || once(&mut ewma))));
+        // Without the `ServedBy` response extension (its insert is three allocations).
+        let mut p2c_bare = ours(n, P2cInFlight::new()).served_by(false);
+        cases.push((
+            "ours_p2c_in_flight_bare",
+            Box::new(move || once(&mut p2c_bare)),
+        ));
+        let mut ewma_bare = ours(n, P2cPeakEwma::new()).served_by(false);
+        cases.push((
+            "ours_p2c_peak_ewma_bare",
+            Box::new(move || once(&mut ewma_bare)),
+        ));
 
         for (name, f) in cases.iter_mut() {
             let key = id(name);
@@ -120,6 +131,8 @@ fn main() {
         rows.push((id("ours_p2c_in_flight"), id("tower_p2c_pending")));
         rows.push((id("ours_p2c_peak_ewma"), id("tower_p2c_peak_ewma")));
         rows.push((id("ours_round_robin"), id("tower_p2c_pending")));
+        rows.push((id("ours_p2c_in_flight_bare"), id("tower_p2c_pending")));
+        rows.push((id("ours_p2c_peak_ewma_bare"), id("tower_p2c_peak_ewma")));
     }
     c.final_summary();
     common::print_ratios(

@@ -38,11 +38,34 @@ use crate::target::TargetState;
 /// ```
 #[derive(Debug, Clone)]
 pub struct LatencyTracker {
+    // One pointer, so that timing a request adds little to the request's future.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     decay_ns: f64,
     default_rtt_ns: f64,
     penalty_ns: Option<f64>,
     retry_after_cap: Duration,
-    clock: Arc<AtomicU64>,
+    clock: AtomicU64,
+}
+
+impl Inner {
+    fn edit(tracker: LatencyTracker, f: impl FnOnce(&mut Inner)) -> LatencyTracker {
+        let i = &tracker.inner;
+        let mut copy = Inner {
+            decay_ns: i.decay_ns,
+            default_rtt_ns: i.default_rtt_ns,
+            penalty_ns: i.penalty_ns,
+            retry_after_cap: i.retry_after_cap,
+            clock: AtomicU64::new(i.clock.load(Ordering::Relaxed)),
+        };
+        f(&mut copy);
+        LatencyTracker {
+            inner: Arc::new(copy),
+        }
+    }
 }
 
 /// Every latency timestamp is nanoseconds since one process-wide origin, far enough in the
@@ -68,41 +91,43 @@ impl LatencyTracker {
     /// 30 s.
     pub fn new(decay: Duration) -> Self {
         LatencyTracker {
-            decay_ns: (decay.as_nanos() as f64).max(1.0),
-            default_rtt_ns: 30e6,
-            penalty_ns: None,
-            retry_after_cap: Duration::from_secs(30),
-            clock: Arc::new(AtomicU64::new(nanos(Instant::now()))),
+            inner: Arc::new(Inner {
+                decay_ns: (decay.as_nanos() as f64).max(1.0),
+                default_rtt_ns: 30e6,
+                penalty_ns: None,
+                retry_after_cap: Duration::from_secs(30),
+                clock: AtomicU64::new(nanos(Instant::now())),
+            }),
         }
     }
 
-    pub(crate) fn with_decay(mut self, decay: Duration) -> Self {
-        self.decay_ns = (decay.as_nanos() as f64).max(1.0);
-        self
+    pub(crate) fn with_decay(self, decay: Duration) -> Self {
+        Inner::edit(self, |i| i.decay_ns = (decay.as_nanos() as f64).max(1.0))
     }
 
     /// The latency assumed for a target that has not answered yet (default 30 ms).
-    pub fn default_rtt(mut self, rtt: Duration) -> Self {
-        self.default_rtt_ns = (rtt.as_nanos() as f64).max(1.0);
-        self
+    pub fn default_rtt(self, rtt: Duration) -> Self {
+        Inner::edit(self, |i| {
+            i.default_rtt_ns = (rtt.as_nanos() as f64).max(1.0)
+        })
     }
 
     /// Makes the estimate failure-aware: an error, a `5xx` or a `429` counts as a sample of at
     /// least `penalty`, and `Retry-After` holds the penalty for that long (capped).
-    pub fn failure_penalty(mut self, penalty: Duration) -> Self {
-        self.penalty_ns = Some((penalty.as_nanos() as f64).max(1.0));
-        self
+    pub fn failure_penalty(self, penalty: Duration) -> Self {
+        Inner::edit(self, |i| {
+            i.penalty_ns = Some((penalty.as_nanos() as f64).max(1.0));
+        })
     }
 
     /// The longest `Retry-After` honoured (default 30 s); longer values are cut to this.
-    pub fn retry_after_cap(mut self, cap: Duration) -> Self {
-        self.retry_after_cap = cap;
-        self
+    pub fn retry_after_cap(self, cap: Duration) -> Self {
+        Inner::edit(self, |i| i.retry_after_cap = cap)
     }
 
     /// Whether failures count as penalty samples.
     pub fn is_failure_aware(&self) -> bool {
-        self.penalty_ns.is_some()
+        self.inner.penalty_ns.is_some()
     }
 
     /// The current latency estimate for the target at `index`: the peak EWMA decayed to the
@@ -121,17 +146,17 @@ impl LatencyTracker {
     pub(crate) fn estimate_ns(&self, state: &TargetState, now: u64) -> f64 {
         let l = &state.latency;
         let est = match l.load() {
-            None => self.default_rtt_ns,
+            None => self.inner.default_rtt_ns,
             Some((est, stamp)) => {
                 let elapsed = now.saturating_sub(stamp) as f64;
                 if elapsed > 0.0 {
-                    est * (-elapsed / self.decay_ns).exp()
+                    est * (-elapsed / self.inner.decay_ns).exp()
                 } else {
                     est
                 }
             }
         };
-        match self.penalty_ns {
+        match self.inner.penalty_ns {
             Some(p) if now < l.penalty_until() => est.max(p),
             _ => est,
         }
@@ -140,41 +165,47 @@ impl LatencyTracker {
     /// The coarse clock.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        self.clock.load(Ordering::Relaxed)
+        self.inner.clock.load(Ordering::Relaxed)
     }
 
     /// Advances the coarse clock from the real one.
     #[cold]
     pub(crate) fn refresh(&self) {
-        self.clock
+        self.inner
+            .clock
             .fetch_max(nanos(Instant::now()), Ordering::Relaxed);
     }
 
-    /// Records one finished attempt that started at `started`.
+    /// The start stamp of an attempt (nanoseconds on the latency clock).
+    #[inline]
+    pub(crate) fn start(&self) -> u64 {
+        nanos(Instant::now())
+    }
+
+    /// Records one finished attempt that started at `started` (see [`start`](Self::start)).
     ///
     /// `failed` is an error, a `5xx` or a `429`; `retry_after` is the response's hint.
     pub(crate) fn observe(
         &self,
         state: &TargetState,
-        started: Instant,
+        started: u64,
         failed: bool,
         errored: bool,
         retry_after: Option<Duration>,
     ) {
-        let now_i = Instant::now();
-        let now = nanos(now_i);
-        self.clock.fetch_max(now, Ordering::Relaxed);
-        let rtt = now_i.saturating_duration_since(started).as_nanos() as f64;
-        let sample = match (self.penalty_ns, failed) {
+        let now = nanos(Instant::now());
+        self.inner.clock.fetch_max(now, Ordering::Relaxed);
+        let rtt = now.saturating_sub(started) as f64;
+        let sample = match (self.inner.penalty_ns, failed) {
             (Some(p), true) => rtt.max(p),
             // Without a penalty an error says nothing about latency (a refused connection is
             // fast, not good), so it is not sampled.
             (None, _) if errored => return,
             _ => rtt,
         };
-        state.latency.record(sample, now, self.decay_ns);
-        if let (Some(_), Some(ra)) = (self.penalty_ns, retry_after) {
-            let hold = ra.min(self.retry_after_cap);
+        state.latency.record(sample, now, self.inner.decay_ns);
+        if let (Some(_), Some(ra)) = (self.inner.penalty_ns, retry_after) {
+            let hold = ra.min(self.inner.retry_after_cap);
             state
                 .latency
                 .hold_until(now.saturating_add(hold.as_nanos() as u64));

@@ -175,8 +175,13 @@ impl Selector for MaglevSelector {
         if cx.is_available(first) {
             return Some(first);
         }
-        (1..m)
+        // The next slots of the table, for a bounded number of steps, then every target once:
+        // a pick never walks the whole table, even when nothing is available.
+        let n = cx.len();
+        let steps = m.min(8 * n + 64);
+        (1..steps)
             .map(|k| self.table[(slot + k) % m] as usize)
+            .chain((1..=n).map(|k| (first + k) % n.max(1)))
             .find(|&i| cx.is_available(i))
     }
 }

@@ -222,11 +222,17 @@ impl RingSelector {
         self.ring.get(&KeyPos(key)).map(|p| p.slot as usize)
     }
 
-    /// The targets in ring order from `slot` on (each point once; targets may repeat).
+    /// The targets in ring order from `slot` on (targets repeat), for a bounded number of
+    /// points, then every target once in index order from the last one seen: a pick never
+    /// walks the whole ring, even when nothing is available.
     #[inline]
-    fn walk(&self, slot: usize) -> impl Iterator<Item = usize> + '_ {
-        let n = self.owners.len();
-        (0..n).map(move |k| self.owners[(slot + k) % n] as usize)
+    fn walk(&self, slot: usize, targets: usize) -> impl Iterator<Item = usize> + '_ {
+        let points = self.owners.len();
+        let steps = points.min(8 * targets + 64);
+        let last = self.owners[(slot + steps - 1) % points] as usize;
+        (0..steps)
+            .map(move |k| self.owners[(slot + k) % points] as usize)
+            .chain((1..=targets).map(move |k| (last + k) % targets))
     }
 }
 
@@ -241,12 +247,12 @@ impl Selector for RingSelector {
                 if cx.is_available(first) {
                     return Some(first);
                 }
-                self.walk(slot).find(|&i| cx.is_available(i))
+                self.walk(slot, cx.len()).find(|&i| cx.is_available(i))
             }
             Some(bound) => {
                 let total = bound.total(cx);
                 let mut fallback = None;
-                for i in self.walk(slot) {
+                for i in self.walk(slot, cx.len()) {
                     if cx.is_available(i) {
                         if bound.fits(cx, i, total) {
                             return Some(i);

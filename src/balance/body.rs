@@ -40,7 +40,7 @@ pub(crate) struct InFlight(Arc<TargetState>, Option<Timing>);
 
 /// When the attempt started, for groups whose selector tracks latency.
 struct Timing {
-    started: tokio::time::Instant,
+    started: u64,
     tracker: LatencyTracker,
 }
 
@@ -56,7 +56,7 @@ impl InFlight {
     pub(crate) fn timed(mut self, tracker: Option<&LatencyTracker>) -> Self {
         if let Some(t) = tracker {
             self.1 = Some(Timing {
-                started: tokio::time::Instant::now(),
+                started: t.start(),
                 tracker: t.clone(),
             });
         }
