@@ -2,8 +2,9 @@
 //!
 //! tower-lb gives an application, in-process, what otherwise sits in an nginx, HAProxy or
 //! Envoy in front of its backends: [target groups](target) with weights and admin state,
-//! selection [algorithms](algorithm) behind one public trait, [discovery](discover) streams,
-//! and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder` and
+//! selection [algorithms](algorithm) behind one public trait (round robin, power of two
+//! choices on load or latency, consistent hashing and Maglev on [request keys](key)),
+//! [discovery](discover) streams, and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder` and
 //! `axum::Router::route_service`.
 //!
 //! ```

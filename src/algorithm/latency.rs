@@ -212,3 +212,44 @@ impl LatencyTracker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn penalty_and_capped_retry_after() {
+        let state = TargetState::default();
+        let t = LatencyTracker::new(Duration::from_secs(10))
+            .failure_penalty(Duration::from_secs(2))
+            .retry_after_cap(Duration::from_secs(5));
+        let start = t.start();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // A fast 429 counts as the 2 s penalty; Retry-After 3600 s is cut to 5 s.
+        t.observe(&state, start, true, false, Some(Duration::from_secs(3600)));
+        let now = t.now();
+        assert_eq!(state.latency.load().unwrap().0, 2e9);
+        assert_eq!(state.latency.penalty_until(), now + 5_000_000_000);
+        // While held, the estimate never drops below the penalty, however much it decays.
+        assert!(t.estimate_ns(&state, now + 4_000_000_000) >= 2e9);
+        // After the hold it decays normally.
+        let later = now + 20_000_000_000;
+        let est = t.estimate_ns(&state, later);
+        assert!((est - 2e9 * (-2.0f64).exp()).abs() < 1e3, "{est}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_are_not_samples_unless_failure_aware() {
+        let state = TargetState::default();
+        let t = LatencyTracker::new(Duration::from_secs(10)).default_rtt(Duration::from_millis(7));
+        t.observe(&state, t.start(), true, true, None);
+        assert_eq!(state.latency.load(), None);
+        assert_eq!(t.estimate_ns(&state, t.now()), 7e6);
+        // A 5xx response without the penalty is an ordinary sample.
+        let start = t.start();
+        tokio::time::advance(Duration::from_millis(3)).await;
+        t.observe(&state, start, true, false, Some(Duration::from_secs(1)));
+        assert_eq!(state.latency.load().unwrap().0, 3e6);
+        assert_eq!(state.latency.penalty_until(), 0);
+    }
+}

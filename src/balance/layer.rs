@@ -44,6 +44,18 @@ impl BalanceLayer {
     }
 
     /// Hashes each request on `key` for the hashing algorithms; see [`Balance::key`].
+    ///
+    /// ```
+    /// use tower_lb::algorithm::Maglev;
+    /// use tower_lb::balance::BalanceLayer;
+    /// use tower_lb::key::Key;
+    /// use tower_lb::target::TargetGroup;
+    ///
+    /// let group = TargetGroup::builder("carts").algorithm(Maglev::new()).build()?;
+    /// let layer = BalanceLayer::new(group).key(Key::cookie("session"));
+    /// # let _ = layer;
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
     pub fn key(mut self, key: Key) -> Self {
         self.key = Some(key);
         self

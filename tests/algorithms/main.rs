@@ -469,3 +469,43 @@ async fn bounded_load_spills_a_hot_key() {
         p.abort();
     }
 }
+
+/// Under load, P2C in-flight keeps requests in flight in proportion to weight.
+#[tokio::test(start_paused = true)]
+async fn p2c_in_flight_follows_weights_under_load() {
+    let group = TargetGroup::builder("g")
+        .algorithm(P2cInFlight::new().seed(11))
+        .targets([target("light", 1, false), target("heavy", 3, false)])
+        .build()
+        .unwrap();
+    let never = (3_600_000, StatusCode::OK);
+    let balance = stub_balance(
+        group.clone(),
+        HashMap::from([("light", never), ("heavy", never)]),
+    );
+    let mut pending = Vec::new();
+    for _ in 0..40 {
+        let b = balance.clone();
+        pending.push(tokio::spawn(async move {
+            b.oneshot(Request::new(())).await.map(|r| served(&r))
+        }));
+        tokio::task::yield_now().await;
+    }
+    let stats = group.stats();
+    let heavy = stats
+        .iter()
+        .find(|s| s.id().as_str() == "heavy")
+        .unwrap()
+        .in_flight();
+    let light = stats
+        .iter()
+        .find(|s| s.id().as_str() == "light")
+        .unwrap()
+        .in_flight();
+    assert_eq!(heavy + light, 40);
+    // Scores equal when (light + 1) / 1 = (heavy + 1) / 3: about 9.25 and 30.75.
+    assert!((28..=32).contains(&heavy), "heavy {heavy}, light {light}");
+    for p in pending {
+        p.abort();
+    }
+}
