@@ -22,7 +22,9 @@ pub const MAX_RING_POINTS: usize = 4_000_000;
 ///
 /// Bounded load ([`bounded_load`](Self::bounded_load), Mirrokni, Thorup and Zadimoghaddam,
 /// "Consistent Hashing with Bounded Loads", 2018): a target whose requests in flight exceed
-/// `factor ×` its weighted share of the total spills the key to the next ring point.
+/// `factor ×` its weighted share of the total spills the key to the next ring point. The
+/// total is re-summed every 16 picks (O(n / 16) per pick, amortized), so the bound lags a
+/// burst by a few requests.
 ///
 /// # Examples
 ///
