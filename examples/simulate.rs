@@ -188,7 +188,8 @@ async fn run_tower(scenario: &Scenario) -> Outcome {
             )
         })
         .collect();
-    let balance = p2c::Balance::new(ServiceList::new(endpoints));
+    // Seeded, like ours, so every run prints the same table.
+    let balance = p2c::Balance::from_rng(ServiceList::new(endpoints), SplitMix(1));
     let svc = Buffer::new(balance, 1024);
     let call: Rc<dyn Fn() -> Call> = Rc::new(move || {
         let svc = svc.clone();
@@ -198,6 +199,19 @@ async fn run_tower(scenario: &Scenario) -> Outcome {
         })
     });
     drive(&backends, call).await
+}
+
+/// A seeded generator for tower's balancer.
+struct SplitMix(u64);
+
+impl tower::util::rng::Rng for SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
