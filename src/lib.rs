@@ -48,6 +48,7 @@ pub mod balance;
 pub mod classify;
 pub mod discover;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod key;
 pub mod target;

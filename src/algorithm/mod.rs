@@ -65,9 +65,11 @@
 //! # Ok::<(), tower_lb::BoxError>(())
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 
 use crate::balance::AvoidTargets;
+use crate::health::GroupHealth;
 use crate::target::{Entry, Target};
 
 mod hash;
@@ -165,6 +167,11 @@ pub struct Context<'a> {
     backup: bool,
     avoid: Option<&'a AvoidTargets>,
     key: Option<u64>,
+    health: Option<&'a GroupHealth>,
+    /// Panic mode: observed health (unhealthy, ejected) is ignored for this pick.
+    panic: bool,
+    /// The clock, read at most once per pick and only while a slow-start ramp is active.
+    now: Cell<Option<tokio::time::Instant>>,
 }
 
 impl<'a> Context<'a> {
@@ -179,7 +186,18 @@ impl<'a> Context<'a> {
             backup,
             avoid,
             key,
+            health: None,
+            panic: false,
+            now: Cell::new(None),
         }
+    }
+
+    /// Adds the group's health view: slow-start weights and panic mode.
+    #[inline]
+    pub(crate) fn with_health(mut self, health: &'a GroupHealth, panic: bool) -> Self {
+        self.health = Some(health);
+        self.panic = panic;
+        self
     }
 
     /// The number of targets (available or not); valid indices are `0..len()`.
@@ -203,7 +221,11 @@ impl<'a> Context<'a> {
             return false;
         };
         e.target.is_backup() == self.backup
-            && e.state.is_routable()
+            && if self.panic {
+                e.state.is_routable_in_panic()
+            } else {
+                e.state.is_routable()
+            }
             && e.target
                 .max_conns()
                 .is_none_or(|m| e.state.in_flight() < m.get())
@@ -220,14 +242,40 @@ impl<'a> Context<'a> {
         &self.entries[index].target
     }
 
-    /// The weight to use for the target at `index` now.
+    /// The weight to use for the target at `index` now: the target's weight, reduced while
+    /// the target ramps up after joining or recovering (slow start, see
+    /// [`SlowStart`](crate::health::SlowStart)). Weight-aware selectors should read weights
+    /// here rather than from [`Target::weight`].
     ///
     /// # Panics
     ///
     /// If `index >= self.len()`.
     #[inline]
     pub fn weight(&self, index: usize) -> u32 {
-        self.entries[index].target.weight()
+        let e = &self.entries[index];
+        let w = e.target.weight();
+        match self.health {
+            Some(h) if e.state.status() & crate::target::RAMP != 0 => {
+                let now = match self.now.get() {
+                    Some(now) => now,
+                    None => {
+                        let now = tokio::time::Instant::now();
+                        self.now.set(Some(now));
+                        now
+                    }
+                };
+                h.ramped_weight(&e.state, w, now)
+            }
+            _ => w,
+        }
+    }
+
+    /// Whether some target's [`weight`](Self::weight) differs from its configured weight right
+    /// now (a slow-start ramp is active). Selectors that precompute weighted tables use it to
+    /// correct their picks only while it matters; it costs one atomic load.
+    #[inline]
+    pub fn weights_adjusted(&self) -> bool {
+        self.health.is_some_and(GroupHealth::is_ramping)
     }
 
     /// Requests in flight to the target at `index` (counted until the response body ends).

@@ -9,6 +9,10 @@ const REJECTION_TRIES: usize = 4;
 /// Stateless between picks apart from the random source, so it needs no coordination between
 /// threads or processes. Seed it for reproducible runs.
 ///
+/// While a target's weight ramps up ([slow start](crate::health::SlowStart)), a draw that lands
+/// on it is kept with probability `current / full weight`, which makes the distribution exactly
+/// proportional to the current weights; without an active ramp this costs one atomic load.
+///
 /// # Examples
 ///
 /// ```
@@ -59,15 +63,25 @@ struct RandomSelector {
     rng: FastRng,
 }
 
+impl RandomSelector {
+    /// Thins draws of a ramping target down to its current weight.
+    fn keep(&self, cx: &Context<'_>, i: usize) -> bool {
+        let full = u64::from(cx.target(i).weight());
+        let now = u64::from(cx.weight(i));
+        now >= full || self.rng.below(full) < now
+    }
+}
+
 impl Selector for RandomSelector {
     #[inline]
     fn select(&self, cx: &Context<'_>) -> Option<usize> {
         let total = *self.cumulative.last()?;
         // Rejection sampling keeps the distribution exact over the available subset.
+        let adjusted = cx.weights_adjusted();
         for _ in 0..REJECTION_TRIES {
             let r = self.rng.below(total);
             let i = self.cumulative.partition_point(|&c| c <= r);
-            if cx.is_available(i) {
+            if cx.is_available(i) && (!adjusted || self.keep(cx, i)) {
                 return Some(i);
             }
         }

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::{Algorithm, Context, Selector, Targets};
 
@@ -22,6 +22,12 @@ const MAX_SKIPS: usize = 64;
 /// slot, so the targets that are available keep exact proportions among themselves. Very large
 /// sets (targets × cycle above about 8 million) are laid out by stride scheduling, which keeps
 /// the exact per-cycle counts with a slightly different interleaving.
+///
+/// While a target's weight ramps up ([slow start](crate::health::SlowStart)), its slots are
+/// thinned by credit: each time one of its slots comes up it earns its current
+/// [`weight`](super::Context::weight) and the slot is taken only once the credit reaches the full
+/// weight, so it serves `current / full` of its slots, deterministically; skipped slots pass to
+/// the next target in the cycle. Without an active ramp this costs one atomic load per pick.
 ///
 /// # Examples
 ///
@@ -54,6 +60,7 @@ impl Algorithm for SmoothWeightedRoundRobin {
         Box::new(SmoothSelector {
             cycle: cycle(&weights).into_boxed_slice(),
             next: AtomicUsize::new(0),
+            credits: weights.iter().map(|_| AtomicU64::new(0)).collect(),
         })
     }
 }
@@ -62,6 +69,29 @@ impl Algorithm for SmoothWeightedRoundRobin {
 struct SmoothSelector {
     cycle: Box<[u32]>,
     next: AtomicUsize,
+    /// Slow-start credit per target (see the type's docs); untouched unless a ramp is active.
+    credits: Box<[AtomicU64]>,
+}
+
+impl SmoothSelector {
+    /// Whether a ramping target takes the slot that just came up.
+    fn take_slot(&self, cx: &Context<'_>, i: usize) -> bool {
+        let full = u64::from(cx.target(i).weight());
+        let now = u64::from(cx.weight(i));
+        if now >= full {
+            return true;
+        }
+        let Some(credit) = self.credits.get(i) else {
+            return true;
+        };
+        let prev = credit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                let c = c + now;
+                Some(if c >= full { c - full } else { c })
+            })
+            .unwrap_or_else(|c| c);
+        prev + now >= full
+    }
 }
 
 impl Selector for SmoothSelector {
@@ -71,9 +101,10 @@ impl Selector for SmoothSelector {
         if len == 0 {
             return None;
         }
+        let adjusted = cx.weights_adjusted();
         for _ in 0..len.min(MAX_SKIPS) {
             let i = self.cycle[self.next.fetch_add(1, Ordering::Relaxed) % len] as usize;
-            if cx.is_available(i) {
+            if cx.is_available(i) && (!adjusted || self.take_slot(cx, i)) {
                 return Some(i);
             }
         }

@@ -16,6 +16,7 @@ use crate::classify::Classify;
 use crate::classify::DefaultClassifier;
 use crate::discover::Change;
 use crate::error::BoxError;
+use crate::health::{GroupHealth, HealthSettings};
 
 /// The most changes a discovery task folds into one snapshot.
 const MAX_BATCH: usize = 1024;
@@ -60,6 +61,7 @@ struct Inner {
     current: ArcSwap<Snapshot>,
     writer: Mutex<Writer>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    health: Arc<GroupHealth>,
 }
 
 struct Writer {
@@ -72,6 +74,7 @@ impl Drop for Inner {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
+        self.health.shutdown();
     }
 }
 
@@ -100,6 +103,7 @@ impl TargetGroup {
             Arc::new(SmoothWeightedRoundRobin::new()),
             None,
             Vec::new(),
+            HealthSettings::default(),
         )
     }
 
@@ -110,6 +114,7 @@ impl TargetGroup {
             algorithm: None,
             classifier: None,
             targets: Vec::new(),
+            health: HealthSettings::default(),
         }
     }
 
@@ -118,12 +123,16 @@ impl TargetGroup {
         algorithm: Arc<dyn Algorithm>,
         classifier: Option<Arc<dyn Classify>>,
         targets: Vec<Target>,
+        settings: HealthSettings,
     ) -> TargetGroup {
-        let entries = targets.into_iter().map(new_entry).collect();
-        let snapshot = Snapshot::build(1, entries, &*algorithm);
+        let name: Arc<str> = name.into();
+        let health = Arc::new(GroupHealth::new(name.clone(), settings));
+        let entries = targets.into_iter().map(|t| new_entry(t, &health)).collect();
+        let snapshot = Snapshot::build(1, entries, &*algorithm, health.clone());
+        health.join(&snapshot.entries, &[], false);
         TargetGroup {
             inner: Arc::new(Inner {
-                name: name.into(),
+                name,
                 classifier,
                 current: ArcSwap::from_pointee(snapshot),
                 writer: Mutex::new(Writer {
@@ -131,6 +140,7 @@ impl TargetGroup {
                     version: 1,
                 }),
                 tasks: Mutex::new(Vec::new()),
+                health,
             }),
         }
     }
@@ -239,7 +249,7 @@ impl TargetGroup {
                     target: Arc::new(t),
                     state: e.state.clone(),
                 },
-                None => new_entry(t),
+                None => new_entry(t, &self.inner.health),
             })
             .collect();
         self.publish(&mut w, entries);
@@ -261,9 +271,10 @@ impl TargetGroup {
                     None => {
                         // A target removed earlier in this batch and inserted again keeps its state.
                         let state = snap.get(t.id()).map(|e| e.state.clone());
+                        let state = state.unwrap_or_else(|| new_state(t.id(), &self.inner.health));
                         entries.push(Entry {
                             target: Arc::new(t),
-                            state: state.unwrap_or_default(),
+                            state,
                         });
                     }
                 },
@@ -293,8 +304,10 @@ impl TargetGroup {
     pub fn set_admin(&self, id: &TargetId, admin: AdminState) -> Result<(), UnknownTarget> {
         let snap = self.snapshot();
         let entry = snap.get(id).ok_or_else(|| UnknownTarget::new(id.clone()))?;
-        entry.state.set_admin(admin);
-        tracing::info!(group = %self.inner.name, target = %id, ?admin, "admin state changed");
+        let prev = entry.state.set_admin(admin);
+        self.inner
+            .health
+            .admin_changed(id, &entry.state, prev, admin);
         Ok(())
     }
 
@@ -325,8 +338,10 @@ impl TargetGroup {
             let entry = snap.get(id).ok_or_else(|| UnknownTarget::new(id.clone()))?;
             entry.state.clone()
         };
-        state.set_admin(AdminState::Draining);
-        tracing::info!(group = %self.inner.name, target = %id, "draining");
+        let prev = state.set_admin(AdminState::Draining);
+        self.inner
+            .health
+            .admin_changed(id, &state, prev, AdminState::Draining);
         Ok(async move { state.wait_idle().await })
     }
 
@@ -367,9 +382,49 @@ impl TargetGroup {
 
     fn publish(&self, w: &mut Writer, entries: Vec<Entry>) {
         w.version += 1;
-        let snapshot = Snapshot::build(w.version, entries, &*w.algorithm);
+        let health = &self.inner.health;
+        let snapshot = Snapshot::build(w.version, entries, &*w.algorithm, health.clone());
         tracing::debug!(group = %self.inner.name, version = w.version, targets = snapshot.entries.len(), "snapshot published");
-        self.inner.current.store(Arc::new(snapshot));
+        let old = self.inner.current.load_full();
+        // Joiners get their health flags before they become pickable; leavers lose theirs after.
+        health.join(&snapshot.entries, &old.entries, true);
+        let snapshot = Arc::new(snapshot);
+        self.inner.current.store(snapshot.clone());
+        health.leave(&old.entries, &snapshot.entries);
+        health.membership_changed();
+    }
+
+    /// The group's shared health bookkeeping.
+    pub(crate) fn health_shared(&self) -> &Arc<GroupHealth> {
+        &self.inner.health
+    }
+
+    /// Hands a background task to the group: it is aborted when the last handle is dropped.
+    pub(crate) fn own_task(&self, task: tokio::task::AbortHandle) {
+        let mut tasks = lock(&self.inner.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// A handle that does not keep the group alive.
+    pub(crate) fn downgrade(&self) -> WeakGroup {
+        WeakGroup(Arc::downgrade(&self.inner))
+    }
+}
+
+/// A [`TargetGroup`] reference that does not keep it (or its tasks) alive.
+#[derive(Clone)]
+pub(crate) struct WeakGroup(Weak<Inner>);
+
+impl WeakGroup {
+    pub(crate) fn upgrade(&self) -> Option<TargetGroup> {
+        self.0.upgrade().map(|inner| TargetGroup { inner })
+    }
+}
+
+impl fmt::Debug for WeakGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WeakGroup")
     }
 }
 
@@ -407,11 +462,17 @@ where
     }
 }
 
-fn new_entry(target: Target) -> Entry {
+fn new_entry(target: Target, health: &Arc<GroupHealth>) -> Entry {
     Entry {
+        state: new_state(target.id(), health),
         target: Arc::new(target),
-        state: Arc::new(TargetState::default()),
     }
+}
+
+fn new_state(id: &TargetId, health: &Arc<GroupHealth>) -> Arc<TargetState> {
+    let state = TargetState::default();
+    state.health.bind(health.clone(), id.clone());
+    Arc::new(state)
 }
 
 /// Builds a [`TargetGroup`]; see [`TargetGroup::builder`].
@@ -422,6 +483,7 @@ pub struct TargetGroupBuilder {
     algorithm: Option<Arc<dyn Algorithm>>,
     classifier: Option<Arc<dyn Classify>>,
     targets: Vec<Target>,
+    pub(crate) health: HealthSettings,
 }
 
 impl TargetGroupBuilder {
@@ -465,6 +527,7 @@ impl TargetGroupBuilder {
             algorithm,
             self.classifier,
             self.targets,
+            self.health,
         ))
     }
 }

@@ -34,9 +34,12 @@ mod snapshot;
 mod spec;
 mod state;
 
+pub(crate) use self::group::WeakGroup;
 pub use self::group::{TargetGroup, TargetGroupBuilder};
 pub use self::picker::Picker;
 pub(crate) use self::snapshot::{Entry, Snapshot};
 pub use self::spec::{MAX_WEIGHT, Target, TargetBuilder, TargetId};
-pub(crate) use self::state::TargetState;
+pub(crate) use self::state::{
+    ADMIN_MASK, DISABLED, DRAINING, EJECTED, MEMBER, PENDING, RAMP, TargetState, UNHEALTHY,
+};
 pub use self::state::{AdminState, TargetStats};

@@ -6,6 +6,7 @@ use super::state::TargetState;
 use super::{Target, TargetId};
 use crate::algorithm::{Algorithm, Context, Selector, Targets};
 use crate::balance::AvoidTargets;
+use crate::health::{GroupHealth, PanicState};
 
 /// One member of a snapshot: the immutable target and its live state.
 #[derive(Debug, Clone)]
@@ -23,6 +24,7 @@ pub(crate) struct Snapshot {
     index: HashMap<TargetId, usize>,
     selector: Box<dyn Selector>,
     has_backups: bool,
+    health: Arc<GroupHealth>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -42,6 +44,7 @@ impl Snapshot {
         version: u64,
         mut entries: Vec<Entry>,
         algorithm: &dyn Algorithm,
+        health: Arc<GroupHealth>,
     ) -> Snapshot {
         entries.sort_by(|a, b| a.target.id().cmp(b.target.id()));
         entries.dedup_by(|b, a| a.target.id() == b.target.id());
@@ -58,6 +61,7 @@ impl Snapshot {
             index,
             selector,
             has_backups,
+            health,
         }
     }
 
@@ -80,6 +84,12 @@ impl Snapshot {
     #[inline]
     pub(crate) fn pick(&self, key: Option<u64>, avoid: Option<&AvoidTargets>) -> Option<usize> {
         let avoid = avoid.filter(|a| !a.is_empty());
+        // One relaxed load: the panic state is recomputed when health flips, never per pick.
+        let panic = match self.health.panic_state() {
+            PanicState::Normal => false,
+            PanicState::FailOpen => true,
+            PanicState::FailFast => return None,
+        };
         let tiers: &[bool] = if self.has_backups {
             &[false, true]
         } else {
@@ -87,12 +97,14 @@ impl Snapshot {
         };
         for &backup in tiers {
             if avoid.is_some() {
-                let cx = Context::new(&self.entries, backup, avoid, key);
+                let cx = Context::new(&self.entries, backup, avoid, key)
+                    .with_health(&self.health, panic);
                 if let Some(i) = self.checked(&cx) {
                     return Some(i);
                 }
             }
-            let cx = Context::new(&self.entries, backup, None, key);
+            let cx =
+                Context::new(&self.entries, backup, None, key).with_health(&self.health, panic);
             if let Some(i) = self.checked(&cx) {
                 return Some(i);
             }

@@ -35,9 +35,23 @@ pub enum AdminState {
     Disabled,
 }
 
-const DISABLED: u32 = 1;
-const DRAINING: u32 = 1 << 1;
-const ADMIN_MASK: u32 = DISABLED | DRAINING;
+pub(crate) const DISABLED: u32 = 1;
+pub(crate) const DRAINING: u32 = 1 << 1;
+pub(crate) const ADMIN_MASK: u32 = DISABLED | DRAINING;
+/// Failed `fall` active checks in a row (cleared after `rise` passes).
+pub(crate) const UNHEALTHY: u32 = 1 << 2;
+/// Ejected by passive outlier detection.
+pub(crate) const EJECTED: u32 = 1 << 3;
+/// Waiting for its first passing active check.
+pub(crate) const PENDING: u32 = 1 << 4;
+/// Not blocking: the effective weight is ramping up (slow start).
+pub(crate) const RAMP: u32 = 1 << 5;
+/// Not blocking: the state belongs to its group's current membership.
+pub(crate) const MEMBER: u32 = 1 << 6;
+/// The bits that keep a target from being picked.
+const BLOCKING: u32 = ADMIN_MASK | UNHEALTHY | EJECTED | PENDING;
+/// The bits a pick still honours in panic mode (observed health is ignored there).
+const BLOCKING_IN_PANIC: u32 = ADMIN_MASK | PENDING;
 
 /// The live, mutable state of one target: atomics only, shared by every snapshot that
 /// contains the target and by every request in flight to it.
@@ -51,13 +65,42 @@ pub(crate) struct TargetState {
     drained: Notify,
     /// Latency estimate, written only when the group's selector asks for latency.
     pub(crate) latency: LatencyState,
+    /// Health bookkeeping (active checks, outlier detection, slow start); see `crate::health`.
+    pub(crate) health: crate::health::TargetHealth,
 }
 
 impl TargetState {
     /// Whether new requests may be sent here (not counting the connection limit).
     #[inline]
     pub(crate) fn is_routable(&self) -> bool {
-        self.status.load(Ordering::Relaxed) == 0
+        self.status.load(Ordering::Relaxed) & BLOCKING == 0
+    }
+
+    /// Whether new requests may be sent here when observed health is ignored (panic mode).
+    #[inline]
+    pub(crate) fn is_routable_in_panic(&self) -> bool {
+        self.status.load(Ordering::Relaxed) & BLOCKING_IN_PANIC == 0
+    }
+
+    #[inline]
+    pub(crate) fn status(&self) -> u32 {
+        self.status.load(Ordering::Acquire)
+    }
+
+    /// Applies `f` to the status bits atomically and lets the group's health bookkeeping see the
+    /// transition; returns `(before, after)`. Every status change goes through here.
+    pub(crate) fn transition(&self, f: impl Fn(u32) -> u32) -> (u32, u32) {
+        let prev = match self
+            .status
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(f(s)))
+        {
+            Ok(s) | Err(s) => s,
+        };
+        let next = f(prev);
+        if prev != next {
+            self.health.on_transition(prev, next);
+        }
+        (prev, next)
     }
 
     #[inline]
@@ -100,37 +143,29 @@ impl TargetState {
 
     /// Records what one finished attempt says about this target.
     #[inline]
-    pub(crate) fn observe(&self, outcome: Outcome) {
+    pub(crate) fn observe(self: &std::sync::Arc<Self>, outcome: Outcome) {
         if outcome.is_failure() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
+        self.health.observe(self, outcome);
     }
 
     pub(crate) fn admin(&self) -> AdminState {
-        let s = self.status.load(Ordering::Acquire);
-        if s & DISABLED != 0 {
-            AdminState::Disabled
-        } else if s & DRAINING != 0 {
-            AdminState::Draining
-        } else {
-            AdminState::Enabled
-        }
+        admin_of(self.status.load(Ordering::Acquire))
     }
 
-    pub(crate) fn set_admin(&self, admin: AdminState) {
+    /// Sets the admin state; returns the previous one.
+    pub(crate) fn set_admin(&self, admin: AdminState) -> AdminState {
         let bits = match admin {
             AdminState::Enabled => 0,
             AdminState::Draining => DRAINING,
             AdminState::Disabled => DISABLED,
         };
-        let _ = self
-            .status
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                Some((s & !ADMIN_MASK) | bits)
-            });
+        let (prev, _) = self.transition(|s| (s & !ADMIN_MASK) | bits);
         if admin == AdminState::Draining && self.in_flight.load(Ordering::Acquire) == 0 {
             self.drained.notify_waiters();
         }
+        admin_of(prev)
     }
 
     /// Resolves once nothing is in flight.
@@ -152,6 +187,16 @@ impl TargetState {
             failures: self.failures.load(Ordering::Relaxed),
             admin: self.admin(),
         }
+    }
+}
+
+fn admin_of(s: u32) -> AdminState {
+    if s & DISABLED != 0 {
+        AdminState::Disabled
+    } else if s & DRAINING != 0 {
+        AdminState::Draining
+    } else {
+        AdminState::Enabled
     }
 }
 
