@@ -36,7 +36,10 @@ use crate::classify::{FailureKind, Outcome};
 use crate::target::TargetState;
 
 /// Counts one request in flight to a target for as long as it lives.
-pub(crate) struct InFlight(Arc<TargetState>, Option<Timing>);
+///
+/// The second field times the attempt (latency-aware selectors); the third holds its outcome,
+/// which reaches the target once, when the guard drops.
+pub(crate) struct InFlight(Arc<TargetState>, Option<Timing>, Option<Outcome>);
 
 /// When the attempt started, for groups whose selector tracks latency.
 struct Timing {
@@ -47,7 +50,7 @@ struct Timing {
 impl InFlight {
     /// Wraps a state whose in-flight count was already incremented.
     pub(crate) fn acquired(state: Arc<TargetState>) -> Self {
-        InFlight(state, None)
+        InFlight(state, None, None)
     }
 
     /// Starts timing the attempt if the group's selector tracks latency (reads the clock only
@@ -63,9 +66,11 @@ impl InFlight {
         self
     }
 
-    /// Records the attempt's outcome against the target (once per attempt).
-    pub(crate) fn observe(&self, outcome: Outcome) {
-        self.0.observe(outcome);
+    /// Records the attempt's outcome; it reaches the target once, when the attempt ends (the
+    /// guard drops), so a body that breaks off after a good head counts as one failure rather
+    /// than a success and a failure.
+    pub(crate) fn observe(&mut self, outcome: Outcome) {
+        self.2 = Some(outcome);
     }
 
     /// Feeds the attempt's latency to the tracker, if timed. `failed`: an error, a `5xx` or a
@@ -96,6 +101,9 @@ impl Drop for InFlight {
         // at least this long, which a latency estimate must not miss.
         if let Some(t) = self.1.take() {
             t.tracker.observe(&self.0, t.started, true, false, None);
+        }
+        if let Some(outcome) = self.2.take() {
+            self.0.observe(outcome);
         }
         self.0.release();
     }
@@ -159,7 +167,7 @@ impl<B: Body> Body for TrackedBody<B> {
             Poll::Ready(None) => *this.guard = None,
             Poll::Ready(Some(Err(_))) => {
                 // The head was already classified; a body that breaks off is a failure too.
-                if let Some(g) = this.guard.take() {
+                if let Some(mut g) = this.guard.take() {
                     g.observe(Outcome::Failure(FailureKind::Other));
                 }
             }

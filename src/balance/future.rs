@@ -140,7 +140,7 @@ where
                     this.state.set(State::Failed { error: None });
                     return Poll::Ready(match res {
                         Ok(rsp) => {
-                            if let Some(g) = this.guard.as_ref() {
+                            if let Some(g) = this.guard.as_mut() {
                                 let outcome = match this.classifier.as_deref() {
                                     Some(c) => c.classify_status(rsp.status()),
                                     None => DefaultClassifier::new().classify_status(rsp.status()),

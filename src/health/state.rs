@@ -108,6 +108,8 @@ pub struct HealthSummary {
     pub panics: u64,
     /// How many ejections outlier detection made.
     pub ejections: u64,
+    /// Targets whose weight is ramping up (slow start).
+    pub ramping: usize,
 }
 
 fn contributions(s: u32) -> [i64; 5] {
@@ -179,17 +181,19 @@ impl GroupHealth {
             in_panic: self.panic_state() != PanicState::Normal,
             panics: self.panics.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
+            ramping: count(&self.ramping),
         }
     }
 
-    /// Nanoseconds since the epoch (at least 1, so 0 can mean "unset").
+    /// One plus the nanoseconds since the epoch, so that 0 can mean "unset".
     pub(crate) fn stamp(&self, at: Instant) -> u64 {
         let ns = at.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(ns).unwrap_or(u64::MAX).max(1)
+        u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
     }
 
+    /// The instant a [`stamp`](Self::stamp) stands for.
     pub(crate) fn instant(&self, stamp: u64) -> Instant {
-        self.epoch + Duration::from_nanos(stamp)
+        self.epoch + Duration::from_nanos(stamp.saturating_sub(1))
     }
 
     pub(crate) fn on_transition(&self, prev: u32, next: u32) {
