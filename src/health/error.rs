@@ -71,6 +71,7 @@ pub struct UnexpectedStatus {
 }
 
 impl UnexpectedStatus {
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
     pub(crate) fn new(status: StatusCode) -> Self {
         UnexpectedStatus { status }
     }

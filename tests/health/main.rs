@@ -2,6 +2,7 @@
 //! discovery. Paused-time tests for every threshold and transition, real loopback backends for
 //! each failure mode, property tests for the invariants, and a fault test with a killed backend.
 
+#[cfg(feature = "hyper")]
 mod backend;
 mod support;
 
@@ -792,6 +793,7 @@ async fn healthy_changes_remove_targets_that_leave_discovery() {
 
 // ---------------------------------------------------------------- real loopback backends
 
+#[cfg(feature = "hyper")]
 mod real {
     use super::backend::{Backend, Behavior, refusing_addr};
     use super::*;
