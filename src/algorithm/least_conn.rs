@@ -54,7 +54,8 @@ impl Selector for LeastConnSelector {
         let mut tied_weight = 0u64;
         for i in (0..cx.len()).filter(|&i| cx.is_available(i)) {
             let load = u64::from(cx.in_flight(i));
-            let w = u64::from(cx.weight(i));
+            // Thousandths keep slow-start ramps of small weights precise.
+            let w = cx.weight_milli(i);
             match best {
                 None => {
                     best = Some((i, load, w));

@@ -244,8 +244,9 @@ impl<'a> Context<'a> {
 
     /// The weight to use for the target at `index` now: the target's weight, reduced while
     /// the target ramps up after joining or recovering (slow start, see
-    /// [`SlowStart`](crate::health::SlowStart)). Weight-aware selectors should read weights
-    /// here rather than from [`Target::weight`].
+    /// [`SlowStart`](crate::health::SlowStart)), rounded and at least 1. Weight-aware selectors
+    /// should read weights here (or, for precision with small weights, through
+    /// [`weight_milli`](Self::weight_milli)) rather than from [`Target::weight`].
     ///
     /// # Panics
     ///
@@ -253,7 +254,24 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn weight(&self, index: usize) -> u32 {
         let e = &self.entries[index];
-        let w = e.target.weight();
+        if e.state.status() & crate::target::RAMP == 0 {
+            return e.target.weight();
+        }
+        let milli = self.weight_milli(index);
+        u32::try_from(((milli + 500) / 1000).max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The current [`weight`](Self::weight) in thousandths, without rounding: `weight × 1000`
+    /// unless the target ramps up, then `weight × 1000 × ramp factor` (at least 1). A target of
+    /// weight 1 ramping at 25% has `weight() == 1` but `weight_milli() == 250`.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= self.len()`.
+    #[inline]
+    pub fn weight_milli(&self, index: usize) -> u64 {
+        let e = &self.entries[index];
+        let w = u64::from(e.target.weight()) * 1000;
         match self.health {
             Some(h) if e.state.status() & crate::target::RAMP != 0 => {
                 let now = match self.now.get() {
@@ -264,7 +282,7 @@ impl<'a> Context<'a> {
                         now
                     }
                 };
-                h.ramped_weight(&e.state, w, now)
+                h.ramped_weight_milli(&e.state, w, now)
             }
             _ => w,
         }

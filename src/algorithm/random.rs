@@ -66,8 +66,8 @@ struct RandomSelector {
 impl RandomSelector {
     /// Thins draws of a ramping target down to its current weight.
     fn keep(&self, cx: &Context<'_>, i: usize) -> bool {
-        let full = u64::from(cx.target(i).weight());
-        let now = u64::from(cx.weight(i));
+        let full = u64::from(cx.target(i).weight()) * 1000;
+        let now = cx.weight_milli(i);
         now >= full || self.rng.below(full) < now
     }
 }
@@ -88,14 +88,14 @@ impl Selector for RandomSelector {
         let n = cx.len();
         let available: u64 = (0..n)
             .filter(|&i| cx.is_available(i))
-            .map(|i| u64::from(cx.weight(i)))
+            .map(|i| cx.weight_milli(i))
             .sum();
         if available == 0 {
             return None;
         }
         let mut r = self.rng.below(available);
         for i in (0..n).filter(|&i| cx.is_available(i)) {
-            let w = u64::from(cx.weight(i));
+            let w = cx.weight_milli(i);
             if r < w {
                 return Some(i);
             }

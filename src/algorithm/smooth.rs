@@ -25,8 +25,8 @@ const MAX_SKIPS: usize = 64;
 ///
 /// While a target's weight ramps up ([slow start](crate::health::SlowStart)), its slots are
 /// thinned by credit: each time one of its slots comes up it earns its current
-/// [`weight`](super::Context::weight) and the slot is taken only once the credit reaches the full
-/// weight, so it serves `current / full` of its slots, deterministically; skipped slots pass to
+/// [`weight_milli`](super::Context::weight_milli) and the slot is taken only once the credit
+/// reaches the full weight, so it serves `current / full` of its slots, deterministically; skipped slots pass to
 /// the next target in the cycle. Without an active ramp this costs one atomic load per pick.
 ///
 /// # Examples
@@ -76,8 +76,8 @@ struct SmoothSelector {
 impl SmoothSelector {
     /// Whether a ramping target takes the slot that just came up.
     fn take_slot(&self, cx: &Context<'_>, i: usize) -> bool {
-        let full = u64::from(cx.target(i).weight());
-        let now = u64::from(cx.weight(i));
+        let full = u64::from(cx.target(i).weight()) * 1000;
+        let now = cx.weight_milli(i);
         if now >= full {
             return true;
         }

@@ -93,6 +93,11 @@ impl TargetGroup {
     pub fn health(&self, id: &TargetId) -> Result<TargetHealthStatus, UnknownTarget> {
         let snap = self.snapshot();
         let e = snap.get(id).ok_or_else(|| UnknownTarget::new(id.clone()))?;
+        if e.state.status() & RAMP != 0 {
+            // Ends a ramp whose window is over even if no pick has looked at it since.
+            self.health_shared()
+                .ramped_weight_milli(&e.state, 1000, tokio::time::Instant::now());
+        }
         let s = e.state.status();
         Ok(TargetHealthStatus {
             healthy: s & UNHEALTHY == 0,

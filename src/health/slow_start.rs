@@ -56,16 +56,21 @@ impl SlowStart {
     /// The effective weight `elapsed` into a ramp for a target of weight `weight`, or `None`
     /// once the ramp is over.
     pub fn weight(&self, weight: u32, elapsed: Duration) -> Option<u32> {
+        let w = (f64::from(weight) * self.factor(elapsed)?).round() as u32;
+        Some(w.clamp(1, weight.max(1)))
+    }
+
+    /// The share of its weight a target has `elapsed` into a ramp, or `None` once it is over.
+    pub(crate) fn factor(&self, elapsed: Duration) -> Option<f64> {
         if elapsed >= self.window {
             return None;
         }
         let t = elapsed.as_secs_f64() / self.window.as_secs_f64();
-        let factor = t
-            .powf(1.0 / self.aggression)
-            .max(f64::from(self.min_percent) / 100.0)
-            .min(1.0);
-        let w = (f64::from(weight) * factor).round() as u32;
-        Some(w.clamp(1, weight.max(1)))
+        Some(
+            t.powf(1.0 / self.aggression)
+                .max(f64::from(self.min_percent) / 100.0)
+                .min(1.0),
+        )
     }
 }
 

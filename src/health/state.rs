@@ -316,19 +316,19 @@ impl GroupHealth {
         }
     }
 
-    /// The effective weight of a ramping target (see [`SlowStart`]); ends the ramp once the
-    /// window has passed.
-    pub(crate) fn ramped_weight(&self, state: &TargetState, weight: u32, now: Instant) -> u32 {
+    /// The effective weight (in thousandths) of a ramping target of weight `milli / 1000`
+    /// (see [`SlowStart`]); ends the ramp once the window has passed.
+    pub(crate) fn ramped_weight_milli(&self, state: &TargetState, milli: u64, now: Instant) -> u64 {
         let Some(ss) = &self.settings.slow_start else {
-            return weight;
+            return milli;
         };
         let since = self.instant(state.health.ramp_since.load(Ordering::Acquire));
         let elapsed = now.saturating_duration_since(since);
-        match ss.weight(weight, elapsed) {
-            Some(w) => w,
+        match ss.factor(elapsed) {
+            Some(f) => ((milli as f64 * f).round() as u64).clamp(1, milli.max(1)),
             None => {
                 state.transition(|s| s & !RAMP);
-                weight
+                milli
             }
         }
     }
@@ -580,5 +580,125 @@ impl TargetHealth {
         if let Some(reason) = reason {
             b.group.try_eject(&b.id, state, reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::{Target, TargetGroup};
+
+    fn group(n: usize) -> TargetGroup {
+        TargetGroup::builder("g")
+            .targets((0..n).map(|i| Target::new(format!("t{i}"), "127.0.0.1:1").unwrap()))
+            .build()
+            .unwrap()
+    }
+
+    fn state(g: &TargetGroup, id: &str) -> Arc<TargetState> {
+        g.snapshot().get(&id.into()).unwrap().state.clone()
+    }
+
+    #[test]
+    fn counters_follow_flips_admin_and_membership() {
+        let g = group(4);
+        let s = g.health_summary();
+        assert_eq!((s.members, s.in_service, s.down), (4, 4, 0));
+        state(&g, "t0").transition(|s| s | UNHEALTHY);
+        state(&g, "t1").transition(|s| s | EJECTED);
+        let s = g.health_summary();
+        assert_eq!((s.down, s.ejected), (2, 1));
+        // A disabled target leaves the panic base, whatever its health.
+        g.set_admin(&"t0".into(), AdminState::Disabled).unwrap();
+        let s = g.health_summary();
+        assert_eq!((s.in_service, s.down), (3, 1));
+        // A leaver no longer counts; its later flips do not either.
+        let t1 = state(&g, "t1");
+        g.remove(&"t1".into()).unwrap();
+        t1.transition(|s| s & !EJECTED);
+        let s = g.health_summary();
+        assert_eq!((s.members, s.in_service, s.down, s.ejected), (3, 2, 0, 0));
+        // Replacing a target keeps its state and its counts.
+        g.insert(Target::new("t0", "127.0.0.1:2").unwrap());
+        assert_eq!(g.health_summary().members, 3);
+    }
+
+    #[test]
+    fn panic_state_flips_with_the_share_available() {
+        let g = group(4);
+        let h = g.health_shared().clone();
+        assert_eq!(h.panic_state(), PanicState::Normal);
+        state(&g, "t0").transition(|s| s | UNHEALTHY);
+        state(&g, "t1").transition(|s| s | UNHEALTHY);
+        assert_eq!(
+            h.panic_state(),
+            PanicState::Normal,
+            "2 of 4 is not below 50%"
+        );
+        state(&g, "t2").transition(|s| s | EJECTED);
+        assert_eq!(h.panic_state(), PanicState::FailOpen);
+        // Removing the sick targets ends the panic: 1 of 1 available.
+        g.replace([Target::new("t3", "127.0.0.1:1").unwrap()])
+            .unwrap();
+        assert_eq!(h.panic_state(), PanicState::Normal);
+        assert_eq!(g.health_summary().panics, 1);
+    }
+
+    #[test]
+    fn a_lone_target_is_never_ejected_and_detection_is_opt_in() {
+        let fail = Outcome::Failure(crate::classify::FailureKind::Connect);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _enter = rt.enter();
+        let g = TargetGroup::builder("g")
+            .target(Target::new("a", "127.0.0.1:1").unwrap())
+            .outlier_detection(OutlierDetection::default())
+            .build()
+            .unwrap();
+        let a = state(&g, "a");
+        for _ in 0..20 {
+            a.observe(fail);
+        }
+        assert!(a.is_routable(), "a lone target");
+        let g = group(3);
+        let b = state(&g, "t0");
+        for _ in 0..20 {
+            b.observe(fail);
+        }
+        assert!(b.is_routable(), "outlier detection is off by default");
+        let g = TargetGroup::builder("g")
+            .targets((0..3).map(|i| Target::new(format!("t{i}"), "127.0.0.1:1").unwrap()))
+            .outlier_detection(OutlierDetection::default())
+            .build()
+            .unwrap();
+        let c = state(&g, "t0");
+        for _ in 0..5 {
+            c.observe(fail);
+        }
+        assert!(!c.is_routable(), "five failures eject");
+    }
+
+    #[test]
+    fn without_a_runtime_nothing_is_ejected() {
+        let g = TargetGroup::builder("g")
+            .targets((0..3).map(|i| Target::new(format!("t{i}"), "127.0.0.1:1").unwrap()))
+            .outlier_detection(OutlierDetection::default())
+            .build()
+            .unwrap();
+        let a = state(&g, "t0");
+        for _ in 0..20 {
+            a.observe(Outcome::Failure(crate::classify::FailureKind::Connect));
+        }
+        assert!(a.is_routable(), "no timer could end the ejection");
+    }
+
+    #[test]
+    fn stamps_round_trip_exactly() {
+        let h = GroupHealth::new("g".into(), HealthSettings::default());
+        let at = h.epoch + Duration::from_millis(1500);
+        assert_eq!(h.instant(h.stamp(at)), at);
+        assert_eq!(h.instant(h.stamp(h.epoch)), h.epoch);
+        assert_ne!(h.stamp(h.epoch), 0);
     }
 }

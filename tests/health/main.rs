@@ -647,7 +647,7 @@ async fn slow_start_ramps_a_joiner_in_every_weight_aware_algorithm() {
             Box::new(|g: TargetGroup| g.set_algorithm(LeastConnections::new().seed(7))),
         ),
     ];
-    for (name, set) in algorithms {
+    for ((name, set), weight) in algorithms.iter().flat_map(|a| [(a, 10), (a, 1)]) {
         let sw = Switches::default();
         let ss = SlowStart::builder(Duration::from_secs(100))
             .build()
@@ -665,24 +665,25 @@ async fn slow_start_ramps_a_joiner_in_every_weight_aware_algorithm() {
         );
         g.insert(
             Target::builder("c", "127.0.0.1:3")
-                .weight(10)
+                .weight(weight)
                 .build()
                 .unwrap(),
         );
         g.insert(
             Target::builder("a", "127.0.0.1:1")
-                .weight(10)
+                .weight(weight)
                 .build()
                 .unwrap(),
         );
         g.insert(
             Target::builder("b", "127.0.0.1:2")
-                .weight(10)
+                .weight(weight)
                 .build()
                 .unwrap(),
         );
         assert!(g.health(&"c".into()).unwrap().is_ramping());
-        // t = 0: c at its 10% floor (weight 1 of 21); t = 50 s: weight 5 of 25; after: 1/3.
+        // t = 0: c at its 10% floor (1 of 21 tenths); t = 50 s: 5 of 25; after: 1/3. Weight 1
+        // ramps as finely as weight 10 (through `Context::weight_milli`).
         let s0 = share(&b, "c", 2100).await;
         assert!((0.02..0.08).contains(&s0), "{name}: {s0}");
         advance(50_000).await;
