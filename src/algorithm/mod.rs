@@ -194,8 +194,8 @@ impl<'a> Context<'a> {
 
     /// Adds the group's health view: slow-start weights and panic mode.
     #[inline]
-    pub(crate) fn with_health(mut self, health: &'a GroupHealth, panic: bool) -> Self {
-        self.health = Some(health);
+    pub(crate) fn with_health(mut self, health: Option<&'a GroupHealth>, panic: bool) -> Self {
+        self.health = health;
         self.panic = panic;
         self
     }

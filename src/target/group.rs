@@ -128,7 +128,7 @@ impl TargetGroup {
         let name: Arc<str> = name.into();
         let health = Arc::new(GroupHealth::new(name.clone(), settings));
         let entries = targets.into_iter().map(|t| new_entry(t, &health)).collect();
-        let snapshot = Snapshot::build(1, entries, &*algorithm, health.clone());
+        let snapshot = Snapshot::build(1, entries, &*algorithm).with_health(health.clone());
         health.join(&snapshot.entries, &[], false);
         TargetGroup {
             inner: Arc::new(Inner {
@@ -304,7 +304,7 @@ impl TargetGroup {
     pub fn set_admin(&self, id: &TargetId, admin: AdminState) -> Result<(), UnknownTarget> {
         let snap = self.snapshot();
         let entry = snap.get(id).ok_or_else(|| UnknownTarget::new(id.clone()))?;
-        let prev = entry.state.set_admin(admin);
+        let prev = entry.state.swap_admin(admin);
         self.inner
             .health
             .admin_changed(id, &entry.state, prev, admin);
@@ -338,7 +338,7 @@ impl TargetGroup {
             let entry = snap.get(id).ok_or_else(|| UnknownTarget::new(id.clone()))?;
             entry.state.clone()
         };
-        let prev = state.set_admin(AdminState::Draining);
+        let prev = state.swap_admin(AdminState::Draining);
         self.inner
             .health
             .admin_changed(id, &state, prev, AdminState::Draining);
@@ -383,7 +383,8 @@ impl TargetGroup {
     fn publish(&self, w: &mut Writer, entries: Vec<Entry>) {
         w.version += 1;
         let health = &self.inner.health;
-        let snapshot = Snapshot::build(w.version, entries, &*w.algorithm, health.clone());
+        let snapshot =
+            Snapshot::build(w.version, entries, &*w.algorithm).with_health(health.clone());
         tracing::debug!(group = %self.inner.name, version = w.version, targets = snapshot.entries.len(), "snapshot published");
         let old = self.inner.current.load_full();
         // Joiners get their health flags before they become pickable; leavers lose theirs after.

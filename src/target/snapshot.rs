@@ -24,7 +24,8 @@ pub(crate) struct Snapshot {
     index: HashMap<TargetId, usize>,
     selector: Box<dyn Selector>,
     has_backups: bool,
-    health: Arc<GroupHealth>,
+    /// The group's health view (panic mode, slow start); `None` in bare test snapshots.
+    health: Option<Arc<GroupHealth>>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -44,7 +45,6 @@ impl Snapshot {
         version: u64,
         mut entries: Vec<Entry>,
         algorithm: &dyn Algorithm,
-        health: Arc<GroupHealth>,
     ) -> Snapshot {
         entries.sort_by(|a, b| a.target.id().cmp(b.target.id()));
         entries.dedup_by(|b, a| a.target.id() == b.target.id());
@@ -61,7 +61,7 @@ impl Snapshot {
             index,
             selector,
             has_backups,
-            health,
+            health: None,
         }
     }
 
@@ -69,6 +69,12 @@ impl Snapshot {
     #[inline]
     pub(crate) fn latency(&self) -> Option<&crate::algorithm::LatencyTracker> {
         self.selector.latency()
+    }
+
+    /// Attaches the group's health view.
+    pub(crate) fn with_health(mut self, health: Arc<GroupHealth>) -> Snapshot {
+        self.health = Some(health);
+        self
     }
 
     pub(crate) fn position(&self, id: &TargetId) -> Option<usize> {
@@ -85,7 +91,8 @@ impl Snapshot {
     pub(crate) fn pick(&self, key: Option<u64>, avoid: Option<&AvoidTargets>) -> Option<usize> {
         let avoid = avoid.filter(|a| !a.is_empty());
         // One relaxed load: the panic state is recomputed when health flips, never per pick.
-        let panic = match self.health.panic_state() {
+        let health = self.health.as_deref();
+        let panic = match health.map_or(PanicState::Normal, GroupHealth::panic_state) {
             PanicState::Normal => false,
             PanicState::FailOpen => true,
             PanicState::FailFast => return None,
@@ -97,14 +104,12 @@ impl Snapshot {
         };
         for &backup in tiers {
             if avoid.is_some() {
-                let cx = Context::new(&self.entries, backup, avoid, key)
-                    .with_health(&self.health, panic);
+                let cx = Context::new(&self.entries, backup, avoid, key).with_health(health, panic);
                 if let Some(i) = self.checked(&cx) {
                     return Some(i);
                 }
             }
-            let cx =
-                Context::new(&self.entries, backup, None, key).with_health(&self.health, panic);
+            let cx = Context::new(&self.entries, backup, None, key).with_health(health, panic);
             if let Some(i) = self.checked(&cx) {
                 return Some(i);
             }

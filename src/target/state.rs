@@ -154,8 +154,13 @@ impl TargetState {
         admin_of(self.status.load(Ordering::Acquire))
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn set_admin(&self, admin: AdminState) {
+        self.swap_admin(admin);
+    }
+
     /// Sets the admin state; returns the previous one.
-    pub(crate) fn set_admin(&self, admin: AdminState) -> AdminState {
+    pub(crate) fn swap_admin(&self, admin: AdminState) -> AdminState {
         let bits = match admin {
             AdminState::Enabled => 0,
             AdminState::Draining => DRAINING,
