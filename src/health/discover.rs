@@ -63,10 +63,14 @@ where
     E: Into<BoxError> + Send + 'static,
 {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime::new())?;
-    let group = TargetGroup::builder(name)
+    // No picks happen on this group, so panic mode would only add noise to its events.
+    let Ok(group) = TargetGroup::builder(name)
         .panic_threshold(PanicThreshold::disabled())
         .build()
-        .map_err(|_| NoRuntime::new())?;
+    else {
+        // Unreachable: a group without targets has no duplicate ids.
+        return Err(NoRuntime::new());
+    };
     group.health_check(check)?;
     group.attach(discovery)?;
     let (tx, rx) = mpsc::unbounded_channel();

@@ -75,7 +75,7 @@ impl HttpCheck {
     }
 
     async fn run(&self, target: &Target) -> Result<(), BoxError> {
-        let stream = tokio::net::TcpStream::connect(target.address().as_str())
+        let stream = tokio::net::TcpStream::connect(super::tcp::socket_authority(target))
             .await
             .map_err(ConnectFailed::new)?;
         let _ = stream.set_nodelay(true);

@@ -229,6 +229,37 @@ async fn checks_follow_membership_and_stop_with_the_group() {
     assert_eq!(Arc::strong_count(&probe), 1, "every check task is gone");
 }
 
+#[tokio::test(start_paused = true)]
+async fn no_task_outlives_the_group() {
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let sw = Switches::default();
+    let g = group(&["a", "b", "c"])
+        .outlier_detection(OutlierDetection::default())
+        .build()
+        .unwrap();
+    let mut events = g.events();
+    g.health_check(sw.active(1000, 2, 3)).unwrap();
+    let b = balance(&g, &sw);
+    sw.serve("a", Mode::Status500);
+    for _ in 0..15 {
+        send(&b).await.unwrap();
+    }
+    assert!(g.health(&"a".into()).unwrap().is_ejected());
+    settle().await;
+    // The supervisor, three probes and one ejection timer.
+    assert_eq!(tasks(), 5);
+    drop(b);
+    drop(g);
+    settle().await;
+    assert_eq!(tasks(), 0);
+    // With the group gone, its event stream ends.
+    while events.next().await.is_some() {}
+}
+
 // ---------------------------------------------------------------- outlier detection
 
 #[tokio::test(start_paused = true)]
