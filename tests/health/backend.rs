@@ -24,8 +24,8 @@ pub(crate) enum Behavior {
 pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
     behavior: Arc<Mutex<Behavior>>,
-    /// Requests for `/health`.
-    pub(crate) health_hits: Arc<AtomicUsize>,
+    /// When each request for `/health` arrived.
+    pub(crate) health_hits: Arc<Mutex<Vec<tokio::time::Instant>>>,
     /// Other requests.
     pub(crate) requests: Arc<AtomicUsize>,
     tasks: JoinSet<()>,
@@ -63,8 +63,14 @@ impl Backend {
         *self.behavior.lock().unwrap() = behavior;
     }
 
-    pub(crate) fn hits(&self) -> usize {
-        self.health_hits.load(Ordering::SeqCst)
+    /// Health checks that arrived before `at`.
+    pub(crate) fn hits_before(&self, at: tokio::time::Instant) -> usize {
+        self.health_hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t < at)
+            .count()
     }
 
     pub(crate) fn served(&self) -> usize {
@@ -87,7 +93,7 @@ pub(crate) async fn refusing_addr() -> SocketAddr {
 async fn accept(
     listener: TcpListener,
     behavior: Arc<Mutex<Behavior>>,
-    hits: Arc<AtomicUsize>,
+    hits: Arc<Mutex<Vec<tokio::time::Instant>>>,
     requests: Arc<AtomicUsize>,
 ) {
     let mut conns = JoinSet::new();
@@ -108,7 +114,7 @@ async fn accept(
 async fn serve(
     mut stream: TcpStream,
     behavior: Arc<Mutex<Behavior>>,
-    hits: Arc<AtomicUsize>,
+    hits: Arc<Mutex<Vec<tokio::time::Instant>>>,
     requests: Arc<AtomicUsize>,
 ) {
     let mut buf = Vec::new();
@@ -127,7 +133,7 @@ async fn serve(
         let head = String::from_utf8_lossy(&buf[..end]).to_string();
         buf.drain(..end);
         if head.split_whitespace().nth(1) == Some("/health") {
-            hits.fetch_add(1, Ordering::SeqCst);
+            hits.lock().unwrap().push(tokio::time::Instant::now());
         } else {
             requests.fetch_add(1, Ordering::SeqCst);
         }

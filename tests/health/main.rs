@@ -863,6 +863,31 @@ mod real {
         }
     }
 
+    /// Waits for `probe` to pass once against `addr` (the target waits for its first check).
+    async fn passes(addr: std::net::SocketAddr, probe: impl HealthCheck) {
+        let g = TargetGroup::builder("real")
+            .target(Target::new("x", addr).unwrap())
+            .build()
+            .unwrap();
+        let mut ev = g.events();
+        let check = ActiveCheck::builder(probe)
+            .interval(Duration::from_millis(30))
+            .timeout(Duration::from_millis(500))
+            .jitter(0.0)
+            .wait_for_first_check(true)
+            .build()
+            .unwrap();
+        g.health_check(check).unwrap();
+        let e = wait_for(&mut ev, |e| {
+            matches!(
+                e.kind(),
+                HealthEventKind::Healthy | HealthEventKind::Unhealthy { .. }
+            )
+        })
+        .await;
+        assert_eq!(*e.kind(), HealthEventKind::Healthy);
+    }
+
     async fn reason_for(addr: std::net::SocketAddr, probe: impl HealthCheck) -> String {
         let g = TargetGroup::builder("real")
             .target(Target::new("x", addr).unwrap())
@@ -889,13 +914,7 @@ mod real {
         let r = reason_for(b.addr, HttpCheck::get("/health").unwrap()).await;
         assert_eq!(r, "health check timed out");
         // The port is open, so a TCP check passes.
-        let g = TargetGroup::builder("real")
-            .target(Target::new("x", b.addr).unwrap())
-            .build()
-            .unwrap();
-        g.health_check(fast(TcpCheck::new(), 1, 1)).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(g.health(&"x".into()).unwrap().is_healthy());
+        passes(b.addr, TcpCheck::new()).await;
     }
 
     #[tokio::test]
@@ -908,13 +927,7 @@ mod real {
             .expect_status(500..=500)
             .build()
             .unwrap();
-        let g = TargetGroup::builder("real")
-            .target(Target::new("x", b.addr).unwrap())
-            .build()
-            .unwrap();
-        g.health_check(fast(probe, 1, 1)).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(g.health(&"x".into()).unwrap().is_healthy());
+        passes(b.addr, probe).await;
     }
 
     #[tokio::test]
@@ -927,14 +940,7 @@ mod real {
         let r = reason_for(b.addr, probe).await;
         assert!(!r.is_empty());
         // Without a body match the head alone passes.
-        let g = TargetGroup::builder("real")
-            .target(Target::new("x", b.addr).unwrap())
-            .build()
-            .unwrap();
-        g.health_check(fast(HttpCheck::get("/health").unwrap(), 1, 1))
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(g.health(&"x".into()).unwrap().is_healthy());
+        passes(b.addr, HttpCheck::get("/health").unwrap()).await;
 
         // Real traffic reads the body, which breaks off: a failure for outlier detection.
         use http_body_util::BodyExt;
@@ -1028,7 +1034,14 @@ mod real {
         let send_batch = async |n: usize, ok: &mut usize, failed: &mut usize| {
             for _ in 0..n {
                 let req = http::Request::get("/work").body(String::new()).unwrap();
-                match tower::ServiceExt::oneshot(bal.clone(), req).await {
+                // A hang would be a request without an outcome: fail the test on it.
+                let res = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tower::ServiceExt::oneshot(bal.clone(), req),
+                )
+                .await
+                .expect("a request got no outcome");
+                match res {
                     Ok(r) if r.status().is_success() => *ok += 1,
                     _ => *failed += 1,
                 }
@@ -1050,12 +1063,16 @@ mod real {
         .await;
         // Restart on the same port; it returns after exactly `rise` passing checks.
         let c = Backend::start_on(c_addr, Behavior::Ok).await;
-        wait_for(&mut ev, |e| {
+        let healthy = wait_for(&mut ev, |e| {
             e.target().is_some_and(|t| t.as_str() == "c") && *e.kind() == HealthEventKind::Healthy
         })
         .await;
         assert!(g.health(&"c".into()).unwrap().is_routable());
-        assert_eq!(c.hits(), 2, "back after rise = 2 passing checks");
+        assert_eq!(
+            c.hits_before(healthy.at()),
+            2,
+            "back after rise = 2 passing checks"
+        );
         let before = c.served();
         let failed_before = failed;
         send_batch(120, &mut ok, &mut failed).await;
