@@ -267,3 +267,61 @@ impl ActiveCheckBuilder {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn _object_safe(_: &dyn HealthCheck) {}
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn public_types_cross_threads() {
+        send_sync::<ActiveCheck>();
+        send_sync::<crate::health::HealthEvent>();
+        send_sync::<crate::health::OutlierDetection>();
+        send_sync::<crate::health::TcpCheck>();
+        send::<crate::health::HealthEvents>();
+        send::<crate::health::HealthyChanges>();
+        send::<CheckFuture<'static>>();
+    }
+
+    #[tokio::test]
+    async fn check_fn_maps_errors() {
+        let c = check_fn(|t: &Target| {
+            let bad = t.id().as_str() == "bad";
+            async move { if bad { Err("nope") } else { Ok(()) } }
+        });
+        let good = Target::new("good", "127.0.0.1:1").unwrap();
+        let bad = Target::new("bad", "127.0.0.1:1").unwrap();
+        assert!(c.check(&good).await.is_ok());
+        assert_eq!(c.check(&bad).await.unwrap_err().to_string(), "nope");
+        // Arc<C> is a check too.
+        assert!(Arc::new(c).check(&good).await.is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let b = || ActiveCheck::builder(crate::health::TcpCheck::new());
+        assert_eq!(
+            b().interval(Duration::ZERO).build().unwrap_err().setting(),
+            "interval"
+        );
+        assert_eq!(
+            b().timeout(Duration::ZERO).build().unwrap_err().setting(),
+            "timeout"
+        );
+        assert_eq!(b().fall(0).build().unwrap_err().setting(), "fall");
+        assert_eq!(b().jitter(1.5).build().unwrap_err().setting(), "jitter");
+        assert_eq!(
+            b().jitter(f64::NAN).build().unwrap_err().setting(),
+            "jitter"
+        );
+        let ok = b().build().unwrap();
+        assert_eq!(
+            (ok.interval(), ok.timeout(), ok.rise(), ok.fall()),
+            (Duration::from_secs(2), Duration::from_secs(1), 2, 3)
+        );
+    }
+}
