@@ -26,8 +26,9 @@ const MAX_SKIPS: usize = 64;
 /// While a target's weight ramps up ([slow start](crate::health::SlowStart)), its slots are
 /// thinned by credit: each time one of its slots comes up it earns its current
 /// [`weight_milli`](super::Context::weight_milli) and the slot is taken only once the credit
-/// reaches the full weight, so it serves `current / full` of its slots, deterministically; skipped slots pass to
-/// the next target in the cycle. Without an active ramp this costs one atomic load per pick.
+/// reaches the full weight, so it serves `current / full` of its slots, deterministically;
+/// skipped slots pass to the next target in the cycle. Without an active ramp this costs one
+/// atomic load per pick.
 ///
 /// # Examples
 ///

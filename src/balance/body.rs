@@ -166,7 +166,7 @@ impl<B: Body> Body for TrackedBody<B> {
         match &polled {
             Poll::Ready(None) => *this.guard = None,
             Poll::Ready(Some(Err(_))) => {
-                // The head was already classified; a body that breaks off is a failure too.
+                // A body that breaks off turns the head's outcome into a failure.
                 if let Some(mut g) = this.guard.take() {
                     g.observe(Outcome::Failure(FailureKind::Other));
                 }
