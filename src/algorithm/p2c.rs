@@ -84,7 +84,8 @@ impl P2cSelector {
     /// Whether `a` scores strictly better than `b` (`None` on a tie).
     #[inline]
     fn better(&self, cx: &Context<'_>, a: usize, b: usize) -> Option<bool> {
-        let (wa, wb) = (u64::from(cx.weight(a)), u64::from(cx.weight(b)));
+        // Thousandths keep slow-start ramps of small weights precise.
+        let (wa, wb) = (cx.weight_milli(a), cx.weight_milli(b));
         let (fa, fb) = (u64::from(cx.in_flight(a)), u64::from(cx.in_flight(b)));
         if fa == 0 && fb == 0 && !self.sampler.uniform {
             return None;

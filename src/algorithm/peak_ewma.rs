@@ -104,7 +104,7 @@ impl EwmaSelector {
     #[inline]
     fn cost(&self, cx: &Context<'_>, i: usize, now: u64) -> f64 {
         let est = self.tracker.estimate_ns(cx.state(i), now);
-        est * f64::from(cx.in_flight(i) + 1) / f64::from(cx.weight(i).max(1))
+        est * f64::from(cx.in_flight(i) + 1) * 1000.0 / cx.weight_milli(i).max(1) as f64
     }
 }
 
