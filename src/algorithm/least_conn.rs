@@ -4,8 +4,9 @@ use super::{Algorithm, Context, FastRng, Selector, Targets};
 /// unit of weight (nginx `least_conn`, HAProxy `leastconn`).
 ///
 /// Ties, including the common idle case where every target has nothing in flight, are broken at
-/// random in proportion to weight, so light load still follows the weights and no target is
-/// favoured just for coming first. Each pick reads every target's in-flight count: O(n).
+/// random in proportion to weight (one random draw per pick), so light load still follows the
+/// weights and no target is favoured just for coming first. Each pick reads every target's
+/// in-flight count, twice when there is a tie: O(n).
 ///
 /// # Examples
 ///
@@ -50,6 +51,8 @@ struct LeastConnSelector {
 impl Selector for LeastConnSelector {
     #[inline]
     fn select(&self, cx: &Context<'_>) -> Option<usize> {
+        // Pass 1: the lowest in-flight per unit of weight, and the total weight of the targets
+        // that tie at it.
         let mut best: Option<(usize, u64, u64)> = None;
         let mut tied_weight = 0u64;
         for i in (0..cx.len()).filter(|&i| cx.is_available(i)) {
@@ -61,25 +64,33 @@ impl Selector for LeastConnSelector {
                     best = Some((i, load, w));
                     tied_weight = w;
                 }
-                Some((_, bl, bw)) => {
-                    // load/w vs bl/bw without division.
-                    match (load * bw).cmp(&(bl * w)) {
-                        std::cmp::Ordering::Less => {
-                            best = Some((i, load, w));
-                            tied_weight = w;
-                        }
-                        std::cmp::Ordering::Equal => {
-                            // Weighted reservoir sampling over the tied targets.
-                            tied_weight += w;
-                            if self.rng.below(tied_weight) < w {
-                                best = Some((i, load, w));
-                            }
-                        }
-                        std::cmp::Ordering::Greater => {}
+                // load/w vs bl/bw without division.
+                Some((_, bl, bw)) => match (load * bw).cmp(&(bl * w)) {
+                    std::cmp::Ordering::Less => {
+                        best = Some((i, load, w));
+                        tied_weight = w;
                     }
-                }
+                    std::cmp::Ordering::Equal => tied_weight += w,
+                    std::cmp::Ordering::Greater => {}
+                },
             }
         }
-        best.map(|(i, _, _)| i)
+        let (first, bl, bw) = best?;
+        if tied_weight == bw {
+            return Some(first);
+        }
+        // Pass 2: one weighted draw among the tied targets. Counts may move between the passes
+        // (other requests start and end); if the draw finds no match, the first best stands.
+        let mut r = self.rng.below(tied_weight);
+        for i in (first..cx.len()).filter(|&i| cx.is_available(i)) {
+            let w = cx.weight_milli(i);
+            if u64::from(cx.in_flight(i)) * bw == bl * w {
+                if r < w {
+                    return Some(i);
+                }
+                r -= w;
+            }
+        }
+        Some(first)
     }
 }

@@ -220,15 +220,13 @@ impl<'a> Context<'a> {
         let Some(e) = self.entries.get(index) else {
             return false;
         };
-        e.target.is_backup() == self.backup
+        e.backup == self.backup
             && if self.panic {
                 e.state.is_routable_in_panic()
             } else {
                 e.state.is_routable()
             }
-            && e.target
-                .max_conns()
-                .is_none_or(|m| e.state.in_flight() < m.get())
+            && (e.max_conns == 0 || e.state.in_flight() < e.max_conns)
             && self.avoid.is_none_or(|a| !a.contains(e.target.id()))
     }
 
@@ -255,7 +253,7 @@ impl<'a> Context<'a> {
     pub fn weight(&self, index: usize) -> u32 {
         let e = &self.entries[index];
         if e.state.status() & crate::target::RAMP == 0 {
-            return e.target.weight();
+            return e.weight;
         }
         let milli = self.weight_milli(index);
         u32::try_from(((milli + 500) / 1000).max(1)).unwrap_or(u32::MAX)
@@ -271,7 +269,7 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn weight_milli(&self, index: usize) -> u64 {
         let e = &self.entries[index];
-        let w = u64::from(e.target.weight()) * 1000;
+        let w = u64::from(e.weight) * 1000;
         match self.health {
             Some(h) if e.state.status() & crate::target::RAMP != 0 => {
                 let now = match self.now.get() {

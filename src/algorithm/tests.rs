@@ -28,10 +28,10 @@ fn entries(weights: &[u32], backups: &[bool], max_conns: &[Option<u32>]) -> Vec<
             if let Some(Some(m)) = max_conns.get(i) {
                 b = b.max_conns(*m);
             }
-            Entry {
-                target: Arc::new(b.build().unwrap()),
-                state: Arc::new(TargetState::default()),
-            }
+            Entry::new(
+                Arc::new(b.build().unwrap()),
+                Arc::new(TargetState::default()),
+            )
         })
         .collect()
 }
@@ -111,7 +111,7 @@ proptest! {
                     Avail::Up => {}
                     Avail::Disabled => e.state.set_admin(AdminState::Disabled),
                     Avail::Draining => e.state.set_admin(AdminState::Draining),
-                    Avail::Full => assert!(e.state.try_acquire(e.target.max_conns())),
+                    Avail::Full => assert!(e.state.try_acquire(e.max_conns)),
                 }
             }
             let snap = Snapshot::build(1, es, &*algorithm);
@@ -136,8 +136,8 @@ fn least_connections_prefers_least_loaded_per_weight() {
     let es = entries(&[2, 1], &[], &[]);
     // 2 in flight on the weight-2 target (1 per unit), 2 on the weight-1 target (2 per unit).
     for _ in 0..2 {
-        es[0].state.try_acquire(None);
-        es[1].state.try_acquire(None);
+        es[0].state.try_acquire(0);
+        es[1].state.try_acquire(0);
     }
     let snap = Snapshot::build(1, es, &LeastConnections::new().seed(1));
     for _ in 0..10 {

@@ -27,7 +27,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use http::{Request, Response};
 use http_body::Body;
@@ -67,18 +67,42 @@ pin_project! {
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    pub(crate) fn new(
-        svc: S,
+    /// Starts an attempt. A target service that is ready at once is called right away (the
+    /// common case: pooled clients are always ready), so the request is never parked in the
+    /// future; otherwise readiness is awaited when the future is polled. Polling readiness here
+    /// with a no-op waker is harmless: a pending service is polled again, with the caller's
+    /// waker, before anything waits on it.
+    #[inline]
+    pub(crate) fn start(
+        mut svc: S,
         req: Req,
         guard: InFlight,
         served_by: Option<ServedBy>,
         classifier: Option<Arc<dyn Classify>>,
-    ) -> Self {
-        ResponseFuture {
-            state: State::NotReady {
+    ) -> Self
+    where
+        S::Error: Into<BoxError>,
+    {
+        let mut cx = Context::from_waker(Waker::noop());
+        let state = match svc.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => State::Called { fut: svc.call(req) },
+            Poll::Pending => State::NotReady {
                 svc,
                 req: Some(req),
             },
+            Poll::Ready(Err(e)) => {
+                let mut slot = Some(guard);
+                let error = fail(&mut slot, classifier.as_deref(), e.into());
+                return ResponseFuture {
+                    state: State::Failed { error: Some(error) },
+                    guard: None,
+                    served_by: None,
+                    classifier: None,
+                };
+            }
+        };
+        ResponseFuture {
+            state,
             guard: Some(guard),
             served_by,
             classifier,

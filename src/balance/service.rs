@@ -91,10 +91,10 @@ struct Shared<S> {
     key: Option<Key>,
 }
 
-/// The per-target services for one snapshot version, indexed like the snapshot.
+/// One snapshot of the group and the per-target services made for it, indexed alike. Held in
+/// one `ArcSwap`, so a request loads both with a single load.
 struct Services<S> {
-    version: u64,
-    targets: Box<[Arc<Target>]>,
+    snapshot: Arc<Snapshot>,
     list: Box<[S]>,
 }
 
@@ -126,17 +126,15 @@ impl<S: Clone + 'static> Balance<S> {
 
     /// A balancer over `group` with a [`MakeTarget`] implementation.
     pub fn with_maker(group: TargetGroup, maker: impl MakeTarget<S>) -> Self {
-        let snap = group.snapshot();
+        let snapshot = group.snapshot_full();
         let services = Services {
-            version: snap.version,
-            targets: snap.entries.iter().map(|e| e.target.clone()).collect(),
-            list: snap
+            list: snapshot
                 .entries
                 .iter()
                 .map(|e| maker.make_target(&e.target))
                 .collect(),
+            snapshot,
         };
-        drop(snap);
         Balance {
             shared: Arc::new(Shared {
                 group,
@@ -208,18 +206,19 @@ impl<S: Clone + 'static> Balance<S> {
 
     /// Brings the service table up to the group's latest snapshot, keeping existing services.
     #[cold]
-    fn sync(&self) -> (Arc<Snapshot>, Arc<Services<S>>) {
+    fn sync(&self) -> Arc<Services<S>> {
         let _lock = self.shared.sync.lock().unwrap_or_else(|e| e.into_inner());
         let snap = self.shared.group.snapshot_full();
         let old = self.shared.services.load_full();
-        if old.version == snap.version {
-            return (snap, old);
+        if old.snapshot.version == snap.version {
+            return old;
         }
         let by_id: HashMap<&TargetId, (&Arc<Target>, &S)> = old
-            .targets
+            .snapshot
+            .entries
             .iter()
             .zip(old.list.iter())
-            .map(|(t, s)| (t.id(), (t, s)))
+            .map(|(e, s)| (e.target.id(), (&e.target, s)))
             .collect();
         let list = snap
             .entries
@@ -231,24 +230,20 @@ impl<S: Clone + 'static> Balance<S> {
             })
             .collect();
         let new = Arc::new(Services {
-            version: snap.version,
-            targets: snap.entries.iter().map(|e| e.target.clone()).collect(),
+            snapshot: snap,
             list,
         });
         self.shared.services.store(new.clone());
-        (snap, new)
+        new
     }
 
     #[inline]
-    fn dispatch<B>(
-        &self,
-        snap: &Snapshot,
-        services: &Services<S>,
-        req: Request<B>,
-    ) -> ResponseFuture<S, Request<B>>
+    fn dispatch<B>(&self, services: &Services<S>, req: Request<B>) -> ResponseFuture<S, Request<B>>
     where
         S: Service<Request<B>>,
+        S::Error: Into<BoxError>,
     {
+        let snap = &*services.snapshot;
         let avoid = req.extensions().get::<AvoidTargets>();
         let key = self.shared.key.as_ref().and_then(|k| k.hash(&req));
         let mut chosen = None;
@@ -257,7 +252,7 @@ impl<S: Clone + 'static> Balance<S> {
                 break;
             };
             let e = &snap.entries[i];
-            if e.state.try_acquire(e.target.max_conns()) {
+            if e.state.try_acquire(e.max_conns) {
                 chosen = Some(i);
                 break;
             }
@@ -275,7 +270,7 @@ impl<S: Clone + 'static> Balance<S> {
             .served_by
             .then(|| ServedBy::new(self.shared.group.name_arc().clone(), e.target.id().clone()));
         let classifier = self.shared.group.classifier().cloned();
-        ResponseFuture::new(services.list[i].clone(), req, guard, served_by, classifier)
+        ResponseFuture::start(services.list[i].clone(), req, guard, served_by, classifier)
     }
 }
 
@@ -295,15 +290,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let snap = self.shared.group.snapshot();
         let services = self.shared.services.load();
-        if services.version == snap.version {
-            self.dispatch(&snap, &services, req)
+        if services.snapshot.version == self.shared.group.published_version() {
+            self.dispatch(&services, req)
         } else {
             drop(services);
-            drop(snap);
-            let (snap, services) = self.sync();
-            self.dispatch(&snap, &services, req)
+            let services = self.sync();
+            self.dispatch(&services, req)
         }
     }
 }

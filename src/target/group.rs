@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arc_swap::{ArcSwap, Guard};
@@ -59,6 +60,9 @@ struct Inner {
     /// `None` means [`DefaultClassifier`], applied without any per-request reference counting.
     classifier: Option<Arc<dyn Classify>>,
     current: ArcSwap<Snapshot>,
+    /// The version of `current`, stored right after it is published: a balancer compares its
+    /// cached snapshot against this one atomic instead of loading the `ArcSwap` every request.
+    version: AtomicU64,
     writer: Mutex<Writer>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     health: Arc<GroupHealth>,
@@ -135,6 +139,7 @@ impl TargetGroup {
                 name,
                 classifier,
                 current: ArcSwap::from_pointee(snapshot),
+                version: AtomicU64::new(1),
                 writer: Mutex::new(Writer {
                     algorithm,
                     version: 1,
@@ -162,6 +167,12 @@ impl TargetGroup {
     #[inline]
     pub(crate) fn snapshot(&self) -> Guard<Arc<Snapshot>> {
         self.inner.current.load()
+    }
+
+    /// The version of the latest published snapshot (one atomic load).
+    #[inline]
+    pub(crate) fn published_version(&self) -> u64 {
+        self.inner.version.load(Ordering::Acquire)
     }
 
     pub(crate) fn snapshot_full(&self) -> Arc<Snapshot> {
@@ -245,10 +256,7 @@ impl TargetGroup {
         let entries = targets
             .into_iter()
             .map(|t| match snap.get(t.id()) {
-                Some(e) => Entry {
-                    target: Arc::new(t),
-                    state: e.state.clone(),
-                },
+                Some(e) => Entry::new(Arc::new(t), e.state.clone()),
                 None => new_entry(t, &self.inner.health),
             })
             .collect();
@@ -267,15 +275,12 @@ impl TargetGroup {
             changed = true;
             match change {
                 Change::Insert(t) => match entries.iter_mut().find(|e| e.target.id() == t.id()) {
-                    Some(e) => e.target = Arc::new(t),
+                    Some(e) => *e = Entry::new(Arc::new(t), e.state.clone()),
                     None => {
                         // A target removed earlier in this batch and inserted again keeps its state.
                         let state = snap.get(t.id()).map(|e| e.state.clone());
                         let state = state.unwrap_or_else(|| new_state(t.id(), &self.inner.health));
-                        entries.push(Entry {
-                            target: Arc::new(t),
-                            state,
-                        });
+                        entries.push(Entry::new(Arc::new(t), state));
                     }
                 },
                 Change::Remove(id) => {
@@ -391,6 +396,7 @@ impl TargetGroup {
         health.join(&snapshot.entries, &old.entries, true);
         let snapshot = Arc::new(snapshot);
         self.inner.current.store(snapshot.clone());
+        self.inner.version.store(w.version, Ordering::Release);
         health.leave(&old.entries, &snapshot.entries);
         health.membership_changed();
     }
@@ -464,10 +470,8 @@ where
 }
 
 fn new_entry(target: Target, health: &Arc<GroupHealth>) -> Entry {
-    Entry {
-        state: new_state(target.id(), health),
-        target: Arc::new(target),
-    }
+    let state = new_state(target.id(), health);
+    Entry::new(Arc::new(target), state)
 }
 
 fn new_state(id: &TargetId, health: &Arc<GroupHealth>) -> Arc<TargetState> {
@@ -548,7 +552,7 @@ mod tests {
             .build()
             .unwrap();
         let a_state = g.snapshot().get(&"a".into()).unwrap().state.clone();
-        assert!(a_state.try_acquire(None));
+        assert!(a_state.try_acquire(0));
         g.insert(
             Target::builder("a", "127.0.0.1:2")
                 .weight(3)
@@ -592,7 +596,7 @@ mod tests {
     async fn drain_waits_for_in_flight() {
         let g = TargetGroup::builder("g").targets([t("a")]).build().unwrap();
         let state = g.snapshot().get(&"a".into()).unwrap().state.clone();
-        assert!(state.try_acquire(None));
+        assert!(state.try_acquire(0));
         let drained = g.drain(&"a".into()).unwrap();
         let mut drained = tokio_test::task::spawn(drained);
         assert!(drained.poll().is_pending());

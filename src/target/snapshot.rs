@@ -13,6 +13,24 @@ use crate::health::{GroupHealth, PanicState};
 pub(crate) struct Entry {
     pub(crate) target: Arc<Target>,
     pub(crate) state: Arc<TargetState>,
+    /// Copies of the target fields a pick reads, kept inline so that checking a target touches
+    /// only its live state, not the `Target` behind another pointer.
+    pub(crate) backup: bool,
+    /// `0` means no limit.
+    pub(crate) max_conns: u32,
+    pub(crate) weight: u32,
+}
+
+impl Entry {
+    pub(crate) fn new(target: Arc<Target>, state: Arc<TargetState>) -> Entry {
+        Entry {
+            backup: target.is_backup(),
+            max_conns: target.max_conns().map_or(0, |m| m.get()),
+            weight: target.weight(),
+            target,
+            state,
+        }
+    }
 }
 
 /// An immutable view of a group's membership plus the algorithm's tables built for it.
@@ -53,7 +71,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, e)| (e.target.id().clone(), i))
             .collect();
-        let has_backups = entries.iter().any(|e| e.target.is_backup());
+        let has_backups = entries.iter().any(|e| e.backup);
         let selector = algorithm.build(&Targets::new(&entries));
         Snapshot {
             version,
@@ -97,6 +115,22 @@ impl Snapshot {
             PanicState::FailOpen => true,
             PanicState::FailFast => return None,
         };
+        if avoid.is_none() && !self.has_backups {
+            // The common case: one tier, nothing to avoid, one call to the selector.
+            let cx = Context::new(&self.entries, false, None, key).with_health(health, panic);
+            return self.checked(&cx);
+        }
+        self.pick_tiered(key, avoid, health, panic)
+    }
+
+    /// Primaries, then backups; in each tier, first without the targets to avoid.
+    fn pick_tiered(
+        &self,
+        key: Option<u64>,
+        avoid: Option<&AvoidTargets>,
+        health: Option<&GroupHealth>,
+        panic: bool,
+    ) -> Option<usize> {
         let tiers: &[bool] = if self.has_backups {
             &[false, true]
         } else {

@@ -110,13 +110,12 @@ impl TargetState {
 
     /// Counts one more request in flight, unless that would exceed `max`.
     #[inline]
-    pub(crate) fn try_acquire(&self, max: Option<std::num::NonZeroU32>) -> bool {
+    pub(crate) fn try_acquire(&self, max: u32) -> bool {
         match max {
-            None => {
+            0 => {
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
             }
-            Some(max) => {
-                let max = max.get();
+            max => {
                 if self
                     .in_flight
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
