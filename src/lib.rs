@@ -45,12 +45,15 @@
 
 pub mod algorithm;
 pub mod balance;
+pub mod breaker;
 pub mod classify;
 pub mod discover;
 pub mod error;
 pub mod health;
 pub mod http;
 pub mod key;
+pub mod limit;
+pub mod retry;
 pub mod target;
 
 pub use crate::error::BoxError;

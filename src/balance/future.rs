@@ -150,6 +150,7 @@ where
                         return Poll::Ready(Err(fail(
                             this.guard,
                             this.classifier.as_deref(),
+                            this.served_by.take(),
                             e.into(),
                         )));
                     }
@@ -182,7 +183,12 @@ where
                             let guard = this.guard.take().filter(|_| !body.is_end_stream());
                             Ok(Response::from_parts(parts, TrackedBody::new(body, guard)))
                         }
-                        Err(e) => Err(fail(this.guard, this.classifier.as_deref(), e.into())),
+                        Err(e) => Err(fail(
+                            this.guard,
+                            this.classifier.as_deref(),
+                            this.served_by.take(),
+                            e.into(),
+                        )),
                     });
                 }
             }
@@ -190,7 +196,12 @@ where
     }
 }
 
-fn fail(guard: &mut Option<InFlight>, classifier: Option<&dyn Classify>, e: BoxError) -> BoxError {
+fn fail(
+    guard: &mut Option<InFlight>,
+    classifier: Option<&dyn Classify>,
+    served_by: Option<ServedBy>,
+    e: BoxError,
+) -> BoxError {
     if let Some(mut g) = guard.take() {
         g.observe_latency(true, true, None);
         let outcome = match classifier {
@@ -199,7 +210,11 @@ fn fail(guard: &mut Option<InFlight>, classifier: Option<&dyn Classify>, e: BoxE
         };
         g.observe(outcome);
     }
-    e
+    // Name the target, so a retry can avoid it.
+    match served_by {
+        Some(s) => Box::new(super::error::AttemptFailed::new(s, e)),
+        None => e,
+    }
 }
 
 /// Latency feedback from a response head: `5xx` and `429` count as failures, and their

@@ -126,6 +126,9 @@ impl Classify for DefaultClassifier {
 /// Every rejection type of this crate is listed here, so all layers agree on it.
 pub fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
     is_caused_by::<NoAvailableTarget>(err)
+        || is_caused_by::<crate::breaker::error::CircuitOpen>(err)
+        || is_caused_by::<crate::limit::error::RateLimited>(err)
+        || is_caused_by::<crate::limit::error::Overloaded>(err)
 }
 
 #[cfg(test)]

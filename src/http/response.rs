@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -14,10 +14,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::balance::error::NoAvailableTarget;
-use crate::error::{BoxError, is_caused_by};
+use crate::breaker::error::CircuitOpen;
+use crate::error::{BoxError, find_cause, is_caused_by};
+use crate::limit::error::{Overloaded, RateLimited};
 
 /// The status for an error of this crate (or of tower's timeout): `503` when nothing could
-/// take the request, `504` on a timeout, `502` for anything else (an upstream failure).
+/// take the request (no available target, circuit open, overloaded), `429` when rate limited,
+/// `504` on a timeout, `502` for anything else (an upstream failure).
 ///
 /// # Examples
 ///
@@ -30,8 +33,13 @@ use crate::error::{BoxError, is_caused_by};
 /// assert_eq!(status_for_error(&std::io::Error::other("reset")), StatusCode::BAD_GATEWAY);
 /// ```
 pub fn status_for_error(err: &(dyn Error + 'static)) -> StatusCode {
-    if is_caused_by::<NoAvailableTarget>(err) {
+    if is_caused_by::<NoAvailableTarget>(err)
+        || is_caused_by::<CircuitOpen>(err)
+        || is_caused_by::<Overloaded>(err)
+    {
         StatusCode::SERVICE_UNAVAILABLE
+    } else if is_caused_by::<RateLimited>(err) {
+        StatusCode::TOO_MANY_REQUESTS
     } else if is_caused_by::<tower::timeout::error::Elapsed>(err) {
         StatusCode::GATEWAY_TIMEOUT
     } else {
@@ -39,7 +47,9 @@ pub fn status_for_error(err: &(dyn Error + 'static)) -> StatusCode {
     }
 }
 
-/// A short response for `err`: the status from [`status_for_error`] and a fixed one-line body.
+/// A short response for `err`: the status from [`status_for_error`], a fixed one-line body,
+/// and `Retry-After` (whole seconds) when the error says when to come back (rate limited,
+/// circuit open).
 ///
 /// The body never contains the error's text, which may name a backend address.
 ///
@@ -57,6 +67,7 @@ pub fn error_response<B>(err: &(dyn Error + 'static)) -> Response<ResponseBody<B
     let text: &'static str = match status {
         StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
         StatusCode::GATEWAY_TIMEOUT => "gateway timeout\n",
+        StatusCode::TOO_MANY_REQUESTS => "too many requests\n",
         _ => "bad gateway\n",
     };
     tracing::debug!(%status, error = %err, "error mapped to a response");
@@ -66,6 +77,16 @@ pub fn error_response<B>(err: &(dyn Error + 'static)) -> Response<ResponseBody<B
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    let retry_after = match find_cause::<RateLimited>(err) {
+        Some(r) => Some(r.retry_after_secs()),
+        None => find_cause::<CircuitOpen>(err)
+            .and_then(|c| c.retry_after())
+            .map(|d| RateLimited::new(d).retry_after_secs()),
+    };
+    if let Some(secs) = retry_after {
+        rsp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
     rsp
 }
 
@@ -309,6 +330,56 @@ where
             StateProj::Ready { rsp } => Poll::Ready(Ok(rsp.take().unwrap_or_else(|| {
                 error_response(&std::io::Error::other("polled after completion"))
             }))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::breaker::error::CircuitOpen;
+    use crate::limit::error::{Overloaded, RateLimited};
+
+    #[test]
+    fn every_rejection_maps_to_its_status() {
+        let cases: Vec<(BoxError, u16, Option<&str>)> = vec![
+            (Box::new(NoAvailableTarget::new("g")), 503, None),
+            (
+                Box::new(CircuitOpen::new("g", Some(Duration::from_millis(2500)))),
+                503,
+                Some("3"),
+            ),
+            (Box::new(CircuitOpen::new("g", None)), 503, None),
+            (Box::new(Overloaded::new(false)), 503, None),
+            (
+                Box::new(RateLimited::new(Duration::from_millis(10))),
+                429,
+                Some("1"),
+            ),
+            (Box::new(tower::timeout::error::Elapsed::new()), 504, None),
+            (
+                Box::new(crate::error::ConnectFailed::new(std::io::Error::other(
+                    "connect 10.1.2.3:80 refused",
+                ))),
+                502,
+                None,
+            ),
+        ];
+        for (err, status, retry_after) in cases {
+            let rsp = error_response::<()>(&*err);
+            assert_eq!(rsp.status().as_u16(), status, "{err}");
+            assert_eq!(
+                rsp.headers().get(RETRY_AFTER).map(|v| v.to_str().unwrap()),
+                retry_after,
+                "{err}"
+            );
+            let body = match &rsp.body().kind {
+                Kind::Full { data } => data.clone().unwrap_or_default(),
+                Kind::Inner { .. } => unreachable!(),
+            };
+            assert!(body.len() < 40 && !body.windows(4).any(|w| w == b"10.1"));
         }
     }
 }

@@ -1,0 +1,64 @@
+//! A circuit breaker: stop sending to a group that keeps failing, then probe it back.
+//!
+//! When a backend group is down, every request sent to it costs a timeout and adds load to a
+//! system that is already failing. A breaker watches the failure rate of the group over a
+//! sliding window and, past a threshold, fails requests at once ([`CircuitOpen`], `503`)
+//! for a while, then lets a few probes through to decide whether to close again:
+//!
+//! ```text
+//!   closed ──(failure rate ≥ threshold, volume ≥ minimum)──▶ open
+//!     ▲                                                       │ (open period over)
+//!     └──(all probes succeed)── half-open ◀───────────────────┘
+//!                                  └──(a probe fails)──▶ open
+//! ```
+//!
+//! Defaults after Hystrix and resilience4j: 50% failures over at least 100 requests in a 60 s
+//! window; 30 s open; 3 half-open probes. Failures are decided by the shared
+//! [`Classify`](crate::classify::Classify), so local rejections (rate limits, no target, this
+//! breaker's own refusals) never count. A probe cancelled mid-flight hands its permit back.
+//! Every state change is a `tracing` line and reaches the
+//! [`on_state_change`](CircuitBreakerBuilder::on_state_change) callbacks.
+//!
+//! [`CircuitOpen`]: error::CircuitOpen
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//! use tower_lb::breaker::{BreakerState, CircuitBreakerLayer};
+//! use tower_lb::error::is_caused_by;
+//! use tower_lb::breaker::error::CircuitOpen;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower_lb::BoxError> {
+//! let breaker = CircuitBreakerLayer::builder("api").min_requests(4).build()?;
+//! let mut svc = ServiceBuilder::new().layer(breaker.clone()).service(service_fn(
+//!     |_r: Request<()>| async {
+//!         let mut rsp = Response::new(());
+//!         *rsp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+//!         Ok::<_, tower_lb::BoxError>(rsp)
+//!     },
+//! ));
+//! for _ in 0..4 {
+//!     svc.ready().await?.call(Request::new(())).await?;
+//! }
+//! assert_eq!(breaker.state(), BreakerState::Open);
+//! let err = svc.ready().await?.call(Request::new(())).await.unwrap_err();
+//! assert!(is_caused_by::<CircuitOpen>(&*err));
+//!
+//! tokio::time::advance(Duration::from_secs(30)).await;
+//! svc.ready().await?.call(Request::new(())).await?; // a probe: it fails, the circuit reopens
+//! assert_eq!(breaker.state(), BreakerState::Open);
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod future;
+mod layer;
+mod service;
+mod state;
+
+pub use self::layer::{CircuitBreakerBuilder, CircuitBreakerLayer};
+pub use self::service::CircuitBreaker;
+pub use self::state::{BreakerState, StateChange};

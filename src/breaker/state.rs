@@ -1,0 +1,331 @@
+//! The breaker's shared state machine.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::CircuitOpen;
+use crate::classify::{Classify, Outcome};
+
+/// The state of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Requests flow; outcomes are counted.
+    Closed,
+    /// Requests fail fast with [`CircuitOpen`] until the open period ends.
+    Open,
+    /// A bounded number of probes may go through; their outcomes close or reopen the circuit.
+    HalfOpen,
+}
+
+impl BreakerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        }
+    }
+}
+
+impl fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        })
+    }
+}
+
+/// One state change of a circuit breaker, as given to
+/// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) callbacks.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StateChange {
+    /// The breaker's name.
+    pub name: Arc<str>,
+    /// The state before.
+    pub from: BreakerState,
+    /// The state after.
+    pub to: BreakerState,
+    /// The failure rate over the window when the circuit opened from closed.
+    pub failure_rate: Option<f64>,
+}
+
+pub(crate) type Callback = Arc<dyn Fn(&StateChange) + Send + Sync>;
+
+pub(crate) struct Settings {
+    pub(crate) name: Arc<str>,
+    pub(crate) failure_rate: f64,
+    pub(crate) min_requests: u32,
+    pub(crate) window: Duration,
+    pub(crate) open_for: Duration,
+    pub(crate) probes: u32,
+    pub(crate) classifier: Arc<dyn Classify>,
+    pub(crate) callbacks: Vec<Callback>,
+}
+
+pub(crate) const BUCKETS: usize = 10;
+
+#[derive(Clone, Copy, Default)]
+struct Bucket {
+    epoch: u64,
+    total: u32,
+    failures: u32,
+}
+
+struct Machine {
+    state: BreakerState,
+    buckets: [Bucket; BUCKETS],
+    opened_at: Instant,
+    probes_in_flight: u32,
+    probe_successes: u32,
+}
+
+/// Shared by every clone of a breaker service and its layer.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    created: Instant,
+    bucket_nanos: u64,
+    state: AtomicU8,
+    generation: AtomicU64,
+    machine: Mutex<Machine>,
+}
+
+/// Admission to one request; its outcome is reported through [`Shared::record`]. A probe's
+/// permit is handed back when the permit is dropped without an outcome (a cancelled request).
+pub(crate) struct Permit {
+    shared: Arc<Shared>,
+    generation: u64,
+    probe: bool,
+    done: bool,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("probe", &self.probe)
+            .finish()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(settings: Settings) -> Self {
+        let now = Instant::now();
+        let bucket_nanos =
+            (settings.window.as_nanos() / BUCKETS as u128).clamp(1, u64::MAX as u128) as u64;
+        Shared {
+            settings,
+            created: now,
+            bucket_nanos,
+            state: AtomicU8::new(BreakerState::Closed.as_u8()),
+            generation: AtomicU64::new(0),
+            machine: Mutex::new(Machine {
+                state: BreakerState::Closed,
+                buckets: [Bucket::default(); BUCKETS],
+                opened_at: now,
+                probes_in_flight: 0,
+                probe_successes: 0,
+            }),
+        }
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        BreakerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn epoch(&self, now: Instant) -> u64 {
+        (now.saturating_duration_since(self.created).as_nanos() / self.bucket_nanos as u128) as u64
+    }
+
+    /// Admits a request or refuses it with [`CircuitOpen`].
+    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
+        if self.state.load(Ordering::Acquire) == BreakerState::Closed.as_u8() {
+            return Ok(Permit {
+                shared: self.clone(),
+                generation: self.generation.load(Ordering::Acquire),
+                probe: false,
+                done: false,
+            });
+        }
+        let now = Instant::now();
+        let mut m = self.lock();
+        let mut change = None;
+        if m.state == BreakerState::Open {
+            let reopen = m.opened_at + self.settings.open_for;
+            if now < reopen {
+                return Err(CircuitOpen::new(
+                    self.settings.name.clone(),
+                    Some(reopen - now),
+                ));
+            }
+            change = Some(self.transition(&mut m, BreakerState::HalfOpen, now, None));
+        }
+        let result = match m.state {
+            BreakerState::Closed => Ok(false),
+            BreakerState::HalfOpen
+                if m.probes_in_flight + m.probe_successes < self.settings.probes =>
+            {
+                m.probes_in_flight += 1;
+                Ok(true)
+            }
+            _ => Err(CircuitOpen::new(self.settings.name.clone(), None)),
+        };
+        let generation = self.generation.load(Ordering::Acquire);
+        drop(m);
+        if let Some(c) = change {
+            self.emit(c);
+        }
+        result.map(|probe| Permit {
+            shared: self.clone(),
+            generation,
+            probe,
+            done: false,
+        })
+    }
+
+    /// Records the outcome of an admitted request.
+    fn record(&self, generation: u64, probe: bool, outcome: Option<Outcome>) {
+        if !probe && outcome.is_none_or(|o| o == Outcome::Rejected) {
+            // Nothing to count, nothing to hand back.
+            return;
+        }
+        let now = Instant::now();
+        let mut m = self.lock();
+        if generation != self.generation.load(Ordering::Acquire) {
+            // Admitted under an earlier state: its outcome belongs to a closed chapter.
+            return;
+        }
+        let change = match (m.state, outcome) {
+            (BreakerState::HalfOpen, o) if probe => {
+                m.probes_in_flight = m.probes_in_flight.saturating_sub(1);
+                match o {
+                    Some(Outcome::Success) => {
+                        m.probe_successes += 1;
+                        (m.probe_successes >= self.settings.probes)
+                            .then(|| self.transition(&mut m, BreakerState::Closed, now, None))
+                    }
+                    Some(Outcome::Failure(_)) => {
+                        Some(self.transition(&mut m, BreakerState::Open, now, None))
+                    }
+                    // Cancelled or rejected downstream: the permit is simply free again.
+                    _ => None,
+                }
+            }
+            (BreakerState::Closed, Some(o)) if !probe => {
+                let epoch = self.epoch(now);
+                let slot = &mut m.buckets[(epoch % BUCKETS as u64) as usize];
+                if slot.epoch != epoch {
+                    *slot = Bucket {
+                        epoch,
+                        total: 0,
+                        failures: 0,
+                    };
+                }
+                slot.total = slot.total.saturating_add(1);
+                if o.is_failure() {
+                    slot.failures = slot.failures.saturating_add(1);
+                }
+                let (total, failures) = m
+                    .buckets
+                    .iter()
+                    .filter(|b| b.epoch + BUCKETS as u64 > epoch && b.epoch <= epoch)
+                    .fold((0u64, 0u64), |(t, f), b| {
+                        (t + b.total as u64, f + b.failures as u64)
+                    });
+                let rate = if total == 0 {
+                    0.0
+                } else {
+                    failures as f64 / total as f64
+                };
+                (total >= self.settings.min_requests as u64 && rate >= self.settings.failure_rate)
+                    .then(|| self.transition(&mut m, BreakerState::Open, now, Some(rate)))
+            }
+            _ => None,
+        };
+        drop(m);
+        if let Some(c) = change {
+            self.emit(c);
+        }
+    }
+
+    fn transition(
+        &self,
+        m: &mut Machine,
+        to: BreakerState,
+        now: Instant,
+        failure_rate: Option<f64>,
+    ) -> StateChange {
+        let from = m.state;
+        m.state = to;
+        m.probes_in_flight = 0;
+        m.probe_successes = 0;
+        match to {
+            BreakerState::Open => m.opened_at = now,
+            BreakerState::Closed => m.buckets = [Bucket::default(); BUCKETS],
+            BreakerState::HalfOpen => {}
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.state.store(to.as_u8(), Ordering::Release);
+        StateChange {
+            name: self.settings.name.clone(),
+            from,
+            to,
+            failure_rate,
+        }
+    }
+
+    fn emit(&self, change: StateChange) {
+        match change.to {
+            BreakerState::Open => tracing::warn!(
+                breaker = %change.name, from = %change.from, to = %change.to,
+                failure_rate = ?change.failure_rate, "circuit breaker state changed"
+            ),
+            _ => tracing::info!(
+                breaker = %change.name, from = %change.from, to = %change.to,
+                "circuit breaker state changed"
+            ),
+        }
+        for cb in &self.settings.callbacks {
+            cb(&change);
+        }
+    }
+}
+
+impl Permit {
+    /// Reports the outcome of the admitted request.
+    pub(crate) fn complete(mut self, outcome: Outcome) {
+        self.done = true;
+        self.shared
+            .record(self.generation, self.probe, Some(outcome));
+    }
+
+    pub(crate) fn classifier(&self) -> &dyn Classify {
+        &*self.shared.settings.classifier
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            self.shared.record(self.generation, true, None);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::HeaderName;
+use http::request::Parts;
+use siphasher::sip::SipHasher13;
+
+/// Request extension: the client's socket address, set by the server glue.
+///
+/// Limits keyed by [`LimitKey::client_ip`] read it. With axum, insert it from `ConnectInfo`
+/// (see the example); with hyper, from the accepted connection's peer address.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use tower_lb::limit::ClientAddr;
+///
+/// let mut req = http::Request::new(());
+/// let peer: SocketAddr = "192.0.2.7:51000".parse().unwrap();
+/// req.extensions_mut().insert(ClientAddr::new(peer));
+/// assert_eq!(req.extensions().get::<ClientAddr>().unwrap().addr(), peer);
+///
+/// // axum: `.layer(axum::middleware::map_request(|ConnectInfo(peer): ConnectInfo<SocketAddr>,
+/// //     mut req: Request| async move { req.extensions_mut().insert(ClientAddr::new(peer)); req }))`
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(SocketAddr);
+
+impl ClientAddr {
+    /// Wraps the peer address.
+    pub fn new(addr: SocketAddr) -> Self {
+        ClientAddr(addr)
+    }
+
+    /// The peer address.
+    pub fn addr(&self) -> SocketAddr {
+        self.0
+    }
+
+    /// The peer IP.
+    pub fn ip(&self) -> IpAddr {
+        self.0.ip()
+    }
+}
+
+impl From<SocketAddr> for ClientAddr {
+    fn from(addr: SocketAddr) -> Self {
+        ClientAddr(addr)
+    }
+}
+
+type KeyFn = dyn Fn(&Parts) -> Option<u64> + Send + Sync;
+
+/// What a limit counts requests by.
+///
+/// Keys are hashed with a per-process random key (SipHash), so clients cannot aim collisions.
+/// Requests that have no key (no [`ClientAddr`] extension, a missing header, a closure that
+/// returns `None`) share one bucket, so a missing key never bypasses a limit.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::limit::LimitKey;
+///
+/// let by_ip = LimitKey::client_ip();                  // IPv6 grouped by /64
+/// let by_net = LimitKey::client_ip().ipv4_prefix(24).ipv6_prefix(48);
+/// let by_token = LimitKey::header(http::HeaderName::from_static("x-api-key"));
+/// let by_path = LimitKey::custom(|parts| {
+///     use std::hash::{Hash, Hasher};
+///     let mut h = std::collections::hash_map::DefaultHasher::new();
+///     parts.uri.path().hash(&mut h);
+///     Some(h.finish())
+/// });
+/// # let _ = (by_ip, by_net, by_token, by_path);
+/// ```
+#[derive(Clone)]
+pub struct LimitKey {
+    kind: Kind,
+    seed: (u64, u64),
+}
+
+#[derive(Clone)]
+enum Kind {
+    Global,
+    ClientIp { v4: u8, v6: u8 },
+    Header(HeaderName),
+    Custom(Arc<KeyFn>),
+}
+
+impl fmt::Debug for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Global => f.write_str("LimitKey::Global"),
+            Kind::ClientIp { v4, v6 } => write!(f, "LimitKey::ClientIp(/{v4}, /{v6})"),
+            Kind::Header(h) => write!(f, "LimitKey::Header({h})"),
+            Kind::Custom(_) => f.write_str("LimitKey::Custom"),
+        }
+    }
+}
+
+const NO_KEY: u8 = 0xff;
+
+impl LimitKey {
+    fn with(kind: Kind) -> Self {
+        let s = std::collections::hash_map::RandomState::new();
+        LimitKey {
+            kind,
+            seed: (s.hash_one(1u8), s.hash_one(2u8)),
+        }
+    }
+
+    /// One key for every request: the limit is global.
+    pub fn global() -> Self {
+        LimitKey::with(Kind::Global)
+    }
+
+    /// The client IP from the [`ClientAddr`] extension; IPv4 by full address (/32) and IPv6
+    /// by /64 (one subscriber's usual allocation) unless set otherwise.
+    pub fn client_ip() -> Self {
+        LimitKey::with(Kind::ClientIp { v4: 32, v6: 64 })
+    }
+
+    /// For a client-IP key: group IPv4 addresses by this prefix length (clamped to 0..=32).
+    pub fn ipv4_prefix(mut self, bits: u8) -> Self {
+        if let Kind::ClientIp { v4, .. } = &mut self.kind {
+            *v4 = bits.min(32);
+        }
+        self
+    }
+
+    /// For a client-IP key: group IPv6 addresses by this prefix length (clamped to 0..=128).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        if let Kind::ClientIp { v6, .. } = &mut self.kind {
+            *v6 = bits.min(128);
+        }
+        self
+    }
+
+    /// The value of a request header (e.g. an API key). Never trust a header a client can
+    /// forge for anything but partitioning.
+    pub fn header(name: HeaderName) -> Self {
+        LimitKey::with(Kind::Header(name))
+    }
+
+    /// A key computed by `f` from the request head; `None` means no key.
+    pub fn custom(f: impl Fn(&Parts) -> Option<u64> + Send + Sync + 'static) -> Self {
+        LimitKey::with(Kind::Custom(Arc::new(f)))
+    }
+
+    /// The hashed key of a request.
+    pub(crate) fn key_of(&self, parts: &Parts) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.seed.0, self.seed.1);
+        match &self.kind {
+            Kind::Global => h.write_u8(0),
+            Kind::ClientIp { v4, v6 } => match parts.extensions.get::<ClientAddr>() {
+                Some(a) => match a.ip() {
+                    IpAddr::V4(ip) => {
+                        let bits = u32::from(ip) & mask32(*v4);
+                        h.write_u8(4);
+                        h.write_u32(bits);
+                    }
+                    IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                        Some(ip) => {
+                            h.write_u8(4);
+                            h.write_u32(u32::from(ip) & mask32(*v4));
+                        }
+                        None => {
+                            h.write_u8(6);
+                            h.write_u128(u128::from(ip) & mask128(*v6));
+                        }
+                    },
+                },
+                None => h.write_u8(NO_KEY),
+            },
+            Kind::Header(name) => match parts.headers.get(name) {
+                Some(v) => {
+                    h.write_u8(1);
+                    h.write(v.as_bytes());
+                }
+                None => h.write_u8(NO_KEY),
+            },
+            Kind::Custom(f) => match f(parts) {
+                Some(k) => {
+                    h.write_u8(2);
+                    h.write_u64(k);
+                }
+                None => h.write_u8(NO_KEY),
+            },
+        }
+        h.finish()
+    }
+}
+
+fn mask32(bits: u8) -> u32 {
+    if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(bits.min(32)))
+    }
+}
+
+fn mask128(bits: u8) -> u128 {
+    if bits == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(bits.min(128)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_from(addr: &str) -> Parts {
+        let mut req = http::Request::new(());
+        req.extensions_mut()
+            .insert(ClientAddr::new(addr.parse().unwrap()));
+        req.into_parts().0
+    }
+
+    #[test]
+    fn ipv6_grouped_by_64_ipv4_by_address() {
+        let k = LimitKey::client_ip();
+        assert_eq!(
+            k.key_of(&parts_from("[2001:db8:1:2::1]:1")),
+            k.key_of(&parts_from("[2001:db8:1:2:ffff::9]:2"))
+        );
+        assert_ne!(
+            k.key_of(&parts_from("[2001:db8:1:2::1]:1")),
+            k.key_of(&parts_from("[2001:db8:1:3::1]:1"))
+        );
+        assert_eq!(
+            k.key_of(&parts_from("10.0.0.1:1")),
+            k.key_of(&parts_from("10.0.0.1:2"))
+        );
+        assert_ne!(
+            k.key_of(&parts_from("10.0.0.1:1")),
+            k.key_of(&parts_from("10.0.0.2:1"))
+        );
+        let k24 = LimitKey::client_ip().ipv4_prefix(24);
+        assert_eq!(
+            k24.key_of(&parts_from("10.0.0.1:1")),
+            k24.key_of(&parts_from("10.0.0.2:1"))
+        );
+        // Mapped IPv4 is IPv4.
+        assert_eq!(
+            k.key_of(&parts_from("[::ffff:10.0.0.1]:1")),
+            k.key_of(&parts_from("10.0.0.1:1"))
+        );
+    }
+
+    #[test]
+    fn missing_key_shares_one_bucket() {
+        let k = LimitKey::client_ip();
+        let none = http::Request::new(()).into_parts().0;
+        let none2 = http::Request::new(()).into_parts().0;
+        assert_eq!(k.key_of(&none), k.key_of(&none2));
+        assert_ne!(k.key_of(&none), k.key_of(&parts_from("10.0.0.1:1")));
+    }
+}

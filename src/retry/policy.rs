@@ -1,0 +1,594 @@
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use tower::retry::Policy;
+use tower::retry::backoff::Backoff;
+use tower::retry::budget::{Budget, TpsBudget};
+
+use super::ReplayBody;
+use super::error::InvalidRetryConfig;
+use crate::algorithm::FastRng;
+use crate::balance::{AvoidTargets, ServedBy};
+use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
+use crate::error::{BoxError, find_cause};
+
+/// Response extension: how many attempts it took to get this response (1 = no retry).
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::retry::Attempts;
+///
+/// # fn f(rsp: http::Response<()>) {
+/// let n = rsp.extensions().get::<Attempts>().map_or(1, |a| a.get());
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Attempts(u32);
+
+impl Attempts {
+    pub(crate) fn new(n: u32) -> Self {
+        Attempts(n)
+    }
+
+    /// The number of attempts.
+    pub fn get(&self) -> u32 {
+        self.0
+    }
+}
+
+/// Counters of a [`RetryPolicy`] (shared by all its clones).
+///
+/// Attempts sent = `requests + retries`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// Requests seen (first attempts).
+    pub requests: u64,
+    /// Retries sent.
+    pub retries: u64,
+    /// Retries that were wanted but refused because the budget was empty.
+    pub budget_exhausted: u64,
+}
+
+/// How the backoff delay is randomized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// Full jitter: a uniform delay in `[0, min(cap, base × 2ⁿ)]`, from a randomly seeded source.
+    Full,
+    /// Full jitter from a fixed seed (reproducible runs).
+    Seeded(u64),
+    /// No randomness: always wait `min(cap, base × 2ⁿ)` (tests).
+    None,
+}
+
+/// The retry decision for `http` requests: when to retry, how long to wait, and how much.
+///
+/// Implements [`tower::retry::Policy`], so it also works with tower's own `Retry`; the
+/// [`RetryLayer`](super::RetryLayer) adds replayable bodies and the [`Attempts`] extension.
+///
+/// - A connection failure ([`ConnectFailed`](crate::error::ConnectFailed): nothing was sent) is
+///   retried for any method.
+/// - A configured status (default `502`, `503`, `504`), a timeout or another error from the
+///   backend is retried only for idempotent methods (default `GET`, `HEAD`, `OPTIONS`, `PUT`,
+///   `DELETE`, `TRACE`).
+/// - Only a body that is still replayable is sent again (see [`ReplayBody`]).
+/// - Local rejections (no available target, open breaker, rate limit) are never retried.
+/// - At most `max_attempts` attempts (default 3), and only while the budget allows (default:
+///   tower's [`TpsBudget`] with 20% of requests + 10 retries/s over 10 s, after Finagle).
+/// - Backoff is exponential with full jitter (base 25 ms, cap 250 ms); a `Retry-After` of up to
+///   `retry_after_cap` (default 1 s) lengthens the wait, a longer one stops retrying.
+/// - Each retry adds the target that failed (from [`ServedBy`]) to the request's
+///   [`AvoidTargets`], so the balancer sends it elsewhere when it can.
+///
+/// Nothing in the client's request headers is consulted.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::retry::{Jitter, RetryPolicy};
+///
+/// let policy = RetryPolicy::builder()
+///     .max_attempts(2)
+///     .statuses([503])
+///     .backoff(Duration::from_millis(10), Duration::from_millis(100))
+///     .jitter(Jitter::None)
+///     .build()
+///     .unwrap();
+/// assert_eq!(policy.stats().retries, 0);
+/// ```
+#[derive(Clone)]
+pub struct RetryPolicy {
+    config: Arc<Config>,
+    /// Attempts finished in this request session (0 in the template the service holds).
+    attempts: u32,
+}
+
+struct Config {
+    budget: TpsBudget,
+    max_attempts: u32,
+    statuses: Vec<StatusCode>,
+    methods: Vec<Method>,
+    retry_errors: bool,
+    body_limit: usize,
+    backoff: BackoffConfig,
+    retry_after_cap: Duration,
+    classifier: Arc<dyn Classify>,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    exhausted: AtomicU64,
+}
+
+#[derive(Clone)]
+struct BackoffConfig {
+    base: Duration,
+    cap: Duration,
+    rng: Option<Arc<FastRng>>,
+}
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &*self.config;
+        f.debug_struct("RetryPolicy")
+            .field("max_attempts", &c.max_attempts)
+            .field("statuses", &c.statuses)
+            .field("methods", &c.methods)
+            .field("body_limit", &c.body_limit)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::new()
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy (see the type's docs).
+    pub fn new() -> Self {
+        match RetryPolicy::builder().build() {
+            Ok(p) => p,
+            Err(_) => unreachable!("the defaults are valid"),
+        }
+    }
+
+    /// Starts configuring a policy from the defaults.
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder {
+            budget_ttl: Duration::from_secs(10),
+            budget_min_per_sec: 10,
+            budget_percent: 0.2,
+            max_attempts: 3,
+            statuses: vec![
+                StatusCode::BAD_GATEWAY,
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::GATEWAY_TIMEOUT,
+            ],
+            methods: vec![
+                Method::GET,
+                Method::HEAD,
+                Method::OPTIONS,
+                Method::PUT,
+                Method::DELETE,
+                Method::TRACE,
+            ],
+            retry_errors: true,
+            body_limit: 64 * 1024,
+            base: Duration::from_millis(25),
+            cap: Duration::from_millis(250),
+            jitter: Jitter::Full,
+            retry_after_cap: Duration::from_secs(1),
+            classifier: None,
+        }
+    }
+
+    /// The counters, shared by every clone of this policy.
+    pub fn stats(&self) -> RetryStats {
+        let c = &*self.config;
+        RetryStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            budget_exhausted: c.exhausted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The most request-body bytes kept for replay.
+    pub fn body_limit(&self) -> usize {
+        self.config.body_limit
+    }
+
+    /// The backoff session positioned at retry number `n` (1-based).
+    fn backoff(&self, n: u32) -> FullJitter {
+        FullJitter {
+            config: self.config.backoff.clone(),
+            iterations: n.saturating_sub(1),
+        }
+    }
+
+    /// The wait before retry number `n` (1-based), before any `Retry-After`.
+    fn delay(&self, n: u32) -> Duration {
+        self.backoff(n).next_delay()
+    }
+
+    /// Whether this outcome is worth another attempt, and the least wait if so.
+    fn wants_retry<B, RB>(
+        &self,
+        req: &Request<ReplayBody<B>>,
+        result: &Result<Response<RB>, BoxError>,
+    ) -> Option<Duration> {
+        let c = &*self.config;
+        match result {
+            Ok(rsp) => {
+                if !c.statuses.contains(&rsp.status()) || !c.methods.contains(req.method()) {
+                    return None;
+                }
+                match retry_after(rsp.headers()) {
+                    Some(d) if d > c.retry_after_cap => None,
+                    Some(d) => Some(d),
+                    None => Some(Duration::ZERO),
+                }
+            }
+            Err(e) => match c.classifier.classify_error(&**e) {
+                Outcome::Failure(FailureKind::Connect) => Some(Duration::ZERO),
+                Outcome::Failure(_) if c.retry_errors && c.methods.contains(req.method()) => {
+                    Some(Duration::ZERO)
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Parses `Retry-After` as delta-seconds (an HTTP date is ignored).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        req: &mut Request<ReplayBody<B>>,
+        result: &mut Result<Response<RB>, BoxError>,
+    ) -> Option<Self::Future> {
+        self.attempts += 1;
+        let attempts = self.attempts;
+        let c = self.config.clone();
+        let wanted = self
+            .wants_retry(req, result)
+            .filter(|_| attempts < c.max_attempts && req.body().is_replayable());
+        let granted = wanted.filter(|_| {
+            let ok = c.budget.withdraw();
+            if !ok {
+                c.exhausted.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(attempts, "retry budget exhausted");
+            }
+            ok
+        });
+        let Some(least) = granted else {
+            if let Ok(rsp) = result {
+                rsp.extensions_mut().insert(Attempts::new(attempts));
+            }
+            return None;
+        };
+        c.retries.fetch_add(1, Ordering::Relaxed);
+
+        // Send the next attempt elsewhere when possible.
+        let failed = match result {
+            Ok(rsp) => rsp.extensions().get::<ServedBy>(),
+            Err(e) => {
+                find_cause::<crate::balance::error::AttemptFailed>(&**e).map(|f| f.served_by())
+            }
+        };
+        if let Some(served) = failed {
+            let id = served.target().clone();
+            match req.extensions_mut().get_mut::<AvoidTargets>() {
+                Some(avoid) => avoid.insert(id),
+                None => {
+                    req.extensions_mut()
+                        .insert(std::iter::once(id).collect::<AvoidTargets>());
+                }
+            }
+        }
+        if least.is_zero() {
+            tracing::trace!(attempts, "retrying after backoff");
+            return Some(self.backoff(attempts).next_backoff());
+        }
+        let delay = self.delay(attempts).max(least);
+        tracing::trace!(attempts, ?delay, "retrying after Retry-After");
+        Some(tokio::time::sleep(delay))
+    }
+
+    fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
+        let c = &*self.config;
+        if self.attempts == 0 {
+            // The first attempt of a request: it pays into the budget.
+            c.budget.deposit();
+            c.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        if c.max_attempts == 1 {
+            return None;
+        }
+        let body = req.body().try_clone()?;
+        let mut clone = Request::new(body);
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.version_mut() = req.version();
+        *clone.headers_mut() = req.headers().clone();
+        *clone.extensions_mut() = req.extensions().clone();
+        Some(clone)
+    }
+}
+
+/// Exponential backoff with full jitter, as a tower [`Backoff`] session.
+struct FullJitter {
+    config: BackoffConfig,
+    iterations: u32,
+}
+
+impl FullJitter {
+    fn next_delay(&mut self) -> Duration {
+        let c = &self.config;
+        let exp = c
+            .base
+            .checked_mul(1u32 << self.iterations.min(31))
+            .map_or(c.cap, |d| d.min(c.cap));
+        self.iterations = self.iterations.saturating_add(1);
+        match &c.rng {
+            None => exp,
+            Some(rng) => {
+                let nanos = exp.as_nanos().min(u64::MAX as u128) as u64;
+                Duration::from_nanos(rng.below(nanos.saturating_add(1)))
+            }
+        }
+    }
+}
+
+impl Backoff for FullJitter {
+    type Future = tokio::time::Sleep;
+
+    fn next_backoff(&mut self) -> Self::Future {
+        tokio::time::sleep(self.next_delay())
+    }
+}
+
+/// Configures a [`RetryPolicy`]; every setter has a default (see the policy's docs).
+#[must_use]
+pub struct RetryPolicyBuilder {
+    budget_ttl: Duration,
+    budget_min_per_sec: u32,
+    budget_percent: f32,
+    max_attempts: u32,
+    statuses: Vec<StatusCode>,
+    methods: Vec<Method>,
+    retry_errors: bool,
+    body_limit: usize,
+    base: Duration,
+    cap: Duration,
+    jitter: Jitter,
+    retry_after_cap: Duration,
+    classifier: Option<Arc<dyn Classify>>,
+}
+
+impl fmt::Debug for RetryPolicyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicyBuilder")
+            .field("max_attempts", &self.max_attempts)
+            .field("statuses", &self.statuses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryPolicyBuilder {
+    /// The retry budget: over a sliding `ttl` (1 to 60 s), retries may add `percent` (0.0 to
+    /// 1000.0; 0.2 = 20%) of requests, plus `min_per_sec` retries per second regardless.
+    pub fn budget(mut self, ttl: Duration, min_per_sec: u32, percent: f32) -> Self {
+        self.budget_ttl = ttl;
+        self.budget_min_per_sec = min_per_sec;
+        self.budget_percent = percent;
+        self
+    }
+
+    /// The most attempts per request, the first included (1 = never retry).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The response statuses retried for idempotent methods. Invalid codes are ignored.
+    pub fn statuses(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.statuses = statuses
+            .into_iter()
+            .filter_map(|s| StatusCode::from_u16(s).ok())
+            .collect();
+        self
+    }
+
+    /// The methods treated as idempotent (safe to send twice).
+    pub fn idempotent_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Whether timeouts and other backend errors are retried for idempotent methods (default
+    /// yes). Connection failures are always retried.
+    pub fn retry_errors(mut self, yes: bool) -> Self {
+        self.retry_errors = yes;
+        self
+    }
+
+    /// The most request-body bytes kept for replay (default 64 KiB). A larger body is sent once.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The backoff's base and cap: retry `n` waits up to `min(cap, base × 2ⁿ⁻¹)`.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.base = base;
+        self.cap = cap;
+        self
+    }
+
+    /// How the backoff is randomized (default [`Jitter::Full`]).
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The longest `Retry-After` honoured; a response asking for longer is not retried.
+    pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = cap;
+        self
+    }
+
+    /// The classifier that tells connection failures, timeouts and local rejections apart
+    /// (default [`DefaultClassifier`]).
+    pub fn classifier(mut self, classifier: impl Classify) -> Self {
+        self.classifier = Some(Arc::new(classifier));
+        self
+    }
+
+    /// Validates and builds the policy.
+    pub fn build(self) -> Result<RetryPolicy, InvalidRetryConfig> {
+        if self.max_attempts == 0 {
+            return Err(InvalidRetryConfig::new("max attempts must be at least 1"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.budget_ttl) {
+            return Err(InvalidRetryConfig::new(
+                "budget window must be between 1 and 60 seconds",
+            ));
+        }
+        if !(0.0..=1000.0).contains(&self.budget_percent) {
+            return Err(InvalidRetryConfig::new(
+                "budget percent must be between 0 and 1000",
+            ));
+        }
+        if self.budget_min_per_sec >= i32::MAX as u32 {
+            return Err(InvalidRetryConfig::new(
+                "budget minimum per second is too large",
+            ));
+        }
+        if self.cap.is_zero() || self.base > self.cap {
+            return Err(InvalidRetryConfig::new(
+                "backoff cap must be non-zero and not below the base",
+            ));
+        }
+        let rng = match self.jitter {
+            Jitter::Full => Some(Arc::new(FastRng::new(None))),
+            Jitter::Seeded(seed) => Some(Arc::new(FastRng::new(Some(seed)))),
+            Jitter::None => None,
+        };
+        let backoff = BackoffConfig {
+            base: self.base,
+            cap: self.cap,
+            rng,
+        };
+        Ok(RetryPolicy {
+            config: Arc::new(Config {
+                budget: TpsBudget::new(
+                    self.budget_ttl,
+                    self.budget_min_per_sec,
+                    self.budget_percent,
+                ),
+                max_attempts: self.max_attempts,
+                statuses: self.statuses,
+                methods: self.methods,
+                retry_errors: self.retry_errors,
+                body_limit: self.body_limit,
+                backoff,
+                retry_after_cap: self.retry_after_cap,
+                classifier: self
+                    .classifier
+                    .unwrap_or_else(|| Arc::new(DefaultClassifier::new())),
+                requests: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                exhausted: AtomicU64::new(0),
+            }),
+            attempts: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_without_jitter() {
+        let p = RetryPolicy::builder().jitter(Jitter::None).build().unwrap();
+        let d: Vec<_> = (1..=6).map(|n| p.delay(n).as_millis()).collect();
+        assert_eq!(d, [25, 50, 100, 200, 250, 250]);
+    }
+
+    #[test]
+    fn full_jitter_stays_within_bounds_and_is_seeded() {
+        let a = RetryPolicy::builder()
+            .jitter(Jitter::Seeded(1))
+            .build()
+            .unwrap();
+        let b = RetryPolicy::builder()
+            .jitter(Jitter::Seeded(1))
+            .build()
+            .unwrap();
+        let mut distinct = std::collections::HashSet::new();
+        for n in 1..200 {
+            let x = a.delay(n % 5 + 1);
+            assert_eq!(x, b.delay(n % 5 + 1));
+            assert!(x <= Duration::from_millis(250));
+            distinct.insert(x);
+        }
+        assert!(distinct.len() > 100);
+    }
+
+    #[test]
+    fn retry_after_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected() {
+        assert!(
+            RetryPolicy::builder()
+                .budget(Duration::ZERO, 1, 0.1)
+                .build()
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::builder()
+                .budget(Duration::from_secs(1), 1, -1.0)
+                .build()
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::builder()
+                .budget(Duration::from_secs(1), 1, f32::NAN)
+                .build()
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::builder()
+                .backoff(Duration::from_secs(1), Duration::from_millis(1))
+                .build()
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,106 @@
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::{ReplayBody, RetryLayer, RetryPolicy, RetryStats};
+use crate::error::BoxError;
+
+/// Retries failed attempts per a [`RetryPolicy`]; built by [`RetryLayer`].
+///
+/// Wraps each request body in a [`ReplayBody`] (so the inner service sees
+/// `Request<ReplayBody<B>>`), drives tower's `Retry` with the policy, and tags every response
+/// with [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones share the policy's budget
+/// and counters.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_lb::retry::{Attempts, Jitter, ReplayBody, RetryLayer, RetryPolicy};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+/// let c = calls.clone();
+/// let flaky = service_fn(move |_req: Request<ReplayBody<Full<Bytes>>>| {
+///     let n = c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///     async move {
+///         let mut rsp = Response::new(());
+///         if n == 0 { *rsp.status_mut() = StatusCode::SERVICE_UNAVAILABLE; }
+///         Ok::<_, tower_lb::BoxError>(rsp)
+///     }
+/// });
+/// let policy = RetryPolicy::builder().jitter(Jitter::None).build()?;
+/// let svc = ServiceBuilder::new().layer(RetryLayer::new(policy)).service(flaky);
+/// let rsp = svc.oneshot(Request::get("/").body(Full::new(Bytes::new()))?).await?;
+/// assert_eq!(rsp.status(), 200);
+/// assert_eq!(rsp.extensions().get::<Attempts>().unwrap().get(), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: tower::retry::Retry<RetryPolicy, S>,
+    policy: RetryPolicy,
+}
+
+impl<S> Retry<S> {
+    /// Wraps `inner` with `policy`.
+    pub fn new(inner: S, policy: RetryPolicy) -> Self {
+        Retry {
+            inner: tower::retry::Retry::new(policy.clone(), inner),
+            policy,
+        }
+    }
+
+    /// A [`RetryLayer`] with `policy`.
+    pub fn layer(policy: RetryPolicy) -> RetryLayer {
+        RetryLayer::new(policy)
+    }
+
+    /// The policy's counters.
+    pub fn stats(&self) -> RetryStats {
+        self.policy.stats()
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.inner.get_mut()
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner.into_inner()
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Retry<S>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = BoxError> + Clone,
+    B: Body<Data = Bytes>,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let limit = self.policy.body_limit();
+        let req = req.map(|b| ReplayBody::new(b, limit));
+        ResponseFuture::new(self.inner.call(req))
+    }
+}
