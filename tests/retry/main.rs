@@ -1,0 +1,564 @@
+//! Integration tests for the retry layer (and timeouts around it): mocks on paused time, a
+//! retry storm against the budget, body replay, and a fault test with loopback backends.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
+use tokio::time::Instant;
+use tower::timeout::TimeoutLayer;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_lb::balance::{AvoidTargets, Balance, ServedBy};
+use tower_lb::error::{BoxError, ConnectFailed, is_caused_by};
+use tower_lb::retry::{Attempts, Jitter, ReplayBody, RetryLayer, RetryPolicy};
+use tower_lb::target::{Target, TargetGroup};
+
+/// What the backend stub saw: method, body bytes, time of arrival, avoided targets.
+#[derive(Debug, Clone)]
+struct Seen {
+    body: Bytes,
+    at: Instant,
+    avoid: usize,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A backend stub: answers attempt `n` (0-based) with `script(n)`, after reading the body.
+fn stub<B>(
+    script: impl Fn(u32) -> Result<Response<String>, BoxError> + Clone + Send + Sync + 'static,
+) -> (
+    impl Service<Request<ReplayBody<B>>, Response = Response<String>, Error = BoxError> + Clone,
+    Log,
+)
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let log: Log = Arc::default();
+    let n = Arc::new(AtomicU32::new(0));
+    let l = log.clone();
+    let svc = service_fn(move |req: Request<ReplayBody<B>>| {
+        let script = script.clone();
+        let log = l.clone();
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let at = Instant::now();
+            let avoid = req
+                .extensions()
+                .get::<AvoidTargets>()
+                .map_or(0, |a| a.len());
+            let body = req.into_body().collect().await?.to_bytes();
+            log.lock().unwrap().push(Seen { body, at, avoid });
+            script(i)
+        }
+    });
+    (svc, log)
+}
+
+fn status(s: u16) -> Result<Response<String>, BoxError> {
+    let mut rsp = Response::new(String::new());
+    *rsp.status_mut() = StatusCode::from_u16(s).unwrap();
+    Ok(rsp)
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy::builder().jitter(Jitter::None).build().unwrap()
+}
+
+fn req(method: Method, body: &'static str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri("/x")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+fn attempts<B>(rsp: &Response<B>) -> u32 {
+    rsp.extensions().get::<Attempts>().unwrap().get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotent_503_is_retried_with_exponential_backoff() {
+    let (inner, log) = stub(|n| status(if n < 2 { 503 } else { 200 }));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let t0 = Instant::now();
+    let rsp = svc.oneshot(req(Method::GET, "payload")).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(attempts(&rsp), 3);
+    let log = log.lock().unwrap();
+    let at: Vec<_> = log.iter().map(|s| s.at - t0).collect();
+    // base 25 ms, then 50 ms (jitter off).
+    assert_eq!(
+        at,
+        [
+            Duration::ZERO,
+            Duration::from_millis(25),
+            Duration::from_millis(75)
+        ]
+    );
+    assert!(
+        log.iter().all(|s| s.body == "payload"),
+        "the body is replayed whole"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_most_three_attempts_then_the_last_response() {
+    let (inner, log) = stub(|_| status(502));
+    let layer = RetryLayer::new(policy());
+    let svc = ServiceBuilder::new().layer(layer.clone()).service(inner);
+    let rsp = svc.oneshot(req(Method::PUT, "")).await.unwrap();
+    assert_eq!(rsp.status(), 502);
+    assert_eq!(attempts(&rsp), 3);
+    assert_eq!(log.lock().unwrap().len(), 3);
+    let stats = layer.stats();
+    assert_eq!((stats.requests, stats.retries), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_is_never_retried_after_it_was_sent() {
+    // A 503 and a reset after sending: both mean the backend may have acted on it.
+    for outcome in [503u16, 0] {
+        let (inner, log) = stub(move |_| {
+            if outcome == 0 {
+                Err(std::io::Error::other("connection reset").into())
+            } else {
+                status(outcome)
+            }
+        });
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(policy()))
+            .service(inner);
+        let res = svc.oneshot(req(Method::POST, "order")).await;
+        match res {
+            Ok(rsp) => assert_eq!((rsp.status().as_u16(), attempts(&rsp)), (503, 1)),
+            Err(e) => assert!(!is_caused_by::<ConnectFailed>(&*e)),
+        }
+        assert_eq!(log.lock().unwrap().len(), 1, "POST sent once ({outcome})");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_failure_is_retried_for_any_method() {
+    let (inner, log) = stub(|n| {
+        if n == 0 {
+            Err(ConnectFailed::new(std::io::Error::other("refused")).into())
+        } else {
+            status(201)
+        }
+    });
+    // The stub reads the body even on "connect failure"; a real client would not have sent it,
+    // so what matters is that the retry carries the whole body again.
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let rsp = svc.oneshot(req(Method::POST, "order")).await.unwrap();
+    assert_eq!((rsp.status().as_u16(), attempts(&rsp)), (201, 2));
+    assert_eq!(log.lock().unwrap()[1].body, "order");
+}
+
+fn streaming_body(
+    chunks: usize,
+    size: usize,
+) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>> {
+    let frames: Vec<Result<Frame<Bytes>, BoxError>> = (0..chunks)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; size]))))
+        .collect();
+    StreamBody::new(futures_util::stream::iter(frames))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_limit_is_sent_exactly_once() {
+    // 100 KiB streamed (no size hint): over the 64 KiB replay limit.
+    let (inner, log) = stub(|_| status(503));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let req = Request::get("/").body(streaming_body(100, 1024)).unwrap();
+    let rsp = svc.oneshot(req).await.unwrap();
+    assert_eq!((rsp.status().as_u16(), attempts(&rsp)), (503, 1));
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].body.len(), 100 * 1024, "streamed through whole");
+
+    // Known-large body: passed through, never buffered, never retried.
+    let (inner, log) = stub::<Full<Bytes>>(|_| status(503));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let big = Request::put("/")
+        .body(Full::new(Bytes::from(vec![0u8; 70_000])))
+        .unwrap();
+    let rsp = svc.oneshot(big).await.unwrap();
+    assert_eq!(attempts(&rsp), 1);
+    assert_eq!(log.lock().unwrap().len(), 1);
+
+    // Under the limit, streamed: replayed.
+    let (inner, log) = stub(|n| status(if n == 0 { 503 } else { 200 }));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let req = Request::get("/").body(streaming_body(8, 1024)).unwrap();
+    let rsp = svc.oneshot(req).await.unwrap();
+    assert_eq!(attempts(&rsp), 2);
+    let log = log.lock().unwrap();
+    assert_eq!(log[1].body, log[0].body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_respected_within_its_cap() {
+    let (inner, log) = stub(|n| {
+        let mut rsp = Response::new(String::new());
+        if n == 0 {
+            *rsp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            rsp.headers_mut()
+                .insert("retry-after", "1".parse().unwrap());
+        }
+        Ok(rsp)
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let t0 = Instant::now();
+    let rsp = svc.oneshot(req(Method::GET, "")).await.unwrap();
+    assert_eq!(attempts(&rsp), 2);
+    assert_eq!(log.lock().unwrap()[1].at - t0, Duration::from_secs(1));
+
+    // Beyond the cap (1 s): the response is returned as is.
+    let (inner, log) = stub(|_| {
+        let mut rsp = Response::new(String::new());
+        *rsp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        rsp.headers_mut()
+            .insert("retry-after", "30".parse().unwrap());
+        Ok(rsp)
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let rsp = svc.oneshot(req(Method::GET, "")).await.unwrap();
+    assert_eq!((rsp.status().as_u16(), attempts(&rsp)), (503, 1));
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_headers_never_steer_retries() {
+    let (inner, log) = stub(|_| status(503));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let mut r = req(Method::GET, "");
+    for (k, v) in [
+        ("retry-after", "0"),
+        ("x-envoy-max-retries", "0"),
+        ("x-retry", "false"),
+        ("idempotency-key", "abc"),
+    ] {
+        r.headers_mut().insert(k, v.parse().unwrap());
+    }
+    let rsp = svc.oneshot(r).await.unwrap();
+    assert_eq!(attempts(&rsp), 3);
+    assert_eq!(log.lock().unwrap().len(), 3);
+
+    // And a client cannot make a POST retried by claiming idempotency.
+    let (inner, log) = stub(|_| status(503));
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let mut r = req(Method::POST, "");
+    r.headers_mut()
+        .insert("idempotency-key", "abc".parse().unwrap());
+    svc.oneshot(r).await.unwrap();
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_retry_avoids_the_targets_already_tried() {
+    let group = TargetGroup::builder("g")
+        .targets(["a", "b", "c"].map(|id| Target::new(id, "127.0.0.1:1").unwrap()))
+        .build()
+        .unwrap();
+    let tried = Arc::new(Mutex::new(Vec::new()));
+    let t = tried.clone();
+    let balance = Balance::new(group, move |target: &Target| {
+        let id = target.id().to_string();
+        let tried = t.clone();
+        service_fn(move |_req: Request<ReplayBody<Full<Bytes>>>| {
+            tried.lock().unwrap().push(id.clone());
+            async { status(503) }
+        })
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(balance);
+    for _ in 0..5 {
+        let rsp = svc.clone().oneshot(req(Method::GET, "")).await.unwrap();
+        assert_eq!(attempts(&rsp), 3);
+        assert!(rsp.extensions().get::<ServedBy>().is_some());
+        let mut t = tried.lock().unwrap();
+        let distinct: std::collections::HashSet<_> = t.iter().collect();
+        assert_eq!(distinct.len(), 3, "three attempts, three targets: {t:?}");
+        t.clear();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_from_a_target_are_avoided_too() {
+    let group = TargetGroup::builder("g")
+        .targets(["a", "b"].map(|id| Target::new(id, "127.0.0.1:1").unwrap()))
+        .build()
+        .unwrap();
+    let (inner, log) = stub::<Full<Bytes>>(|n| {
+        if n == 0 {
+            Err(ConnectFailed::new(std::io::Error::other("refused")).into())
+        } else {
+            status(200)
+        }
+    });
+    let balance = Balance::new(group, move |_t: &Target| inner.clone());
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(balance);
+    let rsp = svc.oneshot(req(Method::POST, "x")).await.unwrap();
+    assert_eq!(attempts(&rsp), 2);
+    assert_eq!(
+        log.lock().unwrap()[1].avoid,
+        1,
+        "the retry carries the failed target"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_storm_stays_within_the_budget() {
+    // Every attempt fails. Default budget: 20% of requests + 10 retries/s (over 10 s).
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let inner = service_fn(move |_r: Request<ReplayBody<Full<Bytes>>>| {
+        c.fetch_add(1, Ordering::Relaxed);
+        async { status(503) }
+    });
+    let layer = RetryLayer::new(
+        RetryPolicy::builder()
+            .jitter(Jitter::None)
+            .backoff(Duration::ZERO, Duration::from_nanos(1))
+            .build()
+            .unwrap(),
+    );
+    let svc = ServiceBuilder::new().layer(layer.clone()).service(inner);
+    let t0 = Instant::now();
+    let requests = 10_000u32;
+    // 50 requests every 50 ms: 10 s of traffic.
+    for batch in 0..(requests / 50) {
+        for _ in 0..50 {
+            svc.clone().oneshot(req(Method::GET, "")).await.unwrap();
+        }
+        if batch + 1 < requests / 50 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
+    }
+    let elapsed = (Instant::now() - t0).as_secs_f64();
+    let attempts = calls.load(Ordering::Relaxed) as f64;
+    // Slack: the budget starts with a reserve of 10/s × its 10 s window (100 retries), so the
+    // bound is requests × 1.2 + 10/s × (elapsed + 10 s).
+    let bound = requests as f64 * 1.2 + 10.0 * (elapsed + 10.0);
+    let stats = layer.stats();
+    eprintln!("storm: {requests} requests, {attempts} attempts, bound {bound}, {elapsed:.2} s");
+    assert!(attempts <= bound, "attempts {attempts} > bound {bound}");
+    assert!(
+        attempts > requests as f64 * 1.1,
+        "the budget did allow retries: {attempts}"
+    );
+    assert!(stats.budget_exhausted > 0);
+    assert_eq!(stats.requests as f64 + stats.retries as f64, attempts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn overall_deadline_covers_retries_and_backoff() {
+    // Each attempt takes 40 ms and fails; backoff 25 ms: attempt 2 runs 65..105 ms.
+    let (inner, log) = stub(|_| status(503));
+    let slow = tower::util::MapFutureLayer::new(|f| async move {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        f.await
+    })
+    .layer(inner);
+    let svc = ServiceBuilder::new()
+        .layer(TimeoutLayer::new(Duration::from_millis(100)))
+        .layer(RetryLayer::new(policy()))
+        .service(slow);
+    let t0 = Instant::now();
+    let err = svc.oneshot(req(Method::GET, "")).await.unwrap_err();
+    assert!(is_caused_by::<tower::timeout::error::Elapsed>(&*err));
+    assert_eq!(Instant::now() - t0, Duration::from_millis(100));
+    assert_eq!(
+        log.lock().unwrap().len(),
+        1,
+        "the second attempt was cut off"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_attempt_timeout_is_retried_only_when_idempotent() {
+    for (method, expect_ok) in [(Method::GET, true), (Method::POST, false)] {
+        let n = Arc::new(AtomicU32::new(0));
+        let c = n.clone();
+        let inner = service_fn(move |_r: Request<ReplayBody<Full<Bytes>>>| {
+            let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                status(200)
+            }
+        });
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(policy()))
+            .layer(TimeoutLayer::new(Duration::from_millis(50)))
+            .service(inner);
+        let res = svc.oneshot(req(method.clone(), "")).await;
+        assert_eq!(res.is_ok(), expect_ok, "{method}");
+        assert_eq!(n.load(Ordering::SeqCst), if expect_ok { 2 } else { 1 });
+    }
+}
+
+/// Real loopback backends answering 503 or dropping connections mid-request (after reading
+/// it), plus a refused port and a healthy one. Every request gets exactly one outcome, and
+/// no POST is received twice.
+#[cfg(feature = "hyper")]
+#[tokio::test]
+async fn fault_test_with_loopback_backends() {
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower_lb::http::{ErrorResponseLayer, HttpClient};
+
+    type Seen = Arc<Mutex<HashMap<String, u32>>>;
+    let seen: Seen = Arc::default();
+
+    // A raw backend: reads one request head, records its id, then answers 503 or hangs up.
+    async fn raw(seen: Seen, answer: bool) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = 0;
+                    loop {
+                        let Ok(n) = s.read(&mut buf[got..]).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        got += n;
+                        let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let id = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("x-id: "))
+                                .unwrap_or("?")
+                                .to_string();
+                            *seen.lock().unwrap().entry(id).or_default() += 1;
+                            if answer {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                    .await;
+                            }
+                            return; // drop: hang up
+                        }
+                    }
+                });
+            }
+        });
+        (addr, task)
+    }
+
+    let (a503, t1) = raw(seen.clone(), true).await;
+    let (adrop, t2) = raw(seen.clone(), false).await;
+    let refused = support::refused_addr().await;
+    let ok = support::backend("ok").await;
+    let group = TargetGroup::builder("faulty")
+        .target(Target::new("503", a503.to_string()).unwrap())
+        .target(Target::new("drop", adrop.to_string()).unwrap())
+        .target(Target::new("refused", refused.to_string()).unwrap())
+        .target(Target::new("ok", ok.addr.to_string()).unwrap())
+        .build()
+        .unwrap();
+    let client = HttpClient::<ReplayBody<Full<Bytes>>>::builder()
+        .pool_max_idle_per_host(0)
+        .build();
+    let balance = Balance::with_maker(group, client);
+    let policy = RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(RetryLayer::new(policy))
+        .service(balance);
+
+    let n = 80;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let svc = svc.clone();
+        let method = if i % 2 == 0 {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        tasks.spawn(async move {
+            let r = Request::builder()
+                .method(method.clone())
+                .uri("/")
+                .header("x-id", format!("{method}-{i}"))
+                .body(Full::new(Bytes::from_static(b"data")))
+                .unwrap();
+            let rsp = svc.oneshot(r).await.unwrap();
+            (method, rsp.status())
+        });
+    }
+    let outcomes = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut v = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            v.push(r.unwrap());
+        }
+        v
+    })
+    .await
+    .expect("every request finishes");
+    assert_eq!(outcomes.len(), n, "exactly one outcome per request");
+    assert!(outcomes.iter().any(|(_, s)| *s == StatusCode::OK));
+    let seen = seen.lock().unwrap();
+    for (id, count) in seen.iter() {
+        if id.starts_with("POST") {
+            assert_eq!(*count, 1, "{id} was received {count} times");
+        }
+    }
+    assert!(
+        seen.iter().any(|(id, c)| id.starts_with("GET") && *c > 1),
+        "idempotent requests were retried across the failing backends"
+    );
+    t1.abort();
+    t2.abort();
+}
+
+#[test]
+fn layers_are_clone_send_sync() {
+    fn check<T: Clone + Send + Sync>(_: &T) {}
+    check(&RetryLayer::new(policy()));
+    let (inner, _) = stub::<Full<Bytes>>(|_| status(200));
+    check(
+        &ServiceBuilder::new()
+            .layer(RetryLayer::new(policy()))
+            .service(inner),
+    );
+}
