@@ -1,1 +1,311 @@
+//! Integration tests for rate limits and in-flight limits, on paused time.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http::{Request, Response};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_lb::breaker::{BreakerState, CircuitBreakerLayer};
+use tower_lb::error::{BoxError, is_caused_by};
+use tower_lb::http::{ErrorResponseLayer, error_response};
+use tower_lb::limit::error::{Overloaded, RateLimited};
+use tower_lb::limit::{ClientAddr, InFlightLimitLayer, LimitKey, RateLimitLayer};
+use tower_test::mock;
+
+fn ok_svc() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone {
+    service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+}
+
+fn from(ip: &str) -> Request<()> {
+    let mut r = Request::new(());
+    let addr: SocketAddr = format!("{ip}:40000")
+        .parse()
+        .or_else(|_| format!("[{ip}]:40000").parse())
+        .unwrap();
+    r.extensions_mut().insert(ClientAddr::new(addr));
+    r
+}
+
+/// Calls `svc` and reports whether the request passed the limit.
+async fn passes<S>(svc: &mut S, req: Request<()>) -> bool
+where
+    S: Service<Request<()>, Response = Response<()>, Error = BoxError>,
+{
+    match svc.ready().await.unwrap().call(req).await {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(is_caused_by::<RateLimited>(&*e), "{e}");
+            false
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nginx_rate_10rs_burst_20_nodelay() {
+    let layer = RateLimitLayer::builder(LimitKey::client_ip())
+        .rate(10, Duration::from_secs(1))
+        .burst(20)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_svc());
+    // 21 at once (the steady one + a burst of 20), then refused.
+    for i in 0..21 {
+        assert!(passes(&mut svc, from("192.0.2.1")).await, "request {i}");
+    }
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(from("192.0.2.1"))
+        .await
+        .unwrap_err();
+    let limited = tower_lb::error::find_cause::<RateLimited>(&*err).unwrap();
+    assert_eq!(limited.retry_after(), Duration::from_millis(100));
+    let rsp = error_response::<()>(&*err);
+    assert_eq!(rsp.status(), 429);
+    assert_eq!(rsp.headers()["retry-after"], "1");
+
+    // Another client is unaffected.
+    assert!(passes(&mut svc, from("192.0.2.2")).await);
+
+    // One slot per 100 ms comes back.
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(passes(&mut svc, from("192.0.2.1")).await);
+    assert!(!passes(&mut svc, from("192.0.2.1")).await);
+    // After a second: 10 more.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let passed = {
+        let mut n = 0;
+        for _ in 0..15 {
+            n += passes(&mut svc, from("192.0.2.1")).await as u32;
+        }
+        n
+    };
+    assert_eq!(passed, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ipv6_clients_are_grouped_by_64() {
+    let layer = RateLimitLayer::builder(LimitKey::client_ip())
+        .rate(1, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_svc());
+    assert!(passes(&mut svc, from("2001:db8:0:1::1")).await);
+    assert!(
+        !passes(&mut svc, from("2001:db8:0:1:ffff::2")).await,
+        "same /64"
+    );
+    assert!(
+        passes(&mut svc, from("2001:db8:0:2::1")).await,
+        "another /64"
+    );
+    // No client address: one shared bucket for all such requests.
+    assert!(passes(&mut svc, Request::new(())).await);
+    assert!(!passes(&mut svc, Request::new(())).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn header_and_closure_keys() {
+    let layer =
+        RateLimitLayer::builder(LimitKey::header(http::HeaderName::from_static("x-api-key")))
+            .rate(1, Duration::from_secs(60))
+            .build()
+            .unwrap();
+    let mut svc = layer.layer(ok_svc());
+    let keyed = |k: &str| {
+        let mut r = Request::new(());
+        r.headers_mut().insert("x-api-key", k.parse().unwrap());
+        r
+    };
+    assert!(passes(&mut svc, keyed("a")).await);
+    assert!(!passes(&mut svc, keyed("a")).await);
+    assert!(passes(&mut svc, keyed("b")).await);
+
+    let layer = RateLimitLayer::builder(LimitKey::custom(|p| Some(p.uri.path().len() as u64)))
+        .rate(1, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_svc());
+    let path = |p: &str| Request::get(p).body(()).unwrap();
+    assert!(passes(&mut svc, path("/ab")).await);
+    assert!(!passes(&mut svc, path("/cd")).await, "same closure key");
+    assert!(passes(&mut svc, path("/abc")).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_million_keys_stay_within_max_keys() {
+    const MAX: usize = 10_000;
+    let layer = RateLimitLayer::builder(LimitKey::custom({
+        let n = AtomicU64::new(0);
+        move |_| Some(n.fetch_add(1, Ordering::Relaxed))
+    }))
+    .rate(1, Duration::from_secs(1))
+    .max_keys(MAX)
+    .sweep_every(Duration::from_secs(10))
+    .build()
+    .unwrap();
+    let mut svc = layer.layer(ok_svc());
+    for i in 0..1_000_000u32 {
+        // The decision is taken in `call`; the future need not run.
+        drop(svc.call(Request::new(())));
+        if i % 50_000 == 0 {
+            assert!(layer.stored_keys() <= MAX);
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+    }
+    assert!(layer.stored_keys() <= MAX, "{}", layer.stored_keys());
+    assert!(
+        layer.stored_keys() > MAX / 2,
+        "the store is used: {}",
+        layer.stored_keys()
+    );
+    // Every key has gone stale: a sweep empties the store.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    layer.sweep();
+    assert_eq!(layer.stored_keys(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_flood_shares_the_overflow_and_cannot_reset_known_keys() {
+    let layer = RateLimitLayer::builder(LimitKey::client_ip())
+        .rate(1, Duration::from_secs(60))
+        .max_keys(16)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_svc());
+    assert!(passes(&mut svc, from("198.51.100.1")).await);
+    let mut passed = 0;
+    for i in 0..1000u32 {
+        let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        passed += passes(&mut svc, from(&ip)).await as u32;
+    }
+    assert!(layer.stored_keys() <= 16);
+    // At most one new key per free slot plus one per overflow cell (16 shards).
+    assert!(passed <= 32, "{passed} flood requests passed");
+    assert!(
+        !passes(&mut svc, from("198.51.100.1")).await,
+        "known key keeps its state"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_becomes_429_and_never_trips_the_breaker() {
+    let breaker = CircuitBreakerLayer::builder("g")
+        .min_requests(2)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(breaker.clone())
+        .layer(
+            RateLimitLayer::builder(LimitKey::global())
+                .rate(1, Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
+        .service(ok_svc());
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let rsp = svc.clone().oneshot(Request::new(())).await.unwrap();
+        statuses.push(rsp.status().as_u16());
+    }
+    assert_eq!(statuses[0], 200);
+    assert!(statuses[1..].iter().all(|s| *s == 429));
+    assert_eq!(breaker.state(), BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_limit_sheds_with_503_and_recovers() {
+    let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+    let layer = InFlightLimitLayer::new(2);
+    let mut svc = layer.layer(mock);
+    let a = svc.ready().await.unwrap().call(Request::new(()));
+    let b = svc.ready().await.unwrap().call(Request::new(()));
+    assert_eq!(layer.in_flight(), 2);
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap_err();
+    assert!(is_caused_by::<Overloaded>(&*err));
+    assert_eq!(error_response::<()>(&*err).status(), 503);
+
+    // A dropped (cancelled) request frees its slot; a finished one too.
+    drop(a);
+    assert_eq!(layer.in_flight(), 1);
+    let c = svc.ready().await.unwrap().call(Request::new(()));
+    // The mock got a (cancelled), b and c.
+    for _ in 0..3 {
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(Response::new(()));
+    }
+    b.await.unwrap();
+    c.await.unwrap();
+    assert_eq!(layer.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_key_in_flight_limit() {
+    let (mock, _handle) = mock::pair::<Request<()>, Response<()>>();
+    let layer = InFlightLimitLayer::builder()
+        .per_key(LimitKey::client_ip(), 1)
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(mock);
+    let a1 = svc.ready().await.unwrap().call(from("192.0.2.1"));
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(from("192.0.2.1"))
+        .await
+        .unwrap_err();
+    assert!(
+        tower_lb::error::find_cause::<Overloaded>(&*err)
+            .unwrap()
+            .is_per_key()
+    );
+    let b1 = svc.ready().await.unwrap().call(from("192.0.2.2"));
+    assert_eq!(layer.tracked_keys(), 2);
+    // The key map is full: a third client is shed (bounded memory), known ones are not.
+    let mut c1 = svc.ready().await.unwrap().call(from("192.0.2.3"));
+    assert!(matches!((&mut c1).now_or_never(), Some(Err(_))));
+    drop((a1, b1));
+    assert_eq!(layer.tracked_keys(), 0);
+    assert_eq!(layer.in_flight(), 0);
+}
+
+#[test]
+fn limits_are_clone_send_sync() {
+    fn check<T: Clone + Send + Sync>(_: &T) {}
+    let rate = RateLimitLayer::builder(LimitKey::client_ip())
+        .build()
+        .unwrap();
+    check(&rate);
+    check(&rate.layer(ok_svc()));
+    let conc = InFlightLimitLayer::new(1);
+    check(&conc);
+    check(&conc.layer(ok_svc()));
+}
+
+#[test]
+fn invalid_limits_are_typed_errors() {
+    for b in [
+        RateLimitLayer::builder(LimitKey::global()).rate(0, Duration::from_secs(1)),
+        RateLimitLayer::builder(LimitKey::global()).rate(1, Duration::ZERO),
+        RateLimitLayer::builder(LimitKey::global()).rate(u32::MAX, Duration::from_nanos(1)),
+        RateLimitLayer::builder(LimitKey::global()).burst(u32::MAX),
+        RateLimitLayer::builder(LimitKey::global()).max_keys(0),
+    ] {
+        assert!(b.build().is_err());
+    }
+    let _ = Arc::new(());
+}
