@@ -1,1 +1,385 @@
-fn main() {}
+//! Resilience stack benchmarks, peers side by side in one run:
+//!
+//! 1. per-request overhead of the full stack (rate limit + deadline + retry + breaker +
+//!    balance) on an always-ready service, against tower's `ConcurrencyLimit` + `Timeout` and
+//!    against tower's `Buffer`; with allocations per request (counting global allocator);
+//! 2. retry amplification (attempts per request) at 0/10/50/100% failure, against naive
+//!    3-attempt retries and tower's `Retry` with a `TpsBudget`.
+//!
+//! ```text
+//! cargo bench --all-features --bench stack -- --warm-up-time 1 --measurement-time 2
+//! ```
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::Criterion;
+use http::{Request, Response, StatusCode};
+use http_body_util::Empty;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tokio::runtime::Runtime;
+use tokio::time::Instant;
+use tower::retry::Policy;
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_lb::BoxError;
+use tower_lb::balance::Balance;
+use tower_lb::breaker::CircuitBreakerLayer;
+use tower_lb::limit::{LimitKey, RateLimitLayer};
+use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
+use tower_lb::target::{Target, TargetGroup};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+type Rsp = Response<Empty<Bytes>>;
+
+fn ok_rsp() -> Rsp {
+    Response::new(Empty::new())
+}
+
+/// Sends `n` requests one after another through `svc`; returns the time taken.
+async fn drive<S>(svc: &mut S, n: u64) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for _ in 0..n {
+        let svc = svc.ready().await.unwrap();
+        let rsp = svc.call(Request::new(Empty::new())).await.unwrap();
+        black_box(rsp);
+    }
+    start.elapsed()
+}
+
+fn balance<B: Send + 'static>() -> Balance<
+    impl Service<Request<B>, Response = Rsp, Error = BoxError, Future = Ready<Result<Rsp, BoxError>>>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+> {
+    let group = TargetGroup::builder("bench")
+        .target(Target::new("a", "127.0.0.1:1").unwrap())
+        .build()
+        .unwrap();
+    Balance::new(group, |_t: &Target| {
+        service_fn(|_r: Request<B>| ready(Ok::<_, BoxError>(ok_rsp())))
+    })
+}
+
+fn rate_limit() -> RateLimitLayer {
+    RateLimitLayer::builder(LimitKey::global())
+        .rate(1_000_000_000, Duration::from_secs(1))
+        .burst(1_000_000)
+        .build()
+        .unwrap()
+}
+
+fn full_stack()
+-> impl Service<Request<Empty<Bytes>>, Response = Response<impl Sized>, Error = BoxError> + Clone {
+    ServiceBuilder::new()
+        .layer(rate_limit())
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(10)))
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(CircuitBreakerLayer::new("bench"))
+        .service(balance::<ReplayBody<Empty<Bytes>>>())
+}
+
+fn bare() -> impl Service<
+    Request<Empty<Bytes>>,
+    Response = Rsp,
+    Error = Infallible,
+    Future = Ready<Result<Rsp, Infallible>>,
+> + Clone
++ Send
++ 'static {
+    service_fn(|_r: Request<Empty<Bytes>>| ready(Ok::<_, Infallible>(ok_rsp())))
+}
+
+fn tower_limit_timeout() -> impl Service<Request<Empty<Bytes>>, Response = Rsp, Error = BoxError> {
+    ServiceBuilder::new()
+        .concurrency_limit(1024)
+        .timeout(Duration::from_secs(10))
+        .service(bare())
+}
+
+macro_rules! variants {
+    ($rt:expr, $f:ident) => {{
+        let _g = $rt.enter();
+        vec![
+            ("bare service", $f!(bare())),
+            ("balance alone", $f!(balance::<Empty<Bytes>>())),
+            (
+                "balance + breaker",
+                $f!(CircuitBreakerLayer::new("b").layer(balance::<Empty<Bytes>>())),
+            ),
+            (
+                "balance + retry",
+                $f!(RetryLayer::new(RetryPolicy::new())
+                    .layer(balance::<ReplayBody<Empty<Bytes>>>())),
+            ),
+            (
+                "balance + rate limit",
+                $f!(rate_limit().layer(balance::<Empty<Bytes>>())),
+            ),
+            (
+                "balance + timeout",
+                $f!(tower::timeout::TimeoutLayer::new(Duration::from_secs(10))
+                    .layer(balance::<Empty<Bytes>>())),
+            ),
+            ("tower-lb full stack", $f!(full_stack())),
+            ("tower ConcurrencyLimit+Timeout", $f!(tower_limit_timeout())),
+            (
+                "tower Buffer",
+                $f!(tower::buffer::Buffer::new(bare(), 1024)),
+            ),
+        ]
+    }};
+}
+
+type Runner<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+fn runner<'a, S>(rt: &'a Runtime, mut svc: S) -> Runner<'a>
+where
+    S: Service<Request<Empty<Bytes>>> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    Box::new(move |n| rt.block_on(drive(&mut svc, n)))
+}
+
+/// Rounds interleave the variants, so drift on a shared machine hits them all alike.
+fn overhead_table(rt: &Runtime) {
+    macro_rules! m {
+        ($s:expr) => {
+            runner(rt, $s)
+        };
+    }
+    let mut rows = variants!(rt, m);
+    const N: u64 = 20_000;
+    const ROUNDS: usize = 15;
+    let mut times = vec![Vec::new(); rows.len()];
+    for (_, run) in rows.iter_mut() {
+        run(N); // warm up
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in rows.iter_mut().enumerate() {
+            times[i].push(run(N).as_nanos() as f64 / N as f64);
+        }
+    }
+    let allocs: Vec<f64> = rows
+        .iter_mut()
+        .map(|(_, run)| {
+            let region = Region::new(GLOBAL);
+            run(N);
+            region.change().allocations as f64 / N as f64
+        })
+        .collect();
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let base = medians[0];
+    let balance = medians[1];
+    println!(
+        "\n== per-request overhead (median of {ROUNDS} interleaved rounds × {N} sequential requests)"
+    );
+    println!(
+        "{:<34} {:>9} {:>10} {:>12} {:>12}",
+        "variant", "ns/req", "vs bare", "vs balance", "allocs/req"
+    );
+    for (i, (name, _)) in rows.iter().enumerate() {
+        let ns = medians[i];
+        println!(
+            "{name:<34} {ns:>9.1} {:>+10.1} {:>+12.1} {:>12.2}",
+            ns - base,
+            ns - balance,
+            allocs[i]
+        );
+    }
+}
+
+// ---- Retry amplification ---------------------------------------------------------------------
+
+/// Fails request `i` (and all its attempts) when `i % 100 < pct`: a backend that is down for
+/// that share of requests, whatever the retry does.
+fn failing(
+    pct: u64,
+    attempts: Arc<AtomicU64>,
+) -> impl Service<Request<ReplayBody<Empty<Bytes>>>, Response = Rsp, Error = BoxError> + Clone {
+    service_fn(move |r: Request<ReplayBody<Empty<Bytes>>>| {
+        attempts.fetch_add(1, Ordering::Relaxed);
+        let i = r
+            .headers()
+            .get("x-i")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let mut rsp = ok_rsp();
+        if i.unwrap_or(0) % 100 < pct {
+            *rsp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        ready(Ok(rsp))
+    })
+}
+
+/// Naive: up to 3 attempts on any 503, no budget.
+#[derive(Clone)]
+struct Naive(u32);
+
+/// tower's `Retry` with a `TpsBudget` (defaults: 10 s, 10/s, 20%), up to 3 attempts on 503.
+#[derive(Clone)]
+struct Budgeted(Arc<TpsBudget>, u32);
+
+impl Policy<Request<ReplayBody<Empty<Bytes>>>, Rsp, BoxError> for Naive {
+    type Future = Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut Request<ReplayBody<Empty<Bytes>>>,
+        r: &mut Result<Rsp, BoxError>,
+    ) -> Option<Ready<()>> {
+        self.0 += 1;
+        (matches!(r, Ok(rsp) if rsp.status() == 503) && self.0 < 3).then(|| ready(()))
+    }
+
+    fn clone_request(
+        &mut self,
+        req: &Request<ReplayBody<Empty<Bytes>>>,
+    ) -> Option<Request<ReplayBody<Empty<Bytes>>>> {
+        clone(req)
+    }
+}
+
+impl Policy<Request<ReplayBody<Empty<Bytes>>>, Rsp, BoxError> for Budgeted {
+    type Future = Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut Request<ReplayBody<Empty<Bytes>>>,
+        r: &mut Result<Rsp, BoxError>,
+    ) -> Option<Ready<()>> {
+        self.1 += 1;
+        let want = matches!(r, Ok(rsp) if rsp.status() == 503) && self.1 < 3;
+        (want && self.0.withdraw()).then(|| ready(()))
+    }
+
+    fn clone_request(
+        &mut self,
+        req: &Request<ReplayBody<Empty<Bytes>>>,
+    ) -> Option<Request<ReplayBody<Empty<Bytes>>>> {
+        if self.1 == 0 {
+            self.0.deposit();
+        }
+        clone(req)
+    }
+}
+
+fn clone(req: &Request<ReplayBody<Empty<Bytes>>>) -> Option<Request<ReplayBody<Empty<Bytes>>>> {
+    let mut r = Request::new(req.body().try_clone()?);
+    *r.headers_mut() = req.headers().clone();
+    Some(r)
+}
+
+const AMP_REQUESTS: u64 = 10_000;
+
+/// Attempts per request for 10 000 requests spread over 10 s of paused time.
+fn amplification<S>(mut svc: S, attempts: &AtomicU64) -> f64
+where
+    S: Service<Request<Empty<Bytes>>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for i in 0..AMP_REQUESTS {
+            if i % 10 == 9 {
+                tokio::time::advance(Duration::from_millis(10)).await;
+            }
+            let mut req = Request::new(Empty::new());
+            req.headers_mut().insert("x-i", i.into());
+            let _ = svc.ready().await.unwrap().call(req).await;
+        }
+    });
+    attempts.load(Ordering::Relaxed) as f64 / AMP_REQUESTS as f64
+}
+
+fn amplification_table() {
+    println!("\n== retry amplification: attempts per request (10 000 requests over 10 s)");
+    println!(
+        "{:>8} {:>12} {:>14} {:>12}",
+        "failing", "naive 3x", "tower+budget", "tower-lb"
+    );
+    for pct in [0u64, 10, 50, 100] {
+        let a = Arc::new(AtomicU64::new(0));
+        let naive = amplification(
+            tower::retry::Retry::new(Naive(0), failing(pct, a.clone()))
+                .map_request(|r: Request<Empty<Bytes>>| r.map(|b| ReplayBody::new(b, 0))),
+            &a,
+        );
+        let a = Arc::new(AtomicU64::new(0));
+        let budget = Arc::new(TpsBudget::default());
+        let tower_b = amplification(
+            tower::retry::Retry::new(Budgeted(budget, 0), failing(pct, a.clone()))
+                .map_request(|r: Request<Empty<Bytes>>| r.map(|b| ReplayBody::new(b, 0))),
+            &a,
+        );
+        let a = Arc::new(AtomicU64::new(0));
+        let ours = amplification(
+            ServiceBuilder::new()
+                .layer(RetryLayer::new(
+                    RetryPolicy::builder()
+                        .jitter(Jitter::None)
+                        .backoff(Duration::ZERO, Duration::from_nanos(1))
+                        .build()
+                        .unwrap(),
+                ))
+                .service(failing(pct, a.clone())),
+            &a,
+        );
+        println!("{:>7}% {naive:>12.3} {tower_b:>14.3} {ours:>12.3}", pct);
+    }
+}
+
+fn criterion_overhead(c: &mut Criterion, rt: &Runtime) {
+    let mut g = c.benchmark_group("stack_overhead");
+    macro_rules! bench {
+        ($name:expr, $svc:expr) => {{
+            let _g = rt.enter();
+            let mut svc = $svc;
+            g.bench_function($name, |b| {
+                b.iter_custom(|n| rt.block_on(drive(&mut svc, n)))
+            });
+        }};
+    }
+    bench!("bare", bare());
+    bench!("tower_lb_full_stack", full_stack());
+    bench!("tower_concurrency_limit_timeout", tower_limit_timeout());
+    bench!("tower_buffer", tower::buffer::Buffer::new(bare(), 1024));
+    g.finish();
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    criterion_overhead(&mut c, &rt);
+    overhead_table(&rt);
+    amplification_table();
+    c.final_summary();
+}

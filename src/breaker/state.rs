@@ -80,16 +80,17 @@ pub(crate) struct Settings {
 
 pub(crate) const BUCKETS: usize = 10;
 
-#[derive(Clone, Copy, Default)]
+/// One slice of the window: its epoch (bucket number since creation) and counts packed as
+/// `total << 32 | failures`, updated without a lock. Two completions racing across a bucket
+/// boundary may lose a count; the rate stays a good estimate.
+#[derive(Default)]
 struct Bucket {
-    epoch: u64,
-    total: u32,
-    failures: u32,
+    epoch: AtomicU64,
+    counts: AtomicU64,
 }
 
 struct Machine {
     state: BreakerState,
-    buckets: [Bucket; BUCKETS],
     opened_at: Instant,
     probes_in_flight: u32,
     probe_successes: u32,
@@ -102,6 +103,7 @@ pub(crate) struct Shared {
     bucket_nanos: u64,
     state: AtomicU8,
     generation: AtomicU64,
+    buckets: [Bucket; BUCKETS],
     machine: Mutex<Machine>,
 }
 
@@ -133,9 +135,9 @@ impl Shared {
             bucket_nanos,
             state: AtomicU8::new(BreakerState::Closed.as_u8()),
             generation: AtomicU64::new(0),
+            buckets: Default::default(),
             machine: Mutex::new(Machine {
                 state: BreakerState::Closed,
-                buckets: [Bucket::default(); BUCKETS],
                 opened_at: now,
                 probes_in_flight: 0,
                 probe_successes: 0,
@@ -207,10 +209,19 @@ impl Shared {
             // Nothing to count, nothing to hand back.
             return;
         }
-        let now = Instant::now();
-        let mut m = self.lock();
         if generation != self.generation.load(Ordering::Acquire) {
             // Admitted under an earlier state: its outcome belongs to a closed chapter.
+            return;
+        }
+        let now = Instant::now();
+        if !probe {
+            if let Some(o) = outcome {
+                self.count_closed(generation, o, now);
+            }
+            return;
+        }
+        let mut m = self.lock();
+        if generation != self.generation.load(Ordering::Acquire) {
             return;
         }
         let change = match (m.state, outcome) {
@@ -229,41 +240,55 @@ impl Shared {
                     _ => None,
                 }
             }
-            (BreakerState::Closed, Some(o)) if !probe => {
-                let epoch = self.epoch(now);
-                let slot = &mut m.buckets[(epoch % BUCKETS as u64) as usize];
-                if slot.epoch != epoch {
-                    *slot = Bucket {
-                        epoch,
-                        total: 0,
-                        failures: 0,
-                    };
-                }
-                slot.total = slot.total.saturating_add(1);
-                if o.is_failure() {
-                    slot.failures = slot.failures.saturating_add(1);
-                }
-                let (total, failures) = m
-                    .buckets
-                    .iter()
-                    .filter(|b| b.epoch + BUCKETS as u64 > epoch && b.epoch <= epoch)
-                    .fold((0u64, 0u64), |(t, f), b| {
-                        (t + b.total as u64, f + b.failures as u64)
-                    });
-                let rate = if total == 0 {
-                    0.0
-                } else {
-                    failures as f64 / total as f64
-                };
-                (total >= self.settings.min_requests as u64 && rate >= self.settings.failure_rate)
-                    .then(|| self.transition(&mut m, BreakerState::Open, now, Some(rate)))
-            }
             _ => None,
         };
         drop(m);
         if let Some(c) = change {
             self.emit(c);
         }
+    }
+
+    /// Counts a closed-state outcome (lock-free) and opens the circuit past the threshold.
+    fn count_closed(&self, generation: u64, outcome: Outcome, now: Instant) {
+        let epoch = self.epoch(now);
+        let b = &self.buckets[(epoch % BUCKETS as u64) as usize];
+        let seen = b.epoch.load(Ordering::Acquire);
+        if seen != epoch
+            && b.epoch
+                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // This completion opened the bucket's new epoch: drop the old epoch's counts.
+            b.counts.store(0, Ordering::Release);
+        }
+        b.counts.fetch_add(
+            (1 << 32) | u64::from(outcome.is_failure()),
+            Ordering::AcqRel,
+        );
+        let (mut total, mut failures) = (0u64, 0u64);
+        for b in &self.buckets {
+            let e = b.epoch.load(Ordering::Acquire);
+            if e <= epoch && e + BUCKETS as u64 > epoch {
+                let c = b.counts.load(Ordering::Acquire);
+                total += c >> 32;
+                failures += c & 0xffff_ffff;
+            }
+        }
+        if total < u64::from(self.settings.min_requests) {
+            return;
+        }
+        let rate = failures as f64 / total as f64;
+        if rate < self.settings.failure_rate {
+            return;
+        }
+        let mut m = self.lock();
+        if m.state != BreakerState::Closed || generation != self.generation.load(Ordering::Acquire)
+        {
+            return; // another completion got there first
+        }
+        let change = self.transition(&mut m, BreakerState::Open, now, Some(rate));
+        drop(m);
+        self.emit(change);
     }
 
     fn transition(
@@ -279,7 +304,12 @@ impl Shared {
         m.probe_successes = 0;
         match to {
             BreakerState::Open => m.opened_at = now,
-            BreakerState::Closed => m.buckets = [Bucket::default(); BUCKETS],
+            BreakerState::Closed => {
+                for b in &self.buckets {
+                    b.epoch.store(0, Ordering::Release);
+                    b.counts.store(0, Ordering::Release);
+                }
+            }
             BreakerState::HalfOpen => {}
         }
         self.generation.fetch_add(1, Ordering::AcqRel);

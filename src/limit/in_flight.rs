@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +10,7 @@ use tower_service::Service;
 use super::LimitKey;
 use super::error::{InvalidLimit, Overloaded};
 use super::future::ResponseFuture;
+use super::key::KeyMap;
 use crate::error::BoxError;
 
 const SHARDS: usize = 16;
@@ -44,8 +44,9 @@ struct Shared {
     max: usize,
     total: AtomicUsize,
     per_key: Option<(LimitKey, u32)>,
-    shards: Box<[Mutex<HashMap<u64, u32>>]>,
-    per_shard: usize,
+    shards: Box<[Mutex<KeyMap<u32>>]>,
+    keys: AtomicUsize,
+    max_keys: usize,
 }
 
 impl fmt::Debug for InFlightLimitLayer {
@@ -130,8 +131,9 @@ impl InFlightLimitBuilder {
                 max: self.max,
                 total: AtomicUsize::new(0),
                 per_key: self.per_key,
-                shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
-                per_shard: self.max_keys / shards,
+                shards: (0..shards).map(|_| Mutex::new(KeyMap::default())).collect(),
+                keys: AtomicUsize::new(0),
+                max_keys: self.max_keys,
             }),
         })
     }
@@ -158,6 +160,7 @@ impl Drop for Permit {
                 *n -= 1;
                 if *n == 0 {
                     map.remove(&k);
+                    self.shared.keys.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         }
@@ -165,7 +168,7 @@ impl Drop for Permit {
 }
 
 impl Shared {
-    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, u32>> {
+    fn shard(&self, key: u64) -> &Mutex<KeyMap<u32>> {
         &self.shards[(key >> 48) as usize % self.shards.len()]
     }
 
@@ -182,12 +185,16 @@ impl Shared {
         if let Some((key, max)) = &self.per_key {
             let k = key.key_of(parts);
             let mut map = lock(self.shard(k));
-            let full = map.len() >= self.per_shard;
             match map.get_mut(&k) {
                 Some(n) if *n >= *max => return Err(Overloaded::new(true)),
                 Some(n) => *n += 1,
-                None if full || *max == 0 => return Err(Overloaded::new(true)),
+                None if *max == 0 => return Err(Overloaded::new(true)),
                 None => {
+                    if self.keys.fetch_add(1, Ordering::AcqRel) >= self.max_keys {
+                        // Overflow policy: the key map is full, new keys are shed.
+                        self.keys.fetch_sub(1, Ordering::AcqRel);
+                        return Err(Overloaded::new(true));
+                    }
                     map.insert(k, 1);
                 }
             }

@@ -154,7 +154,8 @@ impl LimitKey {
     pub(crate) fn key_of(&self, parts: &Parts) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.seed.0, self.seed.1);
         match &self.kind {
-            Kind::Global => h.write_u8(0),
+            // One key for everyone: no hashing needed.
+            Kind::Global => return self.seed.0,
             Kind::ClientIp { v4, v6 } => match parts.extensions.get::<ClientAddr>() {
                 Some(a) => match a.ip() {
                     IpAddr::V4(ip) => {
@@ -261,3 +262,27 @@ mod tests {
         assert_ne!(k.key_of(&none), k.key_of(&parts_from("10.0.0.1:1")));
     }
 }
+
+/// Hashes the already-hashed `u64` keys of the limit maps by taking them as they are.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by hashed limit keys.
+pub(crate) type KeyMap<V> =
+    std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<KeyHasher>>;

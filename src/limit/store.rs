@@ -1,7 +1,6 @@
 //! Governor glue kept private: a key store with a bounded key count, and a clock on tokio's
 //! time (so paused-time tests drive the limiter).
 
-use std::collections::HashMap;
 use std::ops::Add;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -10,6 +9,8 @@ use governor::clock::{Clock, Reference};
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use tokio::time::Instant;
+
+use super::key::KeyMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TokioInstant(Instant);
@@ -68,7 +69,7 @@ pub(crate) struct BoundedStore {
 }
 
 struct Shard {
-    map: HashMap<u64, u64>,
+    map: KeyMap<u64>,
     overflow: u64,
     last_sweep: Instant,
 }
@@ -88,7 +89,7 @@ impl BoundedStore {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: KeyMap::default(),
                         overflow: 0,
                         last_sweep: start,
                     })

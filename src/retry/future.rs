@@ -3,18 +3,19 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::retry::Policy;
 use tower_service::Service;
 
-use super::{Attempts, ReplayBody, RetryPolicy};
+use super::{ReplayBody, RetryPolicy};
 use crate::error::BoxError;
 
 pin_project! {
-    /// Drives the attempts of one request and tags the final response with [`Attempts`].
+    /// Drives the attempts of one request; a response that took more than one attempt carries
+    /// [`Attempts`](super::Attempts).
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<ReplayBody<B>>>,
@@ -54,13 +55,6 @@ where
     type Output = Result<Response<RB>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut res = ready!(self.project().inner.poll(cx));
-        if let Ok(rsp) = &mut res {
-            // Requests that could not be replayed never reach the policy's last word.
-            if rsp.extensions().get::<Attempts>().is_none() {
-                rsp.extensions_mut().insert(Attempts::new(1));
-            }
-        }
-        Poll::Ready(res)
+        self.project().inner.poll(cx)
     }
 }

@@ -18,8 +18,8 @@
 //! Between attempts the policy waits an exponential backoff with full jitter (base 25 ms, cap
 //! 250 ms), longer if the backend's `Retry-After` asks for it (within a cap), and adds the
 //! failed target to the request's [`AvoidTargets`](crate::balance::AvoidTargets) so the balancer
-//! picks another one. Client request headers never change any of this. The final response
-//! carries [`Attempts`].
+//! picks another one. Client request headers never change any of this. A response that took more
+//! than one attempt carries [`Attempts`].
 //!
 //! [`TpsBudget`]: tower::retry::budget::TpsBudget
 //!
@@ -52,7 +52,7 @@
 //! // The first attempt goes to "bad"; the retry avoids it.
 //! let rsp = svc.oneshot(Request::get("/").body(String::new())?).await?;
 //! assert_eq!(rsp.status(), StatusCode::OK);
-//! assert_eq!(rsp.extensions().get::<Attempts>().unwrap().get(), 2);
+//! assert_eq!(Attempts::of(rsp.extensions()), 2);
 //! # Ok(()) }
 //! ```
 

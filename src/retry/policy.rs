@@ -16,16 +16,18 @@ use crate::balance::{AvoidTargets, ServedBy};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
 use crate::error::{BoxError, find_cause};
 
-/// Response extension: how many attempts it took to get this response (1 = no retry).
+/// Response extension: how many attempts it took to get this response.
+///
+/// Set only on responses that needed more than one attempt, so the common case costs no
+/// allocation; read it with [`Attempts::of`], which answers 1 when it is absent.
 ///
 /// # Examples
 ///
 /// ```
 /// use tower_lb::retry::Attempts;
 ///
-/// # fn f(rsp: http::Response<()>) {
-/// let n = rsp.extensions().get::<Attempts>().map_or(1, |a| a.get());
-/// # }
+/// let rsp = http::Response::new(());
+/// assert_eq!(Attempts::of(rsp.extensions()), 1);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Attempts(u32);
@@ -38,6 +40,11 @@ impl Attempts {
     /// The number of attempts.
     pub fn get(&self) -> u32 {
         self.0
+    }
+
+    /// The attempts recorded in a response's extensions (1 when none is recorded).
+    pub fn of(extensions: &http::Extensions) -> u32 {
+        extensions.get::<Attempts>().map_or(1, |a| a.0)
     }
 }
 
@@ -70,7 +77,7 @@ pub enum Jitter {
 /// The retry decision for `http` requests: when to retry, how long to wait, and how much.
 ///
 /// Implements [`tower::retry::Policy`], so it also works with tower's own `Retry`; the
-/// [`RetryLayer`](super::RetryLayer) adds replayable bodies and the [`Attempts`] extension.
+/// [`RetryLayer`](super::RetryLayer) adds replayable bodies.
 ///
 /// - A connection failure ([`ConnectFailed`](crate::error::ConnectFailed): nothing was sent) is
 ///   retried for any method.
@@ -276,7 +283,7 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
             ok
         });
         let Some(least) = granted else {
-            if let Ok(rsp) = result {
+            if let (Ok(rsp), true) = (result, attempts > 1) {
                 rsp.extensions_mut().insert(Attempts::new(attempts));
             }
             return None;

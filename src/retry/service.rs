@@ -12,9 +12,9 @@ use crate::error::BoxError;
 /// Retries failed attempts per a [`RetryPolicy`]; built by [`RetryLayer`].
 ///
 /// Wraps each request body in a [`ReplayBody`] (so the inner service sees
-/// `Request<ReplayBody<B>>`), drives tower's `Retry` with the policy, and tags every response
-/// with [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones share the policy's budget
-/// and counters.
+/// `Request<ReplayBody<B>>`) and drives tower's `Retry` with the policy; a response that took
+/// more than one attempt carries [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones
+/// share the policy's budget and counters.
 ///
 /// # Examples
 ///
@@ -41,7 +41,7 @@ use crate::error::BoxError;
 /// let svc = ServiceBuilder::new().layer(RetryLayer::new(policy)).service(flaky);
 /// let rsp = svc.oneshot(Request::get("/").body(Full::new(Bytes::new()))?).await?;
 /// assert_eq!(rsp.status(), 200);
-/// assert_eq!(rsp.extensions().get::<Attempts>().unwrap().get(), 2);
+/// assert_eq!(Attempts::of(rsp.extensions()), 2);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

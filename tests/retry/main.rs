@@ -81,7 +81,7 @@ fn req(method: Method, body: &'static str) -> Request<Full<Bytes>> {
 }
 
 fn attempts<B>(rsp: &Response<B>) -> u32 {
-    rsp.extensions().get::<Attempts>().unwrap().get()
+    Attempts::of(rsp.extensions())
 }
 
 #[tokio::test(start_paused = true)]
