@@ -166,10 +166,9 @@ async fn connect_failure_is_retried_for_any_method() {
     assert_eq!(log.lock().unwrap()[1].body, "order");
 }
 
-fn streaming_body(
-    chunks: usize,
-    size: usize,
-) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>> {
+type Frames = futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>;
+
+fn streaming_body(chunks: usize, size: usize) -> StreamBody<Frames> {
     let frames: Vec<Result<Frame<Bytes>, BoxError>> = (0..chunks)
         .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; size]))))
         .collect();
@@ -186,9 +185,11 @@ async fn a_body_over_the_limit_is_sent_exactly_once() {
     let req = Request::get("/").body(streaming_body(100, 1024)).unwrap();
     let rsp = svc.oneshot(req).await.unwrap();
     assert_eq!((rsp.status().as_u16(), attempts(&rsp)), (503, 1));
-    let log = log.lock().unwrap();
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0].body.len(), 100 * 1024, "streamed through whole");
+    {
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].body.len(), 100 * 1024, "streamed through whole");
+    }
 
     // Known-large body: passed through, never buffered, never retried.
     let (inner, log) = stub::<Full<Bytes>>(|_| status(503));
