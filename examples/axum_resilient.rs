@@ -106,7 +106,7 @@ async fn main() -> Result<(), BoxError> {
         .layer(MapRequestLayer::new(|mut req: Request<Body>| {
             if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
                 let peer = *peer;
-                req.extensions_mut().insert(ClientAddr::new(peer));
+                req.extensions_mut().insert(ClientAddr(peer));
             }
             req
         }))

@@ -172,7 +172,7 @@ impl Shared {
         &self.shards[(key >> 48) as usize % self.shards.len()]
     }
 
-    fn acquire(self: &Arc<Self>, parts: &http::request::Parts) -> Result<Permit, Overloaded> {
+    fn acquire<B>(self: &Arc<Self>, req: &Request<B>) -> Result<Permit, Overloaded> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.total.fetch_sub(1, Ordering::Release);
             return Err(Overloaded::new(false));
@@ -183,7 +183,7 @@ impl Shared {
             key: None,
         };
         if let Some((key, max)) = &self.per_key {
-            let k = key.key_of(parts);
+            let k = key.key_of(req);
             let mut map = lock(self.shard(k));
             match map.get_mut(&k) {
                 Some(n) if *n >= *max => return Err(Overloaded::new(true)),
@@ -293,12 +293,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (parts, body) = req.into_parts();
-        match self.shared.acquire(&parts) {
-            Ok(permit) => ResponseFuture::admitted(
-                self.inner.call(Request::from_parts(parts, body)),
-                Some(permit),
-            ),
+        match self.shared.acquire(&req) {
+            Ok(permit) => ResponseFuture::admitted(self.inner.call(req), Some(permit)),
             Err(e) => {
                 tracing::trace!(per_key = e.is_per_key(), "shed: too many in flight");
                 ResponseFuture::refused(Box::new(e))

@@ -1,58 +1,15 @@
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
-use http::request::Parts;
+use http::Request;
 use siphasher::sip::SipHasher13;
 
-/// Request extension: the client's socket address, set by the server glue.
-///
-/// Limits keyed by [`LimitKey::client_ip`] read it. With axum, insert it from `ConnectInfo`
-/// (see the example); with hyper, from the accepted connection's peer address.
-///
-/// # Examples
-///
-/// ```
-/// use std::net::SocketAddr;
-/// use tower_lb::limit::ClientAddr;
-///
-/// let mut req = http::Request::new(());
-/// let peer: SocketAddr = "192.0.2.7:51000".parse().unwrap();
-/// req.extensions_mut().insert(ClientAddr::new(peer));
-/// assert_eq!(req.extensions().get::<ClientAddr>().unwrap().addr(), peer);
-///
-/// // axum: `.layer(axum::middleware::map_request(|ConnectInfo(peer): ConnectInfo<SocketAddr>,
-/// //     mut req: Request| async move { req.extensions_mut().insert(ClientAddr::new(peer)); req }))`
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientAddr(SocketAddr);
+use crate::key::{ClientAddr, Key, RequestHead};
 
-impl ClientAddr {
-    /// Wraps the peer address.
-    pub fn new(addr: SocketAddr) -> Self {
-        ClientAddr(addr)
-    }
-
-    /// The peer address.
-    pub fn addr(&self) -> SocketAddr {
-        self.0
-    }
-
-    /// The peer IP.
-    pub fn ip(&self) -> IpAddr {
-        self.0.ip()
-    }
-}
-
-impl From<SocketAddr> for ClientAddr {
-    fn from(addr: SocketAddr) -> Self {
-        ClientAddr(addr)
-    }
-}
-
-type KeyFn = dyn Fn(&Parts) -> Option<u64> + Send + Sync;
+type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
 
 /// What a limit counts requests by.
 ///
@@ -68,13 +25,12 @@ type KeyFn = dyn Fn(&Parts) -> Option<u64> + Send + Sync;
 /// let by_ip = LimitKey::client_ip();                  // IPv6 grouped by /64
 /// let by_net = LimitKey::client_ip().ipv4_prefix(24).ipv6_prefix(48);
 /// let by_token = LimitKey::header(http::HeaderName::from_static("x-api-key"));
-/// let by_path = LimitKey::custom(|parts| {
-///     use std::hash::{Hash, Hasher};
-///     let mut h = std::collections::hash_map::DefaultHasher::new();
-///     parts.uri.path().hash(&mut h);
-///     Some(h.finish())
+/// let by_tenant = LimitKey::custom(|head| {
+///     let tenant = head.uri().path().split('/').nth(1)?;
+///     Some(tower_lb::key::hash_bytes(0, tenant.as_bytes()))
 /// });
-/// # let _ = (by_ip, by_net, by_token, by_path);
+/// let by_cookie = LimitKey::request_key(tower_lb::key::Key::cookie("session"));
+/// # let _ = (by_ip, by_net, by_token, by_tenant, by_cookie);
 /// ```
 #[derive(Clone)]
 pub struct LimitKey {
@@ -88,6 +44,7 @@ enum Kind {
     ClientIp { v4: u8, v6: u8 },
     Header(HeaderName),
     Custom(Arc<KeyFn>),
+    Request(Key),
 }
 
 impl fmt::Debug for LimitKey {
@@ -97,6 +54,7 @@ impl fmt::Debug for LimitKey {
             Kind::ClientIp { v4, v6 } => write!(f, "LimitKey::ClientIp(/{v4}, /{v6})"),
             Kind::Header(h) => write!(f, "LimitKey::Header({h})"),
             Kind::Custom(_) => f.write_str("LimitKey::Custom"),
+            Kind::Request(k) => write!(f, "LimitKey::Request({k:?})"),
         }
     }
 }
@@ -146,17 +104,23 @@ impl LimitKey {
     }
 
     /// A key computed by `f` from the request head; `None` means no key.
-    pub fn custom(f: impl Fn(&Parts) -> Option<u64> + Send + Sync + 'static) -> Self {
+    pub fn custom(f: impl Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync + 'static) -> Self {
         LimitKey::with(Kind::Custom(Arc::new(f)))
     }
 
+    /// Any request [`Key`] (cookie, path, query parameter…), as used by hash-based balancing.
+    /// Its client-IP key does not group IPv6 by prefix; [`LimitKey::client_ip`] does.
+    pub fn request_key(key: Key) -> Self {
+        LimitKey::with(Kind::Request(key))
+    }
+
     /// The hashed key of a request.
-    pub(crate) fn key_of(&self, parts: &Parts) -> u64 {
+    pub(crate) fn key_of<B>(&self, req: &Request<B>) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.seed.0, self.seed.1);
         match &self.kind {
             // One key for everyone: no hashing needed.
             Kind::Global => return self.seed.0,
-            Kind::ClientIp { v4, v6 } => match parts.extensions.get::<ClientAddr>() {
+            Kind::ClientIp { v4, v6 } => match req.extensions().get::<ClientAddr>() {
                 Some(a) => match a.ip() {
                     IpAddr::V4(ip) => {
                         let bits = u32::from(ip) & mask32(*v4);
@@ -176,16 +140,23 @@ impl LimitKey {
                 },
                 None => h.write_u8(NO_KEY),
             },
-            Kind::Header(name) => match parts.headers.get(name) {
+            Kind::Header(name) => match req.headers().get(name) {
                 Some(v) => {
                     h.write_u8(1);
                     h.write(v.as_bytes());
                 }
                 None => h.write_u8(NO_KEY),
             },
-            Kind::Custom(f) => match f(parts) {
+            Kind::Custom(f) => match f(&RequestHead::of(req)) {
                 Some(k) => {
                     h.write_u8(2);
+                    h.write_u64(k);
+                }
+                None => h.write_u8(NO_KEY),
+            },
+            Kind::Request(key) => match key.hash(req) {
+                Some(k) => {
+                    h.write_u8(3);
                     h.write_u64(k);
                 }
                 None => h.write_u8(NO_KEY),
@@ -215,11 +186,11 @@ fn mask128(bits: u8) -> u128 {
 mod tests {
     use super::*;
 
-    fn parts_from(addr: &str) -> Parts {
+    fn parts_from(addr: &str) -> Request<()> {
         let mut req = http::Request::new(());
         req.extensions_mut()
-            .insert(ClientAddr::new(addr.parse().unwrap()));
-        req.into_parts().0
+            .insert(ClientAddr(addr.parse().unwrap()));
+        req
     }
 
     #[test]
@@ -256,8 +227,8 @@ mod tests {
     #[test]
     fn missing_key_shares_one_bucket() {
         let k = LimitKey::client_ip();
-        let none = http::Request::new(()).into_parts().0;
-        let none2 = http::Request::new(()).into_parts().0;
+        let none = http::Request::new(());
+        let none2 = http::Request::new(());
         assert_eq!(k.key_of(&none), k.key_of(&none2));
         assert_ne!(k.key_of(&none), k.key_of(&parts_from("10.0.0.1:1")));
     }

@@ -35,7 +35,9 @@ mod rate;
 mod store;
 
 pub use self::in_flight::{InFlightLimit, InFlightLimitBuilder, InFlightLimitLayer};
-pub use self::key::{ClientAddr, LimitKey};
+pub use self::key::LimitKey;
 #[cfg(feature = "governor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "governor")))]
 pub use self::rate::{RateLimit, RateLimitBuilder, RateLimitLayer};
+/// Re-exported from [`crate::key`]: the request extension client-IP keys read.
+pub use crate::key::ClientAddr;

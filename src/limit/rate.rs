@@ -268,12 +268,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (parts, body) = req.into_parts();
-        let key = self.shared.key.key_of(&parts);
+        let key = self.shared.key.key_of(&req);
         match self.shared.limiter.check_key(&key) {
-            Ok(()) => {
-                ResponseFuture::admitted(self.inner.call(Request::from_parts(parts, body)), None)
-            }
+            Ok(()) => ResponseFuture::admitted(self.inner.call(req), None),
             Err(not_until) => {
                 let wait = self
                     .shared

@@ -26,7 +26,7 @@ fn from(ip: &str) -> Request<()> {
         .parse()
         .or_else(|_| format!("[{ip}]:40000").parse())
         .unwrap();
-    r.extensions_mut().insert(ClientAddr::new(addr));
+    r.extensions_mut().insert(ClientAddr(addr));
     r
 }
 
@@ -126,7 +126,7 @@ async fn header_and_closure_keys() {
     assert!(!passes(&mut svc, keyed("a")).await);
     assert!(passes(&mut svc, keyed("b")).await);
 
-    let layer = RateLimitLayer::builder(LimitKey::custom(|p| Some(p.uri.path().len() as u64)))
+    let layer = RateLimitLayer::builder(LimitKey::custom(|h| Some(h.uri().path().len() as u64)))
         .rate(1, Duration::from_secs(60))
         .build()
         .unwrap();
