@@ -37,7 +37,11 @@
 //! # Features
 //!
 //! - `hyper`: [`http::HttpClient`], a pooled hyper-util client to send requests to targets.
+//! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `full`: everything.
+//!
+//! Resilience layers ([`retry`], [`breaker`], [`limit`]) and how to order them:
+//! `docs/resilience.md` in the repository.
 //!
 //! See `docs/architecture.md` in the repository for the model and the path of one request.
 #![cfg_attr(docsrs, feature(doc_cfg))]
