@@ -369,6 +369,19 @@ fn criterion_overhead(c: &mut Criterion, rt: &Runtime) {
     g.finish();
 }
 
+/// The cost of one `tokio::time::Instant::now()` here (the stack reads the clock a few times
+/// per request; with tokio's `test-util` feature, on in this crate's dev builds, it is slower).
+fn clock_cost(rt: &Runtime) {
+    let _g = rt.enter();
+    let n = 1_000_000u32;
+    let start = Instant::now();
+    for _ in 0..n {
+        black_box(Instant::now());
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
+    println!("\n== one tokio Instant::now(): {ns:.1} ns");
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -379,6 +392,7 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     criterion_overhead(&mut c, &rt);
+    clock_cost(&rt);
     overhead_table(&rt);
     amplification_table();
     c.final_summary();

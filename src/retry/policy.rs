@@ -270,7 +270,7 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
     ) -> Option<Self::Future> {
         self.attempts += 1;
         let attempts = self.attempts;
-        let c = self.config.clone();
+        let c = &*self.config;
         let wanted = self
             .wants_retry(req, result)
             .filter(|_| attempts < c.max_attempts && req.body().is_replayable());
