@@ -309,3 +309,52 @@ fn invalid_limits_are_typed_errors() {
     }
     let _ = Arc::new(());
 }
+
+#[tokio::test(start_paused = true)]
+async fn layers_compose_in_any_order() {
+    use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
+    let inner = || {
+        service_fn(|_r: Request<ReplayBody<String>>| async {
+            Ok::<_, BoxError>(Response::new(String::new()))
+        })
+    };
+    let rate = || {
+        RateLimitLayer::builder(LimitKey::global())
+            .rate(100, Duration::from_secs(1))
+            .build()
+            .unwrap()
+    };
+    // The recommended order…
+    let a = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(rate())
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(CircuitBreakerLayer::new("a"))
+        .layer(InFlightLimitLayer::new(10))
+        .service(inner());
+    // …and the reverse of it.
+    let b = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(InFlightLimitLayer::new(10))
+        .layer(CircuitBreakerLayer::new("b"))
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(rate())
+        .service(inner());
+    fn check<T: Clone + Send + Sync>(_: &T) {}
+    check(&a);
+    check(&b);
+    assert_eq!(
+        a.oneshot(Request::new(String::new()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        b.oneshot(Request::new(String::new()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
