@@ -92,7 +92,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
             },
             Poll::Ready(Err(e)) => {
                 let mut slot = Some(guard);
-                let error = fail(&mut slot, classifier.as_deref(), e.into());
+                let error = fail(&mut slot, classifier.as_deref(), served_by, e.into());
                 return ResponseFuture {
                     state: State::Failed { error: Some(error) },
                     guard: None,
