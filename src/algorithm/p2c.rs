@@ -176,7 +176,9 @@ impl Sampler {
             // The low half is still uniform: draw the second from the other n - 1.
             let lo = wide as u64;
             let k = ((u128::from(lo) * u128::from(n64 - 1)) >> 64) as usize;
-            (a, (a + 1 + k) % n)
+            // a < n and k < n - 1, so one subtraction wraps it (no division on the hot path).
+            let b = a + 1 + k;
+            (a, if b >= n { b - n } else { b })
         } else {
             let total = self.cumulative[n - 1];
             let x = ((u128::from(r) * u128::from(total)) >> 64) as u64;
