@@ -4,8 +4,10 @@
 //! Envoy in front of its backends: [target groups](target) with weights and admin state,
 //! selection [algorithms](algorithm) behind one public trait (round robin, power of two
 //! choices on load or latency, consistent hashing and Maglev on [request keys](key)),
-//! [discovery](discover) streams, and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder` and
-//! `axum::Router::route_service`.
+//! [discovery](discover) streams, [health](health) (active checks, outlier detection, panic
+//! threshold, slow start), [retries](retry) with budgets, a circuit [breaker](breaker), keyed
+//! [limits](limit), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
+//! and `axum::Router::route_service`.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -36,7 +38,8 @@
 //!
 //! # Features
 //!
-//! - `hyper`: [`http::HttpClient`], a pooled hyper-util client to send requests to targets.
+//! - `hyper`: `http::HttpClient`, a pooled hyper-util client to send requests to targets, and
+//!   `health::HttpCheck`, active HTTP health checks.
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `full`: everything.
 //!
