@@ -49,7 +49,7 @@ pub fn is_caused_by<E: Error + 'static>(err: &(dyn Error + 'static)) -> bool {
 /// A connection to a target could not be established: nothing of the request was sent, so it is
 /// always safe to send it elsewhere.
 ///
-/// Produced by [`HttpClient`](crate::http::HttpClient) (feature `hyper`); wrap your own
+/// Produced by `HttpClient` (feature `hyper`); wrap your own
 /// client's connect errors in it to get the same treatment from retries and outlier detection.
 ///
 /// ```

@@ -4,8 +4,8 @@
 //! Envoy in front of its backends: [target groups](target) with weights and admin state,
 //! selection [algorithms](algorithm) behind one public trait (round robin, power of two
 //! choices on load or latency, consistent hashing and Maglev on [request keys](key)),
-//! [discovery](discover) streams, [health](health) (active checks, outlier detection, panic
-//! threshold, slow start), [retries](retry) with budgets, a circuit [breaker](breaker), keyed
+//! [discovery](discover) streams, [health] (active checks, outlier detection, panic
+//! threshold, slow start), [retries](retry) with budgets, a circuit [breaker], keyed
 //! [limits](limit), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
 //! and `axum::Router::route_service`.
 //!

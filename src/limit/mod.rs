@@ -1,6 +1,6 @@
 //! Keyed rate limits and in-flight limits: refuse excess load early, cheaply and visibly.
 //!
-//! - [`RateLimitLayer`] (feature `governor`): GCRA per key (client IP with IPv6 grouped by
+//! - `RateLimitLayer` (feature `governor`): GCRA per key (client IP with IPv6 grouped by
 //!   /64, a header, or a closure); rate, period and burst as in nginx's `limit_req`; bounded
 //!   key memory with periodic sweeps and a documented overflow policy; refusals are
 //!   [`RateLimited`](error::RateLimited) → `429` with `Retry-After`.
