@@ -87,8 +87,24 @@ impl P2cSelector {
         // Thousandths keep slow-start ramps of small weights precise.
         let (wa, wb) = (cx.weight_milli(a), cx.weight_milli(b));
         let (fa, fb) = (u64::from(cx.in_flight(a)), u64::from(cx.in_flight(b)));
-        if fa == 0 && fb == 0 && !self.sampler.uniform {
-            return None;
+        if fa == 0 && fb == 0 {
+            if cx.weights_adjusted() {
+                // Idle pair while a slow-start ramp is active: choose in proportion to how far
+                // each has ramped (current ÷ configured weight), so a joiner gets its reduced
+                // share even when nothing is in flight, and not none at all.
+                let (sa, sb) = (
+                    u64::from(cx.target(a).weight()) * 1000,
+                    u64::from(cx.target(b).weight()) * 1000,
+                );
+                let (pa, pb) = (wa * sb, wb * sa);
+                if pa != pb {
+                    return Some(self.rng.below(pa + pb) < pa);
+                }
+            }
+            if !self.sampler.uniform {
+                // The pair was already drawn in proportion to weight.
+                return None;
+            }
         }
         if self.bias == 1.0 {
             // wa / (fa + 1) vs wb / (fb + 1), without division.

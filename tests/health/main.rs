@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use http::StatusCode;
-use tower_lb::algorithm::{LeastConnections, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom};
+use tower_lb::algorithm::{
+    LeastConnections, P2cInFlight, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom,
+};
 use tower_lb::balance::error::NoAvailableTarget;
 use tower_lb::error::is_caused_by;
 use tower_lb::health::{
@@ -676,6 +678,12 @@ async fn slow_start_ramps_a_joiner_in_every_weight_aware_algorithm() {
         (
             "least",
             Box::new(|g: TargetGroup| g.set_algorithm(LeastConnections::new().seed(7))),
+        ),
+        // Idle P2C: the joiner is in 2 of 3 pairs and wins 0.1 / 1.1 of them at its floor
+        // (≈ 6%), 0.5 / 1.5 at half-ramp (≈ 22%).
+        (
+            "p2c",
+            Box::new(|g: TargetGroup| g.set_algorithm(P2cInFlight::new().seed(7))),
         ),
     ];
     for ((name, set), weight) in algorithms.iter().flat_map(|a| [(a, 10), (a, 1)]) {
