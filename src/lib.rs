@@ -52,6 +52,7 @@
 
 pub mod algorithm;
 pub mod balance;
+mod body;
 pub mod breaker;
 pub mod classify;
 pub mod discover;

@@ -32,6 +32,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::algorithm::LatencyTracker;
+use crate::body::{BodyGuard, GuardedBody};
 use crate::classify::{FailureKind, Outcome};
 use crate::target::TargetState;
 
@@ -115,6 +116,13 @@ impl fmt::Debug for InFlight {
     }
 }
 
+impl BodyGuard for InFlight {
+    /// A body that breaks off turns the head's outcome into a failure.
+    fn on_error(&mut self) {
+        self.observe(Outcome::Failure(FailureKind::Other));
+    }
+}
+
 pin_project! {
     /// A response body that keeps its request counted as in flight to the target that served
     /// it until the body has ended (or is dropped), so load-aware algorithms see streaming
@@ -123,32 +131,33 @@ pin_project! {
     /// Everything else is passed through unchanged.
     pub struct TrackedBody<B> {
         #[pin]
-        inner: B,
-        guard: Option<InFlight>,
+        inner: GuardedBody<B, InFlight>,
     }
 }
 
 impl<B> TrackedBody<B> {
     pub(crate) fn new(inner: B, guard: Option<InFlight>) -> Self {
-        TrackedBody { inner, guard }
+        TrackedBody {
+            inner: GuardedBody::new(inner, guard),
+        }
     }
 
     /// The wrapped body.
     pub fn get_ref(&self) -> &B {
-        &self.inner
+        self.inner.get_ref()
     }
 
     /// Unwraps the body; the request stops counting as in flight.
     pub fn into_inner(self) -> B {
-        self.inner
+        self.inner.into_inner()
     }
 }
 
 impl<B: fmt::Debug> fmt::Debug for TrackedBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrackedBody")
-            .field("inner", &self.inner)
-            .field("in_flight", &self.guard.is_some())
+            .field("inner", self.inner.get_ref())
+            .field("in_flight", &self.inner.is_guarded())
             .finish()
     }
 }
@@ -157,34 +166,20 @@ impl<B: Body> Body for TrackedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => *this.guard = None,
-            Poll::Ready(Some(Err(_))) => {
-                // A body that breaks off turns the head's outcome into a failure.
-                if let Some(mut g) = this.guard.take() {
-                    g.observe(Outcome::Failure(FailureKind::Other));
-                }
-            }
-            Poll::Ready(Some(Ok(_))) => {
-                if this.inner.is_end_stream() {
-                    *this.guard = None;
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
+        self.project().inner.poll_frame(cx)
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }

@@ -1,18 +1,20 @@
-//! The future returned by the limit services.
+//! The futures returned by the limit services: [`ResponseFuture`] for the rate limit,
+//! [`InFlightFuture`] (which hands its permit to the response body) for the in-flight limit.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use http::Response;
 use pin_project_lite::pin_project;
 
+use super::body::InFlightBody;
 use super::in_flight::Permit;
 use crate::error::BoxError;
 
 pin_project! {
-    /// The inner service's future, or a refusal; holds an in-flight permit until it completes
-    /// (or is dropped).
+    /// The inner service's future, or a refusal.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -22,15 +24,15 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Admitted { #[pin] fut: F, permit: Option<Permit> },
+        Admitted { #[pin] fut: F },
         Refused { error: Option<BoxError> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn admitted(fut: F, permit: Option<Permit>) -> Self {
+    pub(crate) fn admitted(fut: F) -> Self {
         ResponseFuture {
-            kind: Kind::Admitted { fut, permit },
+            kind: Kind::Admitted { fut },
         }
     }
 
@@ -62,11 +64,58 @@ where
             KindProj::Refused { error } => Poll::Ready(Err(error
                 .take()
                 .unwrap_or_else(|| "response future polled after completion".into()))),
-            KindProj::Admitted { fut, permit } => {
-                let res = ready!(fut.poll(cx));
-                drop(permit.take());
-                Poll::Ready(res.map_err(Into::into))
-            }
+            KindProj::Admitted { fut } => fut.poll(cx).map_err(Into::into),
         }
+    }
+}
+
+pin_project! {
+    /// The inner service's future, or a refusal, for an
+    /// [`InFlightLimit`](super::InFlightLimit): holds the request's in-flight permit until the
+    /// response arrives, then hands it to the response's [`InFlightBody`]. An error (or
+    /// dropping the future) releases it.
+    pub struct InFlightFuture<F> {
+        #[pin]
+        inner: ResponseFuture<F>,
+        permit: Option<Permit>,
+    }
+}
+
+impl<F> InFlightFuture<F> {
+    pub(crate) fn admitted(fut: F, permit: Permit) -> Self {
+        InFlightFuture {
+            inner: ResponseFuture::admitted(fut),
+            permit: Some(permit),
+        }
+    }
+
+    pub(crate) fn refused(error: BoxError) -> Self {
+        InFlightFuture {
+            inner: ResponseFuture::refused(error),
+            permit: None,
+        }
+    }
+}
+
+impl<F> fmt::Debug for InFlightFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlightFuture")
+            .field("admitted", &self.permit.is_some())
+            .finish()
+    }
+}
+
+impl<F, B, E> Future for InFlightFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<InFlightBody<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx));
+        let permit = this.permit.take();
+        Poll::Ready(res.map(|rsp| rsp.map(|body| InFlightBody::new(body, permit))))
     }
 }

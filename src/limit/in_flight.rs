@@ -3,13 +3,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use http::Request;
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::LimitKey;
+use super::body::InFlightBody;
 use super::error::{InvalidLimit, Overloaded};
-use super::future::ResponseFuture;
+use super::future::InFlightFuture;
 use super::key::KeyMap;
 use crate::error::BoxError;
 
@@ -18,7 +19,10 @@ const SHARDS: usize = 16;
 /// Limits requests in flight, group-wide and per key (nginx `limit_conn`), shedding the
 /// excess at once with [`Overloaded`] (`503`) instead of queueing it.
 ///
-/// A request counts from `call` until its response head arrives (or its future is dropped).
+/// A request counts from `call` until its response body has ended, failed or been dropped
+/// (or, without a response, until its future completes or is dropped): the response's body
+/// is an [`InFlightBody`], which holds the request's place, so a large download or an event
+/// stream counts for as long as it flows.
 /// Per-key counts live in a map that holds only keys with requests in flight, bounded by
 /// `max_keys` (default 100 000): when it is full, requests of new keys are shed too.
 ///
@@ -217,7 +221,8 @@ impl<S> Layer<S> for InFlightLimitLayer {
 
 /// Sheds requests beyond the in-flight limits; built by [`InFlightLimitLayer`].
 ///
-/// Decides in `call`; `Clone + Send + Sync`, clones share the counts.
+/// Decides in `call`; `Clone + Send + Sync`, clones share the counts. Responses come back as
+/// `Response<`[`InFlightBody<B>`]`>`: the request counts until that body ends or is dropped.
 ///
 /// # Examples
 ///
@@ -232,10 +237,10 @@ impl<S> Layer<S> for InFlightLimitLayer {
 /// let mut svc = ServiceBuilder::new().layer(InFlightLimitLayer::new(1)).service(service_fn(
 ///     |_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) },
 /// ));
-/// let first = svc.ready().await?.call(Request::new(())); // in flight until polled to the end
+/// let first = svc.ready().await?.call(Request::new(())).await?; // in flight until its body ends
 /// let err = svc.ready().await?.call(Request::new(())).await.unwrap_err();
 /// assert!(is_caused_by::<Overloaded>(&*err));
-/// first.await?;
+/// drop(first);
 /// svc.ready().await?.call(Request::new(())).await?;
 /// # Ok(()) }
 /// ```
@@ -279,14 +284,14 @@ impl<S> InFlightLimit<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for InFlightLimit<S>
+impl<S, B, RB> Service<Request<B>> for InFlightLimit<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
 {
-    type Response = S::Response;
+    type Response = Response<InFlightBody<RB>>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = InFlightFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -294,10 +299,10 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match self.shared.acquire(&req) {
-            Ok(permit) => ResponseFuture::admitted(self.inner.call(req), Some(permit)),
+            Ok(permit) => InFlightFuture::admitted(self.inner.call(req), permit),
             Err(e) => {
                 tracing::trace!(per_key = e.is_per_key(), "shed: too many in flight");
-                ResponseFuture::refused(Box::new(e))
+                InFlightFuture::refused(Box::new(e))
             }
         }
     }

@@ -6,7 +6,8 @@
 //!   [`RateLimited`](error::RateLimited) → `429` with `Retry-After`.
 //! - [`InFlightLimitLayer`]: at most N requests in flight group-wide and per key (nginx
 //!   `limit_conn`); the excess is shed at once with [`Overloaded`](error::Overloaded) → `503`,
-//!   never queued without bound.
+//!   never queued without bound. A request counts until its response body ends (or is
+//!   dropped): responses come back as `Response<`[`InFlightBody<B>`](body::InFlightBody)`>`.
 //!
 //! Both are local rejections: the [classifier](crate::classify) never counts them against a
 //! backend, and retries never retry them.
@@ -25,6 +26,7 @@
 //! let _builder = ServiceBuilder::new().layer(per_ip);
 //! ```
 
+pub mod body;
 pub mod error;
 pub mod future;
 mod in_flight;

@@ -270,7 +270,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let key = self.shared.key.key_of(&req);
         match self.shared.limiter.check_key(&key) {
-            Ok(()) => ResponseFuture::admitted(self.inner.call(req), None),
+            Ok(()) => ResponseFuture::admitted(self.inner.call(req)),
             Err(not_until) => {
                 let wait = self
                     .shared

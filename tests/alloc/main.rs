@@ -167,3 +167,35 @@ fn served_by_costs_exactly_the_extension_insert() {
     check(RoundRobin::new(), true, 3.0);
     check(LeastConnections::new().seed(1), true, 3.0);
 }
+
+/// The in-flight limit moves its permit into the response body: no allocation per request,
+/// group-wide or per key (the key map keeps its capacity once a key has been seen).
+#[test]
+fn in_flight_limit_does_not_allocate() {
+    use tower::Layer;
+    use tower_lb::limit::{InFlightLimitLayer, LimitKey};
+    let layers = [
+        InFlightLimitLayer::new(100),
+        InFlightLimitLayer::builder()
+            .max_in_flight(100)
+            .per_key(LimitKey::custom(|r| Some(r.uri().path().len() as u64)), 10)
+            .build()
+            .unwrap(),
+    ];
+    for layer in layers {
+        let mut svc = layer.layer(service_fn(|_r: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+        for _ in 0..10 {
+            drop(svc.call(Request::new(())).now_or_never());
+        }
+        let before = allocs();
+        for _ in 0..1000 {
+            let rsp = svc.call(Request::new(())).now_or_never().unwrap().unwrap();
+            assert_eq!(layer.in_flight(), 1);
+            drop(rsp);
+        }
+        assert_eq!(allocs() - before, 0, "{layer:?}");
+        assert_eq!(layer.in_flight(), 0);
+    }
+}

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::mpsc;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::breaker::{BreakerState, CircuitBreakerLayer};
 use tower_lb::error::{BoxError, is_caused_by};
@@ -283,6 +287,182 @@ async fn per_key_in_flight_limit() {
     assert_eq!(layer.in_flight(), 0);
 }
 
+type Chunk = Result<Frame<Bytes>, &'static str>;
+
+/// The frames of one streaming response, as the test sends them.
+#[derive(Debug)]
+struct Chunks(mpsc::Receiver<Chunk>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Chunk;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Chunk>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+type Streamed = Response<StreamBody<Chunks>>;
+/// The senders of the responses' frames, one per call, in call order.
+type Senders = mpsc::UnboundedReceiver<mpsc::Sender<Chunk>>;
+
+/// A service whose response bodies stream: each body is fed by a channel whose sender is
+/// handed to the test (one per call, in call order), like a download or an event stream.
+fn streaming() -> (
+    impl Service<Request<()>, Response = Streamed, Error = Infallible> + Clone,
+    Senders,
+) {
+    let (senders, rx) = mpsc::unbounded_channel();
+    let svc = service_fn(move |_r: Request<()>| {
+        let (tx, chunks) = mpsc::channel::<Chunk>(4);
+        let _ = senders.send(tx);
+        async move { Ok::<_, Infallible>(Response::new(StreamBody::new(Chunks(chunks)))) }
+    });
+    (svc, rx)
+}
+
+/// Every wait in these tests is bounded: on paused time a hang turns into a failure at once.
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(5), f)
+        .await
+        .expect("no progress within 5 s")
+}
+
+/// How the first response's body finishes.
+#[derive(Clone, Copy, Debug)]
+enum Finish {
+    /// Read to its end.
+    Ended,
+    /// Dropped unread.
+    Dropped,
+    /// Broken off with an error.
+    Failed,
+}
+
+/// With a limit of one (group-wide, or for `req`'s key), a second request is shed while the
+/// first response's body is still open, and admitted once that body has finished.
+/// `other`: a request of another key, admitted even while the first body is open.
+async fn streaming_body_holds_its_place(
+    layer: InFlightLimitLayer,
+    req: fn() -> Request<()>,
+    other: Option<fn() -> Request<()>>,
+    finish: Finish,
+) {
+    let (inner, mut senders) = streaming();
+    let mut svc = layer.layer(inner);
+    let rsp = within(svc.ready().await.unwrap().call(req()))
+        .await
+        .unwrap();
+    let tx = senders.try_recv().unwrap();
+    let mut body = rsp.into_body();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"data: 1\n\n"))))
+        .await
+        .unwrap();
+    let frame = within(body.frame()).await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "data: 1\n\n");
+
+    // The head and a first frame are out, the body is still open: the request still counts.
+    assert_eq!(layer.in_flight(), 1, "{finish:?}");
+    let err = within(svc.ready().await.unwrap().call(req()))
+        .await
+        .unwrap_err();
+    assert!(is_caused_by::<Overloaded>(&*err), "{finish:?}: {err}");
+    assert!(
+        senders.try_recv().is_err(),
+        "a shed request reaches nothing"
+    );
+    if let Some(other) = other {
+        let rsp = within(svc.ready().await.unwrap().call(other()))
+            .await
+            .unwrap();
+        assert_eq!(layer.in_flight(), 2);
+        assert_eq!(layer.tracked_keys(), 2);
+        drop(rsp);
+        drop(senders.try_recv().unwrap());
+        assert_eq!(layer.in_flight(), 1);
+    }
+
+    match finish {
+        Finish::Ended => {
+            drop(tx);
+            assert!(within(body.frame()).await.is_none(), "the body has ended");
+        }
+        Finish::Dropped => drop(body),
+        Finish::Failed => {
+            tx.send(Err("reset")).await.unwrap();
+            assert!(within(body.frame()).await.unwrap().is_err());
+        }
+    }
+    // Released by the end of the body (which, when ended or failed, is still alive here).
+    assert_eq!(layer.in_flight(), 0, "{finish:?}");
+    assert_eq!(layer.tracked_keys(), 0, "{finish:?}");
+    let rsp = within(svc.ready().await.unwrap().call(req()))
+        .await
+        .unwrap();
+    assert_eq!(layer.in_flight(), 1, "{finish:?}: admitted again");
+    drop(rsp);
+    assert_eq!(layer.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_limit_holds_until_the_body_ends() {
+    for finish in [Finish::Ended, Finish::Dropped, Finish::Failed] {
+        let layer = InFlightLimitLayer::new(1);
+        streaming_body_holds_its_place(layer, || Request::new(()), None, finish).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_key_limit_holds_until_the_body_ends() {
+    for finish in [Finish::Ended, Finish::Dropped, Finish::Failed] {
+        let layer = InFlightLimitLayer::builder()
+            .per_key(LimitKey::client_ip(), 1)
+            .build()
+            .unwrap();
+        streaming_body_holds_its_place(
+            layer,
+            || from("192.0.2.1"),
+            Some(|| from("192.0.2.2")),
+            finish,
+        )
+        .await;
+    }
+}
+
+/// Over a `Balance`, both counts (the limit's and the target's) last until the body ends.
+#[tokio::test(start_paused = true)]
+async fn limit_over_balance_counts_the_body_in_both() {
+    use tower_lb::balance::Balance;
+    use tower_lb::target::{Target, TargetGroup};
+    let group = TargetGroup::builder("g")
+        .target(Target::new("a", "127.0.0.1:1").unwrap())
+        .build()
+        .unwrap();
+    let (inner, mut senders) = streaming();
+    let layer = InFlightLimitLayer::new(1);
+    let mut svc = layer.layer(Balance::new(group.clone(), move |_t: &Target| {
+        inner.clone()
+    }));
+    let rsp = within(svc.ready().await.unwrap().call(Request::new(())))
+        .await
+        .unwrap();
+    let tx = within(senders.recv()).await.unwrap();
+    assert_eq!((layer.in_flight(), group.stats()[0].in_flight()), (1, 1));
+    let err = within(svc.ready().await.unwrap().call(Request::new(())))
+        .await
+        .unwrap_err();
+    assert!(is_caused_by::<Overloaded>(&*err), "{err}");
+    tx.send(Ok(Frame::data(Bytes::from_static(b"last"))))
+        .await
+        .unwrap();
+    drop(tx);
+    let body = within(rsp.into_body().collect()).await.unwrap().to_bytes();
+    assert_eq!(body, "last");
+    assert_eq!((layer.in_flight(), group.stats()[0].in_flight()), (0, 0));
+}
+
 #[test]
 fn limits_are_clone_send_sync() {
     fn check<T: Clone + Send + Sync>(_: &T) {}
@@ -294,6 +474,8 @@ fn limits_are_clone_send_sync() {
     let conc = InFlightLimitLayer::new(1);
     check(&conc);
     check(&conc.layer(ok_svc()));
+    fn body<T: Send + Sync + Unpin>() {}
+    body::<tower_lb::limit::body::InFlightBody<http_body_util::Full<Bytes>>>();
 }
 
 #[test]
