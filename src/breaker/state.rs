@@ -1,7 +1,7 @@
 //! The breaker's shared state machine.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,13 +80,32 @@ pub(crate) struct Settings {
 
 pub(crate) const BUCKETS: usize = 10;
 
-/// One slice of the window: its epoch (bucket number since creation) and counts packed as
-/// `total << 32 | failures`, updated without a lock. Two completions racing across a bucket
-/// boundary may lose a count; the rate stays a good estimate.
-#[derive(Default)]
+/// A bucket's epoch before its first use (and after the counts are cleared on closing).
+const UNUSED: u64 = u64::MAX;
+
+/// The state word: `generation << STATE_BITS | state`. One load tells a request both whether
+/// the circuit is closed and which chapter (generation) its outcome will belong to.
+const STATE_BITS: u32 = 2;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+
+/// The quiet key keeps the low `QUIET_EPOCH_BITS` of the epoch and the generation above them.
+const QUIET_EPOCH_BITS: u32 = 48;
+
+/// One slice of the window: the epoch (bucket number since creation) it counts for and its
+/// counts packed as `total << 32 | failures`. Completions add to it with one atomic add; the
+/// first completion of a new epoch clears it (see [`Shared::roll`]).
 struct Bucket {
     epoch: AtomicU64,
     counts: AtomicU64,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket {
+            epoch: AtomicU64::new(UNUSED),
+            counts: AtomicU64::new(0),
+        }
+    }
 }
 
 struct Machine {
@@ -97,12 +116,25 @@ struct Machine {
 }
 
 /// Shared by every clone of a breaker service and its layer.
+///
+/// The closed state, the common case, takes no lock: admission is one load of `word`; an
+/// outcome is one clock read, one atomic add to its bucket and (unless the window is known to
+/// be quiet, see `quiet`) a scan of the ten buckets. The mutex guards the rest: opening,
+/// the open and half-open states, and clearing a bucket when its epoch turns over (once per
+/// bucket period, a tenth of the window).
 pub(crate) struct Shared {
     pub(crate) settings: Settings,
     created: Instant,
     bucket_nanos: u64,
-    state: AtomicU8,
-    generation: AtomicU64,
+    /// `generation << STATE_BITS | state`; the generation moves on every transition.
+    word: AtomicU64,
+    /// The epoch most recently computed: saves the division when the clock is still in it.
+    epoch_hint: AtomicU64,
+    /// `generation << QUIET_EPOCH_BITS | epoch` of the last judgement that found the window at
+    /// volume and under the threshold. Until the epoch turns over or the state changes, the
+    /// window only grows by the outcomes added since, and a success cannot raise the rate, so
+    /// successes skip the judgement; failures are always judged.
+    quiet: AtomicU64,
     buckets: [Bucket; BUCKETS],
     machine: Mutex<Machine>,
 }
@@ -111,7 +143,8 @@ pub(crate) struct Shared {
 /// permit is handed back when the permit is dropped without an outcome (a cancelled request).
 pub(crate) struct Permit {
     shared: Arc<Shared>,
-    generation: u64,
+    /// The state word at admission: the outcome only counts if it is still current.
+    word: u64,
     probe: bool,
     done: bool,
 }
@@ -124,6 +157,14 @@ impl fmt::Debug for Permit {
     }
 }
 
+fn state_of(word: u64) -> BreakerState {
+    BreakerState::from_u8((word & STATE_MASK) as u8)
+}
+
+fn quiet_key(word: u64, epoch: u64) -> u64 {
+    ((word >> STATE_BITS) << QUIET_EPOCH_BITS) | (epoch & ((1 << QUIET_EPOCH_BITS) - 1))
+}
+
 impl Shared {
     pub(crate) fn new(settings: Settings) -> Self {
         let now = Instant::now();
@@ -133,8 +174,9 @@ impl Shared {
             settings,
             created: now,
             bucket_nanos,
-            state: AtomicU8::new(BreakerState::Closed.as_u8()),
-            generation: AtomicU64::new(0),
+            word: AtomicU64::new(u64::from(BreakerState::Closed.as_u8())),
+            epoch_hint: AtomicU64::new(0),
+            quiet: AtomicU64::new(UNUSED),
             buckets: Default::default(),
             machine: Mutex::new(Machine {
                 state: BreakerState::Closed,
@@ -146,25 +188,35 @@ impl Shared {
     }
 
     pub(crate) fn state(&self) -> BreakerState {
-        BreakerState::from_u8(self.state.load(Ordering::Acquire))
+        state_of(self.word.load(Ordering::Acquire))
     }
 
     fn lock(&self) -> MutexGuard<'_, Machine> {
         self.machine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The bucket number of `now` since creation.
     fn epoch(&self, now: Instant) -> u64 {
-        // u64 division: a u128 one costs more than the rest of the bookkeeping.
         let nanos = now.saturating_duration_since(self.created).as_nanos();
-        nanos.min(u128::from(u64::MAX)) as u64 / self.bucket_nanos
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        // Most outcomes fall in the same epoch as the one before: a multiplication checks it,
+        // where the division costs more than the rest of the bookkeeping.
+        let hint = self.epoch_hint.load(Ordering::Relaxed);
+        if nanos.wrapping_sub(hint.wrapping_mul(self.bucket_nanos)) < self.bucket_nanos {
+            return hint;
+        }
+        let epoch = nanos / self.bucket_nanos;
+        self.epoch_hint.store(epoch, Ordering::Relaxed);
+        epoch
     }
 
     /// Admits a request or refuses it with [`CircuitOpen`].
     pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
-        if self.state.load(Ordering::Acquire) == BreakerState::Closed.as_u8() {
+        let word = self.word.load(Ordering::Acquire);
+        if state_of(word) == BreakerState::Closed {
             return Ok(Permit {
                 shared: self.clone(),
-                generation: self.generation.load(Ordering::Acquire),
+                word,
                 probe: false,
                 done: false,
             });
@@ -192,42 +244,42 @@ impl Shared {
             }
             _ => Err(CircuitOpen::new(self.settings.name.clone(), None)),
         };
-        let generation = self.generation.load(Ordering::Acquire);
+        let word = self.word.load(Ordering::Acquire);
         drop(m);
         if let Some(c) = change {
             self.emit(c);
         }
         result.map(|probe| Permit {
             shared: self.clone(),
-            generation,
+            word,
             probe,
             done: false,
         })
     }
 
     /// Records the outcome of an admitted request.
-    fn record(&self, generation: u64, probe: bool, outcome: Option<Outcome>) {
+    fn record(&self, word: u64, probe: bool, outcome: Option<Outcome>) {
         if !probe && outcome.is_none_or(|o| o == Outcome::Rejected) {
             // Nothing to count, nothing to hand back.
             return;
         }
-        if generation != self.generation.load(Ordering::Acquire) {
+        if word != self.word.load(Ordering::Acquire) {
             // Admitted under an earlier state: its outcome belongs to a closed chapter.
             return;
         }
-        let now = Instant::now();
         if !probe {
             if let Some(o) = outcome {
-                self.count_closed(generation, o, now);
+                self.count_closed(word, o);
             }
             return;
         }
+        let now = Instant::now();
         let mut m = self.lock();
-        if generation != self.generation.load(Ordering::Acquire) {
+        if word != self.word.load(Ordering::Acquire) {
             return;
         }
         let change = match (m.state, outcome) {
-            (BreakerState::HalfOpen, o) if probe => {
+            (BreakerState::HalfOpen, o) => {
                 m.probes_in_flight = m.probes_in_flight.saturating_sub(1);
                 match o {
                     Some(Outcome::Success) => {
@@ -251,46 +303,74 @@ impl Shared {
     }
 
     /// Counts a closed-state outcome (lock-free) and opens the circuit past the threshold.
-    fn count_closed(&self, generation: u64, outcome: Outcome, now: Instant) {
+    fn count_closed(&self, word: u64, outcome: Outcome) {
+        let now = Instant::now();
         let epoch = self.epoch(now);
         let b = &self.buckets[(epoch % BUCKETS as u64) as usize];
-        let seen = b.epoch.load(Ordering::Acquire);
-        if seen != epoch
-            && b.epoch
-                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            // This completion opened the bucket's new epoch: drop the old epoch's counts.
-            b.counts.store(0, Ordering::Release);
+        if b.epoch.load(Ordering::SeqCst) != epoch && !self.roll(b, epoch) {
+            return;
         }
-        b.counts.fetch_add(
-            (1 << 32) | u64::from(outcome.is_failure()),
-            Ordering::AcqRel,
-        );
-        let (mut total, mut failures) = (0u64, 0u64);
-        for b in &self.buckets {
-            let e = b.epoch.load(Ordering::Acquire);
-            if e <= epoch && e + BUCKETS as u64 > epoch {
-                let c = b.counts.load(Ordering::Acquire);
-                total += c >> 32;
-                failures += c & 0xffff_ffff;
-            }
+        let failed = outcome.is_failure();
+        b.counts
+            .fetch_add((1 << 32) | u64::from(failed), Ordering::SeqCst);
+        let key = quiet_key(word, epoch);
+        if !failed && self.quiet.load(Ordering::Acquire) == key {
+            return;
         }
+        let (total, failures) = self.window(epoch);
         if total < u64::from(self.settings.min_requests) {
             return;
         }
         let rate = failures as f64 / total as f64;
         if rate < self.settings.failure_rate {
+            self.quiet.store(key, Ordering::Release);
             return;
         }
         let mut m = self.lock();
-        if m.state != BreakerState::Closed || generation != self.generation.load(Ordering::Acquire)
-        {
+        if word != self.word.load(Ordering::Acquire) {
             return; // another completion got there first
         }
         let change = self.transition(&mut m, BreakerState::Open, now, Some(rate));
         drop(m);
         self.emit(change);
+    }
+
+    /// Turns bucket `b` over to `epoch`, clearing the counts of the epoch it held (ten or more
+    /// epochs ago, out of the window). Returns `false` when the bucket already holds a later
+    /// epoch: the caller read the clock a whole window ago and its outcome is out of the
+    /// window.
+    ///
+    /// Under the lock, so two completions racing into a new epoch clear the bucket once and
+    /// lose no count: the counts are cleared before the new epoch is published, and adders
+    /// only add once they see their epoch published.
+    #[cold]
+    fn roll(&self, b: &Bucket, epoch: u64) -> bool {
+        let _m = self.lock();
+        let seen = b.epoch.load(Ordering::SeqCst);
+        if seen == epoch {
+            return true;
+        }
+        if seen != UNUSED && seen > epoch {
+            return false;
+        }
+        b.counts.store(0, Ordering::SeqCst);
+        b.epoch.store(epoch, Ordering::SeqCst);
+        true
+    }
+
+    /// Requests and failures over the window ending in `epoch`: the buckets of the ten epochs
+    /// up to and including it.
+    fn window(&self, epoch: u64) -> (u64, u64) {
+        let (mut total, mut failures) = (0u64, 0u64);
+        for b in &self.buckets {
+            let e = b.epoch.load(Ordering::SeqCst);
+            if e <= epoch && epoch - e < BUCKETS as u64 {
+                let c = b.counts.load(Ordering::SeqCst);
+                total += c >> 32;
+                failures += c & 0xffff_ffff;
+            }
+        }
+        (total, failures)
     }
 
     fn transition(
@@ -308,14 +388,18 @@ impl Shared {
             BreakerState::Open => m.opened_at = now,
             BreakerState::Closed => {
                 for b in &self.buckets {
-                    b.epoch.store(0, Ordering::Release);
-                    b.counts.store(0, Ordering::Release);
+                    b.epoch.store(UNUSED, Ordering::SeqCst);
+                    b.counts.store(0, Ordering::SeqCst);
                 }
             }
             BreakerState::HalfOpen => {}
         }
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.state.store(to.as_u8(), Ordering::Release);
+        // A new generation: outcomes admitted before this change no longer count.
+        let generation = (self.word.load(Ordering::Acquire) >> STATE_BITS).wrapping_add(1);
+        self.word.store(
+            (generation << STATE_BITS) | u64::from(to.as_u8()),
+            Ordering::Release,
+        );
         StateChange {
             name: self.settings.name.clone(),
             from,
@@ -346,7 +430,7 @@ impl Permit {
     pub(crate) fn complete(mut self, outcome: Outcome) {
         self.done = true;
         self.shared
-            .record(self.generation, self.probe, Some(outcome));
+            .record(self.word, self.probe, Some(outcome));
     }
 
     pub(crate) fn classifier(&self) -> &dyn Classify {
@@ -357,7 +441,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done && self.probe {
-            self.shared.record(self.generation, true, None);
+            self.shared.record(self.word, true, None);
         }
     }
 }
