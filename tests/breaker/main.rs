@@ -223,61 +223,66 @@ async fn errors_count_as_failures() {
     assert_eq!(layer.state(), Open);
 }
 
-/// Two threads race through the closed state with the same failure pattern: the threshold is
-/// crossed by both at about the same time, yet the circuit opens exactly once, with one event,
-/// and nothing reaches the backend once it is open. Real time here (two OS threads), but the
-/// window and open period are far longer than the test, so the result is deterministic.
+/// Two threads race through the closed state with the same failure pattern, so both cross
+/// the threshold at about the same time: in every round the circuit opens exactly once, with
+/// one event, and nothing reaches the backend once it is open. Real time here (two OS
+/// threads), but the window and open period are far longer than the test, so the expected
+/// result is deterministic; the rounds give the race many chances to show.
 #[test]
 fn two_threads_racing_to_the_threshold_open_it_once() {
     use std::sync::Barrier;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    const PER_THREAD: u64 = 20_000;
-    let events: Events = Arc::default();
-    let e = events.clone();
-    let layer = CircuitBreakerLayer::builder("race")
-        .min_requests(100)
-        .failure_rate(0.5)
-        .window(Duration::from_secs(3600))
-        .open_for(Duration::from_secs(3600))
-        .on_state_change(move |c: &StateChange| e.lock().unwrap().push((c.from, c.to)))
-        .build()
-        .unwrap();
-    let reached = Arc::new(AtomicU64::new(0));
-    let barrier = Arc::new(Barrier::new(2));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (layer, reached, barrier) = (layer.clone(), reached.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let r = reached.clone();
-                let mut svc = layer.layer(service_fn(move |req: Request<u16>| {
-                    r.fetch_add(1, Ordering::Relaxed);
-                    std::future::ready(Ok::<_, BoxError>(rsp(*req.body())))
-                }));
-                let mut refused = 0u64;
-                barrier.wait();
-                for i in 0..PER_THREAD {
-                    // Two failures in three.
-                    let status = if i % 3 == 0 { 200 } else { 500 };
-                    let fut = svc.call(Request::new(status));
-                    match fut.now_or_never().expect("ready at once") {
-                        Ok(_) => {}
-                        Err(e) if is_caused_by::<CircuitOpen>(&*e) => refused += 1,
-                        Err(e) => panic!("unexpected error: {e}"),
+    const ROUNDS: usize = 40;
+    const PER_THREAD: u64 = 2_000;
+    const MIN: u32 = 1_000;
+    for round in 0..ROUNDS {
+        let events: Events = Arc::default();
+        let e = events.clone();
+        let layer = CircuitBreakerLayer::builder("race")
+            .min_requests(MIN)
+            .failure_rate(0.5)
+            .window(Duration::from_secs(3600))
+            .open_for(Duration::from_secs(3600))
+            .on_state_change(move |c: &StateChange| e.lock().unwrap().push((c.from, c.to)))
+            .build()
+            .unwrap();
+        let reached = Arc::new(AtomicU64::new(0));
+        let barrier = Arc::new(Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (layer, reached, barrier) = (layer.clone(), reached.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let r = reached.clone();
+                    let mut svc = layer.layer(service_fn(move |req: Request<u16>| {
+                        r.fetch_add(1, Ordering::Relaxed);
+                        std::future::ready(Ok::<_, BoxError>(rsp(*req.body())))
+                    }));
+                    let mut refused = 0u64;
+                    barrier.wait();
+                    for i in 0..PER_THREAD {
+                        // Two failures in three.
+                        let status = if i % 3 == 0 { 200 } else { 500 };
+                        let fut = svc.call(Request::new(status));
+                        match fut.now_or_never().expect("ready at once") {
+                            Ok(_) => {}
+                            Err(e) if is_caused_by::<CircuitOpen>(&*e) => refused += 1,
+                            Err(e) => panic!("unexpected error: {e}"),
+                        }
                     }
-                }
-                refused
+                    refused
+                })
             })
-        })
-        .collect();
-    let refused: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    let reached = reached.load(Ordering::Relaxed);
-    assert_eq!(*events.lock().unwrap(), [(Closed, Open)]);
-    assert_eq!(layer.state(), Open);
-    assert_eq!(reached + refused, 2 * PER_THREAD);
-    // At least the minimum volume went through before it opened; after that, nothing did.
-    assert!(reached >= 100, "{reached} reached the backend");
-    assert!(refused > 0);
+            .collect();
+        let refused: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let reached = reached.load(Ordering::Relaxed);
+        assert_eq!(*events.lock().unwrap(), [(Closed, Open)], "round {round}");
+        assert_eq!(layer.state(), Open);
+        assert_eq!(reached + refused, 2 * PER_THREAD);
+        // At least the minimum volume went through before it opened; after that, nothing did.
+        assert!(reached >= u64::from(MIN), "{reached} reached the backend");
+        assert!(refused > 0);
+    }
 }
 
 #[test]
