@@ -19,6 +19,25 @@
 //! Every state change is a `tracing` line and reaches the
 //! [`on_state_change`](CircuitBreakerBuilder::on_state_change) callbacks.
 //!
+//! # The window, exactly
+//!
+//! The window is ten buckets of a tenth of [`window`](CircuitBreakerBuilder::window) each,
+//! numbered from the breaker's creation (bucket `n` covers `[n, n + 1)` tenths). An outcome
+//! counts in the bucket of the instant it completes; after each outcome the rate is judged over
+//! that bucket and the nine before it, so the window spans between nine and ten tenths of
+//! `window` of history. Closing the circuit clears the counts. Outcomes of requests admitted
+//! before a state change are ignored.
+//!
+//! The closed state, the common case, takes no lock: admitting a request is one atomic load,
+//! and an outcome is one clock read, one atomic add to its bucket and a scan of the ten buckets.
+//! The scan is skipped for a success when a judgement in the same bucket period and state
+//! already found the window at volume and under the threshold (a success cannot raise the rate,
+//! so it could not open the circuit); failures are always judged. The lock is only taken to
+//! open the circuit (one completion flips it, and one event is sent), in the open and half-open
+//! states, and to clear a bucket when its period comes round again (once per tenth of the
+//! window). A completion that reads the clock and then stalls for a whole window before
+//! counting is dropped, as it is out of the window by then.
+//!
 //! [`CircuitOpen`]: error::CircuitOpen
 //!
 //! # Examples

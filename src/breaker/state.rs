@@ -429,8 +429,7 @@ impl Permit {
     /// Reports the outcome of the admitted request.
     pub(crate) fn complete(mut self, outcome: Outcome) {
         self.done = true;
-        self.shared
-            .record(self.word, self.probe, Some(outcome));
+        self.shared.record(self.word, self.probe, Some(outcome));
     }
 
     pub(crate) fn classifier(&self) -> &dyn Classify {
