@@ -230,6 +230,39 @@ impl<'a> Context<'a> {
             && self.avoid.is_none_or(|a| !a.contains(e.target.id()))
     }
 
+    /// For a selector that weighs candidates: the current weight in thousandths (as
+    /// [`weight_milli`](Self::weight_milli)) and the requests in flight of the target at `index`,
+    /// or `None` if it is not [available](Self::is_available). Reads the target's state once.
+    #[inline]
+    pub(crate) fn load(&self, index: usize) -> Option<(u64, u64)> {
+        let e = self.entries.get(index)?;
+        if e.backup != self.backup {
+            return None;
+        }
+        let status = e.state.status_relaxed();
+        let blocking = if self.panic {
+            crate::target::BLOCKING_IN_PANIC
+        } else {
+            crate::target::BLOCKING
+        };
+        if status & blocking != 0 {
+            return None;
+        }
+        let in_flight = e.state.in_flight();
+        if e.max_conns != 0 && in_flight >= e.max_conns {
+            return None;
+        }
+        if self.avoid.is_some_and(|a| a.contains(e.target.id())) {
+            return None;
+        }
+        let weight = if status & crate::target::RAMP == 0 {
+            u64::from(e.weight) * 1000
+        } else {
+            self.weight_milli(index)
+        };
+        Some((weight, u64::from(in_flight)))
+    }
+
     /// The target at `index`.
     ///
     /// # Panics

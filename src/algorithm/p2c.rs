@@ -85,8 +85,19 @@ impl P2cSelector {
     #[inline]
     fn better(&self, cx: &Context<'_>, a: usize, b: usize) -> Option<bool> {
         // Thousandths keep slow-start ramps of small weights precise.
-        let (wa, wb) = (cx.weight_milli(a), cx.weight_milli(b));
-        let (fa, fb) = (u64::from(cx.in_flight(a)), u64::from(cx.in_flight(b)));
+        let la = (cx.weight_milli(a), u64::from(cx.in_flight(a)));
+        let lb = (cx.weight_milli(b), u64::from(cx.in_flight(b)));
+        self.compare(cx, (a, la), (b, lb))
+    }
+
+    /// [`better`](Self::better) on already loaded `(weight in thousandths, in flight)` pairs.
+    #[inline]
+    fn compare(
+        &self,
+        cx: &Context<'_>,
+        (a, (wa, fa)): (usize, (u64, u64)),
+        (b, (wb, fb)): (usize, (u64, u64)),
+    ) -> Option<bool> {
         if fa == 0 && fb == 0 {
             if cx.weights_adjusted() {
                 // Idle pair while a slow-start ramp is active: choose in proportion to how far
@@ -130,16 +141,17 @@ impl Selector for P2cSelector {
         }
         let r = self.rng.next_u64();
         let (a, b) = self.sampler.pair(r, n);
-        match (cx.is_available(a), cx.is_available(b)) {
-            (true, true) => Some(match self.better(cx, a, b) {
+        // One read of each candidate's state: availability, weight and load together.
+        match (cx.load(a), cx.load(b)) {
+            (Some(la), Some(lb)) => Some(match self.compare(cx, (a, la), (b, lb)) {
                 Some(true) => a,
                 Some(false) => b,
                 None if r & 1 == 0 => a,
                 None => b,
             }),
-            (true, false) => Some(a),
-            (false, true) => Some(b),
-            (false, false) => (0..n)
+            (Some(_), None) => Some(a),
+            (None, Some(_)) => Some(b),
+            (None, None) => (0..n)
                 .map(|k| (a + k) % n)
                 .filter(|&i| cx.is_available(i))
                 .reduce(|best, i| match self.better(cx, i, best) {

@@ -40,6 +40,7 @@ pub use self::picker::Picker;
 pub(crate) use self::snapshot::{Entry, Snapshot};
 pub use self::spec::{MAX_WEIGHT, Target, TargetBuilder, TargetId};
 pub(crate) use self::state::{
-    ADMIN_MASK, DISABLED, DRAINING, EJECTED, MEMBER, PENDING, RAMP, TargetState, UNHEALTHY,
+    ADMIN_MASK, BLOCKING, BLOCKING_IN_PANIC, DISABLED, DRAINING, EJECTED, MEMBER, PENDING, RAMP,
+    TargetState, UNHEALTHY,
 };
 pub use self::state::{AdminState, TargetStats};

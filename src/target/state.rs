@@ -49,9 +49,9 @@ pub(crate) const RAMP: u32 = 1 << 5;
 /// Not blocking: the state belongs to its group's current membership.
 pub(crate) const MEMBER: u32 = 1 << 6;
 /// The bits that keep a target from being picked.
-const BLOCKING: u32 = ADMIN_MASK | UNHEALTHY | EJECTED | PENDING;
+pub(crate) const BLOCKING: u32 = ADMIN_MASK | UNHEALTHY | EJECTED | PENDING;
 /// The bits a pick still honours in panic mode (observed health is ignored there).
-const BLOCKING_IN_PANIC: u32 = ADMIN_MASK | PENDING;
+pub(crate) const BLOCKING_IN_PANIC: u32 = ADMIN_MASK | PENDING;
 
 /// The live, mutable state of one target: atomics only, shared by every snapshot that
 /// contains the target and by every request in flight to it.
@@ -80,6 +80,12 @@ impl TargetState {
     #[inline]
     pub(crate) fn is_routable_in_panic(&self) -> bool {
         self.status.load(Ordering::Relaxed) & BLOCKING_IN_PANIC == 0
+    }
+
+    /// The status bits, for a pick (no ordering needed: each bit is read on its own).
+    #[inline]
+    pub(crate) fn status_relaxed(&self) -> u32 {
+        self.status.load(Ordering::Relaxed)
     }
 
     #[inline]
