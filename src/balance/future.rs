@@ -218,16 +218,12 @@ fn fail(
 }
 
 /// Latency feedback from a response head: `5xx` and `429` count as failures, and their
-/// `Retry-After` (delta seconds) is passed on.
+/// `Retry-After` (seconds or an HTTP-date) is passed on.
 fn observe_response_latency<B>(g: &mut InFlight, rsp: &Response<B>) {
     let status = rsp.status();
     let failed = status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS;
     let retry_after = if failed {
-        rsp.headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(std::time::Duration::from_secs)
+        crate::http::retry_after(rsp.headers())
     } else {
         None
     };

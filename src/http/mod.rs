@@ -20,6 +20,7 @@
 #[cfg(feature = "hyper")]
 mod client;
 mod response;
+mod retry_after;
 mod set_target;
 
 #[cfg(feature = "hyper")]
@@ -29,4 +30,5 @@ pub use self::response::{
     ErrorResponse, ErrorResponseFuture, ErrorResponseLayer, ResponseBody, error_response,
     status_for_error,
 };
+pub use self::retry_after::retry_after;
 pub use self::set_target::SetTarget;

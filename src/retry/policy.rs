@@ -3,8 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::header::RETRY_AFTER;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use tower::retry::Policy;
 use tower::retry::backoff::Backoff;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -15,6 +14,7 @@ use crate::algorithm::FastRng;
 use crate::balance::{AvoidTargets, ServedBy};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
 use crate::error::{BoxError, find_cause};
+use crate::http::retry_after;
 
 /// Response extension: how many attempts it took to get this response.
 ///
@@ -252,12 +252,6 @@ impl RetryPolicy {
             },
         }
     }
-}
-
-/// Parses `Retry-After` as delta-seconds (an HTTP date is ignored).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
@@ -560,14 +554,19 @@ mod tests {
 
     #[test]
     fn retry_after_parsing() {
+        use http::HeaderMap;
+        use http::header::RETRY_AFTER;
         let mut h = HeaderMap::new();
         assert_eq!(retry_after(&h), None);
         h.insert(RETRY_AFTER, "2".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        // An HTTP-date in the past means no wait (see `crate::http::retry_after`).
         h.insert(
             RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "later".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }
 
