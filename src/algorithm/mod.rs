@@ -67,10 +67,11 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 use crate::balance::AvoidTargets;
 use crate::health::GroupHealth;
-use crate::target::{Entry, Target};
+use crate::target::{Entry, Hot, LiveTable, Target};
 
 mod hash;
 mod latency;
@@ -164,12 +165,19 @@ impl<'a> Targets<'a> {
 #[derive(Debug)]
 pub struct Context<'a> {
     entries: &'a [Entry],
+    /// The targets' counters (status bits, requests in flight), dense.
+    live: &'a LiveTable,
+    /// Target `i`'s counters at index `i`, when the snapshot has them so.
+    dense: Option<&'a [Hot]>,
+    /// No target is a backup or has a connection limit and none is to be avoided: a target's
+    /// counters alone decide whether it is available.
+    plain: bool,
+    /// The status bits that keep a target out of this pick (fewer in panic mode).
+    blocking: u32,
     backup: bool,
     avoid: Option<&'a AvoidTargets>,
     key: Option<u64>,
     health: Option<&'a GroupHealth>,
-    /// Panic mode: observed health (unhealthy, ejected) is ignored for this pick.
-    panic: bool,
     /// The clock, read at most once per pick and only while a slow-start ramp is active.
     now: Cell<Option<tokio::time::Instant>>,
 }
@@ -177,26 +185,72 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     pub(crate) fn new(
         entries: &'a [Entry],
+        live: &'a LiveTable,
+        has_backups: bool,
+        has_limits: bool,
         backup: bool,
         avoid: Option<&'a AvoidTargets>,
         key: Option<u64>,
     ) -> Self {
         Context {
             entries,
+            live,
+            dense: live.dense(),
+            plain: !has_backups && !backup && !has_limits && avoid.is_none(),
+            blocking: crate::target::BLOCKING,
             backup,
             avoid,
             key,
             health: None,
-            panic: false,
             now: Cell::new(None),
         }
+    }
+
+    /// The counters of the target at `index` (`index < len()`); when the counters sit in
+    /// snapshot order, without reading the target's entry.
+    #[inline(always)]
+    fn hot(&self, index: usize) -> &'a Hot {
+        if let Some(dense) = self.dense {
+            &dense[index]
+        } else {
+            let e = &self.entries[index];
+            self.live.at(e.chunk, e.slot)
+        }
+    }
+
+    /// The targets' counters by index, when they alone decide availability (no backups, no
+    /// connection limits, nothing to avoid) and sit in snapshot order; with the status bits
+    /// that block a target in this pick.
+    #[inline(always)]
+    pub(crate) fn plain_counters(&self) -> Option<(&'a [Hot], u32)> {
+        match self.dense {
+            Some(dense) if self.plain => Some((dense, self.blocking)),
+            _ => None,
+        }
+    }
+
+    /// Whether the target at `index` (in range, not blocked by its status) passes the checks
+    /// that need its entry: tier, connection limit, avoidance.
+    #[inline(always)]
+    fn entry_allows(&self, index: usize, in_flight: u32) -> bool {
+        if self.plain {
+            return true;
+        }
+        let e = &self.entries[index];
+        if e.backup != self.backup || (e.max_conns != 0 && in_flight >= e.max_conns) {
+            return false;
+        }
+        self.avoid.is_none_or(|a| !a.contains(e.target.id()))
     }
 
     /// Adds the group's health view: slow-start weights and panic mode.
     #[inline]
     pub(crate) fn with_health(mut self, health: Option<&'a GroupHealth>, panic: bool) -> Self {
         self.health = health;
-        self.panic = panic;
+        // Panic mode: observed health (unhealthy, ejected) is ignored for this pick.
+        if panic {
+            self.blocking = crate::target::BLOCKING_IN_PANIC;
+        }
         self
     }
 
@@ -217,48 +271,37 @@ impl<'a> Context<'a> {
     /// limit, and not one the request asked to avoid. Out-of-range indices are unavailable.
     #[inline]
     pub fn is_available(&self, index: usize) -> bool {
-        let Some(e) = self.entries.get(index) else {
+        if index >= self.entries.len() {
             return false;
-        };
-        e.backup == self.backup
-            && if self.panic {
-                e.state.is_routable_in_panic()
-            } else {
-                e.state.is_routable()
-            }
-            && (e.max_conns == 0 || e.state.in_flight() < e.max_conns)
-            && self.avoid.is_none_or(|a| !a.contains(e.target.id()))
+        }
+        let hot = self.hot(index);
+        if hot.status.load(Ordering::Relaxed) & self.blocking != 0 {
+            return false;
+        }
+        self.entry_allows(index, hot.in_flight.load(Ordering::Relaxed))
     }
 
     /// For a selector that weighs candidates: the current weight in thousandths (as
     /// [`weight_milli`](Self::weight_milli)) and the requests in flight of the target at `index`,
     /// or `None` if it is not [available](Self::is_available). Reads the target's state once.
-    #[inline]
-    pub(crate) fn load(&self, index: usize) -> Option<(u64, u64)> {
-        let e = self.entries.get(index)?;
-        if e.backup != self.backup {
+    #[inline(always)]
+    pub(crate) fn load(&self, index: usize, uniform: Option<u32>) -> Option<(u64, u64)> {
+        if index >= self.entries.len() {
             return None;
         }
-        let status = e.state.status_relaxed();
-        let blocking = if self.panic {
-            crate::target::BLOCKING_IN_PANIC
-        } else {
-            crate::target::BLOCKING
-        };
-        if status & blocking != 0 {
+        let hot = self.hot(index);
+        let status = hot.status.load(Ordering::Relaxed);
+        if status & self.blocking != 0 {
             return None;
         }
-        let in_flight = e.state.in_flight();
-        if e.max_conns != 0 && in_flight >= e.max_conns {
+        let in_flight = hot.in_flight.load(Ordering::Relaxed);
+        if !self.entry_allows(index, in_flight) {
             return None;
         }
-        if self.avoid.is_some_and(|a| a.contains(e.target.id())) {
-            return None;
-        }
-        let weight = if status & crate::target::RAMP == 0 {
-            u64::from(e.weight) * 1000
-        } else {
+        let weight = if status & crate::target::RAMP != 0 {
             self.weight_milli(index)
+        } else {
+            u64::from(uniform.unwrap_or_else(|| self.entries[index].weight)) * 1000
         };
         Some((weight, u64::from(in_flight)))
     }
@@ -334,7 +377,8 @@ impl<'a> Context<'a> {
     /// If `index >= self.len()`.
     #[inline]
     pub fn in_flight(&self, index: usize) -> u32 {
-        self.entries[index].state.in_flight()
+        assert!(index < self.entries.len(), "target index out of range");
+        self.hot(index).in_flight.load(Ordering::Relaxed)
     }
 
     /// The last latency estimate recorded for the target at `index` (peak EWMA as of its last

@@ -1,4 +1,7 @@
+use std::sync::atomic::Ordering;
+
 use super::{Algorithm, Context, FastRng, Selector, Targets};
+use crate::target::Target;
 
 /// Power of two choices on requests in flight (Mitzenmacher, "The Power of Two Choices in
 /// Randomized Load Balancing", 2001): draw two targets at random, send to the one with the
@@ -65,8 +68,14 @@ impl P2cInFlight {
 
 impl Algorithm for P2cInFlight {
     fn build(&self, targets: &Targets<'_>) -> Box<dyn Selector> {
+        let sampler = Sampler::new(targets);
         Box::new(P2cSelector {
-            sampler: Sampler::new(targets),
+            // Equal weights need not be read per pick.
+            uniform_weight: sampler
+                .uniform
+                .then(|| targets.iter().next().map(Target::weight))
+                .flatten(),
+            sampler,
             rng: FastRng::new(self.seed),
             bias: self.bias,
         })
@@ -76,6 +85,8 @@ impl Algorithm for P2cInFlight {
 #[derive(Debug)]
 struct P2cSelector {
     sampler: Sampler,
+    /// The weight every target has, when they all have the same.
+    uniform_weight: Option<u32>,
     rng: FastRng,
     bias: f64,
 }
@@ -141,14 +152,42 @@ impl Selector for P2cSelector {
         }
         let r = self.rng.next_u64();
         let (a, b) = self.sampler.pair(r, n);
+        if let (Some((counters, blocking)), Some(_), true) =
+            (cx.plain_counters(), self.uniform_weight, self.bias > 0.0)
+        {
+            // The common case, read straight from the dense counters: equal weights, nothing
+            // ramping, no backups, limits or targets to avoid. Fewer in flight wins (any bias
+            // above 0 orders equal weights by load alone).
+            if let (Some(ha), Some(hb)) = (counters.get(a), counters.get(b)) {
+                let (sa, sb) = (
+                    ha.status.load(Ordering::Relaxed),
+                    hb.status.load(Ordering::Relaxed),
+                );
+                if (sa | sb) & (blocking | crate::target::RAMP) == 0 {
+                    let (fa, fb) = (
+                        ha.in_flight.load(Ordering::Relaxed),
+                        hb.in_flight.load(Ordering::Relaxed),
+                    );
+                    let take_b = fb < fa || (fb == fa && r & 1 != 0);
+                    let mask = usize::from(take_b).wrapping_neg();
+                    return Some(a ^ ((a ^ b) & mask));
+                }
+            }
+        }
         // One read of each candidate's state: availability, weight and load together.
-        match (cx.load(a), cx.load(b)) {
-            (Some(la), Some(lb)) => Some(match self.compare(cx, (a, la), (b, lb)) {
-                Some(true) => a,
-                Some(false) => b,
-                None if r & 1 == 0 => a,
-                None => b,
-            }),
+        match (
+            cx.load(a, self.uniform_weight),
+            cx.load(b, self.uniform_weight),
+        ) {
+            (Some(la), Some(lb)) => {
+                let take_b = match self.compare(cx, (a, la), (b, lb)) {
+                    Some(a_better) => !a_better,
+                    None => r & 1 != 0,
+                };
+                // Without a branch: a tie is a coin toss, which no predictor can learn.
+                let mask = usize::from(take_b).wrapping_neg();
+                Some(a ^ ((a ^ b) & mask))
+            }
             (Some(_), None) => Some(a),
             (None, Some(_)) => Some(b),
             (None, None) => (0..n)

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
-use super::{Algorithm, LeastConnections, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom};
-use crate::target::{AdminState, Entry, Snapshot, Target, TargetState};
+use super::{
+    Algorithm, LeastConnections, P2cInFlight, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom,
+};
+use crate::target::{AdminState, Entry, SlotPool, Snapshot, Target, TargetState};
 
 fn config(cases: u32) -> Config {
     Config {
@@ -126,6 +128,49 @@ proptest! {
                     }
                     None => prop_assert!(!any_primary && !any_backup, "{:?} found nothing", algorithm),
                 }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// P2C reads counters straight from the dense table when a group was built in one go; it
+    /// must pick exactly what the general path (counters found through each entry) picks.
+    #[test]
+    fn p2c_dense_counters_pick_as_the_general_path(
+        cases in prop::collection::vec((0u32..4, any::<bool>()), 1..=24),
+        bias in prop_oneof![Just(0.0), Just(1.0), Just(2.0)],
+        seed in any::<u64>(),
+    ) {
+        let pool = Arc::new(SlotPool::with_capacity(cases.len()));
+        let make = |dense: bool| {
+            let es: Vec<Entry> = (0..cases.len())
+                .map(|i| {
+                    let state = if dense { TargetState::in_pool(&pool) } else { TargetState::default() };
+                    Entry::new(Arc::new(Target::new(format!("t{i:03}"), "127.0.0.1:1").unwrap()), Arc::new(state))
+                })
+                .collect();
+            for (e, &(in_flight, disabled)) in es.iter().zip(&cases) {
+                for _ in 0..in_flight {
+                    e.state.try_acquire(0);
+                }
+                if disabled {
+                    e.state.set_admin(AdminState::Disabled);
+                }
+            }
+            Snapshot::build(1, es, &P2cInFlight::new().bias(bias).seed(seed))
+        };
+        let (dense, scattered) = (make(true), make(false));
+        prop_assert!(dense.live.dense().is_some());
+        // A lone target in a chunk of its own is trivially in order.
+        prop_assert_eq!(scattered.live.dense().is_none(), cases.len() > 1);
+        for _ in 0..4 * cases.len() {
+            let pick = dense.pick(None, None);
+            prop_assert_eq!(pick, scattered.pick(None, None));
+            if let Some(i) = pick {
+                prop_assert!(!cases[i].1, "picked a disabled target");
             }
         }
     }

@@ -8,6 +8,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 
 use super::error::{DuplicateTarget, NoRuntime, UnknownTarget};
+use super::slots::SlotPool;
 use super::snapshot::{Entry, Snapshot};
 use super::state::TargetState;
 use super::{AdminState, Target, TargetId, TargetStats};
@@ -66,6 +67,8 @@ struct Inner {
     writer: Mutex<Writer>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     health: Arc<GroupHealth>,
+    /// Where the targets' pick counters live (dense, shared by every snapshot).
+    slots: Arc<SlotPool>,
 }
 
 struct Writer {
@@ -131,7 +134,14 @@ impl TargetGroup {
     ) -> TargetGroup {
         let name: Arc<str> = name.into();
         let health = Arc::new(GroupHealth::new(name.clone(), settings));
-        let entries = targets.into_iter().map(|t| new_entry(t, &health)).collect();
+        let slots = Arc::new(SlotPool::with_capacity(targets.len()));
+        // In id order, so that the counters sit in snapshot order (picks skip a lookup).
+        let mut targets = targets;
+        targets.sort_by(|a, b| a.id().cmp(b.id()));
+        let entries = targets
+            .into_iter()
+            .map(|t| new_entry(t, &health, &slots))
+            .collect();
         let snapshot = Snapshot::build(1, entries, &*algorithm).with_health(health.clone());
         health.join(&snapshot.entries, &[], false);
         TargetGroup {
@@ -146,6 +156,7 @@ impl TargetGroup {
                 }),
                 tasks: Mutex::new(Vec::new()),
                 health,
+                slots,
             }),
         }
     }
@@ -257,7 +268,7 @@ impl TargetGroup {
             .into_iter()
             .map(|t| match snap.get(t.id()) {
                 Some(e) => Entry::new(Arc::new(t), e.state.clone()),
-                None => new_entry(t, &self.inner.health),
+                None => new_entry(t, &self.inner.health, &self.inner.slots),
             })
             .collect();
         self.publish(&mut w, entries);
@@ -279,7 +290,9 @@ impl TargetGroup {
                     None => {
                         // A target removed earlier in this batch and inserted again keeps its state.
                         let state = snap.get(t.id()).map(|e| e.state.clone());
-                        let state = state.unwrap_or_else(|| new_state(t.id(), &self.inner.health));
+                        let state = state.unwrap_or_else(|| {
+                            new_state(t.id(), &self.inner.health, &self.inner.slots)
+                        });
                         entries.push(Entry::new(Arc::new(t), state));
                     }
                 },
@@ -469,13 +482,13 @@ where
     }
 }
 
-fn new_entry(target: Target, health: &Arc<GroupHealth>) -> Entry {
-    let state = new_state(target.id(), health);
+fn new_entry(target: Target, health: &Arc<GroupHealth>, slots: &Arc<SlotPool>) -> Entry {
+    let state = new_state(target.id(), health, slots);
     Entry::new(Arc::new(target), state)
 }
 
-fn new_state(id: &TargetId, health: &Arc<GroupHealth>) -> Arc<TargetState> {
-    let state = TargetState::default();
+fn new_state(id: &TargetId, health: &Arc<GroupHealth>, slots: &Arc<SlotPool>) -> Arc<TargetState> {
+    let state = TargetState::in_pool(slots);
     state.health.bind(health.clone(), id.clone());
     Arc::new(state)
 }

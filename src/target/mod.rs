@@ -30,6 +30,7 @@ pub mod error;
 mod group;
 mod latency;
 mod picker;
+mod slots;
 mod snapshot;
 mod spec;
 mod state;
@@ -37,6 +38,9 @@ mod state;
 pub(crate) use self::group::WeakGroup;
 pub use self::group::{TargetGroup, TargetGroupBuilder};
 pub use self::picker::Picker;
+#[cfg(test)]
+pub(crate) use self::slots::SlotPool;
+pub(crate) use self::slots::{Hot, LiveTable};
 pub(crate) use self::snapshot::{Entry, Snapshot};
 pub use self::spec::{MAX_WEIGHT, Target, TargetBuilder, TargetId};
 pub(crate) use self::state::{

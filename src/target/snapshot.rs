@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use super::slots::LiveTable;
 use super::state::TargetState;
 use super::{Target, TargetId};
 use crate::algorithm::{Algorithm, Context, Selector, Targets};
@@ -19,6 +20,9 @@ pub(crate) struct Entry {
     /// `0` means no limit.
     pub(crate) max_conns: u32,
     pub(crate) weight: u32,
+    /// Where the state's counters sit in the snapshot's [`LiveTable`] (set by `Snapshot::build`).
+    pub(crate) chunk: u32,
+    pub(crate) slot: u32,
 }
 
 impl Entry {
@@ -27,6 +31,8 @@ impl Entry {
             backup: target.is_backup(),
             max_conns: target.max_conns().map_or(0, |m| m.get()),
             weight: target.weight(),
+            chunk: 0,
+            slot: 0,
             target,
             state,
         }
@@ -41,7 +47,11 @@ pub(crate) struct Snapshot {
     pub(crate) entries: Box<[Entry]>,
     index: HashMap<TargetId, usize>,
     selector: Box<dyn Selector>,
+    /// The targets' counters, dense.
+    pub(crate) live: LiveTable,
     has_backups: bool,
+    /// Some target has a connection limit.
+    has_limits: bool,
     /// The group's health view (panic mode, slow start); `None` in bare test snapshots.
     health: Option<Arc<GroupHealth>>,
 }
@@ -72,13 +82,21 @@ impl Snapshot {
             .map(|(i, e)| (e.target.id().clone(), i))
             .collect();
         let has_backups = entries.iter().any(|e| e.backup);
+        let has_limits = entries.iter().any(|e| e.max_conns != 0);
+        let (live, places) = LiveTable::build(entries.iter().map(|e| e.state.slot()));
+        for (e, (chunk, slot)) in entries.iter_mut().zip(places) {
+            e.chunk = chunk;
+            e.slot = slot;
+        }
         let selector = algorithm.build(&Targets::new(&entries));
         Snapshot {
             version,
             entries: entries.into_boxed_slice(),
             index,
             selector,
+            live,
             has_backups,
+            has_limits,
             health: None,
         }
     }
@@ -117,7 +135,7 @@ impl Snapshot {
         };
         if avoid.is_none() && !self.has_backups {
             // The common case: one tier, nothing to avoid, one call to the selector.
-            let cx = Context::new(&self.entries, false, None, key).with_health(health, panic);
+            let cx = self.context(false, None, key).with_health(health, panic);
             return self.checked(&cx);
         }
         self.pick_tiered(key, avoid, health, panic)
@@ -138,17 +156,35 @@ impl Snapshot {
         };
         for &backup in tiers {
             if avoid.is_some() {
-                let cx = Context::new(&self.entries, backup, avoid, key).with_health(health, panic);
+                let cx = self.context(backup, avoid, key).with_health(health, panic);
                 if let Some(i) = self.checked(&cx) {
                     return Some(i);
                 }
             }
-            let cx = Context::new(&self.entries, backup, None, key).with_health(health, panic);
+            let cx = self.context(backup, None, key).with_health(health, panic);
             if let Some(i) = self.checked(&cx) {
                 return Some(i);
             }
         }
         None
+    }
+
+    #[inline]
+    fn context<'a>(
+        &'a self,
+        backup: bool,
+        avoid: Option<&'a AvoidTargets>,
+        key: Option<u64>,
+    ) -> Context<'a> {
+        Context::new(
+            &self.entries,
+            &self.live,
+            self.has_backups,
+            self.has_limits,
+            backup,
+            avoid,
+            key,
+        )
     }
 
     /// Runs the selector and refuses an out-of-range or unavailable answer, so a faulty

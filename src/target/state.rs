@@ -1,9 +1,10 @@
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
 use super::TargetId;
 use super::latency::LatencyState;
+use super::slots::{Hot, Slot, SlotPool};
 use crate::classify::Outcome;
 
 /// Whether an operator lets a target take new requests, independent of observed health.
@@ -57,9 +58,8 @@ pub(crate) const BLOCKING_IN_PANIC: u32 = ADMIN_MASK | PENDING;
 /// contains the target and by every request in flight to it.
 #[derive(Debug, Default)]
 pub(crate) struct TargetState {
-    in_flight: AtomicU32,
-    /// Bit set of reasons the target must not be picked; 0 means available.
-    status: AtomicU32,
+    /// The status bits and requests in flight, in the group's dense table (see `slots`).
+    slot: Slot,
     requests: AtomicU64,
     failures: AtomicU64,
     drained: Notify,
@@ -70,33 +70,40 @@ pub(crate) struct TargetState {
 }
 
 impl TargetState {
+    /// A state whose counters live in `pool`.
+    pub(crate) fn in_pool(pool: &std::sync::Arc<SlotPool>) -> Self {
+        TargetState {
+            slot: pool.alloc(),
+            ..TargetState::default()
+        }
+    }
+
+    /// Where the counters live.
+    pub(crate) fn slot(&self) -> &Slot {
+        &self.slot
+    }
+
+    #[inline]
+    fn hot(&self) -> &Hot {
+        self.slot.hot()
+    }
+
     /// Whether new requests may be sent here (not counting the connection limit).
     #[inline]
     pub(crate) fn is_routable(&self) -> bool {
-        self.status.load(Ordering::Relaxed) & BLOCKING == 0
-    }
-
-    /// Whether new requests may be sent here when observed health is ignored (panic mode).
-    #[inline]
-    pub(crate) fn is_routable_in_panic(&self) -> bool {
-        self.status.load(Ordering::Relaxed) & BLOCKING_IN_PANIC == 0
-    }
-
-    /// The status bits, for a pick (no ordering needed: each bit is read on its own).
-    #[inline]
-    pub(crate) fn status_relaxed(&self) -> u32 {
-        self.status.load(Ordering::Relaxed)
+        self.hot().status.load(Ordering::Relaxed) & BLOCKING == 0
     }
 
     #[inline]
     pub(crate) fn status(&self) -> u32 {
-        self.status.load(Ordering::Acquire)
+        self.hot().status.load(Ordering::Acquire)
     }
 
     /// Applies `f` to the status bits atomically and lets the group's health bookkeeping see the
     /// transition; returns `(before, after)`. Every status change goes through here.
     pub(crate) fn transition(&self, f: impl Fn(u32) -> u32) -> (u32, u32) {
         let prev = match self
+            .hot()
             .status
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(f(s)))
         {
@@ -111,7 +118,7 @@ impl TargetState {
 
     #[inline]
     pub(crate) fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.hot().in_flight.load(Ordering::Relaxed)
     }
 
     /// Counts one more request in flight, unless that would exceed `max`.
@@ -119,10 +126,11 @@ impl TargetState {
     pub(crate) fn try_acquire(&self, max: u32) -> bool {
         match max {
             0 => {
-                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                self.hot().in_flight.fetch_add(1, Ordering::Relaxed);
             }
             max => {
                 if self
+                    .hot()
                     .in_flight
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                         (n < max).then_some(n + 1)
@@ -139,9 +147,9 @@ impl TargetState {
 
     #[inline]
     pub(crate) fn release(&self) {
-        let prev = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let prev = self.hot().in_flight.fetch_sub(1, Ordering::AcqRel);
         // Only a draining target has waiters; keep the common path free of `Notify`'s lock.
-        if prev == 1 && self.status.load(Ordering::Acquire) & DRAINING != 0 {
+        if prev == 1 && self.hot().status.load(Ordering::Acquire) & DRAINING != 0 {
             self.drained.notify_waiters();
         }
     }
@@ -156,7 +164,7 @@ impl TargetState {
     }
 
     pub(crate) fn admin(&self) -> AdminState {
-        admin_of(self.status.load(Ordering::Acquire))
+        admin_of(self.hot().status.load(Ordering::Acquire))
     }
 
     #[cfg_attr(not(test), allow(dead_code))]
@@ -172,7 +180,7 @@ impl TargetState {
             AdminState::Disabled => DISABLED,
         };
         let (prev, _) = self.transition(|s| (s & !ADMIN_MASK) | bits);
-        if admin == AdminState::Draining && self.in_flight.load(Ordering::Acquire) == 0 {
+        if admin == AdminState::Draining && self.hot().in_flight.load(Ordering::Acquire) == 0 {
             self.drained.notify_waiters();
         }
         admin_of(prev)
@@ -182,7 +190,7 @@ impl TargetState {
     pub(crate) async fn wait_idle(&self) {
         loop {
             let notified = self.drained.notified();
-            if self.in_flight.load(Ordering::Acquire) == 0 {
+            if self.hot().in_flight.load(Ordering::Acquire) == 0 {
                 return;
             }
             notified.await;
