@@ -274,11 +274,11 @@ impl<'a> Context<'a> {
         if index >= self.entries.len() {
             return false;
         }
-        let hot = self.hot(index);
-        if hot.status.load(Ordering::Relaxed) & self.blocking != 0 {
+        let word = self.hot(index).load(Ordering::Relaxed);
+        if Hot::status_of(word) & self.blocking != 0 {
             return false;
         }
-        self.entry_allows(index, hot.in_flight.load(Ordering::Relaxed))
+        self.entry_allows(index, Hot::in_flight_of(word))
     }
 
     /// For a selector that weighs candidates: the current weight in thousandths (as
@@ -289,12 +289,12 @@ impl<'a> Context<'a> {
         if index >= self.entries.len() {
             return None;
         }
-        let hot = self.hot(index);
-        let status = hot.status.load(Ordering::Relaxed);
+        let word = self.hot(index).load(Ordering::Relaxed);
+        let status = Hot::status_of(word);
         if status & self.blocking != 0 {
             return None;
         }
-        let in_flight = hot.in_flight.load(Ordering::Relaxed);
+        let in_flight = Hot::in_flight_of(word);
         if !self.entry_allows(index, in_flight) {
             return None;
         }
@@ -378,7 +378,7 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn in_flight(&self, index: usize) -> u32 {
         assert!(index < self.entries.len(), "target index out of range");
-        self.hot(index).in_flight.load(Ordering::Relaxed)
+        Hot::in_flight_of(self.hot(index).load(Ordering::Relaxed))
     }
 
     /// The last latency estimate recorded for the target at `index` (peak EWMA as of its last

@@ -1,7 +1,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{Algorithm, Context, FastRng, Selector, Targets};
-use crate::target::Target;
+use crate::target::{Hot, Target};
 
 /// Power of two choices on requests in flight (Mitzenmacher, "The Power of Two Choices in
 /// Randomized Load Balancing", 2001): draw two targets at random, send to the one with the
@@ -159,15 +159,10 @@ impl Selector for P2cSelector {
             // ramping, no backups, limits or targets to avoid. Fewer in flight wins (any bias
             // above 0 orders equal weights by load alone).
             if let (Some(ha), Some(hb)) = (counters.get(a), counters.get(b)) {
-                let (sa, sb) = (
-                    ha.status.load(Ordering::Relaxed),
-                    hb.status.load(Ordering::Relaxed),
-                );
-                if (sa | sb) & (blocking | crate::target::RAMP) == 0 {
-                    let (fa, fb) = (
-                        ha.in_flight.load(Ordering::Relaxed),
-                        hb.in_flight.load(Ordering::Relaxed),
-                    );
+                // One load per candidate: status and load share a word.
+                let (wa, wb) = (ha.load(Ordering::Relaxed), hb.load(Ordering::Relaxed));
+                if Hot::status_of(wa | wb) & (blocking | crate::target::RAMP) == 0 {
+                    let (fa, fb) = (Hot::in_flight_of(wa), Hot::in_flight_of(wb));
                     let take_b = fb < fa || (fb == fa && r & 1 != 0);
                     let mask = usize::from(take_b).wrapping_neg();
                     return Some(a ^ ((a ^ b) & mask));

@@ -4,7 +4,7 @@ use tokio::sync::Notify;
 
 use super::TargetId;
 use super::latency::LatencyState;
-use super::slots::{Hot, Slot, SlotPool};
+use super::slots::{Hot, IN_FLIGHT_MASK, STATUS_SHIFT, Slot, SlotPool};
 use crate::classify::Outcome;
 
 /// Whether an operator lets a target take new requests, independent of observed health.
@@ -91,23 +91,28 @@ impl TargetState {
     /// Whether new requests may be sent here (not counting the connection limit).
     #[inline]
     pub(crate) fn is_routable(&self) -> bool {
-        self.hot().status.load(Ordering::Relaxed) & BLOCKING == 0
+        Hot::status_of(self.hot().load(Ordering::Relaxed)) & BLOCKING == 0
     }
 
     #[inline]
     pub(crate) fn status(&self) -> u32 {
-        self.hot().status.load(Ordering::Acquire)
+        Hot::status_of(self.hot().load(Ordering::Acquire))
     }
 
     /// Applies `f` to the status bits atomically and lets the group's health bookkeeping see the
     /// transition; returns `(before, after)`. Every status change goes through here.
     pub(crate) fn transition(&self, f: impl Fn(u32) -> u32) -> (u32, u32) {
+        let apply = |w: u32| {
+            let s = f(Hot::status_of(w));
+            debug_assert!(s < 1 << (32 - STATUS_SHIFT), "status bits overflow: {s:#x}");
+            (s << STATUS_SHIFT) | Hot::in_flight_of(w)
+        };
         let prev = match self
             .hot()
-            .status
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(f(s)))
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(apply(w)))
         {
-            Ok(s) | Err(s) => s,
+            Ok(w) | Err(w) => Hot::status_of(w),
         };
         let next = f(prev);
         if prev != next {
@@ -118,28 +123,28 @@ impl TargetState {
 
     #[inline]
     pub(crate) fn in_flight(&self) -> u32 {
-        self.hot().in_flight.load(Ordering::Relaxed)
+        Hot::in_flight_of(self.hot().load(Ordering::Relaxed))
     }
 
-    /// Counts one more request in flight, unless that would exceed `max`.
+    /// Counts one more request in flight, unless that would exceed `max` (`0`: no limit but
+    /// the word's, 16 777 215).
     #[inline]
     pub(crate) fn try_acquire(&self, max: u32) -> bool {
-        match max {
-            0 => {
-                self.hot().in_flight.fetch_add(1, Ordering::Relaxed);
-            }
-            max => {
-                if self
-                    .hot()
-                    .in_flight
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        (n < max).then_some(n + 1)
-                    })
-                    .is_err()
-                {
-                    return false;
-                }
-            }
+        let max = if max == 0 {
+            IN_FLIGHT_MASK
+        } else {
+            max.min(IN_FLIGHT_MASK)
+        };
+        // A compare-and-swap rather than an add: the count must never carry into the status.
+        if self
+            .hot()
+            .word
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (Hot::in_flight_of(w) < max).then_some(w + 1)
+            })
+            .is_err()
+        {
+            return false;
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         true
@@ -147,9 +152,10 @@ impl TargetState {
 
     #[inline]
     pub(crate) fn release(&self) {
-        let prev = self.hot().in_flight.fetch_sub(1, Ordering::AcqRel);
+        let prev = self.hot().word.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(Hot::in_flight_of(prev) > 0, "release without acquire");
         // Only a draining target has waiters; keep the common path free of `Notify`'s lock.
-        if prev == 1 && self.hot().status.load(Ordering::Acquire) & DRAINING != 0 {
+        if Hot::in_flight_of(prev) == 1 && Hot::status_of(prev) & DRAINING != 0 {
             self.drained.notify_waiters();
         }
     }
@@ -164,7 +170,7 @@ impl TargetState {
     }
 
     pub(crate) fn admin(&self) -> AdminState {
-        admin_of(self.hot().status.load(Ordering::Acquire))
+        admin_of(self.status())
     }
 
     #[cfg_attr(not(test), allow(dead_code))]
@@ -180,7 +186,9 @@ impl TargetState {
             AdminState::Disabled => DISABLED,
         };
         let (prev, _) = self.transition(|s| (s & !ADMIN_MASK) | bits);
-        if admin == AdminState::Draining && self.hot().in_flight.load(Ordering::Acquire) == 0 {
+        if admin == AdminState::Draining
+            && Hot::in_flight_of(self.hot().load(Ordering::Acquire)) == 0
+        {
             self.drained.notify_waiters();
         }
         admin_of(prev)
@@ -190,7 +198,7 @@ impl TargetState {
     pub(crate) async fn wait_idle(&self) {
         loop {
             let notified = self.drained.notified();
-            if self.hot().in_flight.load(Ordering::Acquire) == 0 {
+            if Hot::in_flight_of(self.hot().load(Ordering::Acquire)) == 0 {
                 return;
             }
             notified.await;
@@ -262,5 +270,45 @@ impl TargetStats {
     /// The target's admin state.
     pub fn admin(&self) -> AdminState {
         self.admin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_never_carries_into_the_status() {
+        let state = TargetState::default();
+        state.set_admin(AdminState::Draining);
+        // Jump close to the word's limit, then acquire up to it.
+        state
+            .hot()
+            .word
+            .fetch_add(IN_FLIGHT_MASK - 2, Ordering::Relaxed);
+        assert!(state.try_acquire(0));
+        assert!(state.try_acquire(0));
+        assert_eq!(state.in_flight(), IN_FLIGHT_MASK);
+        assert!(!state.try_acquire(0), "full: refused, not wrapped");
+        assert!(!state.try_acquire(u32::MAX), "a larger limit is capped too");
+        assert_eq!(state.admin(), AdminState::Draining, "status untouched");
+        state.release();
+        assert_eq!(state.in_flight(), IN_FLIGHT_MASK - 1);
+        assert_eq!(state.admin(), AdminState::Draining);
+    }
+
+    #[test]
+    fn status_changes_keep_the_count() {
+        let state = TargetState::default();
+        for _ in 0..3 {
+            assert!(state.try_acquire(3));
+        }
+        assert!(!state.try_acquire(3), "the target's own limit");
+        state.set_admin(AdminState::Disabled);
+        assert_eq!(state.in_flight(), 3);
+        assert!(!state.is_routable());
+        state.set_admin(AdminState::Enabled);
+        assert!(state.is_routable());
+        assert_eq!(state.in_flight(), 3);
     }
 }
