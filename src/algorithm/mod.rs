@@ -169,6 +169,8 @@ pub struct Context<'a> {
     live: &'a LiveTable,
     /// Target `i`'s counters at index `i`, when the snapshot has them so.
     dense: Option<&'a [Hot]>,
+    /// Otherwise, the one chunk holding every target's counters, and target `i`'s place in it.
+    mapped: Option<(&'a [Hot], &'a [u32])>,
     /// No target is a backup or has a connection limit and none is to be avoided: a target's
     /// counters alone decide whether it is available.
     plain: bool,
@@ -196,6 +198,7 @@ impl<'a> Context<'a> {
             entries,
             live,
             dense: live.dense(),
+            mapped: live.mapped(),
             plain: !has_backups && !backup && !has_limits && avoid.is_none(),
             blocking: crate::target::BLOCKING,
             backup,
@@ -212,6 +215,8 @@ impl<'a> Context<'a> {
     fn hot(&self, index: usize) -> &'a Hot {
         if let Some(dense) = self.dense {
             &dense[index]
+        } else if let Some((chunk, map)) = self.mapped {
+            &chunk[map[index] as usize]
         } else {
             let e = &self.entries[index];
             self.live.at(e.chunk, e.slot)

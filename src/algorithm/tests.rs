@@ -136,19 +136,32 @@ proptest! {
 proptest! {
     #![proptest_config(config(64))]
 
-    /// P2C reads counters straight from the dense table when a group was built in one go; it
-    /// must pick exactly what the general path (counters found through each entry) picks.
+    /// P2C reads counters straight from the dense table when a group was built in one go,
+    /// through a map when they share a chunk out of order, else through each entry: all three
+    /// must pick exactly the same targets.
     #[test]
-    fn p2c_dense_counters_pick_as_the_general_path(
+    fn p2c_picks_the_same_wherever_the_counters_sit(
         cases in prop::collection::vec((0u32..4, any::<bool>()), 1..=24),
         bias in prop_oneof![Just(0.0), Just(1.0), Just(2.0)],
         seed in any::<u64>(),
     ) {
-        let pool = Arc::new(SlotPool::with_capacity(cases.len()));
-        let make = |dense: bool| {
-            let es: Vec<Entry> = (0..cases.len())
-                .map(|i| {
-                    let state = if dense { TargetState::in_pool(&pool) } else { TargetState::default() };
+        #[derive(Clone, Copy, PartialEq)]
+        enum Layout { Dense, Mapped, Scattered }
+        let make = |layout: Layout| {
+            let pool = Arc::new(SlotPool::with_capacity(cases.len()));
+            let mut states: Vec<TargetState> = (0..cases.len())
+                .map(|_| match layout {
+                    Layout::Scattered => TargetState::default(),
+                    _ => TargetState::in_pool(&pool),
+                })
+                .collect();
+            if layout == Layout::Mapped {
+                states.reverse();
+            }
+            let es: Vec<Entry> = states
+                .into_iter()
+                .enumerate()
+                .map(|(i, state)| {
                     Entry::new(Arc::new(Target::new(format!("t{i:03}"), "127.0.0.1:1").unwrap()), Arc::new(state))
                 })
                 .collect();
@@ -162,12 +175,15 @@ proptest! {
             }
             Snapshot::build(1, es, &P2cInFlight::new().bias(bias).seed(seed))
         };
-        let (dense, scattered) = (make(true), make(false));
+        let (dense, mapped, scattered) = (make(Layout::Dense), make(Layout::Mapped), make(Layout::Scattered));
         prop_assert!(dense.live.dense().is_some());
-        // A lone target in a chunk of its own is trivially in order.
-        prop_assert_eq!(scattered.live.dense().is_none(), cases.len() > 1);
+        // A lone target is trivially in order.
+        let many = cases.len() > 1;
+        prop_assert_eq!(mapped.live.mapped().is_some(), many);
+        prop_assert_eq!(scattered.live.dense().is_none() && scattered.live.mapped().is_none(), many);
         for _ in 0..4 * cases.len() {
             let pick = dense.pick(None, None);
+            prop_assert_eq!(pick, mapped.pick(None, None));
             prop_assert_eq!(pick, scattered.pick(None, None));
             if let Some(i) = pick {
                 prop_assert!(!cases[i].1, "picked a disabled target");

@@ -153,6 +153,10 @@ pub(crate) struct LiveTable {
     /// Every target `i` of the snapshot sits at index `i` of this one chunk (a group built in
     /// one go): its counters are found without reading its entry.
     dense: Option<Chunk>,
+    /// Otherwise, when every target's counters sit in one chunk (a group that changed after
+    /// it was built, up to a chunk's worth of targets): that chunk and each target's index in
+    /// it, so a pick still reads 4 bytes per target rather than the target's entry.
+    mapped: Option<(Chunk, Box<[u32]>)>,
 }
 
 impl LiveTable {
@@ -174,11 +178,19 @@ impl LiveTable {
             dense &= c == 0 && slot.index as usize == i;
             places.push((c, slot.index));
         }
-        let dense = if dense { chunks.first().cloned() } else { None };
+        let (dense, mapped) = match chunks.first() {
+            Some(first) if dense => (Some(first.clone()), None),
+            Some(first) if chunks.len() == 1 => {
+                let map = places.iter().map(|&(_, index)| index).collect();
+                (None, Some((first.clone(), map)))
+            }
+            _ => (None, None),
+        };
         (
             LiveTable {
                 chunks: chunks.into_boxed_slice(),
                 dense,
+                mapped,
             },
             places,
         )
@@ -188,6 +200,13 @@ impl LiveTable {
     #[inline]
     pub(crate) fn dense(&self) -> Option<&[Hot]> {
         self.dense.as_deref()
+    }
+
+    /// The one chunk holding every target, and target `i`'s index in it, if there is one
+    /// (and the table is not [`dense`](Self::dense)).
+    #[inline]
+    pub(crate) fn mapped(&self) -> Option<(&[Hot], &[u32])> {
+        self.mapped.as_ref().map(|(c, m)| (&c[..], &m[..]))
     }
 
     #[inline]
@@ -224,11 +243,19 @@ mod tests {
             "a freed slot is reused"
         );
         assert_eq!(again.hot().load(Ordering::Relaxed), 0, "and zeroed");
-        // Out of order now: not dense any more.
+        // Out of order now: not dense any more, but all in one chunk.
         slots.insert(0, again);
+        slots[0].hot().word.store(9, Ordering::Relaxed);
         let (table, places) = LiveTable::build(slots[..10].iter());
         assert!(table.dense().is_none());
         assert_eq!(places[0], (0, 5));
+        let (chunk, map) = table.mapped().unwrap();
+        assert_eq!(map[..3], [5, 0, 1]);
+        assert_eq!(chunk[map[0] as usize].load(Ordering::Relaxed), 9);
+        assert!(
+            LiveTable::build(slots.iter()).0.mapped().is_none(),
+            "two chunks"
+        );
 
         let big = Arc::new(SlotPool::with_capacity(3 * CHUNK));
         let slots: Vec<Slot> = (0..3 * CHUNK).map(|_| big.alloc()).collect();
