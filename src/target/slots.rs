@@ -166,15 +166,20 @@ impl LiveTable {
         let mut chunks: Vec<Chunk> = Vec::new();
         // Chunk address → its number here (states built outside a group each have their own).
         let mut numbers: HashMap<usize, u32> = HashMap::new();
-        let mut places = Vec::new();
+        let mut places = Vec::with_capacity(slots.size_hint().0);
         let mut dense = true;
+        let mut last: Option<(usize, u32)> = None;
         for (i, slot) in slots.enumerate() {
-            let c = *numbers
-                .entry(Arc::as_ptr(&slot.chunk).cast::<Hot>() as usize)
-                .or_insert_with(|| {
+            let addr = Arc::as_ptr(&slot.chunk).cast::<Hot>() as usize;
+            // Neighbours usually share a chunk: skip the map then.
+            let c = match last {
+                Some((a, c)) if a == addr => c,
+                _ => *numbers.entry(addr).or_insert_with(|| {
                     chunks.push(slot.chunk.clone());
                     (chunks.len() - 1) as u32
-                });
+                }),
+            };
+            last = Some((addr, c));
             dense &= c == 0 && slot.index as usize == i;
             places.push((c, slot.index));
         }
