@@ -54,7 +54,8 @@ async fn main() -> Result<(), tower_lb::BoxError> {
         .build()?;
     let balance = Balance::new(group.clone(), |_t: &Target| {
         service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
-    });
+    })
+    .served_by(true); // tag every response with the target that served it
 
     let served = |rsp: Response<_>| rsp.extensions().get::<ServedBy>().unwrap().target().clone();
     let first = served(balance.clone().oneshot(Request::new(())).await?);

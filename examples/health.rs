@@ -89,7 +89,8 @@ async fn main() -> Result<(), tower_lb::BoxError> {
         }
     });
 
-    let balance = Balance::with_maker(group.clone(), HttpClient::<String>::new());
+    // Tag every response with the target that served it.
+    let balance = Balance::with_maker(group.clone(), HttpClient::<String>::new()).served_by(true);
     let mut served = std::collections::BTreeMap::<String, u32>::new();
     let mut failed = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(10));

@@ -55,7 +55,9 @@ async fn main() -> Result<(), tower_lb::BoxError> {
         .algorithm(SmoothWeightedRoundRobin::new())
         .targets(targets)
         .build()?;
-    let balance = Balance::with_maker(group.clone(), HttpClient::<Empty<Bytes>>::new());
+    // `served_by(true)`: tag every response with the target that served it.
+    let balance =
+        Balance::with_maker(group.clone(), HttpClient::<Empty<Bytes>>::new()).served_by(true);
 
     let mut served: BTreeMap<String, usize> = BTreeMap::new();
     let mut responses = 0;

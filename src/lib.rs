@@ -25,7 +25,8 @@
 //!     .build()?;
 //! let balance = Balance::new(group, |_t: &Target| {
 //!     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
-//! });
+//! })
+//! .served_by(true); // tag every response with the target that served it
 //!
 //! let mut big = 0;
 //! for _ in 0..4 {

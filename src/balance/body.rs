@@ -31,47 +31,107 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::algorithm::LatencyTracker;
+use super::ServedBy;
 use crate::body::{BodyGuard, GuardedBody};
-use crate::classify::{FailureKind, Outcome};
-use crate::target::TargetState;
+use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
+use crate::target::{Entry, Snapshot};
+
+/// What the requests picked from one snapshot share: the snapshot, the group's name and its
+/// classifier. One `Arc` of it per request stands for the picked target's state, the latency
+/// tracker, the classifier and the [`ServedBy`] tag alike, so an attempt costs one reference
+/// count, not one per piece.
+pub(crate) struct Table {
+    pub(crate) snapshot: Arc<Snapshot>,
+    group: Arc<str>,
+    classifier: Option<Arc<dyn Classify>>,
+}
+
+impl Table {
+    pub(crate) fn new(
+        snapshot: Arc<Snapshot>,
+        group: Arc<str>,
+        classifier: Option<Arc<dyn Classify>>,
+    ) -> Self {
+        Table {
+            snapshot,
+            group,
+            classifier,
+        }
+    }
+}
 
 /// Counts one request in flight to a target for as long as it lives.
 ///
-/// The second field times the attempt (latency-aware selectors); the third holds its outcome,
-/// which reaches the target once, when the guard drops.
-pub(crate) struct InFlight(Arc<TargetState>, Option<Timing>, Option<Outcome>);
-
-/// When the attempt started, for groups whose selector tracks latency.
-struct Timing {
-    started: u64,
-    tracker: LatencyTracker,
+/// Holds the table the target was picked from and its index there; times the attempt
+/// (latency-aware selectors) and holds its outcome, which reaches the target once, when the
+/// guard drops.
+pub(crate) struct InFlight {
+    table: Arc<Table>,
+    index: usize,
+    /// When the attempt started, for groups whose selector tracks latency.
+    started: Option<u64>,
+    outcome: Option<Outcome>,
 }
 
 impl InFlight {
-    /// Wraps a state whose in-flight count was already incremented.
-    pub(crate) fn acquired(state: Arc<TargetState>) -> Self {
-        InFlight(state, None, None)
+    /// Wraps entry `index` of `table`, whose in-flight count was already incremented.
+    #[inline]
+    pub(crate) fn acquired(table: Arc<Table>, index: usize) -> Self {
+        InFlight {
+            table,
+            index,
+            started: None,
+            outcome: None,
+        }
     }
 
     /// Starts timing the attempt if the group's selector tracks latency (reads the clock only
     /// then).
     #[inline]
-    pub(crate) fn timed(mut self, tracker: Option<&LatencyTracker>) -> Self {
-        if let Some(t) = tracker {
-            self.1 = Some(Timing {
-                started: t.start(),
-                tracker: t.clone(),
-            });
+    pub(crate) fn timed(mut self) -> Self {
+        if let Some(t) = self.table.snapshot.latency() {
+            self.started = Some(t.start());
         }
         self
+    }
+
+    #[inline]
+    fn entry(&self) -> Option<&Entry> {
+        self.table.snapshot.entries.get(self.index)
+    }
+
+    /// The group and target of this attempt, as a tag.
+    pub(crate) fn served_by(&self) -> Option<ServedBy> {
+        let e = self.entry()?;
+        Some(ServedBy::new(
+            self.table.group.clone(),
+            e.target.id().clone(),
+        ))
+    }
+
+    /// The group's classification of a response status.
+    #[inline]
+    pub(crate) fn classify_status(&self, status: http::StatusCode) -> Outcome {
+        match self.table.classifier.as_deref() {
+            Some(c) => c.classify_status(status),
+            None => DefaultClassifier::new().classify_status(status),
+        }
+    }
+
+    /// The group's classification of an error.
+    pub(crate) fn classify_error(&self, e: &(dyn std::error::Error + 'static)) -> Outcome {
+        match self.table.classifier.as_deref() {
+            Some(c) => c.classify_error(e),
+            None => DefaultClassifier::new().classify_error(e),
+        }
     }
 
     /// Records the attempt's outcome; it reaches the target once, when the attempt ends (the
     /// guard drops), so a body that breaks off after a good head counts as one failure rather
     /// than a success and a failure.
+    #[inline]
     pub(crate) fn observe(&mut self, outcome: Outcome) {
-        self.2 = Some(outcome);
+        self.outcome = Some(outcome);
     }
 
     /// Feeds the attempt's latency to the tracker, if timed. `failed`: an error, a `5xx` or a
@@ -83,30 +143,45 @@ impl InFlight {
         errored: bool,
         retry_after: Option<std::time::Duration>,
     ) {
-        if let Some(t) = self.1.take() {
-            t.tracker
-                .observe(&self.0, t.started, failed, errored, retry_after);
+        if let Some(started) = self.started.take() {
+            self.feed_latency(started, failed, errored, retry_after);
+        }
+    }
+
+    fn feed_latency(
+        &self,
+        started: u64,
+        failed: bool,
+        errored: bool,
+        retry_after: Option<std::time::Duration>,
+    ) {
+        if let (Some(t), Some(e)) = (self.table.snapshot.latency(), self.entry()) {
+            t.observe(&e.state, started, failed, errored, retry_after);
         }
     }
 
     /// Whether the attempt is being timed.
     #[inline]
     pub(crate) fn is_timed(&self) -> bool {
-        self.1.is_some()
+        self.started.is_some()
     }
 }
 
 impl Drop for InFlight {
+    #[inline]
     fn drop(&mut self) {
         // Dropped while still timed: cancelled (e.g. by a timeout) before any answer. It took
         // at least this long, which a latency estimate must not miss.
-        if let Some(t) = self.1.take() {
-            t.tracker.observe(&self.0, t.started, true, false, None);
+        if let Some(started) = self.started.take() {
+            self.feed_latency(started, true, false, None);
         }
-        if let Some(outcome) = self.2.take() {
-            self.0.observe(outcome);
+        let outcome = self.outcome.take();
+        if let Some(e) = self.entry() {
+            if let Some(outcome) = outcome {
+                e.state.observe(outcome);
+            }
+            e.state.release();
         }
-        self.0.release();
     }
 }
 
@@ -136,6 +211,7 @@ pin_project! {
 }
 
 impl<B> TrackedBody<B> {
+    #[inline]
     pub(crate) fn new(inner: B, guard: Option<InFlight>) -> Self {
         TrackedBody {
             inner: GuardedBody::new(inner, guard),

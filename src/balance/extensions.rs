@@ -4,8 +4,11 @@ use crate::target::TargetId;
 
 /// Response extension: the group and target that served the request.
 ///
-/// Set by [`Balance`](super::Balance) on every response; read it for access logs, metrics,
-/// sticky sessions or retries.
+/// Set by [`Balance`](super::Balance) on responses classified as failures and on responses to
+/// requests that carry [`WantServedBy`] (as retries do), or on every response with
+/// [`Balance::served_by(true)`](super::Balance::served_by); read it for access logs, metrics,
+/// sticky sessions or retries. An error names its target through
+/// [`AttemptFailed`](super::error::AttemptFailed).
 ///
 /// # Examples
 ///
@@ -39,6 +42,36 @@ impl ServedBy {
         &self.target
     }
 }
+
+/// Request extension: asks [`Balance`](super::Balance) to tag this request's response with
+/// [`ServedBy`], whatever its outcome.
+///
+/// The [`RetryLayer`](crate::retry::RetryLayer) adds it to every request, so that a retry can
+/// avoid the target that answered. A layer that reads `ServedBy` on every response can use
+/// [`Balance::served_by(true)`](super::Balance::served_by) instead.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceExt};
+/// use tower_lb::balance::{Balance, ServedBy, WantServedBy};
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let group = TargetGroup::builder("g").target(Target::new("a", "127.0.0.1:1")?).build()?;
+/// let balance = Balance::new(group, |_t: &Target| {
+///     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
+/// });
+/// let mut req = Request::new(());
+/// req.extensions_mut().insert(WantServedBy);
+/// let rsp = balance.oneshot(req).await?;
+/// assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().target().as_str(), "a");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WantServedBy;
 
 /// Request extension: targets this request should not go to when any other target is available
 /// (a retry sets it so the next attempt goes elsewhere).

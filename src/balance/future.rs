@@ -26,7 +26,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 
 use http::{Request, Response};
@@ -34,10 +33,19 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::ServedBy;
 use super::body::{InFlight, TrackedBody};
-use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
+
+/// Which outcomes of an attempt name their target (see [`Balance::served_by`](super::Balance::served_by)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tagging {
+    /// Every response carries `ServedBy`; errors are wrapped in `AttemptFailed`.
+    Every,
+    /// Responses classified as failures carry `ServedBy`; errors are wrapped in `AttemptFailed`.
+    Failures,
+    /// Nothing is tagged.
+    Never,
+}
 
 pin_project! {
     /// Drives the picked target's service (ready, then call) and tags the response with the
@@ -49,8 +57,7 @@ pin_project! {
         #[pin]
         state: State<S, Req>,
         guard: Option<InFlight>,
-        served_by: Option<ServedBy>,
-        classifier: Option<Arc<dyn Classify>>,
+        tagging: Tagging,
     }
 }
 
@@ -73,13 +80,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     /// with a no-op waker is harmless: a pending service is polled again, with the caller's
     /// waker, before anything waits on it.
     #[inline]
-    pub(crate) fn start(
-        mut svc: S,
-        req: Req,
-        guard: InFlight,
-        served_by: Option<ServedBy>,
-        classifier: Option<Arc<dyn Classify>>,
-    ) -> Self
+    pub(crate) fn start(mut svc: S, req: Req, guard: InFlight, tagging: Tagging) -> Self
     where
         S::Error: Into<BoxError>,
     {
@@ -91,21 +92,14 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
                 req: Some(req),
             },
             Poll::Ready(Err(e)) => {
-                let mut slot = Some(guard);
-                let error = fail(&mut slot, classifier.as_deref(), served_by, e.into());
-                return ResponseFuture {
-                    state: State::Failed { error: Some(error) },
-                    guard: None,
-                    served_by: None,
-                    classifier: None,
-                };
+                let error = fail(&mut Some(guard), tagging, e.into());
+                return ResponseFuture::failed(error);
             }
         };
         ResponseFuture {
             state,
             guard: Some(guard),
-            served_by,
-            classifier,
+            tagging,
         }
     }
 
@@ -113,8 +107,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         ResponseFuture {
             state: State::Failed { error: Some(error) },
             guard: None,
-            served_by: None,
-            classifier: None,
+            tagging: Tagging::Never,
         }
     }
 }
@@ -122,7 +115,10 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
 impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("served_by", &self.served_by)
+            .field(
+                "served_by",
+                &self.guard.as_ref().and_then(InFlight::served_by),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -147,12 +143,7 @@ where
                 }
                 StateProj::NotReady { svc, req } => {
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
-                        return Poll::Ready(Err(fail(
-                            this.guard,
-                            this.classifier.as_deref(),
-                            this.served_by.take(),
-                            e.into(),
-                        )));
+                        return Poll::Ready(Err(fail(this.guard, *this.tagging, e.into())));
                     }
                     let Some(req) = req.take() else {
                         return Poll::Ready(Err("response future polled after completion".into()));
@@ -164,31 +155,8 @@ where
                     let res = ready!(fut.poll(cx));
                     this.state.set(State::Failed { error: None });
                     return Poll::Ready(match res {
-                        Ok(rsp) => {
-                            if let Some(g) = this.guard.as_mut() {
-                                let outcome = match this.classifier.as_deref() {
-                                    Some(c) => c.classify_status(rsp.status()),
-                                    None => DefaultClassifier::new().classify_status(rsp.status()),
-                                };
-                                g.observe(outcome);
-                            }
-                            if let Some(g) = this.guard.as_mut().filter(|g| g.is_timed()) {
-                                observe_response_latency(g, &rsp);
-                            }
-                            let (mut parts, body) = rsp.into_parts();
-                            if let Some(served) = this.served_by.take() {
-                                parts.extensions.insert(served);
-                            }
-                            // An empty body has nothing left to wait for.
-                            let guard = this.guard.take().filter(|_| !body.is_end_stream());
-                            Ok(Response::from_parts(parts, TrackedBody::new(body, guard)))
-                        }
-                        Err(e) => Err(fail(
-                            this.guard,
-                            this.classifier.as_deref(),
-                            this.served_by.take(),
-                            e.into(),
-                        )),
+                        Ok(rsp) => Ok(respond(this.guard.take(), *this.tagging, rsp)),
+                        Err(e) => Err(fail(this.guard, *this.tagging, e.into())),
                     });
                 }
             }
@@ -196,22 +164,52 @@ where
     }
 }
 
-fn fail(
-    guard: &mut Option<InFlight>,
-    classifier: Option<&dyn Classify>,
-    served_by: Option<ServedBy>,
-    e: BoxError,
-) -> BoxError {
-    if let Some(mut g) = guard.take() {
-        g.observe_latency(true, true, None);
-        let outcome = match classifier {
-            Some(c) => c.classify_error(&*e),
-            None => DefaultClassifier::new().classify_error(&*e),
-        };
-        g.observe(outcome);
+/// Classifies a response, feeds the target's health and latency, tags the response if asked
+/// and wraps its body so the request stays in flight until the body ends.
+#[inline]
+fn respond<RB: Body>(
+    guard: Option<InFlight>,
+    tagging: Tagging,
+    mut rsp: Response<RB>,
+) -> Response<TrackedBody<RB>> {
+    let Some(mut g) = guard else {
+        return rsp.map(|body| TrackedBody::new(body, None));
+    };
+    let outcome = g.classify_status(rsp.status());
+    if g.is_timed() {
+        observe_response_latency(&mut g, &rsp);
     }
+    let tag = match tagging {
+        Tagging::Every => true,
+        Tagging::Failures => outcome.is_failure(),
+        Tagging::Never => false,
+    };
+    g.observe(outcome);
+    if tag {
+        tag_response(&g, &mut rsp);
+    }
+    // An empty body has nothing left to wait for.
+    let guard = (!rsp.body().is_end_stream()).then_some(g);
+    rsp.map(|body| TrackedBody::new(body, guard))
+}
+
+#[inline(never)]
+fn tag_response<RB>(g: &InFlight, rsp: &mut Response<RB>) {
+    if let Some(served) = g.served_by() {
+        rsp.extensions_mut().insert(served);
+    }
+}
+
+#[cold]
+fn fail(guard: &mut Option<InFlight>, tagging: Tagging, e: BoxError) -> BoxError {
+    let Some(mut g) = guard.take() else {
+        return e;
+    };
+    g.observe_latency(true, true, None);
+    let outcome = g.classify_error(&*e);
+    g.observe(outcome);
     // Name the target, so a retry can avoid it.
-    match served_by {
+    match g.served_by().filter(|_| tagging != Tagging::Never) {
         Some(s) => Box::new(super::error::AttemptFailed::new(s, e)),
         None => e,
     }

@@ -2,10 +2,13 @@
 //!
 //! `Balance` turns a [`TargetGroup`](crate::target::TargetGroup) into one tower `Service` over
 //! `http::Request`: every request is sent to the target the group's algorithm picks, counted
-//! as in flight until its response body ends, and tagged with [`ServedBy`].
+//! as in flight until its response body ends, and tagged with [`ServedBy`] where a reader needs
+//! it (failures, requests marked [`WantServedBy`], or every response with
+//! [`Balance::served_by(true)`](Balance::served_by)).
 //!
-//! Layers cooperate through typed extensions: [`ServedBy`] on responses, [`AvoidTargets`] on
-//! requests (a retry's "send this somewhere else").
+//! Layers cooperate through typed extensions: [`ServedBy`] on responses, [`WantServedBy`] and
+//! [`AvoidTargets`] on requests (a retry's "tell me who answered" and "send this somewhere
+//! else").
 //!
 //! # Examples
 //!
@@ -23,7 +26,8 @@
 //!     .build()?;
 //! let balance = Balance::new(group, |_t: &Target| {
 //!     service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
-//! });
+//! })
+//! .served_by(true);
 //!
 //! // Ask for any target but `a`.
 //! let mut req = Request::new(());
@@ -40,6 +44,6 @@ pub mod future;
 mod layer;
 mod service;
 
-pub use self::extensions::{AvoidTargets, ServedBy};
+pub use self::extensions::{AvoidTargets, ServedBy, WantServedBy};
 pub use self::layer::BalanceLayer;
 pub use self::service::{Balance, MakeTarget};

@@ -8,10 +8,10 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{InFlight, TrackedBody};
+use super::body::{InFlight, Table, TrackedBody};
 use super::error::NoAvailableTarget;
-use super::future::ResponseFuture;
-use super::{AvoidTargets, BalanceLayer, ServedBy};
+use super::future::{ResponseFuture, Tagging};
+use super::{AvoidTargets, BalanceLayer, WantServedBy};
 use crate::error::BoxError;
 use crate::key::Key;
 use crate::target::{Snapshot, Target, TargetGroup, TargetId};
@@ -42,8 +42,8 @@ where
 /// Each request is matched to a target in [`call`](Service::call) (so request-aware algorithms
 /// can see it): the group's algorithm picks among the targets that are available now, the
 /// picked target's service is driven ready-then-call inside the returned future, and the
-/// response comes back tagged with [`ServedBy`] and with a body that keeps the request counted
-/// as in flight until it ends.
+/// response comes back with a body that keeps the request counted as in flight until it ends,
+/// and tagged with [`ServedBy`] where a reader needs it (see [`served_by`](Balance::served_by)).
 ///
 /// `Balance` is always ready, `Clone + Send + Sync`, and shares its state behind an `Arc`, so it
 /// needs no `Buffer`. With no available target it fails at once with
@@ -72,7 +72,8 @@ where
 ///         let id = id.clone();
 ///         async move { Ok::<_, Infallible>(Response::new(id)) }
 ///     })
-/// });
+/// })
+/// .served_by(true); // tag every response, not only failures
 ///
 /// let rsp = balance.oneshot(Request::new(String::new())).await?;
 /// assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().target().as_str(), "a");
@@ -80,7 +81,8 @@ where
 /// ```
 pub struct Balance<S> {
     shared: Arc<Shared<S>>,
-    served_by: bool,
+    /// `None`: tag on demand (see [`Balance::served_by`]).
+    served_by: Option<bool>,
 }
 
 struct Shared<S> {
@@ -94,8 +96,22 @@ struct Shared<S> {
 /// One snapshot of the group and the per-target services made for it, indexed alike. Held in
 /// one `ArcSwap`, so a request loads both with a single load.
 struct Services<S> {
-    snapshot: Arc<Snapshot>,
+    table: Arc<Table>,
     list: Box<[S]>,
+}
+
+impl<S> Services<S> {
+    fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.table.snapshot
+    }
+}
+
+fn table(group: &TargetGroup, snapshot: Arc<Snapshot>) -> Arc<Table> {
+    Arc::new(Table::new(
+        snapshot,
+        group.name_arc().clone(),
+        group.classifier().cloned(),
+    ))
 }
 
 impl<S> Clone for Balance<S> {
@@ -133,7 +149,7 @@ impl<S: Clone + 'static> Balance<S> {
                 .iter()
                 .map(|e| maker.make_target(&e.target))
                 .collect(),
-            snapshot,
+            table: table(&group, snapshot),
         };
         Balance {
             shared: Arc::new(Shared {
@@ -143,7 +159,7 @@ impl<S: Clone + 'static> Balance<S> {
                 sync: Mutex::new(()),
                 key: None,
             }),
-            served_by: true,
+            served_by: None,
         }
     }
 
@@ -184,13 +200,59 @@ impl<S: Clone + 'static> Balance<S> {
         }
     }
 
-    /// Whether responses get the [`ServedBy`] extension (default: yes).
+    /// Tags every response with [`ServedBy`] (`true`), or nothing at all (`false`).
     ///
-    /// Inserting any `http` extension costs three small allocations (the extension map is boxed
-    /// on first use); a stack with no layer that reads `ServedBy` (no retries, no sticky sessions,
-    /// no access log by target) can turn it off to dispatch without allocating.
+    /// By default (this method not called) the target is named where a reader is known to need
+    /// it, because inserting any `http` extension costs three small allocations (the response's
+    /// extension map is boxed on first use):
+    ///
+    /// - a response to a request that carries [`WantServedBy`] (the
+    ///   [`RetryLayer`](crate::retry::RetryLayer) adds it, to avoid the target on a retry) and a
+    ///   response the group's classifier counts as a failure get [`ServedBy`];
+    /// - an error from a target's service is wrapped in
+    ///   [`AttemptFailed`](super::error::AttemptFailed), which names the target;
+    /// - any other response goes untagged, and a dispatch allocates nothing.
+    ///
+    /// `true` tags every response (for access logs, metrics or sticky sessions that read it
+    /// on every request; a single request can ask with [`WantServedBy`] instead). `false` tags
+    /// nothing, not even failures and errors, so a retry can no longer avoid the target that
+    /// failed.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response, StatusCode};
+    /// use tower::{service_fn, ServiceExt};
+    /// use tower_lb::balance::{Balance, ServedBy, WantServedBy};
+    /// use tower_lb::target::{Target, TargetGroup};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let group = TargetGroup::builder("g").target(Target::new("a", "127.0.0.1:1")?).build()?;
+    /// let backend = |_t: &Target| {
+    ///     service_fn(|req: Request<()>| async move {
+    ///         let mut rsp = Response::new(String::new());
+    ///         if req.uri().path() == "/fail" {
+    ///             *rsp.status_mut() = StatusCode::BAD_GATEWAY;
+    ///         }
+    ///         Ok::<_, Infallible>(rsp)
+    ///     })
+    /// };
+    /// let served = |rsp: &Response<_>| rsp.extensions().get::<ServedBy>().is_some();
+    ///
+    /// // Default: failures and marked requests are tagged, plain successes are not.
+    /// let balance = Balance::new(group.clone(), backend);
+    /// assert!(!served(&balance.clone().oneshot(Request::new(())).await?));
+    /// assert!(served(&balance.clone().oneshot(Request::get("/fail").body(())?).await?));
+    /// let mut req = Request::new(());
+    /// req.extensions_mut().insert(WantServedBy);
+    /// assert!(served(&balance.oneshot(req).await?));
+    ///
+    /// // Every response.
+    /// let always = Balance::new(group, backend).served_by(true);
+    /// assert!(served(&always.oneshot(Request::new(())).await?));
+    /// # Ok(()) }
+    /// ```
     pub fn served_by(mut self, record: bool) -> Self {
-        self.served_by = record;
+        self.served_by = Some(record);
         self
     }
 
@@ -210,11 +272,11 @@ impl<S: Clone + 'static> Balance<S> {
         let _lock = self.shared.sync.lock().unwrap_or_else(|e| e.into_inner());
         let snap = self.shared.group.snapshot_full();
         let old = self.shared.services.load_full();
-        if old.snapshot.version == snap.version {
+        if old.snapshot().version == snap.version {
             return old;
         }
         let by_id: HashMap<&TargetId, (&Arc<Target>, &S)> = old
-            .snapshot
+            .snapshot()
             .entries
             .iter()
             .zip(old.list.iter())
@@ -230,7 +292,7 @@ impl<S: Clone + 'static> Balance<S> {
             })
             .collect();
         let new = Arc::new(Services {
-            snapshot: snap,
+            table: table(&self.shared.group, snap),
             list,
         });
         self.shared.services.store(new.clone());
@@ -243,7 +305,7 @@ impl<S: Clone + 'static> Balance<S> {
         S: Service<Request<B>>,
         S::Error: Into<BoxError>,
     {
-        let snap = &*services.snapshot;
+        let snap = &**services.snapshot();
         let avoid = req.extensions().get::<AvoidTargets>();
         let key = self.shared.key.as_ref().and_then(|k| k.hash(&req));
         let mut chosen = None;
@@ -265,12 +327,14 @@ impl<S: Clone + 'static> Balance<S> {
         };
         let e = &snap.entries[i];
         tracing::trace!(group = %self.shared.group.name(), target = %e.target.id(), "picked");
-        let guard = InFlight::acquired(e.state.clone()).timed(snap.latency());
-        let served_by = self
-            .served_by
-            .then(|| ServedBy::new(self.shared.group.name_arc().clone(), e.target.id().clone()));
-        let classifier = self.shared.group.classifier().cloned();
-        ResponseFuture::start(services.list[i].clone(), req, guard, served_by, classifier)
+        let tagging = match self.served_by {
+            Some(true) => Tagging::Every,
+            Some(false) => Tagging::Never,
+            None if req.extensions().get::<WantServedBy>().is_some() => Tagging::Every,
+            None => Tagging::Failures,
+        };
+        let guard = InFlight::acquired(services.table.clone(), i).timed();
+        ResponseFuture::start(services.list[i].clone(), req, guard, tagging)
     }
 }
 
@@ -291,7 +355,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let services = self.shared.services.load();
-        if services.snapshot.version == self.shared.group.published_version() {
+        if services.snapshot().version == self.shared.group.published_version() {
             self.dispatch(&services, req)
         } else {
             drop(services);

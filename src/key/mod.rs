@@ -29,6 +29,7 @@
 //! let balance = Balance::new(group, |_t: &Target| {
 //!     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
 //! })
+//! .served_by(true)
 //! .key(Key::header("x-user-id")?);
 //!
 //! let served = |rsp: Response<_>| rsp.extensions().get::<ServedBy>().unwrap().target().clone();

@@ -7,6 +7,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::{ReplayBody, RetryLayer, RetryPolicy, RetryStats};
+use crate::balance::WantServedBy;
 use crate::error::BoxError;
 
 /// Retries failed attempts per a [`RetryPolicy`]; built by [`RetryLayer`].
@@ -100,7 +101,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.policy.body_limit();
-        let req = req.map(|b| ReplayBody::new(b, limit));
+        let mut req = req.map(|b| ReplayBody::new(b, limit));
+        // A retry avoids the target that answered: ask the balancer to name it.
+        req.extensions_mut().insert(WantServedBy);
         ResponseFuture::new(self.inner.call(req))
     }
 }

@@ -297,6 +297,7 @@ fn stub_balance(
             Ok::<_, Infallible>(rsp)
         })
     })
+    .served_by(true)
 }
 
 #[tokio::test(start_paused = true)]

@@ -43,7 +43,7 @@ fn allocs() -> u64 {
     ALLOCS.with(Cell::get)
 }
 
-fn check(algorithm: impl Algorithm, served_by: bool, expected: f64) {
+fn check(algorithm: impl Algorithm, served_by: Option<bool>, expected: f64) {
     let name = format!("{algorithm:?}");
     let group = TargetGroup::builder("g")
         .algorithm(algorithm)
@@ -55,10 +55,13 @@ fn check(algorithm: impl Algorithm, served_by: bool, expected: f64) {
         }))
         .build()
         .unwrap();
-    let mut balance = Balance::new(group, |_t: &Target| {
+    let balance = Balance::new(group, |_t: &Target| {
         service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
-    })
-    .served_by(served_by);
+    });
+    let mut balance = match served_by {
+        Some(record) => balance.served_by(record),
+        None => balance,
+    };
     // Warm up: the first call may build the per-target service table.
     for _ in 0..10 {
         drop(balance.call(Request::new(())).now_or_never());
@@ -75,21 +78,34 @@ fn check(algorithm: impl Algorithm, served_by: bool, expected: f64) {
     let per_call = (allocs() - before) as f64 / 1000.0;
     assert_eq!(
         per_call, expected,
-        "{name} (served_by {served_by}): {per_call} allocations per dispatch"
+        "{name} (served_by {served_by:?}): {per_call} allocations per dispatch"
     );
+}
+
+/// By default a successful response is not tagged, so a dispatch allocates nothing.
+#[test]
+fn default_dispatch_does_not_allocate() {
+    check(RoundRobin::new(), None, 0.0);
+    check(P2cInFlight::new().seed(1), None, 0.0);
+    check(P2cPeakEwma::new().seed(1), None, 0.0);
+    check(Maglev::new(), None, 0.0);
 }
 
 #[test]
 fn dispatch_without_served_by_does_not_allocate() {
-    check(RoundRobin::new(), false, 0.0);
-    check(SmoothWeightedRoundRobin::new(), false, 0.0);
-    check(WeightedRandom::new().seed(1), false, 0.0);
-    check(LeastConnections::new().seed(1), false, 0.0);
-    check(P2cInFlight::new().seed(1), false, 0.0);
-    check(P2cPeakEwma::new().seed(1), false, 0.0);
-    check(HashRing::new(), false, 0.0);
-    check(HashRing::new().bounded_load(1.25).unwrap(), false, 0.0);
-    check(Maglev::new(), false, 0.0);
+    check(RoundRobin::new(), Some(false), 0.0);
+    check(SmoothWeightedRoundRobin::new(), Some(false), 0.0);
+    check(WeightedRandom::new().seed(1), Some(false), 0.0);
+    check(LeastConnections::new().seed(1), Some(false), 0.0);
+    check(P2cInFlight::new().seed(1), Some(false), 0.0);
+    check(P2cPeakEwma::new().seed(1), Some(false), 0.0);
+    check(HashRing::new(), Some(false), 0.0);
+    check(
+        HashRing::new().bounded_load(1.25).unwrap(),
+        Some(false),
+        0.0,
+    );
+    check(Maglev::new(), Some(false), 0.0);
 }
 
 /// Pick only, keyed and unkeyed, with some targets unavailable so the fallback paths run too.
@@ -164,8 +180,8 @@ fn request_keys_do_not_allocate() {
 /// allocates the table and boxes the value.
 #[test]
 fn served_by_costs_exactly_the_extension_insert() {
-    check(RoundRobin::new(), true, 3.0);
-    check(LeastConnections::new().seed(1), true, 3.0);
+    check(RoundRobin::new(), Some(true), 3.0);
+    check(LeastConnections::new().seed(1), Some(true), 3.0);
 }
 
 /// The in-flight limit moves its permit into the response body: no allocation per request,

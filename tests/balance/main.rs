@@ -14,9 +14,11 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::algorithm::{LeastConnections, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom};
-use tower_lb::balance::error::NoAvailableTarget;
-use tower_lb::balance::{AvoidTargets, Balance, BalanceLayer, ServedBy};
+use tower_lb::balance::error::{AttemptFailed, NoAvailableTarget};
+use tower_lb::balance::{AvoidTargets, Balance, BalanceLayer, ServedBy, WantServedBy};
+use tower_lb::classify::DefaultClassifier;
 use tower_lb::discover::{self, Change};
+use tower_lb::error::find_cause;
 use tower_lb::error::is_caused_by;
 use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::target::{AdminState, Target, TargetGroup};
@@ -38,7 +40,8 @@ fn mocked(group: TargetGroup, ids: &[&str]) -> (Balance<Mock>, HashMap<String, H
         mocks.insert(id.to_string(), m);
         handles.insert(id.to_string(), h);
     }
-    let balance = Balance::new(group, move |t: &Target| mocks[t.id().as_str()].clone());
+    let balance =
+        Balance::new(group, move |t: &Target| mocks[t.id().as_str()].clone()).served_by(true);
     (balance, handles)
 }
 
@@ -53,6 +56,7 @@ fn echo(
             async move { Ok::<_, Infallible>(Response::new(id)) }
         })
     })
+    .served_by(true)
 }
 
 fn served(rsp: &Response<impl Sized>) -> String {
@@ -412,7 +416,8 @@ async fn real_backends_get_exact_weighted_shares() {
         )
         .build()
         .unwrap();
-    let balance = Balance::with_maker(group.clone(), HttpClient::<Empty<Bytes>>::new());
+    let balance =
+        Balance::with_maker(group.clone(), HttpClient::<Empty<Bytes>>::new()).served_by(true);
     let mut counts: HashMap<String, usize> = HashMap::new();
     for _ in 0..90 {
         let rsp = balance
@@ -648,4 +653,106 @@ async fn weighted_random_and_least_conn_spread_by_weight() {
             "algo {algo}: heavy got {heavy} of 4000"
         );
     }
+}
+
+/// A balancer over one target `a` that answers with the status in the request path
+/// (`/503`), or fails with an error on `/error`.
+fn by_path(
+    group: TargetGroup,
+) -> Balance<
+    impl Service<Request<()>, Response = Response<String>, Error = tower_lb::BoxError> + Clone,
+> {
+    Balance::new(group, |_t: &Target| {
+        service_fn(|r: Request<()>| async move {
+            let path = r.uri().path().trim_start_matches('/').to_string();
+            if path == "error" {
+                return Err::<Response<String>, tower_lb::BoxError>("backend broke".into());
+            }
+            let mut rsp = Response::new(String::new());
+            *rsp.status_mut() = path.parse().unwrap_or(StatusCode::OK);
+            Ok(rsp)
+        })
+    })
+}
+
+fn get(path: &str) -> Request<()> {
+    Request::get(path).body(()).unwrap()
+}
+
+fn tagged(rsp: &Response<impl Sized>) -> Option<String> {
+    rsp.extensions()
+        .get::<ServedBy>()
+        .map(|s| format!("{}/{}", s.group(), s.target()))
+}
+
+/// Default tagging: failures and marked requests name their target, plain successes do not;
+/// `served_by(true)` tags everything, `served_by(false)` nothing.
+#[tokio::test(start_paused = true)]
+async fn served_by_is_set_where_a_reader_needs_it() {
+    let group = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let auto = by_path(group.clone());
+    assert_eq!(
+        tagged(&auto.clone().oneshot(get("/200")).await.unwrap()),
+        None
+    );
+    assert_eq!(
+        tagged(&auto.clone().oneshot(get("/404")).await.unwrap()),
+        None
+    );
+    assert_eq!(
+        tagged(&auto.clone().oneshot(get("/503")).await.unwrap()).as_deref(),
+        Some("g/a"),
+        "a failure names its target"
+    );
+    let mut marked = get("/200");
+    marked.extensions_mut().insert(WantServedBy);
+    assert_eq!(
+        tagged(&auto.clone().oneshot(marked).await.unwrap()).as_deref(),
+        Some("g/a"),
+        "a marked request gets its target named"
+    );
+    let err = auto.clone().oneshot(get("/error")).await.unwrap_err();
+    let failed = find_cause::<AttemptFailed>(&*err).expect("an error names its target");
+    assert_eq!(failed.served_by().target().as_str(), "a");
+
+    let always = by_path(group.clone()).served_by(true);
+    assert_eq!(
+        tagged(&always.clone().oneshot(get("/200")).await.unwrap()).as_deref(),
+        Some("g/a")
+    );
+
+    let never = by_path(group.clone()).served_by(false);
+    assert_eq!(
+        tagged(&never.clone().oneshot(get("/503")).await.unwrap()),
+        None
+    );
+    let mut marked = get("/503");
+    marked.extensions_mut().insert(WantServedBy);
+    assert_eq!(tagged(&never.clone().oneshot(marked).await.unwrap()), None);
+    let err = never.oneshot(get("/error")).await.unwrap_err();
+    assert!(find_cause::<AttemptFailed>(&*err).is_none());
+    // The in-flight count came back down every time.
+    assert_eq!(group.stats()[0].in_flight(), 0);
+}
+
+/// "A failure" is what the group's classifier says: with `429` counted as a failure, a `429`
+/// is tagged by default.
+#[tokio::test(start_paused = true)]
+async fn served_by_follows_the_groups_classifier() {
+    let plain = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let rsp = by_path(plain).oneshot(get("/429")).await.unwrap();
+    assert_eq!(tagged(&rsp), None);
+    let strict = TargetGroup::builder("g")
+        .target(target("a"))
+        .classifier(DefaultClassifier::new().fail_on_429(true))
+        .build()
+        .unwrap();
+    let rsp = by_path(strict).oneshot(get("/429")).await.unwrap();
+    assert_eq!(tagged(&rsp).as_deref(), Some("g/a"));
 }

@@ -126,7 +126,7 @@ pub(crate) fn targets(ids: &[&str]) -> Vec<Target> {
 
 pub(crate) fn balance(group: &TargetGroup, sw: &Switches) -> Balance<Stub> {
     let sw = sw.clone();
-    Balance::new(group.clone(), move |t: &Target| sw.stub(t))
+    Balance::new(group.clone(), move |t: &Target| sw.stub(t)).served_by(true)
 }
 
 /// Sends one request; returns the serving target and the status, or the error.
