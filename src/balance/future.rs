@@ -85,21 +85,25 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         S::Error: Into<BoxError>,
     {
         let mut cx = Context::from_waker(Waker::noop());
-        let state = match svc.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => State::Called { fut: svc.call(req) },
-            Poll::Pending => State::NotReady {
-                svc,
-                req: Some(req),
+        // Each arm builds the future where it is returned: no copy of the request or of the
+        // inner future on the way out.
+        match svc.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => ResponseFuture {
+                state: State::Called { fut: svc.call(req) },
+                guard: Some(guard),
+                tagging,
+            },
+            Poll::Pending => ResponseFuture {
+                state: State::NotReady {
+                    svc,
+                    req: Some(req),
+                },
+                guard: Some(guard),
+                tagging,
             },
             Poll::Ready(Err(e)) => {
-                let error = fail(&mut Some(guard), tagging, e.into());
-                return ResponseFuture::failed(error);
+                ResponseFuture::failed(fail(&mut Some(guard), tagging, e.into()))
             }
-        };
-        ResponseFuture {
-            state,
-            guard: Some(guard),
-            tagging,
         }
     }
 

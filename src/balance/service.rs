@@ -81,6 +81,10 @@ where
 /// ```
 pub struct Balance<S> {
     shared: Arc<Shared<S>>,
+    /// The service table this clone last dispatched with. While it is current (one version
+    /// load tells), a request reads it without touching the shared `ArcSwap`. Empty until the
+    /// first request, so a clone that never serves (a router's prototype) holds no table.
+    cache: Option<Arc<Services<S>>>,
     /// `None`: tag on demand (see [`Balance::served_by`]).
     served_by: Option<bool>,
 }
@@ -118,6 +122,7 @@ impl<S> Clone for Balance<S> {
     fn clone(&self) -> Self {
         Balance {
             shared: self.shared.clone(),
+            cache: self.cache.clone(),
             served_by: self.served_by,
         }
     }
@@ -159,6 +164,7 @@ impl<S: Clone + 'static> Balance<S> {
                 sync: Mutex::new(()),
                 key: None,
             }),
+            cache: None,
             served_by: None,
         }
     }
@@ -196,6 +202,7 @@ impl<S: Clone + 'static> Balance<S> {
                 sync: Mutex::new(()),
                 key: Some(key),
             }),
+            cache: None,
             served_by: self.served_by,
         }
     }
@@ -264,6 +271,24 @@ impl<S: Clone + 'static> Balance<S> {
     /// The group this balancer picks from.
     pub fn group(&self) -> &TargetGroup {
         &self.shared.group
+    }
+
+    /// Dispatches with the shared service table (brought up to the group's latest snapshot if
+    /// needed) and keeps it for the next request.
+    #[cold]
+    #[inline(never)]
+    fn call_refreshed<B>(&mut self, req: Request<B>) -> ResponseFuture<S, Request<B>>
+    where
+        S: Service<Request<B>>,
+        S::Error: Into<BoxError>,
+    {
+        let mut services = self.shared.services.load_full();
+        if services.snapshot().version != self.shared.group.published_version() {
+            services = self.sync();
+        }
+        let fut = self.dispatch(&services, req);
+        self.cache = Some(services);
+        fut
     }
 
     /// Brings the service table up to the group's latest snapshot, keeping existing services.
@@ -354,13 +379,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let services = self.shared.services.load();
-        if services.snapshot().version == self.shared.group.published_version() {
-            self.dispatch(&services, req)
-        } else {
-            drop(services);
-            let services = self.sync();
-            self.dispatch(&services, req)
+        match &self.cache {
+            Some(s) if s.snapshot().version == self.shared.group.published_version() => {
+                self.dispatch(s, req)
+            }
+            _ => self.call_refreshed(req),
         }
     }
 }
