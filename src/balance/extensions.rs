@@ -4,8 +4,9 @@ use crate::target::TargetId;
 
 /// Response extension: the group and target that served the request.
 ///
-/// Set by [`Balance`](super::Balance) on responses classified as failures and on responses to
-/// requests that carry [`WantServedBy`] (as retries do), or on every response with
+/// Set by [`Balance`](super::Balance) on responses with an error status (`4xx`, `5xx`), on
+/// responses the group's classifier counts as failures and on responses to requests that carry
+/// [`WantServedBy`], or on every response with
 /// [`Balance::served_by(true)`](super::Balance::served_by); read it for access logs, metrics,
 /// sticky sessions or retries. An error names its target through
 /// [`AttemptFailed`](super::error::AttemptFailed).
@@ -46,9 +47,10 @@ impl ServedBy {
 /// Request extension: asks [`Balance`](super::Balance) to tag this request's response with
 /// [`ServedBy`], whatever its outcome.
 ///
-/// The [`RetryLayer`](crate::retry::RetryLayer) adds it to every request, so that a retry can
-/// avoid the target that answered. A layer that reads `ServedBy` on every response can use
-/// [`Balance::served_by(true)`](super::Balance::served_by) instead.
+/// Error statuses are tagged anyway; the [`RetryLayer`](crate::retry::RetryLayer) adds this
+/// marker to its requests only when it is configured to retry a status below `400`, so that a
+/// retry can still avoid the target that answered. A layer that reads `ServedBy` on every
+/// response can use [`Balance::served_by(true)`](super::Balance::served_by) instead.
 ///
 /// # Examples
 ///

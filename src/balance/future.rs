@@ -41,8 +41,9 @@ use crate::error::BoxError;
 pub(crate) enum Tagging {
     /// Every response carries `ServedBy`; errors are wrapped in `AttemptFailed`.
     Every,
-    /// Responses classified as failures carry `ServedBy`; errors are wrapped in `AttemptFailed`.
-    Failures,
+    /// Responses with an error status (`4xx`, `5xx`) or classified as failures carry
+    /// `ServedBy`; errors are wrapped in `AttemptFailed`.
+    Errors,
     /// Nothing is tagged.
     Never,
 }
@@ -185,7 +186,7 @@ fn respond<RB: Body>(
     }
     let tag = match tagging {
         Tagging::Every => true,
-        Tagging::Failures => outcome.is_failure(),
+        Tagging::Errors => outcome.is_failure() || rsp.status().as_u16() >= 400,
         Tagging::Never => false,
     };
     g.observe(outcome);

@@ -3,7 +3,7 @@
 //! `Balance` turns a [`TargetGroup`](crate::target::TargetGroup) into one tower `Service` over
 //! `http::Request`: every request is sent to the target the group's algorithm picks, counted
 //! as in flight until its response body ends, and tagged with [`ServedBy`] where a reader needs
-//! it (failures, requests marked [`WantServedBy`], or every response with
+//! it (error statuses and failures, requests marked [`WantServedBy`], or every response with
 //! [`Balance::served_by(true)`](Balance::served_by)).
 //!
 //! Layers cooperate through typed extensions: [`ServedBy`] on responses, [`WantServedBy`] and

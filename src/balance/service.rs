@@ -213,9 +213,11 @@ impl<S: Clone + 'static> Balance<S> {
     /// it, because inserting any `http` extension costs three small allocations (the response's
     /// extension map is boxed on first use):
     ///
-    /// - a response to a request that carries [`WantServedBy`] (the
-    ///   [`RetryLayer`](crate::retry::RetryLayer) adds it, to avoid the target on a retry) and a
-    ///   response the group's classifier counts as a failure get [`ServedBy`];
+    /// - a response with an error status (`4xx` or `5xx`), a response the group's classifier
+    ///   counts as a failure and a response to a request that carries [`WantServedBy`] get
+    ///   [`ServedBy`] (so a retry can avoid the target that answered: retries are for error
+    ///   statuses, and the [`RetryLayer`](crate::retry::RetryLayer) marks requests itself if
+    ///   it is told to retry any other status);
     /// - an error from a target's service is wrapped in
     ///   [`AttemptFailed`](super::error::AttemptFailed), which names the target;
     /// - any other response goes untagged, and a dispatch allocates nothing.
@@ -245,7 +247,7 @@ impl<S: Clone + 'static> Balance<S> {
     /// };
     /// let served = |rsp: &Response<_>| rsp.extensions().get::<ServedBy>().is_some();
     ///
-    /// // Default: failures and marked requests are tagged, plain successes are not.
+    /// // Default: error statuses and marked requests are tagged, plain successes are not.
     /// let balance = Balance::new(group.clone(), backend);
     /// assert!(!served(&balance.clone().oneshot(Request::new(())).await?));
     /// assert!(served(&balance.clone().oneshot(Request::get("/fail").body(())?).await?));
@@ -356,7 +358,7 @@ impl<S: Clone + 'static> Balance<S> {
             Some(true) => Tagging::Every,
             Some(false) => Tagging::Never,
             None if req.extensions().get::<WantServedBy>().is_some() => Tagging::Every,
-            None => Tagging::Failures,
+            None => Tagging::Errors,
         };
         let guard = InFlight::acquired(services.table.clone(), i).timed();
         ResponseFuture::start(services.list[i].clone(), req, guard, tagging)

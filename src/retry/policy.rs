@@ -207,6 +207,12 @@ impl RetryPolicy {
         }
     }
 
+    /// Whether a status below `400` is retried (such a response is not tagged with
+    /// `ServedBy` unless the request asks for it).
+    pub(crate) fn retries_non_error_status(&self) -> bool {
+        self.config.statuses.iter().any(|s| s.as_u16() < 400)
+    }
+
     /// The most request-body bytes kept for replay.
     pub fn body_limit(&self) -> usize {
         self.config.body_limit

@@ -49,6 +49,8 @@ use crate::error::BoxError;
 pub struct Retry<S> {
     inner: tower::retry::Retry<RetryPolicy, S>,
     policy: RetryPolicy,
+    /// The policy retries a status below `400`, which `Balance` does not tag by default.
+    mark: bool,
 }
 
 impl<S> Retry<S> {
@@ -56,6 +58,7 @@ impl<S> Retry<S> {
     pub fn new(inner: S, policy: RetryPolicy) -> Self {
         Retry {
             inner: tower::retry::Retry::new(policy.clone(), inner),
+            mark: policy.retries_non_error_status(),
             policy,
         }
     }
@@ -102,8 +105,11 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.policy.body_limit();
         let mut req = req.map(|b| ReplayBody::new(b, limit));
-        // A retry avoids the target that answered: ask the balancer to name it.
-        req.extensions_mut().insert(WantServedBy);
+        if self.mark {
+            // A retry avoids the target that answered: `Balance` names it on error statuses
+            // anyway, and on this one only when asked.
+            req.extensions_mut().insert(WantServedBy);
+        }
         ResponseFuture::new(self.inner.call(req))
     }
 }

@@ -16,7 +16,7 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::algorithm::{LeastConnections, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom};
 use tower_lb::balance::error::{AttemptFailed, NoAvailableTarget};
 use tower_lb::balance::{AvoidTargets, Balance, BalanceLayer, ServedBy, WantServedBy};
-use tower_lb::classify::DefaultClassifier;
+use tower_lb::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
 use tower_lb::discover::{self, Change};
 use tower_lb::error::find_cause;
 use tower_lb::error::is_caused_by;
@@ -685,8 +685,8 @@ fn tagged(rsp: &Response<impl Sized>) -> Option<String> {
         .map(|s| format!("{}/{}", s.group(), s.target()))
 }
 
-/// Default tagging: failures and marked requests name their target, plain successes do not;
-/// `served_by(true)` tags everything, `served_by(false)` nothing.
+/// Default tagging: error statuses, failures and marked requests name their target, plain
+/// successes do not; `served_by(true)` tags everything, `served_by(false)` nothing.
 #[tokio::test(start_paused = true)]
 async fn served_by_is_set_where_a_reader_needs_it() {
     let group = TargetGroup::builder("g")
@@ -699,8 +699,13 @@ async fn served_by_is_set_where_a_reader_needs_it() {
         None
     );
     assert_eq!(
-        tagged(&auto.clone().oneshot(get("/404")).await.unwrap()),
+        tagged(&auto.clone().oneshot(get("/302")).await.unwrap()),
         None
+    );
+    assert_eq!(
+        tagged(&auto.clone().oneshot(get("/404")).await.unwrap()).as_deref(),
+        Some("g/a"),
+        "an error status names its target"
     );
     assert_eq!(
         tagged(&auto.clone().oneshot(get("/503")).await.unwrap()).as_deref(),
@@ -738,21 +743,103 @@ async fn served_by_is_set_where_a_reader_needs_it() {
     assert_eq!(group.stats()[0].in_flight(), 0);
 }
 
-/// "A failure" is what the group's classifier says: with `429` counted as a failure, a `429`
-/// is tagged by default.
+/// A classifier that counts `299` as a failure (some backends signal trouble that way).
+#[derive(Debug)]
+struct Fails299;
+
+impl Classify for Fails299 {
+    fn classify_status(&self, status: StatusCode) -> Outcome {
+        if status.as_u16() == 299 {
+            Outcome::Failure(FailureKind::Status(status))
+        } else {
+            DefaultClassifier::new().classify_status(status)
+        }
+    }
+
+    fn classify_error(&self, err: &(dyn std::error::Error + 'static)) -> Outcome {
+        DefaultClassifier::new().classify_error(err)
+    }
+}
+
+/// A success status the group's classifier counts as a failure is tagged by default too.
 #[tokio::test(start_paused = true)]
 async fn served_by_follows_the_groups_classifier() {
     let plain = TargetGroup::builder("g")
         .target(target("a"))
         .build()
         .unwrap();
-    let rsp = by_path(plain).oneshot(get("/429")).await.unwrap();
+    let rsp = by_path(plain).oneshot(get("/299")).await.unwrap();
     assert_eq!(tagged(&rsp), None);
     let strict = TargetGroup::builder("g")
         .target(target("a"))
-        .classifier(DefaultClassifier::new().fail_on_429(true))
+        .classifier(Fails299)
         .build()
         .unwrap();
-    let rsp = by_path(strict).oneshot(get("/429")).await.unwrap();
+    let rsp = by_path(strict).oneshot(get("/299")).await.unwrap();
     assert_eq!(tagged(&rsp).as_deref(), Some("g/a"));
+}
+
+/// Each clone dispatches with the service table it last used and moves to a new one as soon
+/// as the group changes: a clone made before a change sees the change, a removed target's
+/// service is dropped once the clones that served have moved on, and a clone that never
+/// served (a router's prototype) holds no table at all.
+#[tokio::test(start_paused = true)]
+async fn clones_follow_membership_changes_and_release_old_services() {
+    let group = TargetGroup::builder("g")
+        .targets([target("a"), target("b")])
+        .build()
+        .unwrap();
+    let tokens: Arc<Mutex<HashMap<String, std::sync::Weak<()>>>> = Arc::default();
+    let t = tokens.clone();
+    let prototype = Balance::new(group.clone(), move |tg: &Target| {
+        let id = tg.id().to_string();
+        let token = Arc::new(());
+        t.lock().unwrap().insert(id.clone(), Arc::downgrade(&token));
+        service_fn(move |_r: Request<()>| {
+            let _keep = &token;
+            let id = id.clone();
+            async move { Ok::<_, Infallible>(Response::new(id)) }
+        })
+    })
+    .served_by(true);
+    let alive = |id: &str| tokens.lock().unwrap()[id].upgrade().is_some();
+
+    let mut worker = prototype.clone();
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        seen.insert(served(
+            &worker
+                .ready()
+                .await
+                .unwrap()
+                .call(Request::new(()))
+                .await
+                .unwrap(),
+        ));
+    }
+    assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string()]));
+    let idle = worker.clone(); // holds the same table, never called again
+
+    group.remove(&"b".into()).unwrap();
+    for _ in 0..4 {
+        let rsp = worker
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(served(&rsp), "a", "the worker moved to the new membership");
+    }
+    assert!(alive("b"), "the idle clone still holds the old table");
+    drop(idle);
+    assert!(
+        !alive("b"),
+        "no clone that served holds b's service any more"
+    );
+    assert!(alive("a"));
+
+    // A fresh clone of the prototype sees the current membership too.
+    let rsp = prototype.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(served(&rsp), "a");
 }

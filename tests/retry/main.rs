@@ -311,49 +311,56 @@ async fn each_retry_avoids_the_targets_already_tried() {
     }
 }
 
-/// A retried status the classifier does not count as a failure (`429` by default) still names
-/// its target: the retry layer asks the balancer for it on every request.
+/// A retried status the classifier does not count as a failure still names its target: a
+/// `429` is an error status, which `Balance` tags anyway; a `299` (a success status some
+/// backend uses for trouble) is tagged because the retry layer asks for it.
 #[tokio::test(start_paused = true)]
 async fn retries_of_non_failure_statuses_avoid_the_target_too() {
-    let group = TargetGroup::builder("g")
-        .targets(["a", "b", "c"].map(|id| Target::new(id, "127.0.0.1:1").unwrap()))
-        .build()
-        .unwrap();
-    let tried = Arc::new(Mutex::new(Vec::new()));
-    let t = tried.clone();
-    let balance = Balance::new(group, move |target: &Target| {
-        let id = target.id().to_string();
-        let tried = t.clone();
-        service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
-            let avoid = req
-                .extensions()
-                .get::<AvoidTargets>()
-                .map_or(0, |a| a.len());
-            tried.lock().unwrap().push((id.clone(), avoid));
-            async { status(429) }
-        })
-    });
-    let policy = RetryPolicy::builder()
-        .jitter(Jitter::None)
-        .statuses([429])
-        .build()
-        .unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(RetryLayer::new(policy))
-        .service(balance);
-    for _ in 0..5 {
-        let rsp = svc.clone().oneshot(req(Method::GET, "")).await.unwrap();
-        assert_eq!(attempts(&rsp), 3);
-        let mut t = tried.lock().unwrap();
-        let avoided: Vec<usize> = t.iter().map(|(_, a)| *a).collect();
-        assert_eq!(
-            avoided,
-            [0, 1, 2],
-            "each retry avoids one more target: {t:?}"
-        );
-        let distinct: std::collections::HashSet<_> = t.iter().map(|(id, _)| id).collect();
-        assert_eq!(distinct.len(), 3, "three attempts, three targets: {t:?}");
-        t.clear();
+    for code in [429, 299] {
+        let group = TargetGroup::builder("g")
+            .targets(["a", "b", "c"].map(|id| Target::new(id, "127.0.0.1:1").unwrap()))
+            .build()
+            .unwrap();
+        let tried = Arc::new(Mutex::new(Vec::new()));
+        let t = tried.clone();
+        let balance = Balance::new(group, move |target: &Target| {
+            let id = target.id().to_string();
+            let tried = t.clone();
+            service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
+                let avoid = req
+                    .extensions()
+                    .get::<AvoidTargets>()
+                    .map_or(0, |a| a.len());
+                tried.lock().unwrap().push((id.clone(), avoid));
+                async move { status(code) }
+            })
+        });
+        let policy = RetryPolicy::builder()
+            .jitter(Jitter::None)
+            .statuses([code])
+            .build()
+            .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(policy))
+            .service(balance);
+        for _ in 0..5 {
+            let rsp = svc.clone().oneshot(req(Method::GET, "")).await.unwrap();
+            assert_eq!(attempts(&rsp), 3);
+            let mut t = tried.lock().unwrap();
+            let avoided: Vec<usize> = t.iter().map(|(_, a)| *a).collect();
+            assert_eq!(
+                avoided,
+                [0, 1, 2],
+                "{code}: each retry avoids one more target: {t:?}"
+            );
+            let distinct: std::collections::HashSet<_> = t.iter().map(|(id, _)| id).collect();
+            assert_eq!(
+                distinct.len(),
+                3,
+                "{code}: three attempts, three targets: {t:?}"
+            );
+            t.clear();
+        }
     }
 }
 
