@@ -43,10 +43,14 @@ where
 /// can see it): the group's algorithm picks among the targets that are available now, the
 /// picked target's service is driven ready-then-call inside the returned future, and the
 /// response comes back with a body that keeps the request counted as in flight until it ends,
-/// and tagged with [`ServedBy`] where a reader needs it (see [`served_by`](Balance::served_by)).
+/// and tagged with [`ServedBy`](super::ServedBy)(super::ServedBy) where a reader needs it (see [`served_by`](Balance::served_by)).
 ///
 /// `Balance` is always ready, `Clone + Send + Sync`, and shares its state behind an `Arc`, so it
-/// needs no `Buffer`. With no available target it fails at once with
+/// needs no `Buffer`. Each clone remembers the per-target service table it last dispatched with,
+/// so a request checks one version number instead of loading the shared table; the first request
+/// after a membership change moves that clone to the new table. Until then an idle clone keeps
+/// its old table (with the services of targets removed since) alive; a clone that never served
+/// a request, such as the one a router clones for each request, holds none. With no available target it fails at once with
 /// [`NoAvailableTarget`]; an error from a target's service fails that request only (the target
 /// stays in the group). Map errors to responses with [`crate::http::ErrorResponseLayer`].
 ///
@@ -207,7 +211,7 @@ impl<S: Clone + 'static> Balance<S> {
         }
     }
 
-    /// Tags every response with [`ServedBy`] (`true`), or nothing at all (`false`).
+    /// Tags every response with [`ServedBy`](super::ServedBy) (`true`), or nothing at all (`false`).
     ///
     /// By default (this method not called) the target is named where a reader is known to need
     /// it, because inserting any `http` extension costs three small allocations (the response's
@@ -215,7 +219,7 @@ impl<S: Clone + 'static> Balance<S> {
     ///
     /// - a response with an error status (`4xx` or `5xx`), a response the group's classifier
     ///   counts as a failure and a response to a request that carries [`WantServedBy`] get
-    ///   [`ServedBy`] (so a retry can avoid the target that answered: retries are for error
+    ///   [`ServedBy`](super::ServedBy) (so a retry can avoid the target that answered: retries are for error
     ///   statuses, and the [`RetryLayer`](crate::retry::RetryLayer) marks requests itself if
     ///   it is told to retry any other status);
     /// - an error from a target's service is wrapped in
