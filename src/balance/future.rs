@@ -146,6 +146,10 @@ where
                         .unwrap_or_else(|| "response future polled after completion".into());
                     return Poll::Ready(Err(e));
                 }
+                // The guard leaves with the outcome: without it the attempt is over.
+                _ if this.guard.is_none() => {
+                    return Poll::Ready(Err("response future polled after completion".into()));
+                }
                 StateProj::NotReady { svc, req } => {
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
                         return Poll::Ready(Err(fail(this.guard, *this.tagging, e.into())));
@@ -158,7 +162,6 @@ where
                 }
                 StateProj::Called { fut } => {
                     let res = ready!(fut.poll(cx));
-                    this.state.set(State::Failed { error: None });
                     return Poll::Ready(match res {
                         Ok(rsp) => Ok(respond(this.guard.take(), *this.tagging, rsp)),
                         Err(e) => Err(fail(this.guard, *this.tagging, e.into())),

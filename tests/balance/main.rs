@@ -843,3 +843,33 @@ async fn clones_follow_membership_changes_and_release_old_services() {
     let rsp = prototype.clone().oneshot(Request::new(())).await.unwrap();
     assert_eq!(served(&rsp), "a");
 }
+
+/// A finished response future answers a second poll with an error: it never polls the target's
+/// finished future again (a `Ready` would panic), nor counts the attempt twice.
+#[test]
+fn polling_a_finished_future_again_is_an_error() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let group = TargetGroup::builder("g")
+        .target(target("a"))
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    for path in ["/200", "/error"] {
+        let mut balance = by_path(group.clone());
+        let mut fut = Box::pin(balance.call(get(path)));
+        let first = fut.as_mut().poll(&mut cx);
+        assert!(
+            matches!(first, Poll::Ready(ref r) if r.is_ok() == (path == "/200")),
+            "{path}"
+        );
+        drop(first);
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Err(e)) => assert!(e.to_string().contains("after completion"), "{e}"),
+            other => panic!("{path}: {:?}", other.map(|r| r.map(|_| ()))),
+        }
+        assert_eq!(group.stats()[0].in_flight(), 0);
+    }
+    assert_eq!(group.stats()[0].requests(), 2);
+    assert_eq!(group.stats()[0].failures(), 1, "the error counted once");
+}
