@@ -55,6 +55,38 @@ impl FloorP2c {
     }
 }
 
+thread_local! {
+    static FLOOR_RNG: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
+/// The same floor with a per-thread random state instead of one shared atomic: what the
+/// unseeded random algorithms do, so the fair floor for them.
+struct FloorP2cLocal {
+    load: Vec<AtomicU32>,
+}
+
+impl FloorP2cLocal {
+    #[inline]
+    fn pick(&self) -> usize {
+        let mut z = FLOOR_RNG.with(|c| {
+            let z = c.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            c.set(z);
+            z
+        });
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let n = self.load.len() as u64;
+        let a = ((u128::from(z) * u128::from(n)) >> 64) as usize;
+        let b = ((u128::from(z.rotate_left(32)) * u128::from(n)) >> 64) as usize;
+        if self.load[a].load(Ordering::Relaxed) <= self.load[b].load(Ordering::Relaxed) {
+            a
+        } else {
+            b
+        }
+    }
+}
+
 fn picker(n: usize, algorithm: impl Algorithm) -> Picker {
     TargetGroup::builder("bench")
         .algorithm(algorithm)
@@ -105,6 +137,19 @@ fn main() {
                     common::timed(&id, iters, threads, |k| {
                         for _ in 0..k {
                             black_box(p2c.pick());
+                        }
+                    })
+                })
+            });
+            let local = FloorP2cLocal {
+                load: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            };
+            let id = base("floor_p2c_local");
+            g.bench_function("floor_p2c_local", |b| {
+                b.iter_custom(|iters| {
+                    common::timed(&id, iters, threads, |k| {
+                        for _ in 0..k {
+                            black_box(local.pick());
                         }
                     })
                 })
@@ -165,7 +210,11 @@ fn main() {
                         })
                     })
                 });
-                rows.push((id, base(floor)));
+                rows.push((id.clone(), base(floor)));
+                if *floor == "floor_p2c" {
+                    // Unseeded, these draw from a per-thread state: the per-thread floor too.
+                    rows.push((id, base("floor_p2c_local")));
+                }
             }
             g.finish();
         }
