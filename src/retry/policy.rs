@@ -119,6 +119,8 @@ pub struct RetryPolicy {
 
 struct Config {
     budget: TpsBudget,
+    /// Requests per budget deposit (see [`deposit_batch`]).
+    batch: u64,
     max_attempts: u32,
     statuses: Vec<StatusCode>,
     methods: Vec<Method>,
@@ -319,9 +321,11 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
     fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
         let c = &*self.config;
         if self.attempts == 0 {
-            // The first attempt of a request: it pays into the budget.
-            c.budget.deposit();
-            c.requests.fetch_add(1, Ordering::Relaxed);
+            // The first attempt of a request: it pays into the budget, one deposit per batch.
+            let seen = c.requests.fetch_add(1, Ordering::Relaxed) + 1;
+            if seen % c.batch == 0 {
+                c.budget.deposit();
+            }
         }
         if c.max_attempts == 1 {
             return None;
@@ -336,6 +340,32 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
         Some(clone)
     }
 }
+
+/// Requests per budget deposit for a budget of `percent` (0.2 = 20%).
+///
+/// A deposit into tower's [`TpsBudget`] takes a mutex and reads the clock; paying for every
+/// request costs more than the rest of the retry layer. So the policy counts requests with the
+/// relaxed atomic its stats need anyway and deposits once per [`DEPOSIT_BATCH`] requests, into a
+/// budget built with `percent × DEPOSIT_BATCH`. That is exact in tower's arithmetic: above
+/// 100% a deposit is 1000 units and a retry costs `⌊1000 / percent⌋`, so at the default 20% ten
+/// requests deposit 1000 units and a retry costs 500: two retries per ten requests, as one
+/// deposit of 1 unit per request with a retry costing 5. For `percent` in (0.1, 1.0] the
+/// batched amounts round by under 1% (tower's own per-request amounts round by up to 50% there,
+/// e.g. 30% becomes 33%); outside that range the policy deposits per request, as tower does.
+///
+/// The price is a lag: the last `DEPOSIT_BATCH - 1` requests may not have paid in yet, i.e. at
+/// most `(DEPOSIT_BATCH - 1) × percent` retries (1.8 at the default) are missing from the
+/// budget at any moment. It only ever makes the budget stricter.
+fn deposit_batch(percent: f32) -> u64 {
+    if percent > 0.1 && percent <= 1.0 {
+        DEPOSIT_BATCH
+    } else {
+        1
+    }
+}
+
+/// Requests per budget deposit when batching (see [`deposit_batch`]).
+const DEPOSIT_BATCH: u64 = 10;
 
 /// Exponential backoff with full jitter, as a tower [`Backoff`] session.
 struct FullJitter {
@@ -501,13 +531,15 @@ impl RetryPolicyBuilder {
             cap: self.cap,
             rng,
         };
+        let batch = deposit_batch(self.budget_percent);
         Ok(RetryPolicy {
             config: Arc::new(Config {
                 budget: TpsBudget::new(
                     self.budget_ttl,
                     self.budget_min_per_sec,
-                    self.budget_percent,
+                    self.budget_percent * batch as f32,
                 ),
+                batch,
                 max_attempts: self.max_attempts,
                 statuses: self.statuses,
                 methods: self.methods,
@@ -574,6 +606,60 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "later".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    /// Sends `n` first attempts through the policy (as tower's `Retry` does per request).
+    fn first_attempts(p: &RetryPolicy, n: usize) {
+        let req = Request::new(ReplayBody::new(http_body_util::Empty::<bytes::Bytes>::new(), 0));
+        for _ in 0..n {
+            let mut fresh = p.clone();
+            let _ = Policy::<_, Response<()>, BoxError>::clone_request(&mut fresh, &req);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batched_deposits_grant_what_per_request_deposits_would() {
+        // No reserve: only deposits pay for retries. 20% of 30 requests is 6 retries.
+        let p = RetryPolicy::builder()
+            .budget(Duration::from_secs(10), 0, 0.2)
+            .build()
+            .unwrap();
+        assert_eq!(p.config.batch, DEPOSIT_BATCH);
+        first_attempts(&p, 30);
+        let granted = (0..10).filter(|_| p.config.budget.withdraw()).count();
+        assert_eq!(granted, 6);
+        assert_eq!(p.stats().requests, 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_pays_in_only_when_complete() {
+        let p = RetryPolicy::builder()
+            .budget(Duration::from_secs(10), 0, 0.5)
+            .build()
+            .unwrap();
+        first_attempts(&p, 9);
+        assert!(!p.config.budget.withdraw(), "nine requests have not paid in yet");
+        first_attempts(&p, 1);
+        let granted = (0..10).filter(|_| p.config.budget.withdraw()).count();
+        assert_eq!(granted, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budgets_outside_the_batched_range_pay_per_request() {
+        for percent in [0.0, 0.05, 0.1, 2.0] {
+            let p = RetryPolicy::builder()
+                .budget(Duration::from_secs(10), 0, percent)
+                .build()
+                .unwrap();
+            assert_eq!(p.config.batch, 1, "{percent}");
+        }
+        let p = RetryPolicy::builder()
+            .budget(Duration::from_secs(10), 0, 2.0)
+            .build()
+            .unwrap();
+        first_attempts(&p, 3);
+        let granted = (0..10).filter(|_| p.config.budget.withdraw()).count();
+        assert_eq!(granted, 6);
     }
 
     #[test]
