@@ -6,7 +6,7 @@ use tower_layer::Layer;
 
 use super::error::InvalidBreakerConfig;
 use super::state::{Callback, Settings, Shared};
-use super::{BreakerState, CircuitBreaker, StateChange};
+use super::{BreakerEvents, BreakerState, CircuitBreaker, StateChange};
 use crate::classify::{Classify, DefaultClassifier};
 
 /// Adds a [`CircuitBreaker`] to a stack. Every service it builds shares one breaker state, so
@@ -73,6 +73,37 @@ impl CircuitBreakerLayer {
     /// The breaker's current state.
     pub fn state(&self) -> BreakerState {
         self.shared.state()
+    }
+
+    /// Subscribes to the breaker's state changes, from now on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use http::{Request, Response, StatusCode};
+    /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    /// use tower_lb::breaker::{BreakerEvent, BreakerState, CircuitBreakerLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let breaker = CircuitBreakerLayer::builder("api").min_requests(1).build()?;
+    /// let mut events = breaker.events();
+    /// let mut svc = ServiceBuilder::new().layer(breaker.clone()).service(service_fn(
+    ///     |_r: Request<()>| async {
+    ///         let mut rsp = Response::new(());
+    ///         *rsp.status_mut() = StatusCode::BAD_GATEWAY;
+    ///         Ok::<_, tower_lb::BoxError>(rsp)
+    ///     },
+    /// ));
+    /// svc.ready().await?.call(Request::new(())).await?;
+    /// match events.next().await {
+    ///     Some(BreakerEvent::StateChanged(change)) => assert_eq!(change.to, BreakerState::Open),
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self) -> BreakerEvents {
+        self.shared.subscribe()
     }
 }
 
@@ -149,7 +180,8 @@ impl CircuitBreakerBuilder {
     }
 
     /// Calls `f` on every state change, after the change, outside any lock. Every change is
-    /// also a `tracing` line (`warn` when opening, `info` otherwise).
+    /// also a `tracing` line (`warn` when opening, `info` otherwise) and an event on
+    /// [`CircuitBreakerLayer::events`].
     pub fn on_state_change(mut self, f: impl Fn(&StateChange) + Send + Sync + 'static) -> Self {
         self.callbacks.push(Arc::new(f));
         self

@@ -16,8 +16,11 @@
 //! window; 30 s open; 3 half-open probes. Failures are decided by the shared
 //! [`Classify`](crate::classify::Classify), so local rejections (rate limits, no target, this
 //! breaker's own refusals) never count. A probe cancelled mid-flight hands its permit back.
-//! Every state change is a `tracing` line and reaches the
-//! [`on_state_change`](CircuitBreakerBuilder::on_state_change) callbacks.
+//! Every state change is a `tracing` line (`warn!` when it opens, `info!` otherwise), an event
+//! on [`CircuitBreakerLayer::events`] and a call to the
+//! [`on_state_change`](CircuitBreakerBuilder::on_state_change) callbacks. The move from open to
+//! half-open happens with the first request after the open period (the breaker has no timer), so
+//! that is when its event comes.
 //!
 //! # The window, exactly
 //!
@@ -73,11 +76,13 @@
 //! ```
 
 pub mod error;
+mod events;
 pub mod future;
 mod layer;
 mod service;
 mod state;
 
+pub use self::events::{BreakerEvent, BreakerEvents};
 pub use self::layer::{CircuitBreakerBuilder, CircuitBreakerLayer};
 pub use self::service::CircuitBreaker;
 pub use self::state::{BreakerState, StateChange};

@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::state::Shared;
-use super::{BreakerState, CircuitBreakerLayer};
+use super::{BreakerEvents, BreakerState, CircuitBreakerLayer};
 use crate::error::BoxError;
 
 /// A circuit breaker around a service; built by [`CircuitBreakerLayer`].
@@ -71,6 +71,11 @@ impl<S> CircuitBreaker<S> {
     /// The current state.
     pub fn state(&self) -> BreakerState {
         self.shared.state()
+    }
+
+    /// Subscribes to the breaker's state changes (see [`CircuitBreakerLayer::events`]).
+    pub fn events(&self) -> BreakerEvents {
+        self.shared.subscribe()
     }
 
     /// The wrapped service.

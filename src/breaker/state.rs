@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::error::CircuitOpen;
+use super::events::{BreakerEvents, EVENT_CAPACITY};
 use crate::classify::{Classify, Outcome};
 
 /// The state of a circuit breaker.
@@ -51,7 +53,8 @@ impl fmt::Display for BreakerState {
 }
 
 /// One state change of a circuit breaker, as given to
-/// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) callbacks.
+/// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) callbacks and sent on
+/// [`events`](super::CircuitBreakerLayer::events) streams.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct StateChange {
@@ -137,6 +140,7 @@ pub(crate) struct Shared {
     quiet: AtomicU64,
     buckets: [Bucket; BUCKETS],
     machine: Mutex<Machine>,
+    events: broadcast::Sender<StateChange>,
 }
 
 /// Admission to one request; its outcome is reported through [`Shared::record`]. A probe's
@@ -184,11 +188,16 @@ impl Shared {
                 probes_in_flight: 0,
                 probe_successes: 0,
             }),
+            events: broadcast::channel(EVENT_CAPACITY).0,
         }
     }
 
     pub(crate) fn state(&self) -> BreakerState {
         state_of(self.word.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn subscribe(&self) -> BreakerEvents {
+        BreakerEvents::new(self.settings.name.clone(), self.events.subscribe())
     }
 
     fn lock(&self) -> MutexGuard<'_, Machine> {
@@ -422,6 +431,8 @@ impl Shared {
         for cb in &self.settings.callbacks {
             cb(&change);
         }
+        // No subscriber: nothing to send, and nothing to do.
+        let _ = self.events.send(change);
     }
 }
 

@@ -93,6 +93,127 @@ async fn closed_open_half_open_closed() {
     );
 }
 
+/// Records the breaker's `tracing` events (level, `from`, `to`) on this thread.
+#[derive(Default, Clone)]
+struct Lines(Arc<Mutex<Vec<(tracing::Level, String, String)>>>);
+
+impl tracing::Subscriber for Lines {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Fields(String, String, bool);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                match f.name() {
+                    "from" => self.0 = format!("{v:?}"),
+                    "to" => self.1 = format!("{v:?}"),
+                    "message" => self.2 = format!("{v:?}") == "circuit breaker state changed",
+                    _ => {}
+                }
+            }
+        }
+        if !event.metadata().target().starts_with("tower_lb::breaker") {
+            return;
+        }
+        let mut fields = Fields(String::new(), String::new(), false);
+        event.record(&mut fields);
+        if fields.2 {
+            let level = *event.metadata().level();
+            self.0.lock().unwrap().push((level, fields.0, fields.1));
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_state_change_is_an_event_and_a_tracing_line() {
+    use futures_util::StreamExt;
+    use tower_lb::breaker::BreakerEvent;
+
+    let lines = Lines::default();
+    let _guard = tracing::subscriber::set_default(lines.clone());
+    let (layer, _) = layer(4, 2);
+    let mut events = layer.events();
+    let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+    let mut svc = layer.layer(mock);
+    let mut from_service = svc.events();
+
+    for _ in 0..4 {
+        send(&mut svc, &mut handle, 500).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(5)).await;
+    send(&mut svc, &mut handle, 200).await.unwrap();
+    send(&mut svc, &mut handle, 200).await.unwrap();
+    assert_eq!(layer.state(), Closed);
+
+    for stream in [&mut events, &mut from_service] {
+        let mut seen = Vec::new();
+        while let Some(Some(event)) = stream.next().now_or_never() {
+            match event {
+                BreakerEvent::StateChanged(c) => {
+                    assert_eq!(&*c.name, "t");
+                    assert_eq!(c.failure_rate.is_some(), c.to == Open && c.from == Closed);
+                    seen.push((c.from, c.to));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen, [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
+    }
+    let lines = lines.0.lock().unwrap().clone();
+    let expected = [
+        (tracing::Level::WARN, "closed", "open"),
+        (tracing::Level::INFO, "open", "half-open"),
+        (tracing::Level::INFO, "half-open", "closed"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{lines:?}");
+    for (got, want) in lines.iter().zip(expected) {
+        assert_eq!((got.0, got.1.as_str(), got.2.as_str()), want);
+    }
+
+    // The stream ends once the breaker is gone.
+    drop((svc, layer));
+    assert!(events.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_subscriber_is_told_it_lagged() {
+    use futures_util::StreamExt;
+    use tower_lb::breaker::BreakerEvent;
+
+    let (layer, _) = layer(1, 1);
+    let mut events = layer.events();
+    let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+    let mut svc = layer.layer(mock);
+    // Each round is three changes: closed → open on a failure, then open → half-open → closed
+    // on one successful probe. 90 changes overflow the 64 kept for a subscriber.
+    for _ in 0..30 {
+        send(&mut svc, &mut handle, 500).await.unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        send(&mut svc, &mut handle, 200).await.unwrap();
+    }
+    assert_eq!(layer.state(), Closed);
+    match events.next().await {
+        Some(BreakerEvent::Lagged { name, missed }) => {
+            assert_eq!(&*name, "t");
+            assert_eq!(missed, 90 - 64);
+        }
+        other => panic!("expected a lag notice, got {other:?}"),
+    }
+    let mut rest = 0;
+    while let Some(Some(BreakerEvent::StateChanged(_))) = events.next().now_or_never() {
+        rest += 1;
+    }
+    assert_eq!(rest, 64);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_reopens() {
     let (layer, events) = layer(2, 2);
