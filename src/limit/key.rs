@@ -114,6 +114,12 @@ impl LimitKey {
         LimitKey::with(Kind::Request(key))
     }
 
+    /// Whether every request has the same key.
+    #[cfg_attr(not(feature = "governor"), allow(dead_code))]
+    pub(crate) fn is_global(&self) -> bool {
+        matches!(self.kind, Kind::Global)
+    }
+
     /// The hashed key of a request.
     pub(crate) fn key_of<B>(&self, req: &Request<B>) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.seed.0, self.seed.1);

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use http::Request;
 use tower_layer::Layer;
@@ -16,7 +17,16 @@ use super::future::ResponseFuture;
 use super::store::{BoundedStore, SharedStore, TokioClock, TokioInstant};
 use crate::error::BoxError;
 
-type Limiter = RateLimiter<u64, SharedStore, TokioClock, NoOpMiddleware<TokioInstant>>;
+type KeyedLimiter = RateLimiter<u64, SharedStore, TokioClock, NoOpMiddleware<TokioInstant>>;
+type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+
+/// A global limit has one key: governor's direct limiter keeps it in one atomic (a
+/// compare-and-swap per request) where the keyed store would hash, lock a shard and look up a
+/// map for the same answer.
+enum Limiter {
+    Keyed(KeyedLimiter),
+    Direct(DirectLimiter),
+}
 
 struct Shared {
     key: LimitKey,
@@ -84,7 +94,8 @@ impl RateLimitLayer {
         }
     }
 
-    /// Keys stored now (never more than `max_keys`).
+    /// Keys stored now (never more than `max_keys`; always 0 for [`LimitKey::global`], whose
+    /// one bucket is not kept in the key store).
     pub fn stored_keys(&self) -> usize {
         self.shared.store.len()
     }
@@ -162,10 +173,15 @@ impl RateLimitBuilder {
             self.sweep_every,
         ));
         let clock = TokioClock;
+        let global = self.key.is_global();
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
                 key: self.key,
-                limiter: RateLimiter::new(quota, SharedStore(store.clone()), clock),
+                limiter: if global {
+                    Limiter::Direct(RateLimiter::direct_with_clock(quota, clock))
+                } else {
+                    Limiter::Keyed(RateLimiter::new(quota, SharedStore(store.clone()), clock))
+                },
                 store,
                 clock,
                 rate: self.rate,
@@ -268,8 +284,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let key = self.shared.key.key_of(&req);
-        match self.shared.limiter.check_key(&key) {
+        let checked = match &self.shared.limiter {
+            Limiter::Direct(limiter) => limiter.check(),
+            Limiter::Keyed(limiter) => limiter.check_key(&self.shared.key.key_of(&req)),
+        };
+        match checked {
             Ok(()) => ResponseFuture::admitted(self.inner.call(req)),
             Err(not_until) => {
                 let wait = self

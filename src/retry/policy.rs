@@ -610,7 +610,10 @@ mod tests {
 
     /// Sends `n` first attempts through the policy (as tower's `Retry` does per request).
     fn first_attempts(p: &RetryPolicy, n: usize) {
-        let req = Request::new(ReplayBody::new(http_body_util::Empty::<bytes::Bytes>::new(), 0));
+        let req = Request::new(ReplayBody::new(
+            http_body_util::Empty::<bytes::Bytes>::new(),
+            0,
+        ));
         for _ in 0..n {
             let mut fresh = p.clone();
             let _ = Policy::<_, Response<()>, BoxError>::clone_request(&mut fresh, &req);
@@ -638,7 +641,10 @@ mod tests {
             .build()
             .unwrap();
         first_attempts(&p, 9);
-        assert!(!p.config.budget.withdraw(), "nine requests have not paid in yet");
+        assert!(
+            !p.config.budget.withdraw(),
+            "nine requests have not paid in yet"
+        );
         first_attempts(&p, 1);
         let granted = (0..10).filter(|_| p.config.budget.withdraw()).count();
         assert_eq!(granted, 5);

@@ -224,6 +224,45 @@ async fn rate_limited_becomes_429_and_never_trips_the_breaker() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_global_limit_decides_as_a_keyed_limit_with_one_key() {
+    // The global key takes governor's direct (one-atomic) limiter; any other key the keyed
+    // store. Same quota, same schedule: the same answers and the same Retry-After.
+    let build = |key: LimitKey| {
+        RateLimitLayer::builder(key)
+            .rate(10, Duration::from_secs(1))
+            .burst(3)
+            .build()
+            .unwrap()
+            .layer(ok_svc())
+    };
+    let mut global = build(LimitKey::global());
+    let mut keyed = build(LimitKey::custom(|_| Some(7)));
+    let mut answers = Vec::new();
+    // Gaps in ms between requests: a burst, a pause, then a steady trickle and another burst.
+    let gaps = [
+        0, 0, 0, 0, 0, 0, 250, 0, 0, 0, 50, 50, 100, 100, 0, 0, 0, 0, 1000, 0, 0, 0, 0, 0,
+    ];
+    for gap in gaps {
+        tokio::time::advance(Duration::from_millis(gap)).await;
+        let mut pair = Vec::new();
+        for svc in [&mut global, &mut keyed] {
+            let res = svc.ready().await.unwrap().call(Request::new(())).await;
+            pair.push(match res {
+                Ok(_) => None,
+                Err(e) => {
+                    let limited = tower_lb::error::find_cause::<RateLimited>(&*e).unwrap();
+                    Some(limited.retry_after())
+                }
+            });
+        }
+        assert_eq!(pair[0], pair[1], "after a {gap} ms gap");
+        answers.push(pair[0]);
+    }
+    let refused = answers.iter().filter(|a| a.is_some()).count();
+    assert!(refused > 5 && refused < answers.len() - 5, "{answers:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn in_flight_limit_sheds_with_503_and_recovers() {
     let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
     let layer = InFlightLimitLayer::new(2);
