@@ -17,39 +17,38 @@ pin_project! {
     ///
     /// Dropping it before it completes hands a half-open probe's permit back.
     pub struct ResponseFuture<F> {
+        // One flat struct rather than an enum of admitted/refused: the inner future is moved
+        // into place once (it is most of this future's size).
         #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Admitted { #[pin] fut: F, permit: Option<Permit> },
-        Refused { error: Option<CircuitOpen> },
+        fut: Option<F>,
+        permit: Option<Permit>,
+        refused: Option<BoxError>,
     }
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn admitted(fut: F, permit: Permit) -> Self {
         ResponseFuture {
-            kind: Kind::Admitted {
-                fut,
-                permit: Some(permit),
-            },
+            fut: Some(fut),
+            permit: Some(permit),
+            refused: None,
         }
     }
 
+    #[inline]
     pub(crate) fn refused(error: CircuitOpen) -> Self {
         ResponseFuture {
-            kind: Kind::Refused { error: Some(error) },
+            fut: None,
+            permit: None,
+            refused: Some(Box::new(error)),
         }
     }
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let admitted = matches!(self.kind, Kind::Admitted { .. });
+        let admitted = self.fut.is_some();
         f.debug_struct("ResponseFuture")
             .field("admitted", &admitted)
             .finish()
@@ -63,23 +62,23 @@ where
 {
     type Output = Result<Response<B>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Refused { error } => Poll::Ready(Err(match error.take() {
-                Some(e) => Box::new(e),
-                None => "response future polled after completion".into(),
-            })),
-            KindProj::Admitted { fut, permit } => {
-                let res = ready!(fut.poll(cx)).map_err(Into::into);
-                if let Some(p) = permit.take() {
-                    let outcome = match &res {
-                        Ok(rsp) => p.classifier().classify_status(rsp.status()),
-                        Err(e) => p.classifier().classify_error(&**e),
-                    };
-                    p.complete(outcome);
-                }
-                Poll::Ready(res)
-            }
+        let this = self.project();
+        let Some(fut) = this.fut.as_pin_mut() else {
+            return Poll::Ready(Err(this
+                .refused
+                .take()
+                .unwrap_or_else(|| "response future polled after completion".into())));
+        };
+        let res = ready!(fut.poll(cx)).map_err(Into::into);
+        if let Some(p) = this.permit.take() {
+            let outcome = match &res {
+                Ok(rsp) => p.classifier().classify_status(rsp.status()),
+                Err(e) => p.classifier().classify_error(&**e),
+            };
+            p.complete(outcome);
         }
+        Poll::Ready(res)
     }
 }

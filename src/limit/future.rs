@@ -30,12 +30,14 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn admitted(fut: F) -> Self {
         ResponseFuture {
             kind: Kind::Admitted { fut },
         }
     }
 
+    #[inline]
     pub(crate) fn refused(error: BoxError) -> Self {
         ResponseFuture {
             kind: Kind::Refused { error: Some(error) },
@@ -59,6 +61,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Refused { error } => Poll::Ready(Err(error

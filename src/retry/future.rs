@@ -31,6 +31,7 @@ where
     S: Service<Request<ReplayBody<B>>>,
     RetryPolicy: Policy<Request<ReplayBody<B>>, S::Response, S::Error>,
 {
+    #[inline]
     pub(crate) fn new(
         inner: tower::retry::future::ResponseFuture<RetryPolicy, S, Request<ReplayBody<B>>>,
     ) -> Self {
@@ -54,6 +55,7 @@ where
 {
     type Output = Result<Response<RB>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)
     }

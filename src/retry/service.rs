@@ -98,10 +98,12 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, B>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.policy.body_limit();
         let mut req = req.map(|b| ReplayBody::new(b, limit));
