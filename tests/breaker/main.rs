@@ -139,6 +139,9 @@ async fn every_state_change_is_an_event_and_a_tracing_line() {
 
     let lines = Lines::default();
     let _guard = tracing::subscriber::set_default(lines.clone());
+    // Other tests on other threads run with no subscriber: make sure no call site keeps an
+    // interest cached before this thread's subscriber existed.
+    tracing::callsite::rebuild_interest_cache();
     let (layer, _) = layer(4, 2);
     let mut events = layer.events();
     let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
