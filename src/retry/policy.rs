@@ -323,7 +323,8 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
         if self.attempts == 0 {
             // The first attempt of a request: it pays into the budget, one deposit per batch.
             let seen = c.requests.fetch_add(1, Ordering::Relaxed) + 1;
-            if seen % c.batch == 0 {
+            // A constant divisor: a multiplication, where `% c.batch` would be a division.
+            if c.batch == 1 || seen % DEPOSIT_BATCH == 0 {
                 c.budget.deposit();
             }
         }
