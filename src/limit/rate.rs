@@ -52,6 +52,9 @@ struct Shared {
 ///
 /// Time comes from tokio's clock, so paused-time tests control the limiter.
 ///
+/// A [`LimitKey::global`] limit has a single bucket and keeps it in one atomic (governor's
+/// direct limiter): no hashing, no key store, no lock.
+///
 /// # Examples
 ///
 /// ```

@@ -88,6 +88,9 @@ pub enum Jitter {
 /// - Local rejections (no available target, open breaker, rate limit) are never retried.
 /// - At most `max_attempts` attempts (default 3), and only while the budget allows (default:
 ///   tower's [`TpsBudget`] with 20% of requests + 10 retries/s over 10 s, after Finagle).
+///   Requests pay into the budget in batches of 10 (one deposit, a mutex and a clock read, per
+///   10 requests; exact for the default, see `docs/resilience.md`), so up to 9 requests' worth
+///   of budget may not be there yet.
 /// - Backoff is exponential with full jitter (base 25 ms, cap 250 ms); a `Retry-After` of up to
 ///   `retry_after_cap` (default 1 s) lengthens the wait, a longer one stops retrying.
 /// - Each retry adds the target that failed (from [`ServedBy`]) to the request's
