@@ -1,5 +1,6 @@
 //! Allocation counting: a pick, and a whole `Balance` dispatch on an always-ready service, must not
-//! allocate. Its own test binary, because the counting allocator is process-global.
+//! allocate; the resilience stack over it adds nothing but the retry's copy of request headers.
+//! Its own test binary, because the counting allocator is process-global.
 #![allow(unsafe_code)] // the counting allocator; the library itself forbids unsafe code
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -213,5 +214,84 @@ fn in_flight_limit_does_not_allocate() {
         }
         assert_eq!(allocs() - before, 0, "{layer:?}");
         assert_eq!(layer.in_flight(), 0);
+    }
+}
+
+/// The resilience stack over `Balance` (rate limit, overall timeout, retry, breaker) adds no
+/// allocation to a request without headers. With headers it adds exactly the retry's copy of the
+/// request head: copying a non-empty `HeaderMap` allocates its entries and its index table.
+#[test]
+fn resilience_stack_allocates_only_the_retry_copy_of_headers() {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use tower::{ServiceBuilder, ServiceExt};
+    use tower_lb::breaker::CircuitBreakerLayer;
+    use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let group = TargetGroup::builder("g")
+        .target(Target::new("a", "127.0.0.1:1").unwrap())
+        .build()
+        .unwrap();
+    let balance = Balance::new(group, |_t: &Target| {
+        service_fn(|_r: Request<ReplayBody<Empty<Bytes>>>| async {
+            Ok::<_, tower_lb::BoxError>(Response::new(String::new()))
+        })
+    })
+    .served_by(false);
+    let builder = ServiceBuilder::new();
+    #[cfg(feature = "governor")]
+    let builder = builder.layer(
+        tower_lb::limit::RateLimitLayer::builder(tower_lb::limit::LimitKey::custom(|_| Some(1)))
+            .rate(1_000_000_000, Duration::from_secs(1))
+            .burst(1_000_000)
+            .build()
+            .unwrap(),
+    );
+    let mut svc = builder
+        .timeout(Duration::from_secs(10))
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(CircuitBreakerLayer::new("g"))
+        .service(balance);
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", "example.com".parse().unwrap());
+    headers.insert("accept", "*/*".parse().unwrap());
+    headers.insert("user-agent", "test/1.0".parse().unwrap());
+
+    for (with_headers, expected) in [(false, 0.0), (true, 2.0)] {
+        let requests = || {
+            (0..1000)
+                .map(|_| {
+                    let mut req = Request::new(Empty::<Bytes>::new());
+                    if with_headers {
+                        *req.headers_mut() = headers.clone();
+                    }
+                    req
+                })
+                .collect::<Vec<_>>()
+        };
+        // Warm up (the key store, the budget's first deposits), then count.
+        for req in requests() {
+            let ready = svc.ready().now_or_never().unwrap().unwrap();
+            drop(ready.call(req).now_or_never());
+        }
+        let requests = requests();
+        let before = allocs();
+        for req in requests {
+            let ready = svc.ready().now_or_never().unwrap().unwrap();
+            let rsp = ready.call(req).now_or_never().unwrap().unwrap();
+            drop(rsp);
+        }
+        let per_request = (allocs() - before) as f64 / 1000.0;
+        assert_eq!(
+            per_request, expected,
+            "headers {with_headers}: {per_request} allocations per request"
+        );
     }
 }
