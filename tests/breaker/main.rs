@@ -62,6 +62,7 @@ use BreakerState::*;
 
 #[tokio::test(start_paused = true)]
 async fn closed_open_half_open_closed() {
+    setup();
     let (layer, events) = layer(4, 2);
     let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
     let mut svc = layer.layer(mock);
@@ -93,9 +94,16 @@ async fn closed_open_half_open_closed() {
     );
 }
 
-/// Records the breaker's `tracing` events (level, `from`, `to`) on this thread.
-#[derive(Default, Clone)]
-struct Lines(Arc<Mutex<Vec<(tracing::Level, String, String)>>>);
+type Line = (std::thread::ThreadId, tracing::Level, String, String);
+
+/// Every breaker state-change line logged by any test: (thread, level, `from`, `to`).
+static LINES: Mutex<Vec<Line>> = Mutex::new(Vec::new());
+
+/// Records the breaker's state-change `tracing` lines, from every thread, as the process-wide
+/// subscriber. Every test calls [`setup`] first: tracing caches whether a call site is enabled
+/// when the site is first hit, so a subscriber installed after another thread's first breaker
+/// line (a thread-scoped one, or a global one installed late) could miss lines.
+struct Lines;
 
 impl tracing::Subscriber for Lines {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
@@ -124,24 +132,45 @@ impl tracing::Subscriber for Lines {
         let mut fields = Fields(String::new(), String::new(), false);
         event.record(&mut fields);
         if fields.2 {
-            let level = *event.metadata().level();
-            self.0.lock().unwrap().push((level, fields.0, fields.1));
+            let line = (
+                std::thread::current().id(),
+                *event.metadata().level(),
+                fields.0,
+                fields.1,
+            );
+            LINES.lock().unwrap().push(line);
         }
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// Installs [`Lines`] once for the whole test binary; every test calls it before anything else.
+fn setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::subscriber::set_global_default(Lines).expect("the only global subscriber");
+    });
+}
+
+/// The breaker lines logged on this thread.
+fn lines_of_this_thread() -> Vec<(tracing::Level, String, String)> {
+    let me = std::thread::current().id();
+    LINES
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.0 == me)
+        .map(|l| (l.1, l.2.clone(), l.3.clone()))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_state_change_is_an_event_and_a_tracing_line() {
+    setup();
     use futures_util::StreamExt;
     use tower_lb::breaker::BreakerEvent;
 
-    let lines = Lines::default();
-    let _guard = tracing::subscriber::set_default(lines.clone());
-    // Other tests on other threads run with no subscriber: make sure no call site keeps an
-    // interest cached before this thread's subscriber existed.
-    tracing::callsite::rebuild_interest_cache();
     let (layer, _) = layer(4, 2);
     let mut events = layer.events();
     let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
@@ -170,7 +199,7 @@ async fn every_state_change_is_an_event_and_a_tracing_line() {
         }
         assert_eq!(seen, [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
     }
-    let lines = lines.0.lock().unwrap().clone();
+    let lines = lines_of_this_thread();
     let expected = [
         (tracing::Level::WARN, "closed", "open"),
         (tracing::Level::INFO, "open", "half-open"),
@@ -188,6 +217,7 @@ async fn every_state_change_is_an_event_and_a_tracing_line() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_subscriber_is_told_it_lagged() {
+    setup();
     use futures_util::StreamExt;
     use tower_lb::breaker::BreakerEvent;
 
@@ -219,6 +249,7 @@ async fn a_slow_subscriber_is_told_it_lagged() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_reopens() {
+    setup();
     let (layer, events) = layer(2, 2);
     let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
     let mut svc = layer.layer(mock);
@@ -247,6 +278,7 @@ async fn a_failed_probe_reopens() {
 
 #[tokio::test(start_paused = true)]
 async fn half_open_probes_are_bounded_and_a_cancelled_probe_frees_its_permit() {
+    setup();
     let (layer, _) = layer(1, 2);
     let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
     let mut svc = layer.layer(mock);
@@ -294,6 +326,7 @@ async fn half_open_probes_are_bounded_and_a_cancelled_probe_frees_its_permit() {
 
 #[tokio::test(start_paused = true)]
 async fn local_rejections_never_count() {
+    setup();
     let (layer, events) = layer(4, 1);
     let mut svc = layer.layer(service_fn(|_r: Request<()>| async {
         Err::<Response<()>, BoxError>(Box::new(NoAvailableTarget::new("g")))
@@ -314,6 +347,7 @@ async fn local_rejections_never_count() {
 
 #[tokio::test(start_paused = true)]
 async fn failures_age_out_of_the_window() {
+    setup();
     let (layer, _) = layer(4, 1);
     let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
     let mut svc = layer.layer(mock);
@@ -337,6 +371,7 @@ async fn failures_age_out_of_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_count_as_failures() {
+    setup();
     let (layer, _) = layer(3, 1);
     let mut svc = layer.layer(service_fn(|_r: Request<()>| async {
         Err::<Response<()>, BoxError>(std::io::Error::other("reset").into())
@@ -354,6 +389,7 @@ async fn errors_count_as_failures() {
 /// result is deterministic; the rounds give the race many chances to show.
 #[test]
 fn two_threads_racing_to_the_threshold_open_it_once() {
+    setup();
     use std::sync::Barrier;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -411,6 +447,7 @@ fn two_threads_racing_to_the_threshold_open_it_once() {
 
 #[test]
 fn breaker_is_clone_send_sync() {
+    setup();
     fn check<T: Clone + Send + Sync>(_: &T) {}
     let (layer, _) = layer(1, 1);
     check(&layer);
@@ -533,6 +570,7 @@ proptest! {
 
 /// Runs `ops` against the breaker and the model side by side.
 fn check_against_model(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    setup();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -606,6 +644,7 @@ fn check_against_model(ops: Vec<Op>) -> Result<(), TestCaseError> {
 
 #[test]
 fn exactly_at_the_threshold_opens() {
+    setup();
     use Op::*;
     let ops = vec![
         Ok,
