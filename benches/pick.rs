@@ -27,6 +27,25 @@ impl FloorRoundRobin {
     }
 }
 
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The two floors below share everything but where the random state lives: splitmix's output
+/// step on `z`, two indices from it, the one with fewer requests in flight.
+#[inline]
+fn two_choices(mut z: u64, load: &[AtomicU32]) -> usize {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let n = load.len() as u64;
+    let a = ((u128::from(z) * u128::from(n)) >> 64) as usize;
+    let b = ((u128::from(z.rotate_left(32)) * u128::from(n)) >> 64) as usize;
+    if load[a].load(Ordering::Relaxed) <= load[b].load(Ordering::Relaxed) {
+        a
+    } else {
+        b
+    }
+}
+
 /// The floor for power of two choices: two random indices (splitmix over an atomic), the one
 /// with fewer requests in flight.
 struct FloorP2c {
@@ -37,21 +56,11 @@ struct FloorP2c {
 impl FloorP2c {
     #[inline]
     fn pick(&self) -> usize {
-        let mut z = self
+        let z = self
             .state
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let n = self.load.len() as u64;
-        let a = ((u128::from(z) * u128::from(n)) >> 64) as usize;
-        let b = ((u128::from(z.rotate_left(32)) * u128::from(n)) >> 64) as usize;
-        if self.load[a].load(Ordering::Relaxed) <= self.load[b].load(Ordering::Relaxed) {
-            a
-        } else {
-            b
-        }
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA);
+        two_choices(z, &self.load)
     }
 }
 
@@ -68,22 +77,12 @@ struct FloorP2cLocal {
 impl FloorP2cLocal {
     #[inline]
     fn pick(&self) -> usize {
-        let mut z = FLOOR_RNG.with(|c| {
-            let z = c.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let z = FLOOR_RNG.with(|c| {
+            let z = c.get().wrapping_add(GAMMA);
             c.set(z);
             z
         });
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let n = self.load.len() as u64;
-        let a = ((u128::from(z) * u128::from(n)) >> 64) as usize;
-        let b = ((u128::from(z.rotate_left(32)) * u128::from(n)) >> 64) as usize;
-        if self.load[a].load(Ordering::Relaxed) <= self.load[b].load(Ordering::Relaxed) {
-            a
-        } else {
-            b
-        }
+        two_choices(z, &self.load)
     }
 }
 
