@@ -285,6 +285,7 @@ async fn client_headers_never_steer_retries() {
 type Tried = Arc<Mutex<Vec<(String, usize)>>>;
 
 /// A balancer over targets a, b and c that all answer `code`, logging every attempt.
+#[allow(clippy::type_complexity)] // an `impl Service` cannot be named in a type alias
 fn answering_all(
     code: u16,
 ) -> (
