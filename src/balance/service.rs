@@ -43,14 +43,16 @@ where
 /// can see it): the group's algorithm picks among the targets that are available now, the
 /// picked target's service is driven ready-then-call inside the returned future, and the
 /// response comes back with a body that keeps the request counted as in flight until it ends,
-/// and tagged with [`ServedBy`](super::ServedBy)(super::ServedBy) where a reader needs it (see [`served_by`](Balance::served_by)).
+/// and tagged with [`ServedBy`](super::ServedBy) where a reader needs it (see
+/// [`served_by`](Balance::served_by)).
 ///
 /// `Balance` is always ready, `Clone + Send + Sync`, and shares its state behind an `Arc`, so it
 /// needs no `Buffer`. Each clone remembers the per-target service table it last dispatched with,
 /// so a request checks one version number instead of loading the shared table; the first request
 /// after a membership change moves that clone to the new table. Until then an idle clone keeps
 /// its old table (with the services of targets removed since) alive; a clone that never served
-/// a request, such as the one a router clones for each request, holds none. With no available target it fails at once with
+/// a request, such as the one a router clones for each request, holds none. With no available
+/// target it fails at once with
 /// [`NoAvailableTarget`]; an error from a target's service fails that request only (the target
 /// stays in the group). Map errors to responses with [`crate::http::ErrorResponseLayer`].
 ///
