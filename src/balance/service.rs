@@ -106,22 +106,29 @@ struct Shared<S> {
 /// One snapshot of the group and the per-target services made for it, indexed alike. Held in
 /// one `ArcSwap`, so a request loads both with a single load.
 struct Services<S> {
+    snapshot: Arc<Snapshot>,
+    /// What a request in flight holds on to (not the whole snapshot: see [`Table`]).
     table: Arc<Table>,
     list: Box<[S]>,
 }
 
 impl<S> Services<S> {
-    fn snapshot(&self) -> &Arc<Snapshot> {
-        &self.table.snapshot
+    fn new(group: &TargetGroup, snapshot: Arc<Snapshot>, list: Box<[S]>) -> Self {
+        let table = Arc::new(Table::new(
+            &snapshot,
+            group.name_arc().clone(),
+            group.classifier().cloned(),
+        ));
+        Services {
+            snapshot,
+            table,
+            list,
+        }
     }
-}
 
-fn table(group: &TargetGroup, snapshot: Arc<Snapshot>) -> Arc<Table> {
-    Arc::new(Table::new(
-        snapshot,
-        group.name_arc().clone(),
-        group.classifier().cloned(),
-    ))
+    fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
 }
 
 impl<S> Clone for Balance<S> {
@@ -154,14 +161,12 @@ impl<S: Clone + 'static> Balance<S> {
     /// A balancer over `group` with a [`MakeTarget`] implementation.
     pub fn with_maker(group: TargetGroup, maker: impl MakeTarget<S>) -> Self {
         let snapshot = group.snapshot_full();
-        let services = Services {
-            list: snapshot
-                .entries
-                .iter()
-                .map(|e| maker.make_target(&e.target))
-                .collect(),
-            table: table(&group, snapshot),
-        };
+        let list = snapshot
+            .entries
+            .iter()
+            .map(|e| maker.make_target(&e.target))
+            .collect();
+        let services = Services::new(&group, snapshot, list);
         Balance {
             shared: Arc::new(Shared {
                 group,
@@ -324,10 +329,7 @@ impl<S: Clone + 'static> Balance<S> {
                 _ => self.shared.maker.make_target(&e.target),
             })
             .collect();
-        let new = Arc::new(Services {
-            table: table(&self.shared.group, snap),
-            list,
-        });
+        let new = Arc::new(Services::new(&self.shared.group, snap, list));
         self.shared.services.store(new.clone());
         new
     }
@@ -393,5 +395,67 @@ where
             }
             _ => self.call_refreshed(req),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::{Ready, ready};
+
+    use http_body_util::StreamBody;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    type Frames = futures_util::stream::Pending<Result<http_body::Frame<bytes::Bytes>, Infallible>>;
+
+    /// A body that never ends: its request stays in flight for as long as it is held.
+    fn endless(_req: Request<()>) -> Ready<Result<Response<StreamBody<Frames>>, Infallible>> {
+        ready(Ok(Response::new(StreamBody::new(
+            futures_util::stream::pending(),
+        ))))
+    }
+
+    #[tokio::test]
+    async fn a_streaming_response_does_not_keep_its_snapshot_alive() {
+        let group = TargetGroup::builder("g")
+            .target(Target::new("a", "127.0.0.1:1").unwrap())
+            .build()
+            .unwrap();
+        let mut balance = Balance::new(group.clone(), |_t: &Target| {
+            tower::service_fn(endless as fn(Request<()>) -> _)
+        });
+        let streaming = balance
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        let old = Arc::downgrade(&group.snapshot_full());
+        assert!(old.upgrade().is_some(), "the current snapshot");
+
+        group.insert(Target::new("b", "127.0.0.1:2").unwrap());
+        // The next request moves this clone to the new snapshot.
+        let second = balance
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert!(
+            old.upgrade().is_none(),
+            "a request in flight holds its target's entry, not the old snapshot (selector tables)"
+        );
+        let a = group
+            .stats()
+            .into_iter()
+            .find(|s| s.id().as_str() == "a")
+            .unwrap();
+        assert!(a.in_flight() >= 1, "the streaming request still counts");
+        drop((streaming, second));
+        assert_eq!(group.stats().iter().map(|s| s.in_flight()).sum::<u32>(), 0);
     }
 }

@@ -44,7 +44,9 @@ impl Entry {
 /// Published whole through one `ArcSwap`; a pick reads exactly one snapshot.
 pub(crate) struct Snapshot {
     pub(crate) version: u64,
-    pub(crate) entries: Box<[Entry]>,
+    /// Shared with the balancer's per-snapshot table, which requests in flight hold: a long
+    /// response keeps the entries alive, not the selector's tables.
+    pub(crate) entries: Arc<[Entry]>,
     index: HashMap<TargetId, usize>,
     selector: Box<dyn Selector>,
     /// The targets' counters, dense.
@@ -91,7 +93,7 @@ impl Snapshot {
         let selector = algorithm.build(&Targets::new(&entries));
         Snapshot {
             version,
-            entries: entries.into_boxed_slice(),
+            entries: entries.into(),
             index,
             selector,
             live,
