@@ -29,6 +29,9 @@ impl LeastConnections {
     }
 
     /// Uses a fixed seed for tie-breaking.
+    ///
+    /// Seeded draws come from one counter shared by every thread (reproducible, one atomic
+    /// operation per draw); unseeded, each thread draws from its own (no shared write per pick).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self

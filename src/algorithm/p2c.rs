@@ -60,6 +60,9 @@ impl P2cInFlight {
     }
 
     /// Uses a fixed seed for the random draws.
+    ///
+    /// Seeded draws come from one counter shared by every thread (reproducible, one atomic
+    /// operation per draw); unseeded, each thread draws from its own (no shared write per pick).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self

@@ -34,6 +34,9 @@ impl WeightedRandom {
     }
 
     /// Uses a fixed seed (each snapshot's selector restarts from it).
+    ///
+    /// Seeded draws come from one counter shared by every thread (reproducible, one atomic
+    /// operation per draw); unseeded, each thread draws from its own (no shared write per pick).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
