@@ -85,6 +85,20 @@ pub(crate) fn nanos(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// `exp(-x)` for `x ≥ 0`: the weight an estimate keeps after `x` decay periods.
+///
+/// Between back-to-back samples `x` is tiny (10 ms against a 10 s decay is 0.001), where a
+/// cubic is exact to 4·10⁻¹⁰ (the first omitted term, `x⁴/24`, at `x = 0.01`) and costs a few
+/// multiplications instead of a libm call; larger gaps take `exp`.
+#[inline]
+pub(crate) fn decay_weight(x: f64) -> f64 {
+    if x < 0.01 {
+        1.0 - x * (1.0 - x * (0.5 - x * (1.0 / 6.0)))
+    } else {
+        (-x).exp()
+    }
+}
+
 impl LatencyTracker {
     /// A tracker whose estimates decay with time constant `decay` (Finagle and tower use 10 s).
     /// Defaults: 30 ms for a target never measured, not failure-aware, `Retry-After` capped at
@@ -149,11 +163,7 @@ impl LatencyTracker {
             None => self.inner.default_rtt_ns,
             Some((est, stamp)) => {
                 let elapsed = now.saturating_sub(stamp) as f64;
-                if elapsed > 0.0 {
-                    est * (-elapsed / self.inner.decay_ns).exp()
-                } else {
-                    est
-                }
+                est * decay_weight(elapsed / self.inner.decay_ns)
             }
         };
         match self.inner.penalty_ns {
@@ -176,6 +186,16 @@ impl LatencyTracker {
             .fetch_max(nanos(Instant::now()), Ordering::Relaxed);
     }
 
+    /// Moves the coarse clock forward to `now`. A load and, when `now` is later, a plain store
+    /// (no locked instruction per response): a racing store of a slightly earlier instant
+    /// only makes the clock lag by the gap between two responses, and the next one fixes it.
+    #[inline]
+    fn advance(&self, now: u64) {
+        if now > self.inner.clock.load(Ordering::Relaxed) {
+            self.inner.clock.store(now, Ordering::Relaxed);
+        }
+    }
+
     /// The start stamp of an attempt (nanoseconds on the latency clock).
     #[inline]
     pub(crate) fn start(&self) -> u64 {
@@ -194,7 +214,7 @@ impl LatencyTracker {
         retry_after: Option<Duration>,
     ) {
         let now = nanos(Instant::now());
-        self.inner.clock.fetch_max(now, Ordering::Relaxed);
+        self.advance(now);
         let rtt = now.saturating_sub(started) as f64;
         let sample = match (self.inner.penalty_ns, failed) {
             (Some(p), true) => rtt.max(p),
@@ -251,5 +271,33 @@ mod tests {
         t.observe(&state, start, true, false, Some(Duration::from_secs(1)));
         assert_eq!(state.latency.load().unwrap().0, 3e6);
         assert_eq!(state.latency.penalty_until(), 0);
+    }
+
+    #[test]
+    fn decay_weight_matches_exp() {
+        // Both sides of the switch to `exp`, and the boundary itself.
+        let mut x = 0.0;
+        for _ in 0..2_000 {
+            let (w, e) = (decay_weight(x), (-x).exp());
+            assert!((w - e).abs() <= 1e-9 * e, "x = {x}: {w} vs {e}");
+            x += 1.0 / 64_000.0;
+        }
+        assert_eq!(decay_weight(0.0), 1.0);
+        assert!((decay_weight(0.01) - (-0.01f64).exp()).abs() < 1e-12);
+        assert_eq!(decay_weight(50.0), (-50.0f64).exp());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_coarse_clock_only_moves_forward() {
+        let state = TargetState::default();
+        let t = LatencyTracker::new(Duration::from_secs(10));
+        let before = t.now();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        t.observe(&state, t.start(), false, false, None);
+        let after = t.now();
+        assert!(after >= before + 5_000_000, "{before} → {after}");
+        // A late response that read an earlier instant does not move it back.
+        t.advance(after - 1_000);
+        assert_eq!(t.now(), after);
     }
 }

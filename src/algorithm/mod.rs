@@ -88,6 +88,7 @@ mod smooth;
 mod tests;
 
 pub use self::latency::LatencyTracker;
+pub(crate) use self::latency::decay_weight;
 pub use self::least_conn::LeastConnections;
 pub use self::maglev::{DEFAULT_TABLE_SIZE, InvalidTableSize, MAX_TABLE_SIZE, Maglev};
 pub use self::p2c::P2cInFlight;

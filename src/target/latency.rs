@@ -36,7 +36,11 @@ impl LatencyState {
     /// (peak), one below pulls it down with weight `1 - exp(-elapsed / decay)`.
     pub(crate) fn record(&self, sample_ns: f64, now: u64, decay_ns: f64) {
         let sample_ns = sample_ns.max(1.0);
-        let stamp = self.stamp.swap(now, Ordering::Relaxed);
+        // A load and a store, not a swap: two responses racing here may both decay from the
+        // same stamp, which moves the estimate a little further down than strictly due; the
+        // estimate itself is updated with a compare-and-swap, so neither sample is lost.
+        let stamp = self.stamp.load(Ordering::Relaxed);
+        self.stamp.store(now, Ordering::Relaxed);
         let elapsed = now.saturating_sub(stamp) as f64;
         let _ = self
             .estimate
@@ -45,7 +49,7 @@ impl LatencyState {
                 let next = if prev <= 0.0 || sample_ns >= prev {
                     sample_ns
                 } else {
-                    let w = (-elapsed / decay_ns).exp();
+                    let w = crate::algorithm::decay_weight(elapsed / decay_ns);
                     prev * w + sample_ns * (1.0 - w)
                 };
                 Some(next.to_bits())
