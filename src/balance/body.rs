@@ -35,7 +35,7 @@ use super::ServedBy;
 use crate::algorithm::LatencyTracker;
 use crate::body::{BodyGuard, GuardedBody};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
-use crate::target::{Entry, Snapshot};
+use crate::target::{Entry, Hot, LiveTable, Snapshot};
 
 /// What the requests picked from one snapshot share: its entries (each target and its live
 /// state), the latency tracker, the group's name and its classifier. One `Arc` of it per request
@@ -47,6 +47,11 @@ use crate::target::{Entry, Snapshot};
 /// million points), however often membership changes meanwhile.
 pub(crate) struct Table {
     entries: Arc<[Entry]>,
+    /// The entries' counters, so a finished attempt releases its target without reading the
+    /// target's entry or state.
+    live: LiveTable,
+    /// Successes reach the target's state only when its health watches them.
+    watches_successes: bool,
     latency: Option<LatencyTracker>,
     group: Arc<str>,
     classifier: Option<Arc<dyn Classify>>,
@@ -60,6 +65,8 @@ impl Table {
     ) -> Self {
         Table {
             entries: snapshot.entries.clone(),
+            live: snapshot.live.clone(),
+            watches_successes: snapshot.watches_successes(),
             latency: snapshot.latency().cloned(),
             group,
             classifier,
@@ -182,12 +189,19 @@ impl Drop for InFlight {
         if let Some(started) = self.started.take() {
             self.feed_latency(started, true, false, None);
         }
-        let outcome = self.outcome.take();
-        if let Some(e) = self.entry() {
-            if let Some(outcome) = outcome {
+        let t = &*self.table;
+        let Some(e) = t.entries.get(self.index) else {
+            return;
+        };
+        // Taking `e` reads nothing yet: only the branches that need the entry touch it.
+        if let Some(outcome) = self.outcome.take() {
+            if outcome != Outcome::Success || t.watches_successes {
                 e.state.observe(outcome);
             }
-            e.state.release();
+        }
+        let prev = t.live.hot(self.index, || (e.chunk, e.slot)).release();
+        if Hot::status_of(prev) & crate::target::DRAINING != 0 {
+            e.state.released(prev);
         }
     }
 }

@@ -348,8 +348,7 @@ impl<S: Clone + 'static> Balance<S> {
             let Some(i) = snap.pick(key, avoid) else {
                 break;
             };
-            let e = &snap.entries[i];
-            if e.state.try_acquire(e.max_conns) {
+            if snap.try_acquire(i) {
                 chosen = Some(i);
                 break;
             }

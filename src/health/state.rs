@@ -154,6 +154,12 @@ impl GroupHealth {
         &self.name
     }
 
+    /// Whether a successful attempt tells the group's health anything (outlier detection
+    /// counts successes; without it only failures are recorded).
+    pub(crate) fn watches_successes(&self) -> bool {
+        self.settings.outlier.is_some()
+    }
+
     #[inline]
     pub(crate) fn panic_state(&self) -> PanicState {
         match self.panic.load(Ordering::Relaxed) {

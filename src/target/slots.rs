@@ -1,17 +1,20 @@
-//! The counters a pick reads (status bits and requests in flight), for every target of a group,
-//! in dense fixed-size chunks.
+//! The counters a pick reads (status bits and requests in flight) and the request count, for
+//! every target of a group, in dense fixed-size chunks.
 //!
 //! Why: a power-of-two-choices pick reads two random targets. With each target's live state in
 //! its own allocation, every candidate costs a cache miss (and often a TLB miss) on a large
-//! group; here what a pick needs is one word, read with one load, 4 bytes from the next
-//! target's: 10 000 targets take 40 KB, which stays in a core's first-level cache. Chunks never move (a group grows by adding chunks), so the counters
-//! survive every snapshot and every request in flight can release into them.
+//! group; here what a pick needs is one word, read with one load, 8 bytes from the next
+//! target's: 10 000 targets take 80 KB, which stays in a core's second-level cache. A dispatch
+//! counts a request in flight and a request in total with one compare-and-swap on the same
+//! word, and releases it with one subtraction, without reading the target's entry or state.
+//! Chunks never move (a group grows by adding chunks), so the counters survive every snapshot
+//! and every request in flight can release into them.
 //!
 //! A slot belongs to one [`TargetState`](super::TargetState) and returns to its pool when that
 //! state is dropped, that is when no snapshot and no request refers to the target any more.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Targets per chunk.
@@ -23,14 +26,55 @@ pub(crate) const IN_FLIGHT_MASK: u32 = (1 << STATUS_SHIFT) - 1;
 /// target (a target at that count takes no more); 8 bits of status hold every flag.
 pub(crate) const STATUS_SHIFT: u32 = 24;
 
-/// The live word of one target: requests in flight (low 24 bits) and the status bits (the bit
-/// set of reasons the target must not be picked; 0 means available) above them.
+/// One request in the request count (the high 32 bits of [`Hot`]'s word).
+pub(crate) const REQUEST: u64 = 1 << 32;
+
+/// The live word of one target: requests in flight (bits 0–23), the status bits (24–31: the
+/// bit set of reasons the target must not be picked; 0 means available) and the number of
+/// requests ever sent, modulo 2³² (32–63; the target's state keeps the wraps).
 #[derive(Debug, Default)]
 pub(crate) struct Hot {
-    pub(crate) word: AtomicU32,
+    pub(crate) word: AtomicU64,
+}
+
+/// What [`Hot::try_acquire`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquire {
+    /// Counted.
+    Done,
+    /// Refused: the target has `max` requests in flight.
+    Full,
+    /// Not counted: the request count is about to wrap, which the target's state must see
+    /// (see `TargetState::try_acquire`).
+    Wrap,
 }
 
 impl Hot {
+    /// Counts one more request in flight and one more request, unless `max` (at most
+    /// [`IN_FLIGHT_MASK`]) are in flight already or the request count would wrap.
+    #[inline(always)]
+    pub(crate) fn try_acquire(&self, max: u32) -> Acquire {
+        // A compare-and-swap rather than an add: the count must never carry into the status.
+        match self
+            .word
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (Hot::in_flight_of(w as u32) < max && w >> 32 != u64::from(u32::MAX))
+                    .then(|| w + REQUEST + 1)
+            }) {
+            Ok(_) => Acquire::Done,
+            Err(w) if Hot::in_flight_of(w as u32) >= max => Acquire::Full,
+            Err(_) => Acquire::Wrap,
+        }
+    }
+
+    /// Counts one request in flight fewer; returns the low half of the word before.
+    #[inline(always)]
+    pub(crate) fn release(&self) -> u32 {
+        let prev = self.word.fetch_sub(1, Ordering::AcqRel) as u32;
+        debug_assert!(Hot::in_flight_of(prev) > 0, "release without acquire");
+        prev
+    }
+
     /// The status bits of a word.
     #[inline(always)]
     pub(crate) fn status_of(word: u32) -> u32 {
@@ -43,9 +87,10 @@ impl Hot {
         word & IN_FLIGHT_MASK
     }
 
+    /// The low half of the word: status and requests in flight (what a pick reads).
     #[inline(always)]
     pub(crate) fn load(&self, order: Ordering) -> u32 {
-        self.word.load(order)
+        self.word.load(order) as u32
     }
 }
 
@@ -147,7 +192,7 @@ impl Drop for Slot {
 }
 
 /// A snapshot's view of its targets' slots: the chunks they live in, in a dense table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct LiveTable {
     chunks: Box<[Chunk]>,
     /// Every target `i` of the snapshot sits at index `i` of this one chunk (a group built in
@@ -217,6 +262,20 @@ impl LiveTable {
     #[inline]
     pub(crate) fn at(&self, chunk: u32, index: u32) -> &Hot {
         &self.chunks[chunk as usize][index as usize]
+    }
+
+    /// Target `i`'s word; `place` gives its (chunk, index) from its entry, read only when the
+    /// table is neither dense nor mapped.
+    #[inline(always)]
+    pub(crate) fn hot(&self, i: usize, place: impl FnOnce() -> (u32, u32)) -> &Hot {
+        if let Some(dense) = &self.dense {
+            return &dense[i];
+        }
+        if let Some((chunk, map)) = &self.mapped {
+            return &chunk[map[i] as usize];
+        }
+        let (c, index) = place();
+        self.at(c, index)
     }
 }
 

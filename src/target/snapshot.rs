@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::slots::LiveTable;
+use super::slots::{Acquire, IN_FLIGHT_MASK, LiveTable};
 use super::state::TargetState;
 use super::{Target, TargetId};
 use crate::algorithm::{Algorithm, Context, Selector, Targets};
@@ -107,6 +107,34 @@ impl Snapshot {
     #[inline]
     pub(crate) fn latency(&self) -> Option<&crate::algorithm::LatencyTracker> {
         self.selector.latency()
+    }
+
+    /// Whether a successful attempt must reach its target's state (see
+    /// [`GroupHealth::watches_successes`]); failures always do.
+    pub(crate) fn watches_successes(&self) -> bool {
+        self.health
+            .as_deref()
+            .is_some_and(GroupHealth::watches_successes)
+    }
+
+    /// Counts one more request in flight (and one more request) to target `i`, unless it is
+    /// at its connection limit. Without limits in the group, straight on the live table: the
+    /// target's entry and state are not read.
+    #[inline]
+    pub(crate) fn try_acquire(&self, i: usize) -> bool {
+        let e = || &self.entries[i];
+        if self.has_limits {
+            return e().state.try_acquire(e().max_conns);
+        }
+        match self
+            .live
+            .hot(i, || (e().chunk, e().slot))
+            .try_acquire(IN_FLIGHT_MASK)
+        {
+            Acquire::Done => true,
+            Acquire::Full => false,
+            Acquire::Wrap => e().state.acquire_wrapping(0),
+        }
     }
 
     /// Attaches the group's health view.

@@ -1,10 +1,11 @@
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
 use super::TargetId;
 use super::latency::LatencyState;
-use super::slots::{Hot, IN_FLIGHT_MASK, STATUS_SHIFT, Slot, SlotPool};
+use super::slots::{Acquire, Hot, IN_FLIGHT_MASK, REQUEST, STATUS_SHIFT, Slot, SlotPool};
 use crate::classify::Outcome;
 
 /// Whether an operator lets a target take new requests, independent of observed health.
@@ -58,9 +59,12 @@ pub(crate) const BLOCKING_IN_PANIC: u32 = ADMIN_MASK | PENDING;
 /// contains the target and by every request in flight to it.
 #[derive(Debug, Default)]
 pub(crate) struct TargetState {
-    /// The status bits and requests in flight, in the group's dense table (see `slots`).
+    /// The status bits, requests in flight and requests (modulo 2³²), in the group's dense
+    /// table (see `slots`).
     slot: Slot,
-    requests: AtomicU64,
+    /// Requests counted before the word's request count last wrapped (a multiple of 2³²).
+    /// Locked only to wrap and to read the total, so a reader never sees a wrap half done.
+    wrapped: Mutex<u64>,
     failures: AtomicU64,
     drained: Notify,
     /// Latency estimate, written only when the group's selector asks for latency.
@@ -102,17 +106,18 @@ impl TargetState {
     /// Applies `f` to the status bits atomically and lets the group's health bookkeeping see the
     /// transition; returns `(before, after)`. Every status change goes through here.
     pub(crate) fn transition(&self, f: impl Fn(u32) -> u32) -> (u32, u32) {
-        let apply = |w: u32| {
-            let s = f(Hot::status_of(w));
+        let apply = |w: u64| {
+            let low = w as u32;
+            let s = f(Hot::status_of(low));
             debug_assert!(s < 1 << (32 - STATUS_SHIFT), "status bits overflow: {s:#x}");
-            (s << STATUS_SHIFT) | Hot::in_flight_of(w)
+            (w & !u64::from(u32::MAX)) | u64::from((s << STATUS_SHIFT) | Hot::in_flight_of(low))
         };
         let prev = match self
             .hot()
             .word
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(apply(w)))
         {
-            Ok(w) | Err(w) => Hot::status_of(w),
+            Ok(w) | Err(w) => Hot::status_of(w as u32),
         };
         let next = f(prev);
         if prev != next {
@@ -135,25 +140,64 @@ impl TargetState {
         } else {
             max.min(IN_FLIGHT_MASK)
         };
-        // A compare-and-swap rather than an add: the count must never carry into the status.
-        if self
+        match self.hot().try_acquire(max) {
+            Acquire::Done => true,
+            Acquire::Full => false,
+            Acquire::Wrap => self.acquire_wrapping(max),
+        }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) when the word's request count is about to wrap
+    /// (once every 2³² requests): moves the wrap into `wrapped` under its lock.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn acquire_wrapping(&self, max: u32) -> bool {
+        let max = if max == 0 {
+            IN_FLIGHT_MASK
+        } else {
+            max.min(IN_FLIGHT_MASK)
+        };
+        let mut wrapped = self.wrapped.lock().unwrap_or_else(|e| e.into_inner());
+        let full = u64::from(u32::MAX);
+        match self
             .hot()
             .word
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                (Hot::in_flight_of(w) < max).then_some(w + 1)
-            })
-            .is_err()
-        {
-            return false;
+                if Hot::in_flight_of(w as u32) >= max {
+                    None
+                } else if w >> 32 == full {
+                    // The count restarts at 0 and the wrap moves into `wrapped`.
+                    Some((w & full) + 1)
+                } else {
+                    Some(w + REQUEST + 1)
+                }
+            }) {
+            Ok(prev) => {
+                if prev >> 32 == full {
+                    *wrapped += full + 1;
+                }
+                true
+            }
+            Err(_) => false,
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        true
     }
 
-    #[inline]
+    /// Requests ever counted here.
+    pub(crate) fn requests(&self) -> u64 {
+        let wrapped = self.wrapped.lock().unwrap_or_else(|e| e.into_inner());
+        *wrapped + (self.hot().word.load(Ordering::Relaxed) >> 32)
+    }
+
+    #[cfg(test)]
     pub(crate) fn release(&self) {
-        let prev = self.hot().word.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(Hot::in_flight_of(prev) > 0, "release without acquire");
+        let prev = self.hot().release();
+        self.released(prev);
+    }
+
+    /// After a release that found `prev` (the word's low half) before it: wakes whoever waits
+    /// for a draining target to go idle.
+    #[inline]
+    pub(crate) fn released(&self, prev: u32) {
         // Only a draining target has waiters; keep the common path free of `Notify`'s lock.
         if Hot::in_flight_of(prev) == 1 && Hot::status_of(prev) & DRAINING != 0 {
             self.drained.notify_waiters();
@@ -209,7 +253,7 @@ impl TargetState {
         TargetStats {
             id: id.clone(),
             in_flight: self.in_flight(),
-            requests: self.requests.load(Ordering::Relaxed),
+            requests: self.requests(),
             failures: self.failures.load(Ordering::Relaxed),
             admin: self.admin(),
         }
@@ -278,6 +322,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_request_count_wraps_into_the_state_exactly() {
+        let state = TargetState::default();
+        state.set_admin(AdminState::Draining);
+        // Two requests short of the word's request count wrapping.
+        state
+            .hot()
+            .word
+            .fetch_add((u64::from(u32::MAX) - 1) << 32, Ordering::Relaxed);
+        assert_eq!(state.requests(), u64::from(u32::MAX) - 1);
+        for k in 0..4u64 {
+            assert!(state.try_acquire(0));
+            assert_eq!(state.requests(), u64::from(u32::MAX) + k, "no request lost");
+        }
+        assert_eq!(state.hot().word.load(Ordering::Relaxed) >> 32, 2, "wrapped");
+        assert_eq!(state.in_flight(), 4);
+        assert_eq!(state.admin(), AdminState::Draining, "status untouched");
+        // A full target is refused on the wrapping path too, and counts nothing.
+        let full = TargetState::default();
+        full.hot()
+            .word
+            .fetch_add(u64::from(u32::MAX) << 32, Ordering::Relaxed);
+        assert!(full.try_acquire(1));
+        assert!(!full.try_acquire(1));
+        assert!(!full.acquire_wrapping(1));
+        assert_eq!(full.requests(), u64::from(u32::MAX) + 1);
+    }
+
+    #[test]
     fn in_flight_never_carries_into_the_status() {
         let state = TargetState::default();
         state.set_admin(AdminState::Draining);
@@ -285,7 +357,7 @@ mod tests {
         state
             .hot()
             .word
-            .fetch_add(IN_FLIGHT_MASK - 2, Ordering::Relaxed);
+            .fetch_add(u64::from(IN_FLIGHT_MASK - 2), Ordering::Relaxed);
         assert!(state.try_acquire(0));
         assert!(state.try_acquire(0));
         assert_eq!(state.in_flight(), IN_FLIGHT_MASK);
