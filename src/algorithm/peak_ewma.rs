@@ -1,7 +1,9 @@
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::p2c::Sampler;
 use super::{Algorithm, Context, FastRng, LatencyTracker, Selector, Targets};
+use crate::target::Hot;
 
 /// Power of two choices on peak-EWMA latency ("least time"): draw two targets at random and
 /// send to the one with the lower expected cost `latency × (in_flight + 1) / weight`.
@@ -124,6 +126,26 @@ impl Selector for EwmaSelector {
         }
         let now = self.tracker.now();
         let (a, b) = self.sampler.pair(r, n);
+        if let (Some((counters, blocking)), true) = (cx.plain_counters(), self.sampler.uniform) {
+            // Equal weights, nothing ramping, no backups, limits or targets to avoid: status and
+            // load come from the dense counters and the weight (the same for both) drops out
+            // of the comparison.
+            if let (Some(ha), Some(hb)) = (counters.get(a), counters.get(b)) {
+                let (wa, wb) = (ha.load(Ordering::Relaxed), hb.load(Ordering::Relaxed));
+                if Hot::status_of(wa | wb) & (blocking | crate::target::RAMP) == 0 {
+                    let cost = |i: usize, w: u32| {
+                        self.tracker.estimate_ns(cx.state(i), now)
+                            * f64::from(Hot::in_flight_of(w) + 1)
+                    };
+                    let (ca, cb) = (cost(a, wa), cost(b, wb));
+                    return Some(if ca < cb || (ca == cb && r & 1 == 0) {
+                        a
+                    } else {
+                        b
+                    });
+                }
+            }
+        }
         match (cx.is_available(a), cx.is_available(b)) {
             (true, true) => {
                 let (ca, cb) = (self.cost(cx, a, now), self.cost(cx, b, now));

@@ -6,7 +6,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
 use super::{
-    Algorithm, LeastConnections, P2cInFlight, RoundRobin, SmoothWeightedRoundRobin, WeightedRandom,
+    Algorithm, LeastConnections, P2cInFlight, P2cPeakEwma, RoundRobin, SmoothWeightedRoundRobin,
+    WeightedRandom,
 };
 use crate::target::{AdminState, Entry, SlotPool, Snapshot, Target, TargetState};
 
@@ -136,13 +137,14 @@ proptest! {
 proptest! {
     #![proptest_config(config(64))]
 
-    /// P2C reads counters straight from the dense table when a group was built in one go,
-    /// through a map when they share a chunk out of order, else through each entry: all three
-    /// must pick exactly the same targets.
+    /// P2C (in flight or peak EWMA) reads counters straight from the dense table when a group
+    /// was built in one go, through a map when they share a chunk out of order, else through
+    /// each entry: all three must pick exactly the same targets.
     #[test]
     fn p2c_picks_the_same_wherever_the_counters_sit(
-        cases in prop::collection::vec((0u32..4, any::<bool>()), 1..=24),
+        cases in prop::collection::vec((0u32..4, any::<bool>(), 0u32..4), 1..=24),
         bias in prop_oneof![Just(0.0), Just(1.0), Just(2.0)],
+        ewma in any::<bool>(),
         seed in any::<u64>(),
     ) {
         #[derive(Clone, Copy, PartialEq)]
@@ -165,15 +167,23 @@ proptest! {
                     Entry::new(Arc::new(Target::new(format!("t{i:03}"), "127.0.0.1:1").unwrap()), Arc::new(state))
                 })
                 .collect();
-            for (e, &(in_flight, disabled)) in es.iter().zip(&cases) {
+            for (e, &(in_flight, disabled, latency_ms)) in es.iter().zip(&cases) {
                 for _ in 0..in_flight {
                     e.state.try_acquire(0);
                 }
                 if disabled {
                     e.state.set_admin(AdminState::Disabled);
                 }
+                if latency_ms > 0 {
+                    // Stamped in the far future: no decay, whenever the picks run.
+                    e.state.latency.record(f64::from(latency_ms) * 1e6, u64::MAX / 2, 1e10);
+                }
             }
-            Snapshot::build(1, es, &P2cInFlight::new().bias(bias).seed(seed))
+            if ewma {
+                Snapshot::build(1, es, &P2cPeakEwma::new().seed(seed))
+            } else {
+                Snapshot::build(1, es, &P2cInFlight::new().bias(bias).seed(seed))
+            }
         };
         let (dense, mapped, scattered) = (make(Layout::Dense), make(Layout::Mapped), make(Layout::Scattered));
         prop_assert!(dense.live.dense().is_some());
