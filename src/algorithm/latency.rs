@@ -82,7 +82,12 @@ fn origin() -> Instant {
 
 #[inline]
 pub(crate) fn nanos(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(u64::MAX)
+    // Whole seconds and the rest, not `as_nanos` (a 128-bit product and a range check): 64
+    // bits of nanoseconds last 584 years past the origin.
+    let d = at.saturating_duration_since(origin());
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 /// `exp(-x)` for `x ≥ 0`: the weight an estimate keeps after `x` decay periods.

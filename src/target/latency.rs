@@ -34,26 +34,25 @@ impl LatencyState {
 
     /// Folds one sample into the peak EWMA: a sample above the estimate replaces it at once
     /// (peak), one below pulls it down with weight `1 - exp(-elapsed / decay)`.
+    ///
+    /// Loads and stores, no locked instruction: two responses from the same target finishing
+    /// at the same instant may both start from the same estimate, and the later store wins,
+    /// so one of the two samples is lost. An estimate that follows thousands of samples loses
+    /// nothing it needs by that (a peak lost this way is taken again with the target's next
+    /// slow response); every response paying for a compare-and-swap would cost more.
     pub(crate) fn record(&self, sample_ns: f64, now: u64, decay_ns: f64) {
         let sample_ns = sample_ns.max(1.0);
-        // A load and a store, not a swap: two responses racing here may both decay from the
-        // same stamp, which moves the estimate a little further down than strictly due; the
-        // estimate itself is updated with a compare-and-swap, so neither sample is lost.
         let stamp = self.stamp.load(Ordering::Relaxed);
         self.stamp.store(now, Ordering::Relaxed);
         let elapsed = now.saturating_sub(stamp) as f64;
-        let _ = self
-            .estimate
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                let prev = f64::from_bits(bits);
-                let next = if prev <= 0.0 || sample_ns >= prev {
-                    sample_ns
-                } else {
-                    let w = crate::algorithm::decay_weight(elapsed / decay_ns);
-                    prev * w + sample_ns * (1.0 - w)
-                };
-                Some(next.to_bits())
-            });
+        let prev = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let next = if prev <= 0.0 || sample_ns >= prev {
+            sample_ns
+        } else {
+            let w = crate::algorithm::decay_weight(elapsed / decay_ns);
+            prev * w + sample_ns * (1.0 - w)
+        };
+        self.estimate.store(next.to_bits(), Ordering::Relaxed);
     }
 
     /// Holds the failure penalty until `until` (never shortens an existing hold).
