@@ -26,7 +26,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
 use http_body::Body;
@@ -75,37 +75,36 @@ pin_project! {
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    /// Starts an attempt. A target service that is ready at once is called right away (the
-    /// common case: pooled clients are always ready), so the request is never parked in the
-    /// future; otherwise readiness is awaited when the future is polled. Polling readiness here
-    /// with a no-op waker is harmless: a pending service is polled again, with the caller's
-    /// waker, before anything waits on it.
-    #[inline]
-    pub(crate) fn start(mut svc: S, req: Req, guard: InFlight, tagging: Tagging) -> Self
+    /// An attempt whose target's service was ready and has been called.
+    #[inline(always)]
+    pub(crate) fn called(fut: S::Future, guard: InFlight, tagging: Tagging) -> Self {
+        ResponseFuture {
+            state: State::Called { fut },
+            guard: Some(guard),
+            tagging,
+        }
+    }
+
+    /// An attempt waiting for its target's service to become ready; the request waits in
+    /// the future.
+    pub(crate) fn parked(svc: S, req: Req, guard: InFlight, tagging: Tagging) -> Self {
+        ResponseFuture {
+            state: State::NotReady {
+                svc,
+                req: Some(req),
+            },
+            guard: Some(guard),
+            tagging,
+        }
+    }
+
+    /// An attempt whose target's service failed before the request was sent.
+    #[cold]
+    pub(crate) fn refused(e: S::Error, guard: InFlight, tagging: Tagging) -> Self
     where
         S::Error: Into<BoxError>,
     {
-        let mut cx = Context::from_waker(Waker::noop());
-        // Each arm builds the future where it is returned: no copy of the request or of the
-        // inner future on the way out.
-        match svc.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => ResponseFuture {
-                state: State::Called { fut: svc.call(req) },
-                guard: Some(guard),
-                tagging,
-            },
-            Poll::Pending => ResponseFuture {
-                state: State::NotReady {
-                    svc,
-                    req: Some(req),
-                },
-                guard: Some(guard),
-                tagging,
-            },
-            Poll::Ready(Err(e)) => {
-                ResponseFuture::failed(fail(&mut Some(guard), tagging, e.into()))
-            }
-        }
+        ResponseFuture::failed(fail(&mut Some(guard), tagging, e.into()))
     }
 
     pub(crate) fn failed(error: BoxError) -> Self {

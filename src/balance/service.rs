@@ -286,22 +286,16 @@ impl<S: Clone + 'static> Balance<S> {
         &self.shared.group
     }
 
-    /// Dispatches with the shared service table (brought up to the group's latest snapshot if
-    /// needed) and keeps it for the next request.
+    /// Moves this clone to the shared service table (brought up to the group's latest
+    /// snapshot if needed).
     #[cold]
     #[inline(never)]
-    fn call_refreshed<B>(&mut self, req: Request<B>) -> ResponseFuture<S, Request<B>>
-    where
-        S: Service<Request<B>>,
-        S::Error: Into<BoxError>,
-    {
+    fn refresh(&mut self) {
         let mut services = self.shared.services.load_full();
         if services.snapshot().version != self.shared.group.published_version() {
             services = self.sync();
         }
-        let fut = self.dispatch(&services, req);
         self.cache = Some(services);
-        fut
     }
 
     /// Brings the service table up to the group's latest snapshot, keeping existing services.
@@ -334,15 +328,13 @@ impl<S: Clone + 'static> Balance<S> {
         new
     }
 
-    #[inline]
-    fn dispatch<B>(&self, services: &Services<S>, req: Request<B>) -> ResponseFuture<S, Request<B>>
-    where
-        S: Service<Request<B>>,
-        S::Error: Into<BoxError>,
-    {
+    /// Picks a target for `req` and counts the request in flight there: the target's index
+    /// and how the attempt's outcome is to be tagged. Reads the request, never moves it.
+    #[inline(always)]
+    fn pick<B>(&self, services: &Services<S>, req: &Request<B>) -> Option<(usize, Tagging)> {
         let snap = &**services.snapshot();
         let avoid = req.extensions().get::<AvoidTargets>();
-        let key = self.shared.key.as_ref().and_then(|k| k.hash(&req));
+        let key = self.shared.key.as_ref().and_then(|k| k.hash(req));
         let mut chosen = None;
         for _ in 0..ACQUIRE_TRIES {
             let Some(i) = snap.pick(key, avoid) else {
@@ -355,9 +347,7 @@ impl<S: Clone + 'static> Balance<S> {
         }
         let Some(i) = chosen else {
             tracing::trace!(group = %self.shared.group.name(), "no available target");
-            return ResponseFuture::failed(Box::new(NoAvailableTarget::new(
-                self.shared.group.name_arc().clone(),
-            )));
+            return None;
         };
         let e = &snap.entries[i];
         tracing::trace!(group = %self.shared.group.name(), target = %e.target.id(), "picked");
@@ -367,8 +357,17 @@ impl<S: Clone + 'static> Balance<S> {
             None if req.extensions().get::<WantServedBy>().is_some() => Tagging::Every,
             None => Tagging::Errors,
         };
-        let guard = InFlight::acquired(services.table.clone(), i).timed();
-        ResponseFuture::start(services.list[i].clone(), req, guard, tagging)
+        Some((i, tagging))
+    }
+
+    #[cold]
+    fn no_target<Req>(&self) -> ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        ResponseFuture::failed(Box::new(NoAvailableTarget::new(
+            self.shared.group.name_arc().clone(),
+        )))
     }
 }
 
@@ -388,11 +387,33 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        match &self.cache {
-            Some(s) if s.snapshot().version == self.shared.group.published_version() => {
-                self.dispatch(s, req)
-            }
-            _ => self.call_refreshed(req),
+        let current = self.shared.group.published_version();
+        if self
+            .cache
+            .as_ref()
+            .is_none_or(|s| s.snapshot().version != current)
+        {
+            self.refresh();
+        }
+        let Some(services) = &self.cache else {
+            return self.no_target();
+        };
+        // The request is only read until the one place that moves it into the target's
+        // service: moved through helpers, the compiler copies all 224 bytes of it each time.
+        let Some((i, tagging)) = self.pick(services, &req) else {
+            return self.no_target();
+        };
+        let guard = InFlight::acquired(services.table.clone(), i).timed();
+        // A target service that is ready at once is called right away (the common case:
+        // pooled clients are always ready), so the request is never parked in the future;
+        // otherwise readiness is awaited when the future is polled. Polling readiness here with
+        // a no-op waker is harmless: a pending service is polled again, with the caller's
+        // waker, before anything waits on it.
+        let mut svc = services.list[i].clone();
+        match svc.poll_ready(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => ResponseFuture::called(svc.call(req), guard, tagging),
+            Poll::Pending => ResponseFuture::parked(svc, req, guard, tagging),
+            Poll::Ready(Err(e)) => ResponseFuture::refused(e, guard, tagging),
         }
     }
 }
