@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
 use super::error::BodyNotReplayable;
@@ -41,6 +42,10 @@ use crate::error::BoxError;
 /// ```
 pub struct ReplayBody<B> {
     kind: Kind<B>,
+    /// On the retry policy's copy of a request only: the request's headers, kept as pairs (one
+    /// allocation) rather than a copied `HeaderMap` (two), and put back into the copy's map
+    /// only when a retry is granted. Empty (no allocation) everywhere else.
+    held_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 enum Kind<B> {
@@ -91,7 +96,10 @@ impl<B: Body<Data = Bytes>> ReplayBody<B> {
                 trailers_sent: false,
             }
         };
-        ReplayBody { kind }
+        ReplayBody {
+            kind,
+            held_headers: Vec::new(),
+        }
     }
 }
 
@@ -108,7 +116,10 @@ impl<B> ReplayBody<B> {
     /// A body that replays this one from the start, or `None` if it can no longer be replayed.
     pub fn try_clone(&self) -> Option<Self> {
         match &self.kind {
-            Kind::Empty => Some(ReplayBody { kind: Kind::Empty }),
+            Kind::Empty => Some(ReplayBody {
+                kind: Kind::Empty,
+                held_headers: Vec::new(),
+            }),
             Kind::Once(_) => None,
             Kind::Shared { shared, .. } => {
                 if lock(shared).capped {
@@ -120,8 +131,33 @@ impl<B> ReplayBody<B> {
                         seen: 0,
                         trailers_sent: false,
                     },
+                    held_headers: Vec::new(),
                 })
             }
+        }
+    }
+}
+
+impl<B> ReplayBody<B> {
+    /// Keeps a copy of `headers` with this body (see `held_headers`).
+    pub(crate) fn hold_headers(&mut self, headers: &HeaderMap) {
+        if headers.is_empty() {
+            return;
+        }
+        let mut held = Vec::with_capacity(headers.len());
+        held.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.held_headers = held;
+    }
+
+    /// Moves the held headers (if any) into `headers`, in their original order.
+    pub(crate) fn restore_headers(&mut self, headers: &mut HeaderMap) {
+        if self.held_headers.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held_headers);
+        headers.reserve(held.len());
+        for (name, value) in held {
+            headers.append(name, value);
         }
     }
 }
