@@ -42,10 +42,10 @@ use crate::error::BoxError;
 /// ```
 pub struct ReplayBody<B> {
     kind: Kind<B>,
-    /// On the retry policy's copy of a request only: the request's headers, kept as pairs (one
-    /// allocation) rather than a copied `HeaderMap` (two), and put back into the copy's map
+    /// On the retry policy's copy of a request only: the request's headers, kept as a boxed slice of
+    /// pairs (one allocation) rather than a copied `HeaderMap` (two), and put back into the copy's map
     /// only when a retry is granted. Empty (no allocation) everywhere else.
-    held_headers: Vec<(HeaderName, HeaderValue)>,
+    held_headers: Box<[(HeaderName, HeaderValue)]>,
 }
 
 enum Kind<B> {
@@ -98,7 +98,7 @@ impl<B: Body<Data = Bytes>> ReplayBody<B> {
         };
         ReplayBody {
             kind,
-            held_headers: Vec::new(),
+            held_headers: Box::default(),
         }
     }
 }
@@ -118,7 +118,7 @@ impl<B> ReplayBody<B> {
         match &self.kind {
             Kind::Empty => Some(ReplayBody {
                 kind: Kind::Empty,
-                held_headers: Vec::new(),
+                held_headers: Box::default(),
             }),
             Kind::Once(_) => None,
             Kind::Shared { shared, .. } => {
@@ -131,7 +131,7 @@ impl<B> ReplayBody<B> {
                         seen: 0,
                         trailers_sent: false,
                     },
-                    held_headers: Vec::new(),
+                    held_headers: Box::default(),
                 })
             }
         }
@@ -144,9 +144,11 @@ impl<B> ReplayBody<B> {
         if headers.is_empty() {
             return;
         }
+        // `len` counts every value, as `iter` yields them: the boxed slice takes the `Vec`'s
+        // buffer as is.
         let mut held = Vec::with_capacity(headers.len());
         held.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.held_headers = held;
+        self.held_headers = held.into_boxed_slice();
     }
 
     /// Moves the held headers (if any) into `headers`, in their original order.
@@ -156,7 +158,7 @@ impl<B> ReplayBody<B> {
         }
         let held = std::mem::take(&mut self.held_headers);
         headers.reserve(held.len());
-        for (name, value) in held {
+        for (name, value) in held.into_vec() {
             headers.append(name, value);
         }
     }
