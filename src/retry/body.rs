@@ -45,7 +45,7 @@ pub struct ReplayBody<B> {
     /// On the retry policy's copy of a request only: the request's headers, kept as a boxed slice of
     /// pairs (one allocation) rather than a copied `HeaderMap` (two), and put back into the copy's map
     /// only when a retry is granted. Empty (no allocation) everywhere else.
-    held_headers: Box<[(HeaderName, HeaderValue)]>,
+    held_headers: Option<Box<[(HeaderName, HeaderValue)]>>,
 }
 
 enum Kind<B> {
@@ -98,7 +98,7 @@ impl<B: Body<Data = Bytes>> ReplayBody<B> {
         };
         ReplayBody {
             kind,
-            held_headers: Box::default(),
+            held_headers: None,
         }
     }
 }
@@ -118,7 +118,7 @@ impl<B> ReplayBody<B> {
         match &self.kind {
             Kind::Empty => Some(ReplayBody {
                 kind: Kind::Empty,
-                held_headers: Box::default(),
+                held_headers: None,
             }),
             Kind::Once(_) => None,
             Kind::Shared { shared, .. } => {
@@ -131,7 +131,7 @@ impl<B> ReplayBody<B> {
                         seen: 0,
                         trailers_sent: false,
                     },
-                    held_headers: Box::default(),
+                    held_headers: None,
                 })
             }
         }
@@ -148,15 +148,14 @@ impl<B> ReplayBody<B> {
         // buffer as is.
         let mut held = Vec::with_capacity(headers.len());
         held.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.held_headers = held.into_boxed_slice();
+        self.held_headers = Some(held.into_boxed_slice());
     }
 
     /// Moves the held headers (if any) into `headers`, in their original order.
     pub(crate) fn restore_headers(&mut self, headers: &mut HeaderMap) {
-        if self.held_headers.is_empty() {
+        let Some(held) = self.held_headers.take() else {
             return;
-        }
-        let held = std::mem::take(&mut self.held_headers);
+        };
         headers.reserve(held.len());
         for (name, value) in held.into_vec() {
             headers.append(name, value);
