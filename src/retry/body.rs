@@ -42,9 +42,9 @@ use crate::error::BoxError;
 /// ```
 pub struct ReplayBody<B> {
     kind: Kind<B>,
-    /// On the retry policy's copy of a request only: the request's headers, kept as a boxed slice of
-    /// pairs (one allocation) rather than a copied `HeaderMap` (two), and put back into the copy's map
-    /// only when a retry is granted. Empty (no allocation) everywhere else.
+    /// On the retry policy's copy of a request only: the request's headers, kept as a boxed
+    /// slice of pairs (one allocation) rather than a copied `HeaderMap` (two), and put back into
+    /// the copy's map only when a retry is granted. `None` everywhere else.
     held_headers: Option<Box<[(HeaderName, HeaderValue)]>>,
 }
 
