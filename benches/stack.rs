@@ -33,6 +33,7 @@ use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::target::{Target, TargetGroup};
+use tower_lb::timeout::TimeoutLayer;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -96,6 +97,17 @@ fn full_stack()
 -> impl Service<Request<Empty<Bytes>>, Response = Response<impl Sized>, Error = BoxError> + Clone {
     ServiceBuilder::new()
         .layer(rate_limit())
+        .layer(TimeoutLayer::new(Duration::from_secs(10)))
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(CircuitBreakerLayer::new("bench"))
+        .service(balance::<ReplayBody<Empty<Bytes>>>())
+}
+
+/// The same stack with tower's `Timeout` (a clock read and a timer per request), for comparison.
+fn full_stack_tower_timeout()
+-> impl Service<Request<Empty<Bytes>>, Response = Response<impl Sized>, Error = BoxError> + Clone {
+    ServiceBuilder::new()
+        .layer(rate_limit())
         .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(10)))
         .layer(RetryLayer::new(RetryPolicy::new()))
         .layer(CircuitBreakerLayer::new("bench"))
@@ -144,11 +156,19 @@ macro_rules! variants {
                 $f!(keyed_rate_limit().layer(balance::<Empty<Bytes>>())),
             ),
             (
-                "balance + timeout",
+                "balance + timeout (tower-lb)",
+                $f!(TimeoutLayer::new(Duration::from_secs(10)).layer(balance::<Empty<Bytes>>())),
+            ),
+            (
+                "balance + timeout (tower)",
                 $f!(tower::timeout::TimeoutLayer::new(Duration::from_secs(10))
                     .layer(balance::<Empty<Bytes>>())),
             ),
             ("tower-lb full stack", $f!(full_stack())),
+            (
+                "full stack, tower's Timeout",
+                $f!(full_stack_tower_timeout()),
+            ),
             ("tower ConcurrencyLimit+Timeout", $f!(tower_limit_timeout())),
             (
                 "tower Buffer",

@@ -22,7 +22,6 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower::timeout::TimeoutLayer;
 use tower::util::MapRequestLayer;
 use tower_lb::BoxError;
 use tower_lb::balance::Balance;
@@ -31,6 +30,7 @@ use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::limit::{ClientAddr, LimitKey, RateLimitLayer};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::target::{Target, TargetGroup};
+use tower_lb::timeout::TimeoutLayer;
 
 /// A loopback backend; `flaky` answers every other request with 503.
 async fn backend(name: &'static str, flaky: bool) -> SocketAddr {
@@ -95,6 +95,7 @@ async fn main() -> Result<(), BoxError> {
     // 3. Rate limit: the cheapest refusal, before any work; it counts client requests (not
     //    attempts) and a 429 is never retried.
     // 4. Overall deadline (2 s): outside the retries, so it bounds every attempt and backoff.
+    //    (tower-lb's TimeoutLayer: tower's error, but no timer for a response ready at once.)
     // 5. Retry: each attempt goes through the breaker and the balancer again (another target).
     // 6. Circuit breaker: sees every attempt; when open, attempts fail fast with a local
     //    rejection that the retry layer does not retry, so an outage is not amplified.

@@ -44,7 +44,7 @@
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `full`: everything.
 //!
-//! Resilience layers ([`retry`], [`breaker`], [`limit`]) and how to order them:
+//! Resilience layers ([`retry`], [`breaker`], [`limit`], [`timeout`]) and how to order them:
 //! `docs/resilience.md` in the repository.
 //!
 //! See `docs/architecture.md` in the repository for the model and the path of one request.
@@ -64,6 +64,7 @@ pub mod key;
 pub mod limit;
 pub mod retry;
 pub mod target;
+pub mod timeout;
 
 pub use crate::error::BoxError;
 

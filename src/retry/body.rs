@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
 use super::error::BodyNotReplayable;
@@ -41,6 +42,10 @@ use crate::error::BoxError;
 /// ```
 pub struct ReplayBody<B> {
     kind: Kind<B>,
+    /// On the retry policy's copy of a request only: the request's headers, kept as a boxed
+    /// slice of pairs (one allocation) rather than a copied `HeaderMap` (two), and put back into
+    /// the copy's map only when a retry is granted. `None` everywhere else.
+    held_headers: Option<Box<[(HeaderName, HeaderValue)]>>,
 }
 
 enum Kind<B> {
@@ -91,7 +96,10 @@ impl<B: Body<Data = Bytes>> ReplayBody<B> {
                 trailers_sent: false,
             }
         };
-        ReplayBody { kind }
+        ReplayBody {
+            kind,
+            held_headers: None,
+        }
     }
 }
 
@@ -108,7 +116,10 @@ impl<B> ReplayBody<B> {
     /// A body that replays this one from the start, or `None` if it can no longer be replayed.
     pub fn try_clone(&self) -> Option<Self> {
         match &self.kind {
-            Kind::Empty => Some(ReplayBody { kind: Kind::Empty }),
+            Kind::Empty => Some(ReplayBody {
+                kind: Kind::Empty,
+                held_headers: None,
+            }),
             Kind::Once(_) => None,
             Kind::Shared { shared, .. } => {
                 if lock(shared).capped {
@@ -120,8 +131,34 @@ impl<B> ReplayBody<B> {
                         seen: 0,
                         trailers_sent: false,
                     },
+                    held_headers: None,
                 })
             }
+        }
+    }
+}
+
+impl<B> ReplayBody<B> {
+    /// Keeps a copy of `headers` with this body (see `held_headers`).
+    pub(crate) fn hold_headers(&mut self, headers: &HeaderMap) {
+        if headers.is_empty() {
+            return;
+        }
+        // `len` counts every value, as `iter` yields them: the boxed slice takes the `Vec`'s
+        // buffer as is.
+        let mut held = Vec::with_capacity(headers.len());
+        held.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.held_headers = Some(held.into_boxed_slice());
+    }
+
+    /// Moves the held headers (if any) into `headers`, in their original order.
+    pub(crate) fn restore_headers(&mut self, headers: &mut HeaderMap) {
+        let Some(held) = self.held_headers.take() else {
+            return;
+        };
+        headers.reserve(held.len());
+        for (name, value) in held.into_vec() {
+            headers.append(name, value);
         }
     }
 }

@@ -219,7 +219,8 @@ fn in_flight_limit_does_not_allocate() {
 
 /// The resilience stack over `Balance` (rate limit, overall timeout, retry, breaker) adds no
 /// allocation to a request without headers. With headers it adds exactly the retry's copy of the
-/// request head: copying a non-empty `HeaderMap` allocates its entries and its index table.
+/// request headers: one `Vec` of (name, value) pairs (a `HeaderMap` copy would take two, its
+/// entries and its index table).
 #[test]
 fn resilience_stack_allocates_only_the_retry_copy_of_headers() {
     use std::time::Duration;
@@ -255,7 +256,9 @@ fn resilience_stack_allocates_only_the_retry_copy_of_headers() {
             .unwrap(),
     );
     let mut svc = builder
-        .timeout(Duration::from_secs(10))
+        .layer(tower_lb::timeout::TimeoutLayer::new(Duration::from_secs(
+            10,
+        )))
         .layer(RetryLayer::new(RetryPolicy::new()))
         .layer(CircuitBreakerLayer::new("g"))
         .service(balance);
@@ -264,7 +267,7 @@ fn resilience_stack_allocates_only_the_retry_copy_of_headers() {
     headers.insert("accept", "*/*".parse().unwrap());
     headers.insert("user-agent", "test/1.0".parse().unwrap());
 
-    for (with_headers, expected) in [(false, 0.0), (true, 2.0)] {
+    for (with_headers, expected) in [(false, 0.0), (true, 1.0)] {
         let requests = || {
             (0..1000)
                 .map(|_| {

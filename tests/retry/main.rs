@@ -13,12 +13,12 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use tokio::time::Instant;
-use tower::timeout::TimeoutLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::balance::{AvoidTargets, Balance, ServedBy};
 use tower_lb::error::{BoxError, ConnectFailed, is_caused_by};
 use tower_lb::retry::{Attempts, Jitter, ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::target::{Target, TargetGroup};
+use tower_lb::timeout::TimeoutLayer;
 
 /// What the backend stub saw: method, body bytes, time of arrival, avoided targets.
 #[derive(Debug, Clone)]
@@ -628,4 +628,58 @@ fn layers_are_clone_send_sync() {
             .layer(RetryLayer::new(policy()))
             .service(inner),
     );
+}
+
+/// The retry's copy keeps the headers outside a `HeaderMap` until a retry is granted: every
+/// attempt still gets the same head (method, URI, every header value in order, extensions).
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_same_head() {
+    type Head = (Method, http::Uri, Vec<(String, String)>, Option<u32>);
+    let seen: Arc<Mutex<Vec<Head>>> = Arc::default();
+    let log = seen.clone();
+    let inner = service_fn(move |r: Request<ReplayBody<Full<Bytes>>>| {
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let ext = r.extensions().get::<u32>().copied();
+        let mut log = log.lock().unwrap();
+        log.push((r.method().clone(), r.uri().clone(), headers, ext));
+        let n = log.len();
+        async move { status(if n < 3 { 503 } else { 200 }) }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy()))
+        .service(inner);
+    let mut request = Request::builder()
+        .method(Method::PUT)
+        .uri("/a?b=c")
+        .header("x-one", "1")
+        .header("accept", "text/plain")
+        .header("accept", "text/html")
+        .header("x-two", "2")
+        .body(Full::new(Bytes::from_static(b"body")))
+        .unwrap();
+    request.extensions_mut().insert(7u32);
+    let rsp = svc.oneshot(request).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(attempts(&rsp), 3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    let expected: Vec<(String, String)> = [
+        ("x-one", "1"),
+        ("accept", "text/plain"),
+        ("accept", "text/html"),
+        ("x-two", "2"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (i, (method, uri, headers, ext)) in seen.iter().enumerate() {
+        assert_eq!(method, Method::PUT, "attempt {i}");
+        assert_eq!(uri, "/a?b=c", "attempt {i}");
+        assert_eq!(headers, &expected, "attempt {i}");
+        assert_eq!(*ext, Some(7), "attempt {i}");
+    }
 }

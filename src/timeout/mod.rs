@@ -1,0 +1,49 @@
+//! A timeout that costs nothing when the inner service answers at once.
+//!
+//! [`Timeout`] fails a request with tower's [`Elapsed`] when its inner future has not completed
+//! within the duration, like tower's own `Timeout` (the same error, so
+//! [`status_for_error`](crate::http::status_for_error) maps it to `504` and the retry policy
+//! treats it as a timeout). The difference is when the clock starts: tower's reads the clock and
+//! arms a timer in `call`, for every request; this one polls the inner future first and arms the
+//! timer only when that first poll returns `Pending`. A response that is ready at once (a cache,
+//! a refusal, a local error, a mock) costs no clock read and no timer.
+//!
+//! So the deadline counts from the **first poll** of the response future, not from `call`. For
+//! a service future that is the same instant in practice: every caller in this crate, tower's
+//! and axum's polls the future as soon as `call` returns it. A future that is created and left
+//! unpolled for a while is not timed until it is polled.
+//!
+//! Use it twice for a per-attempt and an overall deadline (see `docs/resilience.md`): outside
+//! the [`RetryLayer`](crate::retry::RetryLayer) it bounds every attempt and every backoff,
+//! inside it a slow attempt counts as a failure and can be retried.
+//!
+//! [`Elapsed`]: tower::timeout::error::Elapsed
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Request, Response};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_lb::timeout::TimeoutLayer;
+//! use tower_lb::http::status_for_error;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let slow = service_fn(|_req: Request<()>| async {
+//!     tokio::time::sleep(Duration::from_secs(60)).await;
+//!     Ok::<_, tower_lb::BoxError>(Response::new(()))
+//! });
+//! let svc = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::new(Duration::from_millis(10)))
+//!     .service(slow);
+//! let err = svc.oneshot(Request::new(())).await.unwrap_err();
+//! assert_eq!(status_for_error(&*err), 504);
+//! # }
+//! ```
+
+pub mod future;
+mod layer;
+mod service;
+
+pub use self::layer::TimeoutLayer;
+pub use self::service::Timeout;

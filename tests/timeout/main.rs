@@ -1,0 +1,127 @@
+//! Integration tests for `tower_lb::timeout`: on paused time, the deadline fires after the
+//! duration when the response is pending, never when it is ready at its first poll (no timer is
+//! armed then: it works without a runtime), counts from the first poll, and maps to `504`.
+
+use std::convert::Infallible;
+use std::future::{Future, pending, ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_lb::error::is_caused_by;
+use tower_lb::http::{ErrorResponseLayer, status_for_error};
+use tower_lb::timeout::{Timeout, TimeoutLayer};
+
+type Elapsed = tower::timeout::error::Elapsed;
+
+/// A service answering after `delay` (at once when zero, without awaiting anything).
+fn after(
+    delay: Duration,
+) -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone {
+    service_fn(move |_r: Request<()>| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(Response::new("ok".to_owned()))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn fires_after_the_duration_when_pending() {
+    let svc = TimeoutLayer::new(Duration::from_millis(100)).layer(after(Duration::from_secs(5)));
+    let t0 = Instant::now();
+    let err = svc.oneshot(Request::new(())).await.unwrap_err();
+    assert!(is_caused_by::<Elapsed>(&*err), "{err}");
+    assert_eq!(Instant::now() - t0, Duration::from_millis(100));
+    assert_eq!(status_for_error(&*err), StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_within_the_duration_passes() {
+    let svc = TimeoutLayer::new(Duration::from_millis(100)).layer(after(Duration::from_millis(99)));
+    let t0 = Instant::now();
+    let rsp = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(rsp.into_body(), "ok");
+    assert_eq!(Instant::now() - t0, Duration::from_millis(99));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inner_error_passes_through() {
+    let svc = Timeout::new(
+        service_fn(|_r: Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Err::<Response<()>, _>(std::io::Error::other("reset"))
+        }),
+        Duration::from_secs(1),
+    );
+    let err = svc.oneshot(Request::new(())).await.unwrap_err();
+    assert!(!is_caused_by::<Elapsed>(&*err));
+    assert!(is_caused_by::<std::io::Error>(&*err), "{err}");
+}
+
+/// Ready at the first poll: no clock read and no timer. Polled by hand, outside any runtime
+/// (tokio's `sleep` panics there), even with a zero duration.
+#[test]
+fn never_fires_and_arms_no_timer_when_ready_at_once() {
+    for d in [Duration::ZERO, Duration::from_secs(1)] {
+        let mut svc = Timeout::new(service_fn(|n: u32| ready(Ok::<_, Infallible>(n + 1))), d);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let fut = pin!(svc.call(41));
+        match fut.poll(&mut cx) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, 42),
+            other => panic!("expected Ready(Ok(42)), got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_duration_fails_only_what_is_pending() {
+    let ready_svc = Timeout::new(after(Duration::ZERO), Duration::ZERO);
+    assert!(ready_svc.oneshot(Request::new(())).await.is_ok());
+    let pending_svc = Timeout::new(after(Duration::from_millis(1)), Duration::ZERO);
+    let t0 = Instant::now();
+    let err = pending_svc.oneshot(Request::new(())).await.unwrap_err();
+    assert!(is_caused_by::<Elapsed>(&*err));
+    assert_eq!(Instant::now(), t0);
+}
+
+/// The documented start of the deadline: the first poll that finds the response pending, not
+/// `call`.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_counts_from_the_first_poll() {
+    let mut svc = Timeout::new(
+        service_fn(|_r: ()| pending::<Result<(), Infallible>>()),
+        Duration::from_millis(100),
+    );
+    let fut = svc.ready().await.unwrap().call(());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let t1 = Instant::now();
+    let err = fut.await.unwrap_err();
+    assert!(is_caused_by::<Elapsed>(&*err));
+    assert_eq!(Instant::now() - t1, Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_response_layer_maps_it_to_504() {
+    let svc = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(TimeoutLayer::new(Duration::from_millis(50)))
+        .service(after(Duration::from_secs(1)));
+    let rsp = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(rsp.status(), StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[test]
+fn layer_and_service_are_clone_send_sync() {
+    fn check<T: Clone + Send + Sync + 'static>(_: &T) {}
+    let layer = TimeoutLayer::new(Duration::from_secs(1));
+    check(&layer);
+    check(&layer.layer(after(Duration::ZERO)));
+    fn check_future<F: Send + Sync + 'static>(_: &F) {}
+    let mut svc = layer.layer(service_fn(|n: u32| ready(Ok::<_, Infallible>(n))));
+    check_future(&svc.call(1));
+}
