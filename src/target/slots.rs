@@ -200,7 +200,7 @@ pub(crate) struct LiveTable {
     dense: Option<Chunk>,
     /// Otherwise, when every target's counters sit in one chunk (a group that changed after
     /// it was built, up to a chunk's worth of targets): that chunk and each target's index in
-    /// it, so a pick still reads 4 bytes per target rather than the target's entry.
+    /// it, so a pick still reads one word per target rather than the target's entry.
     mapped: Option<(Chunk, Box<[u32]>)>,
 }
 
