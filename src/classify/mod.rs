@@ -100,6 +100,7 @@ impl DefaultClassifier {
 }
 
 impl Classify for DefaultClassifier {
+    #[inline]
     fn classify_status(&self, status: StatusCode) -> Outcome {
         if status.is_server_error() || (self.fail_429 && status == StatusCode::TOO_MANY_REQUESTS) {
             Outcome::Failure(FailureKind::Status(status))
