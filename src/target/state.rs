@@ -320,6 +320,55 @@ impl TargetStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The packed word (in flight, status, request count) against a plain model, across
+        /// acquires with and without a limit, releases and admin changes, from a fresh count and
+        /// from one about to wrap.
+        #[test]
+        fn the_word_matches_a_model(
+            near_wrap in any::<bool>(),
+            ops in prop::collection::vec(0u8..5, 0..300),
+        ) {
+            let state = TargetState::default();
+            let start = if near_wrap { u64::from(u32::MAX) - 3 } else { 0 };
+            state.hot().word.fetch_add(start << 32, Ordering::Relaxed);
+            let (mut in_flight, mut requests, mut admin) = (0u32, start, AdminState::Enabled);
+            for op in ops {
+                match op {
+                    0 | 1 => {
+                        let max = if op == 0 { 3 } else { 0 };
+                        let admitted = max == 0 || in_flight < max;
+                        prop_assert_eq!(state.try_acquire(max), admitted);
+                        if admitted {
+                            in_flight += 1;
+                            requests += 1;
+                        }
+                    }
+                    2 if in_flight > 0 => {
+                        state.release();
+                        in_flight -= 1;
+                    }
+                    3 => {
+                        admin = if admin == AdminState::Draining {
+                            AdminState::Enabled
+                        } else {
+                            AdminState::Draining
+                        };
+                        state.set_admin(admin);
+                    }
+                    _ => {
+                        admin = AdminState::Disabled;
+                        state.set_admin(admin);
+                    }
+                }
+                prop_assert_eq!(state.in_flight(), in_flight);
+                prop_assert_eq!(state.requests(), requests);
+                prop_assert_eq!(state.admin(), admin);
+            }
+        }
+    }
 
     #[test]
     fn the_request_count_wraps_into_the_state_exactly() {
