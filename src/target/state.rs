@@ -323,6 +323,13 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 128,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x776f_7264),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
         /// The packed word (in flight, status, request count) against a plain model, across
         /// acquires with and without a limit, releases and admin changes, from a fresh count and
         /// from one about to wrap.
