@@ -25,6 +25,12 @@ use crate::target::TargetState;
 /// Picks read a coarse clock kept by the tracker: it advances with every timed response and
 /// with a real clock read once every 64 picks, so a pick almost never reads the clock itself.
 ///
+/// A response updates its target's estimate with plain loads and stores, no locked
+/// instruction: when two responses from the same target complete at the same instant on two
+/// threads, one of the two samples may be lost. An estimate fed by a steady stream of samples
+/// loses nothing it needs by that (a lost peak is taken again with the target's next slow
+/// response).
+///
 /// # Examples
 ///
 /// ```
