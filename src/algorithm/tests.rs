@@ -244,6 +244,35 @@ fn round_robin_cycles_in_order_and_skips_unavailable() {
 }
 
 #[test]
+fn round_robin_rotates_per_thread_and_shares_evenly() {
+    let snap = Snapshot::build(1, entries(&[1; 5], &[], &[]), &RoundRobin::new());
+    // One thread: strictly in order from the first target.
+    let picks: Vec<_> = (0..7).map(|_| snap.pick(None, None).unwrap()).collect();
+    assert_eq!(picks, [0, 1, 2, 3, 4, 0, 1]);
+    // Three more threads, 100 rounds each: whether or not they share a counter with each
+    // other (threads are spread over 16), every target gets exactly its share.
+    let snap = Snapshot::build(1, entries(&[1; 5], &[], &[]), &RoundRobin::new());
+    let counts: Vec<[u32; 5]> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut seen = [0u32; 5];
+                    for _ in 0..5 * 100 {
+                        seen[snap.pick(None, None).unwrap()] += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for target in 0..5 {
+        let total: u32 = counts.iter().map(|seen| seen[target]).sum();
+        assert_eq!(total, 300, "target {target}: {counts:?}");
+    }
+}
+
+#[test]
 fn placement_ignores_insertion_order() {
     let a = entries(&[3, 1, 2], &[], &[]);
     let mut b = a.clone();
