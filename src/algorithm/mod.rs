@@ -86,6 +86,7 @@ mod round_robin;
 mod smooth;
 #[cfg(test)]
 mod tests;
+mod turns;
 
 pub use self::latency::LatencyTracker;
 pub(crate) use self::latency::decay_weight;

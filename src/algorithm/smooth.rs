@@ -1,5 +1,6 @@
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::turns::Turns;
 use super::{Algorithm, Context, Selector, Targets};
 
 /// The longest weighted cycle kept; larger weight sums are scaled down to fit (proportions are
@@ -18,7 +19,9 @@ const MAX_SKIPS: usize = 64;
 /// 5, 1, 1 give `a a b a c a a`, not `a a a a a b c`).
 ///
 /// The whole cycle is laid out once per membership change, so a pick is one atomic increment
-/// and one table read. A pick that lands on an unavailable target's slot moves on to the next
+/// and one table read. Each thread walks the cycle on a counter of its own (as nginx workers
+/// do; one shared counter would bounce between cores on every pick), so one thread sees the
+/// exact sequence and several threads each keep exact shares per cycle. A pick that lands on an unavailable target's slot moves on to the next
 /// slot, so the targets that are available keep exact proportions among themselves. Very large
 /// sets (targets × cycle above about 8 million) are laid out by stride scheduling, which keeps
 /// the exact per-cycle counts with a slightly different interleaving.
@@ -60,7 +63,7 @@ impl Algorithm for SmoothWeightedRoundRobin {
         let weights: Vec<u32> = targets.iter().map(|t| t.weight()).collect();
         Box::new(SmoothSelector {
             cycle: cycle(&weights).into_boxed_slice(),
-            next: AtomicUsize::new(0),
+            turns: Turns::default(),
             credits: weights.iter().map(|_| AtomicU64::new(0)).collect(),
         })
     }
@@ -69,7 +72,8 @@ impl Algorithm for SmoothWeightedRoundRobin {
 #[derive(Debug)]
 struct SmoothSelector {
     cycle: Box<[u32]>,
-    next: AtomicUsize,
+    /// Where each thread is in the cycle (see `turns`).
+    turns: Turns,
     /// Slow-start credit per target (see the type's docs); untouched unless a ramp is active.
     credits: Box<[AtomicU64]>,
 }
@@ -104,13 +108,13 @@ impl Selector for SmoothSelector {
         }
         let adjusted = cx.weights_adjusted();
         for _ in 0..len.min(MAX_SKIPS) {
-            let i = self.cycle[self.next.fetch_add(1, Ordering::Relaxed) % len] as usize;
+            let i = self.cycle[self.turns.next() % len] as usize;
             if cx.is_available(i) && (!adjusted || self.take_slot(cx, i)) {
                 return Some(i);
             }
         }
         let n = cx.len();
-        let start = self.next.load(Ordering::Relaxed) % n.max(1);
+        let start = self.turns.peek() % n.max(1);
         (0..n)
             .map(|k| (start + k) % n)
             .find(|&i| cx.is_available(i))

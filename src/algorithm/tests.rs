@@ -273,6 +273,37 @@ fn round_robin_rotates_per_thread_and_shares_evenly() {
 }
 
 #[test]
+fn smooth_wrr_keeps_exact_shares_across_threads() {
+    // Weights 3, 1, 1: a cycle of 5. Three threads of 100 whole cycles each: exact shares
+    // whether the threads walk the cycle on counters of their own or share one.
+    let snap = Snapshot::build(
+        1,
+        entries(&[3, 1, 1], &[], &[]),
+        &SmoothWeightedRoundRobin::new(),
+    );
+    let counts: Vec<[u32; 3]> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut seen = [0u32; 3];
+                    for _ in 0..5 * 100 {
+                        seen[snap.pick(None, None).unwrap()] += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let total = |t: usize| counts.iter().map(|seen| seen[t]).sum::<u32>();
+    assert_eq!(
+        (total(0), total(1), total(2)),
+        (900, 300, 300),
+        "{counts:?}"
+    );
+}
+
+#[test]
 fn placement_ignores_insertion_order() {
     let a = entries(&[3, 1, 2], &[], &[]);
     let mut b = a.clone();

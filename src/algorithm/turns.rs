@@ -1,0 +1,78 @@
+//! Turn counters per thread, for the round-robin selectors.
+//!
+//! One counter for the whole process moves its cache line between cores on every pick, which
+//! costs more than the whole pick as soon as two threads balance at once. A selector keeps
+//! [`STRIPES`] counters instead, each on cache lines of its own, and each thread takes its turns
+//! from one of them: threads are numbered as they first take a turn, and thread `k` uses
+//! counter `k mod STRIPES`, so up to 16 threads never share one (more may, which stays correct). One thread sees exactly the sequence one shared counter
+//! gives; several threads each rotate on their own, as nginx workers and Envoy worker threads do.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How many counters a selector keeps.
+pub(crate) const STRIPES: usize = 16;
+
+/// A counter on cache lines of its own (128 bytes: a line and the neighbour that Intel cores
+/// prefetch with it), so threads on different counters never share a line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+thread_local! {
+    /// This thread's counter index; `usize::MAX` until its first turn.
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Numbers threads as they first take a turn. Process-wide like `std::thread::ThreadId`'s own
+/// counter, and like it holds no state of any balancer: it only spreads threads over counters.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The index of the calling thread's counter.
+#[inline]
+pub(crate) fn stripe() -> usize {
+    STRIPE.with(|cell| match cell.get() {
+        usize::MAX => {
+            let s = THREADS.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            cell.set(s);
+            s
+        }
+        s => s,
+    })
+}
+
+/// A selector's turn counters.
+#[derive(Debug, Default)]
+pub(crate) struct Turns {
+    counters: Box<[Padded; STRIPES]>,
+}
+
+impl Turns {
+    /// The calling thread's next turn (0, 1, 2, … on a counter of its own).
+    #[inline]
+    pub(crate) fn next(&self) -> usize {
+        self.counters[stripe()].0.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The calling thread's next turn, without taking it.
+    #[inline]
+    pub(crate) fn peek(&self) -> usize {
+        self.counters[stripe()].0.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_keeps_its_counter() {
+        let mine = stripe();
+        assert!(mine < STRIPES);
+        assert_eq!(stripe(), mine);
+        let other = std::thread::spawn(stripe).join().unwrap();
+        assert!(other < STRIPES);
+        let turns = Turns::default();
+        assert_eq!((turns.next(), turns.next(), turns.peek()), (0, 1, 2));
+    }
+}
