@@ -252,24 +252,31 @@ fn round_robin_rotates_per_thread_and_shares_evenly() {
     // Three more threads, 100 rounds each: whether or not they share a counter with each
     // other (threads are spread over 16), every target gets exactly its share.
     let snap = Snapshot::build(1, entries(&[1; 5], &[], &[]), &RoundRobin::new());
-    let counts: Vec<[u32; 5]> = std::thread::scope(|scope| {
+    assert_eq!(picks_on_three_threads(&snap, 5 * 100), [300; 5]);
+}
+
+/// Picks `per_thread` times on each of three threads at once; how often each target came up.
+fn picks_on_three_threads(snap: &Snapshot, per_thread: usize) -> Vec<u32> {
+    let mut total = vec![0u32; snap.entries.len()];
+    std::thread::scope(|scope| {
         let workers: Vec<_> = (0..3)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut seen = [0u32; 5];
-                    for _ in 0..5 * 100 {
+                    let mut seen = vec![0u32; snap.entries.len()];
+                    for _ in 0..per_thread {
                         seen[snap.pick(None, None).unwrap()] += 1;
                     }
                     seen
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
+        for w in workers {
+            for (t, n) in total.iter_mut().zip(w.join().unwrap()) {
+                *t += n;
+            }
+        }
     });
-    for target in 0..5 {
-        let total: u32 = counts.iter().map(|seen| seen[target]).sum();
-        assert_eq!(total, 300, "target {target}: {counts:?}");
-    }
+    total
 }
 
 #[test]
@@ -281,26 +288,7 @@ fn smooth_wrr_keeps_exact_shares_across_threads() {
         entries(&[3, 1, 1], &[], &[]),
         &SmoothWeightedRoundRobin::new(),
     );
-    let counts: Vec<[u32; 3]> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..3)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut seen = [0u32; 3];
-                    for _ in 0..5 * 100 {
-                        seen[snap.pick(None, None).unwrap()] += 1;
-                    }
-                    seen
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
-    let total = |t: usize| counts.iter().map(|seen| seen[t]).sum::<u32>();
-    assert_eq!(
-        (total(0), total(1), total(2)),
-        (900, 300, 300),
-        "{counts:?}"
-    );
+    assert_eq!(picks_on_three_threads(&snap, 5 * 100), [900, 300, 300]);
 }
 
 #[test]

@@ -377,15 +377,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_request_count_wraps_into_the_state_exactly() {
+    /// A draining target whose word starts at `word` (a count close to a limit).
+    fn draining_at(word: u64) -> TargetState {
         let state = TargetState::default();
         state.set_admin(AdminState::Draining);
-        // Two requests short of the word's request count wrapping.
+        state.hot().word.fetch_add(word, Ordering::Relaxed);
         state
-            .hot()
-            .word
-            .fetch_add((u64::from(u32::MAX) - 1) << 32, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn the_request_count_wraps_into_the_state_exactly() {
+        // Two requests short of the word's request count wrapping.
+        let state = draining_at((u64::from(u32::MAX) - 1) << 32);
         assert_eq!(state.requests(), u64::from(u32::MAX) - 1);
         for k in 0..4u64 {
             assert!(state.try_acquire(0));
@@ -407,13 +410,8 @@ mod tests {
 
     #[test]
     fn in_flight_never_carries_into_the_status() {
-        let state = TargetState::default();
-        state.set_admin(AdminState::Draining);
         // Jump close to the word's limit, then acquire up to it.
-        state
-            .hot()
-            .word
-            .fetch_add(u64::from(IN_FLIGHT_MASK - 2), Ordering::Relaxed);
+        let state = draining_at(u64::from(IN_FLIGHT_MASK - 2));
         assert!(state.try_acquire(0));
         assert!(state.try_acquire(0));
         assert_eq!(state.in_flight(), IN_FLIGHT_MASK);
