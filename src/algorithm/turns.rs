@@ -3,8 +3,9 @@
 //! One counter for the whole process moves its cache line between cores on every pick, which
 //! costs more than the whole pick as soon as two threads balance at once. A selector keeps
 //! [`STRIPES`] counters instead, each on cache lines of its own, and each thread takes its turns
-//! from one of them: threads are numbered as they first take a turn, and thread `k` uses
-//! counter `k mod STRIPES`, so up to 16 threads never share one (more may, which stays correct). One thread sees exactly the sequence one shared counter
+//! from one of them: thread number `k` (std's `ThreadId`, which numbers threads in the order they
+//! are created) uses counter `k mod STRIPES`, so 16 threads created one after another never share
+//! one (others may, which stays correct). One thread sees exactly the sequence one shared counter
 //! gives; several threads each rotate on their own, as nginx workers and Envoy worker threads do.
 
 use std::cell::Cell;
@@ -24,16 +25,36 @@ thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// Numbers threads as they first take a turn. Process-wide like `std::thread::ThreadId`'s own
-/// counter, and like it holds no state of any balancer: it only spreads threads over counters.
-static THREADS: AtomicUsize = AtomicUsize::new(0);
+/// Reads the number a `ThreadId` hashes (std numbers threads 1, 2, 3, … as they are created;
+/// `ThreadId::as_u64` is not stable yet). Should that hashing ever change, threads would only
+/// be spread differently.
+#[derive(Default)]
+struct ThreadNumber(u64);
+
+impl std::hash::Hasher for ThreadNumber {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// The index of the calling thread's counter.
 #[inline]
 pub(crate) fn stripe() -> usize {
     STRIPE.with(|cell| match cell.get() {
         usize::MAX => {
-            let s = THREADS.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            let mut number = ThreadNumber::default();
+            std::hash::Hash::hash(&std::thread::current().id(), &mut number);
+            let s = (number.0 % STRIPES as u64) as usize;
             cell.set(s);
             s
         }
