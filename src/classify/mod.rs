@@ -208,9 +208,8 @@ mod tests {
             c.classify_error(&std::io::Error::other("reset")),
             Outcome::Failure(FailureKind::Other)
         );
-        let client = crate::error::ClientError::from_kind(
-            crate::error::ClientErrorKind::BodyAborted,
-        );
+        let client =
+            crate::error::ClientError::from_kind(crate::error::ClientErrorKind::BodyAborted);
         assert_eq!(c.classify_error(&client), Outcome::Client);
         assert!(!Outcome::Client.is_failure() && Outcome::Client.is_neutral());
     }

@@ -139,6 +139,10 @@ mod tests {
         assert!(!envoy.is_panic(2, 4) && envoy.is_panic(1, 4));
         let off = PanicThreshold::disabled();
         assert!(!off.is_panic(0, 4));
-        assert!(!PanicThreshold::new(100).unwrap().is_panic(usize::MAX, usize::MAX));
+        assert!(
+            !PanicThreshold::new(100)
+                .unwrap()
+                .is_panic(usize::MAX, usize::MAX)
+        );
     }
 }

@@ -109,6 +109,7 @@ impl HttpClientBuilder {
     /// How long a connection attempt may take (`None`: no limit). A connect failure happens
     /// before anything is sent, so it is always safe to retry.
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        let timeout = timeout.map(crate::util::cap);
         self.connect_timeout = timeout;
         self
     }
@@ -120,6 +121,7 @@ impl HttpClientBuilder {
     /// about to close is dropped here first, so a request is rarely written onto a connection
     /// the server closes at the same moment. Set it below your backends' keep-alive timeout.
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        let timeout = timeout.map(crate::util::cap);
         self.pool_idle_timeout = timeout;
         self
     }

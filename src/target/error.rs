@@ -58,7 +58,9 @@ impl fmt::Display for AddressProblem {
             AddressProblem::EmptyPort => "the address has an empty port",
             AddressProblem::Port => "the port is not a number in 1..=65535",
             AddressProblem::UserInfo => "the address must not contain user information (`user@`)",
-            AddressProblem::PathOrQuery => "the address must be `host:port`, without a path or query",
+            AddressProblem::PathOrQuery => {
+                "the address must be `host:port`, without a path or query"
+            }
             AddressProblem::Syntax => "the address is not a valid `host:port` authority",
         })
     }

@@ -312,7 +312,13 @@ mod tests {
             assert_eq!(err.address_problem(), Some(want), "{raw:?}");
             assert!(!err.to_string().contains(raw) || raw.is_empty(), "{err}");
         }
-        for ok in ["127.0.0.1:1", "127.0.0.1:65535", "[::1]:8080", "api.internal", "a.b:443"] {
+        for ok in [
+            "127.0.0.1:1",
+            "127.0.0.1:65535",
+            "[::1]:8080",
+            "api.internal",
+            "a.b:443",
+        ] {
             let t = Target::new("a", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
             assert_eq!(t.address().as_str(), ok);
         }

@@ -524,7 +524,10 @@ async fn p2c_in_flight_follows_weights_under_load() {
 #[test]
 fn round_robin_spreads_first_picks_under_churn() {
     let algorithms: Vec<(&str, SetAlgorithm)> = vec![
-        ("round_robin", Box::new(|g| g.set_algorithm(RoundRobin::new()))),
+        (
+            "round_robin",
+            Box::new(|g| g.set_algorithm(RoundRobin::new())),
+        ),
         (
             "smooth",
             Box::new(|g| g.set_algorithm(SmoothWeightedRoundRobin::new())),
@@ -549,7 +552,10 @@ fn round_robin_spreads_first_picks_under_churn() {
         }
         for id in ["a", "b", "c"] {
             let n = counts.get(id).copied().unwrap_or(0);
-            assert!(n >= 200, "{name}: {id} got {n} of 1000 first picks: {counts:?}");
+            assert!(
+                n >= 200,
+                "{name}: {id} got {n} of 1000 first picks: {counts:?}"
+            );
         }
     }
 }
