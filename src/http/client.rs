@@ -260,7 +260,10 @@ mod tests {
     fn idle_connections_are_dropped_before_common_servers_close_them() {
         let b = HttpClient::<String>::builder();
         // Node.js and Apache httpd close idle keep-alive connections after 5 s.
-        assert!(b.pool_idle_timeout.is_some_and(|d| d < Duration::from_secs(5)));
+        assert!(
+            b.pool_idle_timeout
+                .is_some_and(|d| d < Duration::from_secs(5))
+        );
         let b = b.pool_idle_timeout(Some(Duration::MAX));
         assert_eq!(b.pool_idle_timeout, Some(crate::util::FOREVER));
     }

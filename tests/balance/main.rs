@@ -626,7 +626,12 @@ fn churn_stress() {
     assert_eq!(group.len(), live.len());
     // Every request held across membership changes released its target.
     for s in group.stats() {
-        assert_eq!(s.in_flight(), 0, "{} still counts requests in flight", s.id());
+        assert_eq!(
+            s.in_flight(),
+            0,
+            "{} still counts requests in flight",
+            s.id()
+        );
     }
 }
 

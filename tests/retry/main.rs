@@ -621,7 +621,10 @@ async fn fault_test_with_loopback_backends() {
             "request {i}: {method} {status}"
         );
     }
-    let small_gets = outcomes.iter().filter(|(m, big, _)| *m == Method::GET && !big).count();
+    let small_gets = outcomes
+        .iter()
+        .filter(|(m, big, _)| *m == Method::GET && !big)
+        .count();
     assert_eq!(small_gets, n / 2);
     let seen = seen.lock().unwrap();
     for (id, count) in seen.iter() {
