@@ -311,7 +311,7 @@ where
                 let s = lock(shared);
                 if *seen == 0 {
                     // Not started: the original's hint, whichever copy this is.
-                    return s.hint.clone();
+                    return s.hint;
                 }
                 // Started: what is left of an exact size, else unknown.
                 match s.hint.exact() {

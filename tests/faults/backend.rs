@@ -1,4 +1,5 @@
 //! Loopback backends that record what reached them.
+#![allow(unreachable_pub)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,7 +42,6 @@ impl Seen {
 pub struct Recorder {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
-    pub connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,13 +70,11 @@ pub async fn recorder(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let connections = Arc::new(AtomicUsize::new(0));
     let status = Arc::new(status);
-    let (log, conns) = (seen.clone(), connections.clone());
+    let log = seen.clone();
     let task = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
-            conns.fetch_add(1, Ordering::SeqCst);
             let (log, status) = (log.clone(), status.clone());
             tasks.spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -109,12 +107,7 @@ pub async fn recorder(
             });
         }
     });
-    Recorder {
-        addr,
-        seen,
-        connections,
-        task,
-    }
+    Recorder { addr, seen, task }
 }
 
 /// A backend that accepts connections and never answers (nor reads); counts connections.
@@ -147,12 +140,4 @@ pub async fn silent() -> Silent {
         connections,
         task,
     }
-}
-
-/// An address on loopback where nothing listens.
-pub async fn refused_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
-    a
 }

@@ -338,7 +338,8 @@ async fn a_retry_resends_the_same_bytes_and_framing() {
             }
         }
     }
-    let cases: Vec<(Method, fn() -> Body, &[u8])> = vec![
+    type Case = (Method, fn() -> Body, &'static [u8]);
+    let cases: Vec<Case> = vec![
         (Method::PUT, || full(b"hello world"), b"hello world"),
         (Method::GET, || full(b"small"), b"small"),
         (
