@@ -22,7 +22,7 @@ use super::InvalidHealthConfig;
 /// [`HealthSummary::panics`](super::HealthSummary::panics). The state is recomputed when a
 /// target's health changes, never per pick: a pick pays one atomic load.
 ///
-/// Default: panic only when no target is available, fail open. Before 0.2 the default was
+/// Default: panic only when no target is available, fail open. Earlier builds defaulted to
 /// Envoy's 50%, which sent traffic to failing targets while half the group was still healthy.
 ///
 /// # Examples

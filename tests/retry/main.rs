@@ -26,6 +26,8 @@ struct Seen {
     body: Bytes,
     at: Instant,
     avoid: usize,
+    /// The body's exact size hint when the attempt arrived.
+    hint: Option<u64>,
 }
 
 type Log = Arc<Mutex<Vec<Seen>>>;
@@ -54,8 +56,15 @@ where
                 .extensions()
                 .get::<AvoidTargets>()
                 .map_or(0, |a| a.len());
+            // What hyper would frame the body by: an exact size (`Content-Length`) or none.
+            let hint = http_body::Body::size_hint(req.body()).exact();
             let body = req.into_body().collect().await?.to_bytes();
-            log.lock().unwrap().push(Seen { body, at, avoid });
+            log.lock().unwrap().push(Seen {
+                body,
+                at,
+                avoid,
+                hint,
+            });
             script(i)
         }
     });
@@ -108,6 +117,11 @@ async fn idempotent_503_is_retried_with_exponential_backoff() {
     assert!(
         log.iter().all(|s| s.body == "payload"),
         "the body is replayed whole"
+    );
+    assert!(
+        log.iter().all(|s| s.hint == Some(7)),
+        "every attempt is framed as the first (Content-Length: 7): {:?}",
+        log.iter().map(|s| s.hint).collect::<Vec<_>>()
     );
 }
 
