@@ -353,3 +353,52 @@ fn no_configuration_value_panics() {
     // The stacks did serve: many of the 96 × 32 requests got an answer.
     assert!(answered > 300, "only {answered} requests answered");
 }
+
+/// The algorithms' knobs at their extremes (shares, counts): each is refused with a typed error
+/// or builds a selector that picks. Bound: every one of the built groups answers 10 picks.
+#[test]
+fn algorithm_knobs_at_their_extremes_build_or_refuse() {
+    use tower_lb::algorithm::{HashRing, Maglev, P2cInFlight};
+    let shares = [
+        0.0,
+        -1.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::MIN_POSITIVE,
+        1.0,
+        1.25,
+        f64::MAX,
+    ];
+    let counts = [0u32, 1, 2, 160, u32::MAX];
+    let mut groups = Vec::new();
+    let base = || {
+        TargetGroup::builder("g")
+            .target(Target::new("a", "127.0.0.1:1").unwrap())
+            .target(Target::new("b", "127.0.0.1:2").unwrap())
+    };
+    for &s in &shares {
+        groups.push(
+            base()
+                .algorithm(P2cInFlight::new().bias(s).seed(1))
+                .build()
+                .unwrap(),
+        );
+        if let Ok(ring) = HashRing::new().bounded_load(s) {
+            groups.push(base().algorithm(ring).build().unwrap());
+        }
+    }
+    for &n in &counts {
+        groups.push(base().algorithm(HashRing::new().vnodes(n)).build().unwrap());
+        if let Ok(m) = Maglev::new().table_size(u64::from(n)) {
+            groups.push(base().algorithm(m).build().unwrap());
+        }
+    }
+    assert!(Maglev::new().table_size(u64::MAX).is_err());
+    assert!(groups.len() >= 15);
+    for g in &groups {
+        let p = g.picker();
+        for k in 0..10u64 {
+            assert!(p.pick(Some(k)).is_some());
+        }
+    }
+}
