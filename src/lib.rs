@@ -67,6 +67,7 @@ pub mod limit;
 pub mod retry;
 pub mod target;
 pub mod timeout;
+mod util;
 
 pub use crate::error::BoxError;
 
