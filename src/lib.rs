@@ -58,6 +58,7 @@ pub mod breaker;
 pub mod classify;
 pub mod discover;
 pub mod error;
+pub mod forward;
 pub mod health;
 pub mod http;
 pub mod key;
