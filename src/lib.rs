@@ -64,6 +64,9 @@ pub mod http;
 pub mod key;
 pub mod limit;
 pub mod retry;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 pub mod target;
 pub mod timeout;
 

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::HOST;
-use http::{Extensions, Request, Response, StatusCode, Version};
+use http::uri::PathAndQuery;
+use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use tower_service::Service;
 
 use super::ForwardLayer;
@@ -102,6 +103,17 @@ fn who(ext: &Extensions) -> (Option<IpAddr>, bool, Option<IpAddr>) {
     (peer, false, peer)
 }
 
+fn origin_form(uri: &Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri.clone();
+    }
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(pq)
+}
+
 impl<S, B, RB> Service<Request<B>> for Forward<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
@@ -119,6 +131,13 @@ where
         if let Err(why) = headers::check_framing(req.headers()) {
             tracing::debug!(?why, "request with ambiguous framing refused");
             return ResponseFuture::rejected(StatusCode::BAD_REQUEST, "bad request\n");
+        }
+        if req.method() == Method::CONNECT {
+            // A reverse proxy does not open tunnels to where the client says.
+            return ResponseFuture::rejected(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n",
+            );
         }
         let config = &*self.config;
         let version = req.version();
@@ -157,7 +176,10 @@ where
         if let Some(h) = &config.host {
             parts.headers.insert(HOST, h.clone());
         }
-        // The message to the target is a new one on the target client's connection.
+        // The message to the target is a new one on the target client's connection: origin
+        // form (a client's scheme or authority never picks how or where it is sent) and the
+        // target connection's version.
+        parts.uri = origin_form(&parts.uri);
         parts.version = Version::HTTP_11;
         let fut = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::forwarding(fut, upgrade, config.write.via.clone())
