@@ -1,8 +1,10 @@
 //! Forwarding: what a reverse proxy must do to a request and its response so that the target
 //! sees a correct message and the client cannot steer the proxy.
 //!
-//! [`ForwardLayer`] goes in front of the balancer (inside the server glue that inserts the
-//! peer's [`ClientAddr`](crate::key::ClientAddr) and [`ClientTls`]):
+//! [`ForwardLayer`] goes in front of the balancer, inside the server glue that inserts the
+//! peer's [`ClientAddr`](crate::key::ClientAddr) and [`ClientTls`], and inside a
+//! [`ClientIpLayer`](crate::client_ip::ClientIpLayer) when requests come through trusted
+//! proxies (its [`ClientIp`](crate::key::ClientIp) says whether the peer is trusted):
 //!
 //! - **Hop-by-hop headers** (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`,
 //!   `Transfer-Encoding`, `Upgrade`, `Trailer`, `Proxy-Authenticate`, `Proxy-Authorization`)

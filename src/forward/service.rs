@@ -13,7 +13,7 @@ use super::headers::{self, Hop};
 use super::layer::Config;
 use super::upgrade;
 use crate::http::ResponseBody;
-use crate::key::ClientAddr;
+use crate::key::{ClientAddr, ClientIp};
 
 /// Marks a request that arrived over TLS (inserted by the server glue that terminated it).
 /// `X-Forwarded-Proto` says `https` for such requests, `http` otherwise.
@@ -97,9 +97,12 @@ impl<S> Forward<S> {
 /// Who sent the request: the socket peer, whether it is a trusted proxy, and the client
 /// address resolved through trusted proxies.
 fn who(ext: &Extensions) -> (Option<IpAddr>, bool, Option<IpAddr>) {
-    // Without a configured trusted-proxy resolver every peer is untrusted: client-supplied
+    if let Some(c) = ext.get::<ClientIp>() {
+        return (Some(c.peer().ip()), c.peer_trusted(), Some(c.ip()));
+    }
+    // Without a trusted-proxy resolver ahead of us every peer is untrusted: client-supplied
     // forwarding headers are replaced, never believed.
-    let peer = ext.get::<ClientAddr>().map(ClientAddr::ip);
+    let peer = ext.get::<ClientAddr>().map(|a| a.ip().to_canonical());
     (peer, false, peer)
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 use tower_lb::balance::Balance;
+use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
 use tower_lb::forward::ForwardLayer;
 use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::server::{RequestBody, Server, ServerBuilder, TlsAcceptor};
@@ -202,6 +203,7 @@ struct Opts {
     server: ServerBuilder,
     h2c: bool,
     forward: ForwardLayer,
+    trusted: TrustedProxies,
 }
 
 impl Default for Opts {
@@ -212,6 +214,7 @@ impl Default for Opts {
             forward: ForwardLayer::new()
                 .forwarded(true)
                 .via(HeaderValue::from_static("tower-lb")),
+            trusted: TrustedProxies::none(),
         }
     }
 }
@@ -228,6 +231,7 @@ async fn proxy(backends: &[SocketAddr], opts: Opts) -> Proxy {
         .build();
     let stack = ServiceBuilder::new()
         .layer(ErrorResponseLayer::new())
+        .layer(ClientIpLayer::new(ClientIpResolver::new(opts.trusted)))
         .layer(opts.forward)
         .service(Balance::with_maker(group.clone(), client));
     let server = opts.server.build().unwrap();
@@ -433,6 +437,53 @@ async fn untrusted_peer_cannot_forge_its_address_with_several_header_lines() {
         "for=127.0.0.1;proto=http;host=\"a\""
     );
     proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_s_forwarding_headers_are_kept_and_appended_to() {
+    let log = Log::default();
+    let backend = h1_backend(log.clone()).await;
+    let req: &[u8] = b"GET / HTTP/1.1\r\nhost: app.example\r\nx-forwarded-for: 203.0.113.9\r\n\
+        x-forwarded-proto: https\r\nx-forwarded-host: public.example\r\n\
+        forwarded: for=203.0.113.9;proto=https\r\nconnection: close\r\n\r\n";
+
+    // The loopback peer is a trusted proxy: its headers stand, the peer is appended.
+    let opts = Opts {
+        trusted: TrustedProxies::new(["127.0.0.1/32"]).unwrap(),
+        ..Opts::default()
+    };
+    let trusting = proxy(&[backend], opts).await;
+    assert_eq!(status_of(&raw(trusting.addr, req).await), 200);
+    // A proxy that trusts only 10/8: the same headers are the client's own words.
+    let opts = Opts {
+        trusted: TrustedProxies::new(["10.0.0.0/8"]).unwrap(),
+        ..Opts::default()
+    };
+    let wary = proxy(&[backend], opts).await;
+    assert_eq!(status_of(&raw(wary.addr, req).await), 200);
+
+    let seen = log.all();
+    assert_eq!(seen.len(), 2);
+    let t = &seen[0].headers;
+    assert_eq!(t["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(t["x-real-ip"], "203.0.113.9");
+    assert_eq!(t["x-forwarded-proto"], "https");
+    assert_eq!(t["x-forwarded-host"], "public.example");
+    assert_eq!(
+        t["forwarded"],
+        "for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=\"app.example\""
+    );
+    let u = &seen[1].headers;
+    assert_eq!(u["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(u["x-real-ip"], "127.0.0.1");
+    assert_eq!(u["x-forwarded-proto"], "http");
+    assert_eq!(u["x-forwarded-host"], "app.example");
+    assert_eq!(
+        u["forwarded"],
+        "for=127.0.0.1;proto=http;host=\"app.example\""
+    );
+    trusting.shutdown().await;
+    wary.shutdown().await;
 }
 
 #[tokio::test]
