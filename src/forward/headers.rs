@@ -279,7 +279,61 @@ pub(crate) fn may_upgrade(version: Version, method: &Method) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    const NAMES: [&str; 12] = [
+        "connection",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "proxy-authorization",
+        "x-a",
+        "x-b",
+        "x-c",
+        "authorization",
+        "content-type",
+    ];
+
+    proptest! {
+        /// Whatever the mix: no hop-by-hop header and no header named in `Connection` is left,
+        /// and every other header keeps all its values in order.
+        #[test]
+        fn stripping_leaves_exactly_the_end_to_end_headers(
+            lines in proptest::collection::vec((0..NAMES.len(), proptest::collection::vec(0..NAMES.len(), 0..3)), 0..12)
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, tokens) in &lines {
+                let value = if NAMES[*name] == "connection" {
+                    tokens.iter().map(|t| NAMES[*t]).collect::<Vec<_>>().join(" ,")
+                } else {
+                    format!("v{}", tokens.len())
+                };
+                h.append(NAMES[*name], HeaderValue::from_str(&value).unwrap());
+            }
+            let named: Vec<String> = h
+                .get_all(CONNECTION)
+                .iter()
+                .flat_map(|v| v.to_str().unwrap().split(',').map(|t| t.trim().to_owned()).collect::<Vec<_>>())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let before = h.clone();
+            strip_hop_by_hop(&mut h);
+            for name in NAMES {
+                let hop = HOP_BY_HOP.iter().any(|n| n == name) || named.iter().any(|n| n == name);
+                if hop {
+                    prop_assert!(!h.contains_key(name), "{name} left in {h:?}");
+                } else {
+                    let a: Vec<_> = before.get_all(name).iter().collect();
+                    let b: Vec<_> = h.get_all(name).iter().collect();
+                    prop_assert_eq!(a, b);
+                }
+            }
+        }
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

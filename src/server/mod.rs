@@ -32,6 +32,8 @@
 //! server.serve(listener, hello, async {}).await?;
 //! # Ok(()) }
 //! ```
+//!
+#![doc = include_str!("../../docs/proxy.md")]
 
 mod body;
 mod conn;
@@ -359,5 +361,79 @@ async fn serve_connection<I, S, RB>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     if let Err(error) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(%error, "client connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused_not_panicked_on() {
+        assert!(Server::builder().build().is_ok());
+        assert!(Server::builder().max_header_bytes(8 * 1024).build().is_ok());
+        assert!(Server::builder().max_header_bytes(100).build().is_err());
+        assert!(
+            Server::builder()
+                .max_header_bytes(usize::MAX)
+                .build()
+                .is_err()
+        );
+        assert!(
+            Server::builder()
+                .header_read_timeout(Some(Duration::ZERO))
+                .build()
+                .is_err()
+        );
+        assert!(
+            Server::builder()
+                .idle_timeout(Some(Duration::ZERO))
+                .build()
+                .is_err()
+        );
+        assert!(
+            Server::builder()
+                .tls_handshake_timeout(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+        assert!(Server::builder().max_concurrent_streams(0).build().is_err());
+        assert!(
+            Server::builder()
+                .header_read_timeout(None)
+                .idle_timeout(None)
+                .max_body_bytes(None)
+                .build()
+                .is_ok()
+        );
+        let e = Server::builder().max_header_bytes(1).build().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid server configuration: max_header_bytes is under 8 KiB"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn bad_pem_is_a_typed_error() {
+        assert!(TlsAcceptor::from_pem(b"", b"").is_err());
+        assert!(TlsAcceptor::from_pem(b"not pem", b"not pem").is_err());
+        let dev = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = dev.cert.pem();
+        assert!(
+            TlsAcceptor::from_pem(cert.as_bytes(), dev.signing_key.serialize_pem().as_bytes())
+                .is_ok()
+        );
+        // A key that does not belong to the certificate.
+        let e = TlsAcceptor::from_pem(
+            cert.as_bytes(),
+            other.signing_key.serialize_pem().as_bytes(),
+        )
+        .unwrap_err();
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(
+            TlsAcceptor::from_pem_files("/nonexistent/cert.pem", "/nonexistent/key.pem").is_err()
+        );
     }
 }

@@ -669,6 +669,13 @@ async fn request_smuggling_attempts_are_rejected_before_any_backend() {
             String::from_utf8_lossy(attempt)
         );
     }
+    // A reverse proxy opens no tunnel to where a client says.
+    let out = raw(
+        proxy.addr,
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nhost: 127.0.0.1:22\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&out), 405, "{out}");
     assert_eq!(
         log.arrived.load(Ordering::SeqCst),
         0,
