@@ -22,7 +22,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1, plus the
 /// proxy-authentication pair, which is meant for this hop, and the obsolete
 /// `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     PROXY_CONNECTION,
     KEEP_ALIVE,
@@ -51,32 +51,57 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// Removes the headers `value` (a `Connection` line) names, noting `upgrade`.
+fn remove_named(headers: &mut HeaderMap, value: &HeaderValue, upgrade_named: &mut bool) {
+    for token in tokens(value) {
+        if token.eq_ignore_ascii_case(b"upgrade") {
+            *upgrade_named = true;
+        }
+        // Hop-by-hop headers are removed at the end, after `TE` and `Upgrade` are read.
+        if HOP_BY_HOP
+            .iter()
+            .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token))
+        {
+            continue;
+        }
+        // By `&str`: no allocation, and a token that is no header name finds nothing.
+        if let Ok(name) = std::str::from_utf8(token) {
+            headers.remove(name);
+        }
+    }
+}
+
 /// Removes every hop-by-hop header and every header that `Connection` names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> Stripped {
     let mut out = Stripped::default();
     let mut upgrade_named = false;
-    // Names listed in `Connection` are removed too; collect first (the map is borrowed).
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        for token in tokens(value) {
-            if token.eq_ignore_ascii_case(b"upgrade") {
-                upgrade_named = true;
+    // Take the `Connection` lines out first (the map cannot be borrowed while removing);
+    // one line is the common case and needs no list.
+    match headers.get_all(CONNECTION).iter().count() {
+        0 => {}
+        1 => {
+            if let Some(value) = headers.remove(CONNECTION) {
+                remove_named(headers, &value, &mut upgrade_named);
             }
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                named.push(name);
+        }
+        _ => {
+            let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+            headers.remove(CONNECTION);
+            for value in &values {
+                remove_named(headers, value, &mut upgrade_named);
             }
         }
     }
-    out.te_trailers = headers
-        .get_all(TE)
-        .iter()
-        .flat_map(tokens)
-        .any(|t| t.split(|&b| b == b';').next().map(|t| t.trim_ascii()) == Some(b"trailers"));
+    if let Some(te) = headers.remove(TE) {
+        // `remove` returns the first line; a later one may list `trailers` too.
+        out.te_trailers = std::iter::once(&te)
+            .chain(headers.get_all(TE).iter())
+            .flat_map(tokens)
+            .any(|t| t.split(|&b| b == b';').next().map(|t| t.trim_ascii()) == Some(b"trailers"));
+        headers.remove(TE);
+    }
     if upgrade_named {
         out.upgrade = headers.get(UPGRADE).cloned();
-    }
-    for name in named {
-        headers.remove(name);
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -135,12 +160,44 @@ pub(crate) struct Write {
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {
-    // An IP address's text is always a valid header value.
-    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    match ip {
+        IpAddr::V4(v4) => {
+            // Dotted quad by hand: `to_string` goes through the formatter for each octet.
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("unknown"))
+        }
+        // An IP address's text is always a valid header value.
+        IpAddr::V6(_) => {
+            HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+        }
+    }
 }
 
 /// Joins every line of `name` and appends `item`, comma-separated, as one line.
 fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &[u8]) {
+    if !headers.contains_key(&name) {
+        if let Ok(v) = HeaderValue::from_bytes(item) {
+            headers.insert(name, v);
+        }
+        return;
+    }
     let mut buf = BytesMut::new();
     for v in headers.get_all(&name) {
         if !buf.is_empty() {
@@ -197,42 +254,76 @@ pub(crate) fn write_forwarding(
     write: &Write,
     version: Version,
 ) {
-    if !hop.trusted {
-        for name in [
-            X_FORWARDED_FOR,
+    let peer = hop.peer.map(ip_value);
+    // Untrusted: `insert` replaces whatever the client sent; a header we do not write is
+    // removed. Trusted: kept, and appended to where it is a list.
+    let mut set = |name: HeaderName, on: bool, value: Option<HeaderValue>| match value {
+        Some(v) if on => {
+            headers.insert(name, v);
+        }
+        _ => {
+            if !hop.trusted || !on {
+                headers.remove(name);
+            }
+        }
+    };
+    if hop.trusted {
+        if write.x_forwarded_for {
+            if let Some(p) = &peer {
+                append_list(headers, X_FORWARDED_FOR, p.as_bytes());
+            }
+        }
+    } else {
+        set(X_FORWARDED_FOR, write.x_forwarded_for, peer.clone());
+    }
+    let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
+    if !keep(headers, &X_FORWARDED_PROTO) {
+        let mut set = |name, on, value| {
+            if on {
+                headers.insert(name, value);
+            } else if !hop.trusted {
+                headers.remove(name);
+            }
+        };
+        set(
             X_FORWARDED_PROTO,
-            X_FORWARDED_HOST,
-            X_REAL_IP,
-            FORWARDED,
-        ] {
-            headers.remove(name);
-        }
+            write.x_forwarded_proto,
+            HeaderValue::from_static(hop.proto),
+        );
     }
-    if write.x_forwarded_for {
-        if let Some(peer) = hop.peer {
-            append_list(headers, X_FORWARDED_FOR, ip_value(peer).as_bytes());
-        }
-    }
-    if write.x_forwarded_proto && !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
-    }
-    if write.x_forwarded_host && !headers.contains_key(X_FORWARDED_HOST) {
-        if let Some(host) = hop.host {
-            headers.insert(X_FORWARDED_HOST, host.clone());
+    if !keep(headers, &X_FORWARDED_HOST) {
+        match hop.host {
+            Some(host) if write.x_forwarded_host => {
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
+            _ => {
+                headers.remove(X_FORWARDED_HOST);
+            }
         }
     }
     if write.x_real_ip {
-        match hop.client.or(hop.peer) {
-            Some(ip) => {
-                headers.insert(X_REAL_IP, ip_value(ip));
+        let real = match hop.client {
+            Some(c) if Some(c) != hop.peer => Some(ip_value(c)),
+            _ => peer,
+        };
+        match real {
+            Some(v) => {
+                headers.insert(X_REAL_IP, v);
             }
             None => {
                 headers.remove(X_REAL_IP);
             }
         }
+    } else if !hop.trusted {
+        headers.remove(X_REAL_IP);
     }
     if write.forwarded {
+        if !hop.trusted {
+            headers.remove(FORWARDED);
+        }
         append_list(headers, FORWARDED, &forwarded_element(hop));
+    } else if !hop.trusted {
+        headers.remove(FORWARDED);
     }
     if let Some(via) = &write.via {
         append_via(headers, version, via);

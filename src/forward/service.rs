@@ -106,9 +106,10 @@ fn who(ext: &Extensions) -> (Option<IpAddr>, bool, Option<IpAddr>) {
     (peer, false, peer)
 }
 
-fn origin_form(uri: &Uri) -> Uri {
+/// `uri` in origin form (path and query only).
+fn origin_form(uri: Uri) -> Uri {
     if uri.scheme().is_none() && uri.authority().is_none() {
-        return uri.clone();
+        return uri;
     }
     let pq = uri
         .path_and_query()
@@ -143,31 +144,34 @@ where
             );
         }
         let config = &*self.config;
+        let mut req = req;
         let version = req.version();
         let may_upgrade = headers::may_upgrade(version, req.method());
-        let (mut parts, body) = req.into_parts();
-        let stripped = headers::strip_hop_by_hop(&mut parts.headers);
+        let stripped = headers::strip_hop_by_hop(req.headers_mut());
         if stripped.te_trailers {
-            parts
-                .headers
+            req.headers_mut()
                 .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         }
         let mut upgrade = None;
         if let Some(proto) = stripped.upgrade.filter(|_| config.upgrades && may_upgrade) {
-            if let Some(client) = upgrade::take(&mut parts.extensions) {
-                headers::restore_upgrade(&mut parts.headers, &proto);
+            if let Some(client) = upgrade::take(req.extensions_mut()) {
+                headers::restore_upgrade(req.headers_mut(), &proto);
                 upgrade = Some(client);
             }
         }
-        let host = headers::client_host(&mut parts.headers, &parts.uri);
-        let (peer, trusted, client) = who(&parts.extensions);
+        let (peer, trusted, client) = who(req.extensions());
         // Only the server glue says whether the connection is TLS; a client's `:scheme` or
         // absolute URI does not.
-        let proto = if parts.extensions.get::<ClientTls>().is_some() {
+        let proto = if req.extensions().get::<ClientTls>().is_some() {
             "https"
         } else {
             "http"
         };
+        // The message to the target is a new one on the target client's connection: origin
+        // form (a client's scheme or authority never picks how or where it is sent) and the
+        // target connection's version.
+        let uri = std::mem::take(req.uri_mut());
+        let host = headers::client_host(req.headers_mut(), &uri);
         let hop = Hop {
             peer,
             trusted,
@@ -175,16 +179,13 @@ where
             proto,
             host: host.as_ref(),
         };
-        headers::write_forwarding(&mut parts.headers, &hop, &config.write, version);
+        headers::write_forwarding(req.headers_mut(), &hop, &config.write, version);
         if let Some(h) = &config.host {
-            parts.headers.insert(HOST, h.clone());
+            req.headers_mut().insert(HOST, h.clone());
         }
-        // The message to the target is a new one on the target client's connection: origin
-        // form (a client's scheme or authority never picks how or where it is sent) and the
-        // target connection's version.
-        parts.uri = origin_form(&parts.uri);
-        parts.version = Version::HTTP_11;
-        let fut = self.inner.call(Request::from_parts(parts, body));
+        *req.uri_mut() = origin_form(uri);
+        *req.version_mut() = Version::HTTP_11;
+        let fut = self.inner.call(req);
         ResponseFuture::forwarding(fut, upgrade, config.write.via.clone())
     }
 }
