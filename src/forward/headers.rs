@@ -390,6 +390,13 @@ mod tests {
     ];
 
     proptest! {
+        #[test]
+        fn any_ipv4_is_written_like_display(bits in any::<u32>()) {
+            let ip = IpAddr::V4(bits.into());
+            let text = ip.to_string();
+            prop_assert_eq!(ip_value(ip), text.as_str());
+        }
+
         /// Whatever the mix: no hop-by-hop header and no header named in `Connection` is left,
         /// and every other header keeps all its values in order.
         #[test]
@@ -562,6 +569,54 @@ mod tests {
         );
         assert_eq!(h["via"], "2 tower-lb");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn headers_turned_off_are_still_removed_from_untrusted_clients() {
+        let client = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-real-ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+        ];
+        let none = Write {
+            x_forwarded_for: false,
+            x_forwarded_proto: false,
+            x_forwarded_host: false,
+            x_real_ip: false,
+            forwarded: false,
+            via: None,
+        };
+        let mut h = map(&client);
+        let mut hop = Hop {
+            peer: Some("192.0.2.1".parse().unwrap()),
+            trusted: false,
+            client: None,
+            proto: "http",
+            host: None,
+        };
+        write_forwarding(&mut h, &hop, &none, Version::HTTP_11);
+        assert!(h.is_empty(), "{h:?}");
+        // From a trusted proxy, what it sent passes untouched.
+        let mut h = map(&client);
+        hop.trusted = true;
+        write_forwarding(&mut h, &hop, &none, Version::HTTP_11);
+        assert_eq!(h, map(&client));
+    }
+
+    #[test]
+    fn ipv4_is_written_like_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.100.9.255",
+            "255.255.255.255",
+            "192.0.2.10",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip), ip.to_string().as_str());
+        }
     }
 
     #[test]
