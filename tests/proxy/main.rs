@@ -551,6 +551,26 @@ async fn websocket_upgrade_is_relayed_both_ways_and_holds_the_target() {
 }
 
 #[tokio::test]
+async fn a_fixed_host_replaces_the_client_s() {
+    let log = Log::default();
+    let opts = Opts {
+        forward: ForwardLayer::new().host(HeaderValue::from_static("internal.svc")),
+        ..Opts::default()
+    };
+    let proxy = proxy(&[h1_backend(log.clone()).await], opts).await;
+    let out = raw(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nhost: public.example\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&out), 200, "{out}");
+    let seen = log.all();
+    assert_eq!(seen[0].headers["host"], "internal.svc");
+    assert_eq!(seen[0].headers["x-forwarded-host"], "public.example");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn upgrades_off_strip_the_upgrade() {
     let log = Log::default();
     let opts = Opts {
@@ -841,19 +861,33 @@ async fn graceful_shutdown_drains_requests_in_flight() {
             (status, body)
         }));
     }
+    // And five more multiplexed on one HTTP/2 connection over TLS (drained with GOAWAY).
+    const H2: usize = 5;
+    let h2 = h2_over_tls(&proxy).await;
+    let mut streams = Vec::new();
+    for i in 0..H2 {
+        let mut h2 = h2.clone();
+        streams.push(tokio::spawn(async move {
+            let req = Request::get(format!("https://a/slow/h2/{i}"))
+                .header("x-delay-ms", "300")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let rsp = h2.send_request(req).await.unwrap();
+            let status = rsp.status();
+            (status, rsp.into_body().collect().await.unwrap().to_bytes())
+        }));
+    }
     // Every request has reached a backend and is waiting there: now shut down.
-    wait_until(|| log.arrived.load(Ordering::SeqCst) == N).await;
-    assert_eq!(proxy.in_flight(), N as u32);
+    wait_until(|| log.arrived.load(Ordering::SeqCst) == N + H2).await;
+    assert_eq!(proxy.in_flight(), (N + H2) as u32);
     let addr = proxy.addr;
-    let in_flight_at_stop = proxy.in_flight();
     proxy.shutdown().await;
-    assert_eq!(in_flight_at_stop, N as u32);
-    for c in clients {
+    for c in clients.into_iter().chain(streams) {
         let (status, body) = c.await.unwrap();
         assert_eq!(status, 200);
         assert_eq!(body, "ok");
     }
-    assert_eq!(log.count(), N, "none lost");
+    assert_eq!(log.count(), N + H2, "none lost");
     // The listener is closed after shutdown.
     assert!(TcpStream::connect(addr).await.is_err());
 }
