@@ -43,6 +43,7 @@
 //!   `health::HttpCheck`, active HTTP health checks.
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
+//! - `regex`: regular-expression path and header conditions in [`route`] rules.
 //! - `full`: everything.
 //!
 //! Resilience layers ([`retry`], [`breaker`], [`limit`], [`timeout`]) and how to order them:
@@ -65,6 +66,7 @@ pub mod http;
 pub mod key;
 pub mod limit;
 pub mod retry;
+pub mod route;
 pub mod target;
 pub mod timeout;
 
