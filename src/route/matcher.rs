@@ -12,8 +12,9 @@ pub(crate) enum PathCond {
     /// Segment-wise prefix, stored without a trailing slash (`/` for the root).
     Prefix(Box<str>),
     Glob(Glob),
+    /// The regex, and the literal leading segments every match must start with.
     #[cfg(feature = "regex")]
-    Regex(regex::Regex),
+    Regex(regex::Regex, Box<[Box<str>]>),
 }
 
 impl PathCond {
@@ -24,7 +25,7 @@ impl PathCond {
             PathCond::Prefix(p) => prefix_matches(p, path),
             PathCond::Glob(g) => g.matches(path),
             #[cfg(feature = "regex")]
-            PathCond::Regex(r) => r.is_match(path),
+            PathCond::Regex(r, _) => r.is_match(path),
         }
     }
 
@@ -44,9 +45,38 @@ impl PathCond {
                 })
                 .collect(),
             #[cfg(feature = "regex")]
-            PathCond::Regex(_) => Vec::new(),
+            PathCond::Regex(_, lits) => lits.iter().map(|s| &**s).collect(),
         }
     }
+}
+
+/// The leading `/segment/` runs of a regex pattern that every match must start with: plain
+/// unreserved characters each closed by a `/` that no quantifier follows. Conservative: a
+/// pattern with `|` anywhere, or anything unusual, gives none (the rule is then tried for
+/// every path).
+#[cfg(feature = "regex")]
+pub(crate) fn regex_literal_segments(pattern: &str) -> Box<[Box<str>]> {
+    let b = pattern.as_bytes();
+    let mut segs = Vec::new();
+    if pattern.contains('|') || !pattern.starts_with('/') {
+        return segs.into();
+    }
+    let mut i = 1;
+    loop {
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'~')) {
+            i += 1;
+        }
+        if i == start
+            || b.get(i) != Some(&b'/')
+            || matches!(b.get(i + 1), Some(b'?' | b'*' | b'+' | b'{'))
+        {
+            break;
+        }
+        segs.push(pattern[start..i].into());
+        i += 1;
+    }
+    segs.into()
 }
 
 /// `/api` matches `/api`, `/api/` and `/api/x`, not `/apix`; `/` matches everything.
@@ -104,8 +134,13 @@ pub(crate) fn compile_glob(pattern: &str) -> Result<Glob, &'static str> {
 
 impl Glob {
     fn matches(&self, path: &str) -> bool {
-        let mut rest = Some(&path[path.len().min(1)..]);
-        for seg in self.segments.iter() {
+        self.matches_from(Some(&path[path.len().min(1)..]), 0)
+    }
+
+    /// Matches pattern segments from `skip` on against `rest`, the path after its first `skip`
+    /// segments and their `/` (`None`: the path ended there).
+    pub(crate) fn matches_from(&self, mut rest: Option<&str>, skip: usize) -> bool {
+        for seg in self.segments.iter().skip(skip) {
             let Some(r) = rest else { return false };
             if let Seg::Rest = seg {
                 return true;
@@ -291,6 +326,25 @@ mod tests {
         assert!(g("/a*b*c").matches("/abxbc"));
         assert!(!g("/a*b*c").matches("/ac"));
         assert!(compile_glob("/a/**").is_err());
+    }
+
+    #[cfg(feature = "regex")]
+    #[test]
+    fn regex_literal_prefixes_are_conservative() {
+        let l = |p: &str| {
+            regex_literal_segments(p)
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(l("/api/v2/[0-9]+"), ["api", "v2"]);
+        assert_eq!(l("/api/v2"), ["api"]);
+        assert!(l("/a/?b").is_empty());
+        assert!(l("/a/b|/c/d").is_empty());
+        assert!(l("(?i)/a/b").is_empty());
+        assert_eq!(l("/a/b+/c"), ["a"]);
+        assert!(l(r"/a\d/x").is_empty());
+        assert!(l("/ab?/x").is_empty());
     }
 
     #[test]

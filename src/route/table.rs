@@ -10,6 +10,8 @@ use http::{HeaderName, HeaderValue, Method, Request};
 
 use super::Access;
 use super::error::InvalidRule;
+#[cfg(feature = "regex")]
+use super::matcher::regex_literal_segments;
 use super::matcher::{
     HeaderCond, HostCond, PathCond, QueryCond, compile_glob, hosts_match, methods_match,
     request_host,
@@ -25,6 +27,10 @@ pub const MAX_REGEX_LEN: usize = 1024;
 pub(crate) struct Compiled {
     pub(crate) name: Arc<str>,
     path: PathCond,
+    /// The number of leading literal segments the index files the rule under.
+    depth: usize,
+    /// No condition but the path.
+    path_only: bool,
     methods: Box<[Method]>,
     headers: Box<[HeaderCond]>,
     query: Box<[QueryCond]>,
@@ -55,8 +61,22 @@ pub(crate) enum CompiledAction {
 
 impl Compiled {
     fn matches<B>(&self, req: &Request<B>, path: &str) -> bool {
-        self.path.matches(path)
-            && methods_match(&self.methods, req.method())
+        self.path.matches(path) && (self.path_only || self.others_match(req))
+    }
+
+    /// Like `matches`, for a rule reached through the index at its own depth: `tail` is the
+    /// path after the rule's literal segments, which are known to match.
+    #[inline]
+    fn matches_indexed<B>(&self, req: &Request<B>, path: &str, tail: Option<&str>) -> bool {
+        let path_ok = match &self.path {
+            PathCond::Glob(g) => g.matches_from(tail, self.depth),
+            p => p.matches(path),
+        };
+        path_ok && (self.path_only || self.others_match(req))
+    }
+
+    fn others_match<B>(&self, req: &Request<B>) -> bool {
+        methods_match(&self.methods, req.method())
             && self.headers.iter().all(|h| h.matches(req.headers()))
             && self.query.iter().all(|q| q.matches(req.uri().query()))
             && hosts_match(
@@ -119,11 +139,37 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
-/// A node of the path index: rules whose leading literal segments lead here.
+/// A node of the path index: rules whose leading literal segments lead here, and children by
+/// segment in a small open-addressing table (hash, then one string compare).
 #[derive(Debug, Default)]
 struct Node {
-    children: Vec<(Box<str>, Node)>,
+    /// Child positions (`u32::MAX`: empty), a power-of-two length at least twice the children.
+    slots: Box<[u32]>,
+    children: Vec<(u64, Box<str>, Node)>,
     rules: Vec<u32>,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+/// A word-at-a-time multiplicative hash (as FxHash): segments are short, and the index holds
+/// only configured segments, so a collision costs one string compare, never a wrong answer.
+#[inline]
+fn segment_hash(s: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let b = s.as_bytes();
+    let mut h = b.len() as u64;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let mut w = 0u64;
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        w |= u64::from(b) << (8 * i);
+    }
+    h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    h ^ (h >> 32)
 }
 
 impl Node {
@@ -131,23 +177,49 @@ impl Node {
         match segments.split_first() {
             None => self.rules.push(rule),
             Some((first, rest)) => {
-                let i = match self.children.binary_search_by(|(k, _)| (**k).cmp(first)) {
-                    Ok(i) => i,
-                    Err(i) => {
-                        self.children.insert(i, ((*first).into(), Node::default()));
-                        i
+                let i = match self.children.iter().position(|(_, k, _)| **k == **first) {
+                    Some(i) => i,
+                    None => {
+                        self.children
+                            .push((segment_hash(first), (*first).into(), Node::default()));
+                        self.reslot();
+                        self.children.len() - 1
                     }
                 };
-                self.children[i].1.insert(rest, rule);
+                self.children[i].2.insert(rest, rule);
             }
         }
     }
 
+    fn reslot(&mut self) {
+        let size = (self.children.len() * 2).next_power_of_two().max(4);
+        let mut slots = vec![EMPTY; size];
+        for (i, (h, _, _)) in self.children.iter().enumerate() {
+            let mut at = (*h as usize) & (size - 1);
+            while slots[at] != EMPTY {
+                at = (at + 1) & (size - 1);
+            }
+            slots[at] = i as u32;
+        }
+        self.slots = slots.into();
+    }
+
+    #[inline]
     fn child(&self, segment: &str) -> Option<&Node> {
-        self.children
-            .binary_search_by(|(k, _)| (**k).cmp(segment))
-            .ok()
-            .map(|i| &self.children[i].1)
+        let mask = self.slots.len().checked_sub(1)?;
+        let h = segment_hash(segment);
+        let mut at = (h as usize) & mask;
+        loop {
+            let c = *self.slots.get(at)?;
+            if c == EMPTY {
+                return None;
+            }
+            let (ch, key, node) = self.children.get(c as usize)?;
+            if *ch == h && **key == *segment {
+                return Some(node);
+            }
+            at = (at + 1) & mask;
+        }
     }
 }
 
@@ -209,28 +281,32 @@ impl Table {
             return self.rules.iter().position(|r| r.matches(req, path));
         }
         let mut best = usize::MAX;
-        let check = |node: &Node, best: &mut usize| {
+        let check = |node: &Node, tail: Option<&str>, best: &mut usize| {
             for &i in &node.rules {
                 let i = i as usize;
                 if i >= *best {
                     break;
                 }
-                if self.rules[i].matches(req, path) {
+                if self.rules[i].matches_indexed(req, path, tail) {
                     *best = i;
                     break;
                 }
             }
         };
         let mut node = &self.index;
-        check(node, &mut best);
-        for seg in path[1..].split('/') {
-            match node.child(seg) {
-                Some(next) => {
-                    node = next;
-                    check(node, &mut best);
-                }
+        check(node, path.get(1..), &mut best);
+        let mut pos = 1;
+        while !node.children.is_empty() && pos <= path.len() {
+            let end = path.as_bytes()[pos..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(path.len(), |e| pos + e);
+            node = match node.child(&path[pos..end]) {
+                Some(next) => next,
                 None => break,
-            }
+            };
+            check(node, path.get(end + 1..), &mut best);
+            pos = end + 1;
         }
         (best != usize::MAX).then_some(best)
     }
@@ -405,8 +481,12 @@ fn compile(
     if let Some(a) = &rule.access {
         a.check().map_err(|e| err("access", e.to_string()))?;
     }
+    let path_only =
+        rule.methods.is_empty() && headers.is_empty() && query.is_empty() && hosts.is_empty();
     Ok(Compiled {
         name: rule.name.as_str().into(),
+        depth: path.literal_segments().len(),
+        path_only,
         path,
         methods: rule.methods.clone().into(),
         headers: headers.into(),
@@ -430,7 +510,7 @@ fn regex_path(pattern: &str) -> Result<PathCond, String> {
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
         .build()
-        .map(PathCond::Regex)
+        .map(|r| PathCond::Regex(r, regex_literal_segments(pattern)))
         .map_err(|e| format!("invalid regex: {e}"))
 }
 
@@ -461,4 +541,69 @@ fn check_len(pattern: &str) -> Result<(), String> {
         return Err(format!("regex longer than {MAX_REGEX_LEN} bytes"));
     }
     Ok(())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seg() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["a", "b", "ab", "*", "x.png", "*.png", ""])
+    }
+
+    fn rule(i: usize, kind: u8, segs: Vec<&str>, header: bool) -> Rule {
+        let body = segs.join("/");
+        let r = Rule::new(format!("r{i}"));
+        let r = match kind {
+            0 => r.path(format!("/{body}")),
+            1 => r.prefix(format!("/{}", body.replace('*', "s"))),
+            #[cfg(feature = "regex")]
+            2 => r.path_regex(format!(
+                "/{}",
+                body.replace('*', "[a-z]+").replace(".png", "[.]png")
+            )),
+            _ => r,
+        };
+        let r = if header { r.header("h", "1") } else { r };
+        r.to("a")
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x696e_6478),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// The index gives the same first match as trying every rule in order.
+        #[test]
+        fn index_agrees_with_a_linear_scan(
+            rules in prop::collection::vec((0u8..4, prop::collection::vec(seg(), 0..4), any::<bool>(), -1i32..2), 0..24),
+            paths in prop::collection::vec((prop::collection::vec(seg(), 0..5), any::<bool>()), 1..16),
+        ) {
+            let specs: Vec<Rule> = rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, (k, segs, h, prio))| rule(i, k, segs, h).priority(prio))
+                .collect();
+            let dests: [Arc<str>; 1] = ["a".into()];
+            let (Ok(indexed), Ok(linear)) = (
+                Table::build(specs.clone(), &dests, EscapedSlashes::Reject, true),
+                Table::build(specs, &dests, EscapedSlashes::Reject, false),
+            ) else {
+                return Ok(()); // an invalid generated set (e.g. `**`) is refused by both
+            };
+            for (segs, h) in paths {
+                let path = format!("/{}", segs.join("/").replace('*', "q"));
+                let mut req = Request::get(path.as_str());
+                if h {
+                    req = req.header("h", "1");
+                }
+                let req = req.body(()).unwrap();
+                let Ok(norm) = normalize_path(&path, EscapedSlashes::Reject) else { continue };
+                prop_assert_eq!(indexed.find(&req, &norm), linear.find(&req, &norm), "{}", path);
+            }
+        }
+    }
 }
