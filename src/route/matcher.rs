@@ -21,7 +21,7 @@ impl PathCond {
     pub(crate) fn matches(&self, path: &str) -> bool {
         match self {
             PathCond::Any => true,
-            PathCond::Exact(p) => path == &**p,
+            PathCond::Exact(p) => short_eq(path, p),
             PathCond::Prefix(p) => prefix_matches(p, path),
             PathCond::Glob(g) => g.matches(path),
             #[cfg(feature = "regex")]
@@ -77,6 +77,24 @@ pub(crate) fn regex_literal_segments(pattern: &str) -> Box<[Box<str>]> {
         i += 1;
     }
     segs.into()
+}
+
+/// String equality without a `memcmp` call for the short strings segments and paths are
+/// (the call costs more than the compare).
+#[inline]
+pub(crate) fn short_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 32 {
+        return a == b;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    diff == 0
 }
 
 /// `/api` matches `/api`, `/api/` and `/api/x`, not `/apix`; `/` matches everything.
@@ -150,7 +168,7 @@ impl Glob {
                 None => (r, None),
             };
             let ok = match seg {
-                Seg::Literal(l) => head == &**l,
+                Seg::Literal(l) => short_eq(head, l),
                 Seg::One => !head.is_empty(),
                 Seg::Partial(pieces) => wildcard(pieces, head),
                 Seg::Rest => true,

@@ -14,7 +14,7 @@ use super::error::InvalidRule;
 use super::matcher::regex_literal_segments;
 use super::matcher::{
     HeaderCond, HostCond, PathCond, QueryCond, compile_glob, hosts_match, methods_match,
-    request_host,
+    request_host, short_eq,
 };
 use super::path::{EscapedSlashes, normalize_path};
 use super::rule::{Action, HeaderMatch, PathMatch, Rule, SplitKey};
@@ -215,7 +215,7 @@ impl Node {
                 return None;
             }
             let (ch, key, node) = self.children.get(c as usize)?;
-            if *ch == h && **key == *segment {
+            if *ch == h && short_eq(key, segment) {
                 return Some(node);
             }
             at = (at + 1) & mask;
