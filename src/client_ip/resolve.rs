@@ -145,6 +145,18 @@ impl ClientIpResolver {
 
     /// [`resolve`](Self::resolve) with the peer from the request's [`ClientAddr`] extension;
     /// `None` without it.
+    ///
+    /// ```
+    /// use tower_lb::client_ip::{ClientIpResolver, TrustedProxies};
+    /// use tower_lb::key::ClientAddr;
+    ///
+    /// let resolver = ClientIpResolver::new(TrustedProxies::loopback());
+    /// let mut req = http::Request::builder().header("x-forwarded-for", "192.0.2.3").body(())?;
+    /// assert!(resolver.resolve_request(&req).is_none());
+    /// req.extensions_mut().insert(ClientAddr("127.0.0.1:9000".parse()?));
+    /// assert_eq!(resolver.resolve_request(&req).unwrap().ip().to_string(), "192.0.2.3");
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
     pub fn resolve_request<B>(&self, req: &Request<B>) -> Option<ClientIp> {
         let peer = req.extensions().get::<ClientAddr>()?.0;
         Some(self.resolve(peer, req.headers()))

@@ -296,6 +296,14 @@ impl Rule {
     }
 
     /// Query parameter `name` equals `value` (both compared percent-decoded).
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_lb::route::Rule;
+    ///
+    /// let beta = Rule::new("beta").method(Method::GET).query("beta", "1").header_absent("x-internal").to("beta");
+    /// # let _ = beta;
+    /// ```
     pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.query.push((name.into(), Some(value.into())));
         self
@@ -309,6 +317,18 @@ impl Rule {
 
     /// The host (from `Host` or the URI, port ignored, case-insensitive) is `host`, or for
     /// `*.example.com` any subdomain of `example.com`. Several calls: any of them.
+    ///
+    /// ```
+    /// use tower_lb::route::Rule;
+    ///
+    /// // HSTS on one host only.
+    /// let secure = Rule::new("secure")
+    ///     .host("*.example.com")
+    ///     .host("example.com")
+    ///     .response_header("strict-transport-security", "max-age=63072000")
+    ///     .to("web");
+    /// # let _ = secure;
+    /// ```
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.hosts.push(host.into());
         self
@@ -346,6 +366,14 @@ impl Rule {
 
     /// Replaces the segment-wise path prefix `from` with `to` before forwarding:
     /// `.rewrite_prefix("/api/v2", "/")` sends `/api/v2/users` as `/users`.
+    ///
+    /// ```
+    /// use tower_lb::route::Rule;
+    ///
+    /// let legacy = Rule::new("legacy").prefix("/old").rewrite_prefix("/old", "/v1").to("api");
+    /// let v2 = Rule::new("v2").prefix("/api/v2").strip_prefix("/api/v2").to("api-v2");
+    /// # let _ = (legacy, v2);
+    /// ```
     pub fn rewrite_prefix(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
         self.rewrite = Some((from.into(), to.into()));
         self
@@ -358,6 +386,14 @@ impl Rule {
 
     /// A deadline for the whole exchange with the destination, up to the response head: on
     /// expiry the client gets `504` (longer for AI endpoints, shorter for health).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_lb::route::Rule;
+    ///
+    /// let ai = Rule::new("ai").prefix("/ai").timeout(Duration::from_secs(120)).to("ai");
+    /// # let _ = ai;
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -366,6 +402,21 @@ impl Rule {
     /// A rate limit for this rule only (e.g. 5 r/s per client IP on `/auth`); refusals are
     /// `429` with `Retry-After`. Clones of one layer share their counters, also across
     /// rule-set changes. Feature `governor`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_lb::limit::{LimitKey, RateLimitLayer};
+    /// use tower_lb::route::Rule;
+    ///
+    /// // The seeds: 10 r/s per client IP on the API, 5 r/s on auth.
+    /// let per_ip = |n| RateLimitLayer::builder(LimitKey::client_ip()).rate(n, Duration::from_secs(1)).build();
+    /// let rules = [
+    ///     Rule::new("auth").prefix("/auth").rate_limit(per_ip(5)?).to("api"),
+    ///     Rule::new("api").prefix("/api").rate_limit(per_ip(10)?).to("api"),
+    /// ];
+    /// # let _ = rules;
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
     #[cfg(feature = "governor")]
     #[cfg_attr(docsrs, doc(cfg(feature = "governor")))]
     pub fn rate_limit(mut self, limit: crate::limit::RateLimitLayer) -> Self {
@@ -382,7 +433,7 @@ impl Rule {
 
 /// The rule and destination that served a response: a response extension set by the
 /// [`Router`](super::Router) when [`record_routed`](super::RouterBuilder::record_routed) is on,
-/// next to [`ServedBy`](crate::balance::ServedBy).
+/// next to [`ServedBy`](crate::balance::ServedBy). See the [`Router`](super::Router) example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub(crate) rule: Option<Arc<str>>,

@@ -32,6 +32,36 @@ use crate::key::client_ip_of;
 /// the router is always ready. Responses are `Response<`[`ResponseBody`]`<RB>>`: the
 /// destination's body, or a short body of the router's own (`400`, `403`, `404`, `429`,
 /// `504`). The destination's errors pass through unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceExt};
+/// use tower_lb::route::{Routed, Router, Rule};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let ok = service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+/// let router = Router::builder()
+///     .destination("users", ok)
+///     .destination("orders", ok)
+///     .rule(Rule::new("orders").path("/users/*/orders").to("orders"))
+///     .rule(Rule::new("users").prefix("/users").to("users"))
+///     .record_routed(true)
+///     .build()?;
+///
+/// // Which rule would take a request, without sending it:
+/// let req = Request::get("/users/7/orders").body(())?;
+/// assert_eq!(router.matching_rule(&req).as_deref(), Some("orders"));
+///
+/// // Sending it: the response says where it went.
+/// let rsp = router.clone().oneshot(Request::get("/users/7").body(())?).await?;
+/// let routed = rsp.extensions().get::<Routed>().unwrap();
+/// assert_eq!((routed.rule(), routed.destination()), (Some("users"), "users"));
+/// assert_eq!(router.clone().oneshot(Request::get("/nope").body(())?).await?.status(), 404);
+/// # Ok(()) }
+/// ```
 pub struct Router<S> {
     services: Arc<[S]>,
     shared: Arc<Shared>,

@@ -916,3 +916,29 @@ async fn escaped_slash_policy_keep_and_decode() {
         .unwrap();
     assert_eq!(rsp.headers()["x-path"], "/b");
 }
+
+/// The router over real balancers is `Clone + Send + Sync` and its future is `Send`, so it goes
+/// into axum and multi-threaded servers as it is.
+#[test]
+fn router_over_balance_is_clone_send_sync() {
+    fn clone_send_sync<T: Clone + Send + Sync + 'static>(_: &T) {}
+    fn send_future<S: tower::Service<Request<hyper::body::Incoming>>>(_: &S)
+    where
+        S::Future: Send,
+    {
+    }
+    let group = TargetGroup::builder("g")
+        .target(Target::new("t", "127.0.0.1:1").unwrap())
+        .build()
+        .unwrap();
+    let router = Router::builder()
+        .destination(
+            "g",
+            Balance::with_maker(group, HttpClient::<hyper::body::Incoming>::new()),
+        )
+        .build()
+        .unwrap();
+    clone_send_sync(&router);
+    send_future(&router);
+    clone_send_sync(&ClientIpLayer::default());
+}
