@@ -7,7 +7,9 @@
 //! [discovery](discover) streams, [health] (active checks, outlier detection, panic
 //! threshold, slow start), [retries](retry) with budgets, a circuit [breaker], keyed
 //! [limits](limit), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
-//! and `axum::Router::route_service`.
+//! and `axum::Router::route_service`. In front of the balancers, a [`Router`](route::Router)
+//! applies traffic rules (paths, headers, canary splits, access lists) on the client IP that
+//! [`client_ip`] resolves through trusted proxies only.
 //!
 //! ```
 //! use std::convert::Infallible;
