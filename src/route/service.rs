@@ -334,7 +334,7 @@ fn rewrite(path: &str, from: &str, to: &str) -> Option<String> {
     let mut out = String::with_capacity(to.len() + rest.len());
     out.push_str(to.trim_end_matches('/'));
     out.push_str(rest);
-    if out.is_empty() || (rest.is_empty() && to.ends_with('/')) && !out.ends_with('/') {
+    if out.is_empty() || (rest.is_empty() && to.ends_with('/') && !out.ends_with('/')) {
         out.push('/');
     }
     Some(out)
