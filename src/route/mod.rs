@@ -74,5 +74,5 @@ mod table;
 pub use self::access::Access;
 pub use self::path::{EscapedSlashes, MalformedPath, normalize_path};
 pub use self::rule::{Action, HeaderMatch, PathMatch, Routed, Rule, Split, SplitKey};
-pub use self::service::{ResponseFuture, Router, RouterBuilder};
+pub use self::service::{ResponseFuture, Router, RouterBuilder, RuleName};
 pub use self::table::MAX_REGEX_LEN;

@@ -88,27 +88,29 @@ fn quick_normal(b: &[u8]) -> bool {
         let x = v ^ (LO * u64::from(c));
         !(((x & HI7).wrapping_add(HI7)) | x | HI7)
     };
-    let mut i = 0;
-    while i + 8 <= b.len() {
+    let window = |i: usize| {
         let mut w = [0u8; 8];
         w.copy_from_slice(&b[i..i + 8]);
         let v = u64::from_le_bytes(w);
-        let odd = eq(v, b'%') | eq(v, b'\\');
+        let slash = eq(v, b'/');
         // Byte k is `/` and byte k + 1 is `/` or `.` (little endian: k + 1 shifted onto k).
-        let pair = eq(v, b'/') & ((eq(v, b'/') | eq(v, b'.')) >> 8);
-        if odd | pair != 0 {
+        (eq(v, b'%') | eq(v, b'\\') | (slash & ((slash | eq(v, b'.')) >> 8))) == 0
+    };
+    if b.len() < 8 {
+        return !b.iter().enumerate().any(|(k, &c)| {
+            c == b'%' || c == b'\\' || (c == b'/' && matches!(b.get(k + 1), Some(b'/' | b'.')))
+        });
+    }
+    // Windows overlap by one byte so pairs across windows are seen; the last one ends at the
+    // end of the path.
+    let mut i = 0;
+    while i + 8 < b.len() {
+        if !window(i) {
             return false;
         }
-        i += 7; // windows overlap by one byte, so pairs across windows are seen
+        i += 7;
     }
-    for k in i..b.len() {
-        match b[k] {
-            b'%' | b'\\' => return false,
-            b'/' if matches!(b.get(k + 1), Some(b'/' | b'.')) => return false,
-            _ => {}
-        }
-    }
-    true
+    window(b.len() - 8)
 }
 
 /// Whether `path` (starting with `/`) needs no change. One pass; segments are looked at

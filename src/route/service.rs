@@ -163,11 +163,58 @@ impl<S> Router<S> {
 
     /// The name of the rule that would take `req` (its path normalized first), without
     /// dispatching; `None` if no rule matches or the path is malformed. No allocation.
-    pub fn matching_rule<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
+    pub fn matching_rule<B>(&self, req: &Request<B>) -> Option<RuleName> {
         let table = self.shared.table.load();
         let path = normalize_path(req.uri().path(), table.slashes).ok()?;
-        let i = table.find(req, &path)?;
-        Some(table.rules[i].name.clone())
+        let index = table.find(req, &path)?;
+        Some(RuleName { table, index })
+    }
+}
+
+/// The name of a matched rule, from [`Router::matching_rule`]; dereferences to `str`. It
+/// borrows the rule set it was matched in (no copy, no reference count), so keep it briefly.
+pub struct RuleName {
+    table: arc_swap::Guard<Arc<Table>>,
+    index: usize,
+}
+
+impl std::ops::Deref for RuleName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.table.rules[self.index].name
+    }
+}
+
+impl fmt::Debug for RuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl fmt::Display for RuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl PartialEq for RuleName {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for RuleName {}
+
+impl PartialEq<str> for RuleName {
+    fn eq(&self, other: &str) -> bool {
+        &**self == other
+    }
+}
+
+impl PartialEq<&str> for RuleName {
+    fn eq(&self, other: &&str) -> bool {
+        &**self == *other
     }
 }
 

@@ -14,7 +14,7 @@ use super::error::InvalidRule;
 use super::matcher::regex_literal_segments;
 use super::matcher::{
     HeaderCond, HostCond, PathCond, QueryCond, compile_glob, hosts_match, methods_match,
-    request_host, short_eq,
+    request_host,
 };
 use super::path::{EscapedSlashes, normalize_path};
 use super::rule::{Action, HeaderMatch, PathMatch, Rule, SplitKey};
@@ -68,7 +68,12 @@ impl Compiled {
     /// path after the rule's literal segments, which are known to match.
     #[inline]
     fn matches_indexed<B>(&self, req: &Request<B>, path: &str, tail: Option<&str>) -> bool {
+        // The walk has matched the literal prefix up to a segment boundary, so: an exact
+        // path (the prefix, or it and a trailing slash) matches by length alone, a prefix
+        // always, a glob from its first wildcard on.
         let path_ok = match &self.path {
+            PathCond::Exact(p) => p.len() == path.len(),
+            PathCond::Prefix(_) => true,
             PathCond::Glob(g) => g.matches_from(tail, self.depth),
             p => p.matches(path),
         };
@@ -139,86 +144,53 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
-/// A node of the path index: rules whose leading literal segments lead here, and children by
-/// segment in a small open-addressing table (hash, then one string compare).
+/// The path index: a radix tree over the rules' literal path prefixes (`/svc1/users` for
+/// `/svc1/users/*/orders`), byte by byte as axum's `matchit` does. A node holds the rules whose
+/// prefix ends exactly at it; they are candidates when the path has a segment boundary there.
 #[derive(Debug, Default)]
 struct Node {
-    /// Child positions (`u32::MAX`: empty), a power-of-two length at least twice the children.
-    slots: Box<[u32]>,
-    children: Vec<(u64, Box<str>, Node)>,
+    prefix: Box<[u8]>,
+    /// The first byte of each child's prefix.
+    indices: Vec<u8>,
+    children: Vec<Node>,
     rules: Vec<u32>,
 }
 
-const EMPTY: u32 = u32::MAX;
-
-/// A word-at-a-time multiplicative hash (as FxHash): segments are short, and the index holds
-/// only configured segments, so a collision costs one string compare, never a wrong answer.
-#[inline]
-fn segment_hash(s: &str) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let b = s.as_bytes();
-    let mut h = b.len() as u64;
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    let mut w = 0u64;
-    for (i, &b) in chunks.remainder().iter().enumerate() {
-        w |= u64::from(b) << (8 * i);
-    }
-    h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    h ^ (h >> 32)
-}
-
 impl Node {
-    fn insert(&mut self, segments: &[&str], rule: u32) {
-        match segments.split_first() {
-            None => self.rules.push(rule),
-            Some((first, rest)) => {
-                let i = match self.children.iter().position(|(_, k, _)| **k == **first) {
-                    Some(i) => i,
-                    None => {
-                        self.children
-                            .push((segment_hash(first), (*first).into(), Node::default()));
-                        self.reslot();
-                        self.children.len() - 1
-                    }
-                };
-                self.children[i].2.insert(rest, rule);
-            }
+    fn insert(&mut self, key: &[u8], rule: u32) {
+        let common = self
+            .prefix
+            .iter()
+            .zip(key)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if common < self.prefix.len() {
+            // Split: this node keeps the common part, a new child the rest.
+            let child = Node {
+                prefix: self.prefix[common..].into(),
+                indices: std::mem::take(&mut self.indices),
+                children: std::mem::take(&mut self.children),
+                rules: std::mem::take(&mut self.rules),
+            };
+            self.prefix = self.prefix[..common].into();
+            self.indices = vec![child.prefix[0]];
+            self.children = vec![child];
         }
-    }
-
-    fn reslot(&mut self) {
-        let size = (self.children.len() * 2).next_power_of_two().max(4);
-        let mut slots = vec![EMPTY; size];
-        for (i, (h, _, _)) in self.children.iter().enumerate() {
-            let mut at = (*h as usize) & (size - 1);
-            while slots[at] != EMPTY {
-                at = (at + 1) & (size - 1);
+        let rest = &key[common..];
+        let Some(&first) = rest.first() else {
+            self.rules.push(rule);
+            return;
+        };
+        match self.indices.iter().position(|&b| b == first) {
+            Some(j) => self.children[j].insert(rest, rule),
+            None => {
+                self.indices.push(first);
+                self.children.push(Node {
+                    prefix: rest.into(),
+                    rules: vec![rule],
+                    ..Node::default()
+                });
             }
-            slots[at] = i as u32;
-        }
-        self.slots = slots.into();
-    }
-
-    #[inline]
-    fn child(&self, segment: &str) -> Option<&Node> {
-        let mask = self.slots.len().checked_sub(1)?;
-        let h = segment_hash(segment);
-        let mut at = (h as usize) & mask;
-        loop {
-            let c = *self.slots.get(at)?;
-            if c == EMPTY {
-                return None;
-            }
-            let (ch, key, node) = self.children.get(c as usize)?;
-            if *ch == h && short_eq(key, segment) {
-                return Some(node);
-            }
-            at = (at + 1) & mask;
         }
     }
 }
@@ -264,7 +236,12 @@ impl Table {
         let rules: Box<[Compiled]> = compiled.into_iter().map(|(_, _, c)| c).collect();
         let mut index = Node::default();
         for (i, r) in rules.iter().enumerate() {
-            index.insert(&r.path.literal_segments(), i as u32);
+            let mut key = String::new();
+            for seg in r.path.literal_segments() {
+                key.push('/');
+                key.push_str(seg);
+            }
+            index.insert(key.as_bytes(), i as u32);
         }
         Ok(Table {
             specs: specs.into(),
@@ -293,20 +270,24 @@ impl Table {
                 }
             }
         };
+        let p = path.as_bytes();
         let mut node = &self.index;
-        check(node, path.get(1..), &mut best);
-        let mut pos = 1;
-        while !node.children.is_empty() && pos <= path.len() {
-            let end = path.as_bytes()[pos..]
-                .iter()
-                .position(|&b| b == b'/')
-                .map_or(path.len(), |e| pos + e);
-            node = match node.child(&path[pos..end]) {
-                Some(next) => next,
-                None => break,
+        let mut at = 0;
+        loop {
+            // `p[..at]` spells the node's whole key.
+            if !node.rules.is_empty() && p.get(at).is_none_or(|&b| b == b'/') {
+                check(node, path.get(at + 1..), &mut best);
+            }
+            let Some(&b) = p.get(at) else { break };
+            let Some(j) = node.indices.iter().position(|&c| c == b) else {
+                break;
             };
-            check(node, path.get(end + 1..), &mut best);
-            pos = end + 1;
+            let child = &node.children[j];
+            if !p[at..].starts_with(&child.prefix) {
+                break;
+            }
+            at += child.prefix.len();
+            node = child;
         }
         (best != usize::MAX).then_some(best)
     }
@@ -570,7 +551,7 @@ mod tests {
 
     proptest! {
         #![proptest_config(proptest::test_runner::Config {
-            cases: 512,
+            cases: 1024,
             rng_seed: proptest::test_runner::RngSeed::Fixed(0x696e_6478),
             failure_persistence: None,
             ..proptest::test_runner::Config::default()
