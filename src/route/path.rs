@@ -82,19 +82,21 @@ pub fn normalize_path(path: &str, slashes: EscapedSlashes) -> Result<Cow<'_, str
 #[inline]
 fn quick_normal(b: &[u8]) -> bool {
     const LO: u64 = 0x0101_0101_0101_0101;
-    const HI7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    // The high bit of each byte of `v` equal to `c`, exactly (no carries between bytes).
-    let eq = |v: u64, c: u8| {
-        let x = v ^ (LO * u64::from(c));
-        !(((x & HI7).wrapping_add(HI7)) | x | HI7)
-    };
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each zero byte of `x`, plus possibly of bytes above a zero byte (a
+    // borrow): such extra bits only appear next to a real match, which already makes the path
+    // not normal, so the answer stays exact.
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
     let window = |i: usize| {
         let mut w = [0u8; 8];
         w.copy_from_slice(&b[i..i + 8]);
         let v = u64::from_le_bytes(w);
-        let slash = eq(v, b'/');
+        let slash = zero(v ^ (LO * 0x2f));
+        // `.` is 0x2e: setting bit 0 of every byte makes `/` and `.` both 0x2f.
+        let slash_or_dot = zero((v | LO) ^ (LO * 0x2f));
+        let odd = zero(v ^ (LO * u64::from(b'%'))) | zero(v ^ (LO * u64::from(b'\\')));
         // Byte k is `/` and byte k + 1 is `/` or `.` (little endian: k + 1 shifted onto k).
-        (eq(v, b'%') | eq(v, b'\\') | (slash & ((slash | eq(v, b'.')) >> 8))) == 0
+        (odd | (slash & (slash_or_dot >> 8))) == 0
     };
     if b.len() < 8 {
         return !b.iter().enumerate().any(|(k, &c)| {
