@@ -24,8 +24,8 @@
 //! - **Client IP** for splits and access lists is the one [`client_ip`](crate::client_ip)
 //!   resolved through trusted proxies, else the socket peer.
 //!
-//! Matching reads one snapshot, walks a segment index of the rules' literal path prefixes
-//! and tries only the rules it reaches, in precedence order; it does not allocate. The
+//! Matching reads one snapshot, walks a radix tree of the rules' literal path prefixes and
+//! tries only the rules it reaches, in precedence order; it does not allocate. The
 //! guide is `docs/routing.md` in the repository.
 //!
 //! # Examples
