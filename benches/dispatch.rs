@@ -20,7 +20,7 @@ use tower::load::{CompleteOnResponse, PeakEwma, PendingRequests};
 use tower::{Service, service_fn};
 use tower_lb::algorithm::{Algorithm, P2cInFlight, P2cPeakEwma, RoundRobin};
 use tower_lb::balance::Balance;
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 mod common;
 

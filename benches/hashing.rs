@@ -13,7 +13,7 @@ use tower::{Service, service_fn};
 use tower_lb::algorithm::{Algorithm, HashRing, Maglev, P2cInFlight, SmoothWeightedRoundRobin};
 use tower_lb::balance::Balance;
 use tower_lb::key::Key;
-use tower_lb::target::{Picker, Target, TargetGroup};
+use tower_lb::{Target, TargetGroup, group::Picker};
 
 mod common;
 

@@ -15,7 +15,7 @@ use http::{Request, Response};
 use tower::Service;
 use tower_lb::balance::Balance;
 use tower_lb::health::{ActiveCheck, PanicThreshold, SlowStart, check_fn};
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 const GROUP: &str = "health_pick";
 const CASES: [&str; 4] = [

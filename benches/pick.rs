@@ -10,7 +10,7 @@ use tower_lb::algorithm::{
     Algorithm, HashRing, LeastConnections, Maglev, P2cInFlight, P2cPeakEwma, RoundRobin,
     SmoothWeightedRoundRobin, WeightedRandom,
 };
-use tower_lb::target::{Picker, Target, TargetGroup};
+use tower_lb::{Target, TargetGroup, group::Picker};
 
 mod common;
 

@@ -32,8 +32,8 @@ use tower_lb::balance::Balance;
 use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
-use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::{Target, TargetGroup};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;

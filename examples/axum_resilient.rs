@@ -29,8 +29,8 @@ use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::limit::{ClientAddr, LimitKey, RateLimitLayer};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
-use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::{Target, TargetGroup};
 
 /// A loopback backend; `flaky` answers every other request with 503.
 async fn backend(name: &'static str, flaky: bool) -> SocketAddr {

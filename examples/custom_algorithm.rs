@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tower::{ServiceExt, service_fn};
 use tower_lb::algorithm::{Algorithm, Context, Selector, Targets};
 use tower_lb::balance::{Balance, ServedBy};
-use tower_lb::target::{AdminState, Target, TargetGroup};
+use tower_lb::{Target, TargetGroup, target::AdminState};
 
 /// Local zone first; within a zone, the target with the fewest requests in flight.
 #[derive(Debug)]

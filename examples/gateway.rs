@@ -25,7 +25,7 @@ use tower_lb::balance::Balance;
 use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
 use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::route::{Access, Router, Rule, Split};
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 /// A loopback backend answering with its name.
 async fn backend(name: &'static str) -> SocketAddr {

@@ -44,8 +44,8 @@ use tower_lb::health::{ActiveCheck, HttpCheck};
 use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::server::{RequestBody, Server, TlsAcceptor};
-use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::{Target, TargetGroup};
 
 /// What the proxy needs to know.
 #[derive(Debug, Default)]

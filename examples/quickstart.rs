@@ -18,7 +18,7 @@ use tower::ServiceExt;
 use tower_lb::algorithm::SmoothWeightedRoundRobin;
 use tower_lb::balance::{Balance, ServedBy};
 use tower_lb::http::HttpClient;
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 const REQUESTS: usize = 300;
 const BATCH: usize = 10;

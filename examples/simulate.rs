@@ -29,7 +29,7 @@ use tower::{Service, ServiceExt, service_fn};
 use tower_lb::BoxError;
 use tower_lb::algorithm::{Algorithm, LeastConnections, P2cInFlight, P2cPeakEwma, RoundRobin};
 use tower_lb::balance::Balance;
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 const TARGETS: usize = 10;
 const REQUESTS: usize = 50_000;

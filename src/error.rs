@@ -25,6 +25,9 @@
 //! ```
 
 use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The boxed error type used throughout tower, and by every service in this crate.
 pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
@@ -159,3 +162,185 @@ impl Error for ClientError {
         self.source.as_deref().map(|e| e as &(dyn Error + 'static))
     }
 }
+
+// ---- local rejections: refused by this process, never a backend's failure ----
+//
+// They live here, below every layer, so that `classify` (which must recognise them) and
+// `http` (which maps them to responses) name them without depending on the layers that raise
+// them. Each is re-exported from the `error` module of the layer that raises it.
+
+/// No target of the group could take the request: the group is empty, or every target is
+/// disabled, draining or at its connection limit. Returned at once, never after a wait.
+///
+/// Maps to `503 Service Unavailable` in [`crate::http::error_response`].
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::balance::error::NoAvailableTarget;
+///
+/// let err = NoAvailableTarget::new("api");
+/// assert_eq!(err.to_string(), "no available target in group `api`");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoAvailableTarget {
+    group: Arc<str>,
+}
+
+impl NoAvailableTarget {
+    /// The error for group `group`.
+    pub fn new(group: impl Into<Arc<str>>) -> Self {
+        NoAvailableTarget {
+            group: group.into(),
+        }
+    }
+
+    /// The name of the group that had no available target.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+}
+
+impl fmt::Display for NoAvailableTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no available target in group `{}`", self.group)
+    }
+}
+
+impl std::error::Error for NoAvailableTarget {}
+
+/// The circuit is open (or its half-open probes are all taken): the request was refused at
+/// once, without reaching any backend.
+///
+/// A local rejection: it never counts against a backend, and maps to `503` with a
+/// `Retry-After` in [`crate::http::error_response`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::breaker::error::CircuitOpen;
+///
+/// let err = CircuitOpen::new("api", Some(Duration::from_secs(3)));
+/// assert_eq!(err.to_string(), "circuit breaker `api` is open");
+/// assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitOpen {
+    name: Arc<str>,
+    retry_after: Option<Duration>,
+}
+
+impl CircuitOpen {
+    /// The error for breaker `name`, which may let requests through after `retry_after`.
+    pub fn new(name: impl Into<Arc<str>>, retry_after: Option<Duration>) -> Self {
+        CircuitOpen {
+            name: name.into(),
+            retry_after,
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long until the breaker lets probes through, if known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "circuit breaker `{}` is open", self.name)
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// Too many requests for this key: refused at once. Maps to `429 Too Many Requests` with
+/// `Retry-After` in [`crate::http::error_response`]; a local rejection, never a backend failure.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::limit::error::RateLimited;
+///
+/// let err = RateLimited::new(Duration::from_millis(1500));
+/// assert_eq!(err.to_string(), "rate limited");
+/// assert_eq!(err.retry_after_secs(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    retry_after: Duration,
+}
+
+impl RateLimited {
+    /// The error; the key may send again after `retry_after`.
+    pub fn new(retry_after: Duration) -> Self {
+        RateLimited { retry_after }
+    }
+
+    /// How long until the key may send again.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// [`retry_after`](Self::retry_after) rounded up to whole seconds (at least 1), as sent in
+    /// the `Retry-After` header.
+    pub fn retry_after_secs(&self) -> u64 {
+        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        secs.max(1)
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("rate limited")
+    }
+}
+
+impl std::error::Error for RateLimited {}
+
+/// Too many requests in flight (for one key, or for the whole group): shed at once rather
+/// than queued. Maps to `503 Service Unavailable`; a local rejection.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::limit::error::Overloaded;
+///
+/// let err = Overloaded::new(true);
+/// assert_eq!(err.to_string(), "too many requests in flight for this key");
+/// assert!(err.is_per_key());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overloaded {
+    per_key: bool,
+}
+
+impl Overloaded {
+    /// The error; `per_key` tells a per-key limit from the group-wide one.
+    pub fn new(per_key: bool) -> Self {
+        Overloaded { per_key }
+    }
+
+    /// Whether a per-key limit (rather than the group-wide one) refused the request.
+    pub fn is_per_key(&self) -> bool {
+        self.per_key
+    }
+}
+
+impl fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.per_key {
+            f.write_str("too many requests in flight for this key")
+        } else {
+            f.write_str("too many requests in flight")
+        }
+    }
+}
+
+impl std::error::Error for Overloaded {}

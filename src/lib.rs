@@ -17,7 +17,7 @@
 //! use tower::{service_fn, ServiceExt};
 //! use tower_lb::algorithm::SmoothWeightedRoundRobin;
 //! use tower_lb::balance::{Balance, ServedBy};
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::builder("api")
@@ -64,6 +64,7 @@ pub mod client_ip;
 pub mod discover;
 pub mod error;
 pub mod forward;
+pub mod group;
 pub mod health;
 pub mod http;
 pub mod key;
@@ -77,7 +78,10 @@ pub mod target;
 pub mod timeout;
 mod util;
 
+pub use crate::balance::{Balance, BalanceLayer};
 pub use crate::error::BoxError;
+pub use crate::group::TargetGroup;
+pub use crate::target::Target;
 
 #[cfg(all(doctest, feature = "hyper"))]
 #[doc = include_str!("../README.md")]

@@ -12,7 +12,7 @@ use super::{Algorithm, Context, FastRng, Selector, Targets};
 ///
 /// ```
 /// use tower_lb::algorithm::LeastConnections;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let group = TargetGroup::builder("api").algorithm(LeastConnections::new()).build()?;
 /// # Ok::<(), tower_lb::BoxError>(())

@@ -1,5 +1,4 @@
-use super::hash::stable_hash;
-use super::{Algorithm, Context, FastRng, Selector, Targets};
+use super::{Algorithm, Context, FastRng, Selector, Targets, stable_hash};
 
 /// The default Maglev table size: a prime comfortably above 100 × a few hundred targets.
 pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
@@ -26,7 +25,7 @@ pub const MAX_TABLE_SIZE: u32 = 16_777_213;
 ///
 /// ```
 /// use tower_lb::algorithm::Maglev;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let maglev = Maglev::new().table_size(65_537)?.seed(7);
 /// let group = TargetGroup::builder("cache").algorithm(maglev).build()?;

@@ -24,7 +24,7 @@ use crate::target::{Hot, Target};
 ///
 /// ```
 /// use tower_lb::algorithm::P2cInFlight;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let group = TargetGroup::builder("api").algorithm(P2cInFlight::new().bias(1.0)).build()?;
 /// # Ok::<(), tower_lb::BoxError>(())

@@ -22,7 +22,7 @@ use crate::target::Hot;
 /// ```
 /// use std::time::Duration;
 /// use tower_lb::algorithm::P2cPeakEwma;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let least_time = P2cPeakEwma::new()
 ///     .decay(Duration::from_secs(10))

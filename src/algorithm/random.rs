@@ -17,7 +17,7 @@ const REJECTION_TRIES: usize = 4;
 ///
 /// ```
 /// use tower_lb::algorithm::WeightedRandom;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let group = TargetGroup::builder("api").algorithm(WeightedRandom::new().seed(42)).build()?;
 /// # Ok::<(), tower_lb::BoxError>(())

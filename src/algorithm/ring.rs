@@ -1,8 +1,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::hash::stable_hash;
-use super::{Algorithm, Context, FastRng, Selector, Targets};
+use super::{Algorithm, Context, FastRng, Selector, Targets, stable_hash};
 
 /// The most virtual nodes a ring holds; weights are scaled down (each target keeping at least
 /// one) when `vnodes × total weight` would exceed it, so a rebuild stays bounded.
@@ -30,7 +29,7 @@ pub const MAX_RING_POINTS: usize = 4_000_000;
 ///
 /// ```
 /// use tower_lb::algorithm::HashRing;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let ring = HashRing::new().vnodes(160).seed(42).bounded_load(1.25)?;
 /// let group = TargetGroup::builder("cache").algorithm(ring).build()?;

@@ -19,7 +19,7 @@ use super::{Algorithm, Context, Selector, Targets};
 ///
 /// ```
 /// use tower_lb::algorithm::RoundRobin;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let group = TargetGroup::builder("api").algorithm(RoundRobin::new()).build()?;
 /// # Ok::<(), tower_lb::BoxError>(())

@@ -39,7 +39,7 @@ const MAX_SKIPS: usize = 64;
 ///
 /// ```
 /// use tower_lb::algorithm::SmoothWeightedRoundRobin;
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// let group = TargetGroup::builder("api")
 ///     .algorithm(SmoothWeightedRoundRobin::new())

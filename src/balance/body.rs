@@ -8,7 +8,7 @@
 //! use http_body_util::BodyExt;
 //! use tower::{service_fn, ServiceExt};
 //! use tower_lb::balance::Balance;
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::builder("g").target(Target::new("a", "127.0.0.1:1")?).build()?;
@@ -32,10 +32,9 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::ServedBy;
-use crate::algorithm::LatencyTracker;
 use crate::body::{BodyGuard, GuardedBody};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
-use crate::target::{Entry, Hot, LiveTable, Snapshot};
+use crate::target::{Entry, Hot, LatencyTracker, LiveTable, Snapshot};
 
 /// What the requests picked from one snapshot share: its entries (each target and its live
 /// state), the latency tracker, the group's name and its classifier. One `Arc` of it per request

@@ -10,7 +10,7 @@
 //! use http::{Request, Response};
 //! use tower::{service_fn, Service};
 //! use tower_lb::balance::{future::ResponseFuture, Balance};
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::builder("g").target(Target::new("a", "127.0.0.1:1")?).build()?;
@@ -235,7 +235,7 @@ fn observe_response_latency<B>(g: &mut InFlight, rsp: &Response<B>) {
     let status = rsp.status();
     let failed = status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS;
     let retry_after = if failed {
-        crate::http::retry_after(rsp.headers())
+        crate::util::retry_after(rsp.headers())
     } else {
         None
     };

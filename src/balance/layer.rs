@@ -1,9 +1,10 @@
 use tower_layer::Layer;
 
 use super::Balance;
-use crate::http::SetTarget;
+use super::SetTarget;
+use crate::group::TargetGroup;
 use crate::key::Key;
-use crate::target::{Target, TargetGroup};
+use crate::target::Target;
 
 /// Puts a [`Balance`] in front of one shared client service.
 ///
@@ -18,7 +19,7 @@ use crate::target::{Target, TargetGroup};
 /// use http::{Request, Response};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 /// use tower_lb::balance::BalanceLayer;
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 /// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:8080")?).build()?;
@@ -49,7 +50,7 @@ impl BalanceLayer {
     /// use tower_lb::algorithm::Maglev;
     /// use tower_lb::balance::BalanceLayer;
     /// use tower_lb::key::Key;
-    /// use tower_lb::target::TargetGroup;
+    /// use tower_lb::TargetGroup;
     ///
     /// let group = TargetGroup::builder("carts").algorithm(Maglev::new()).build()?;
     /// let layer = BalanceLayer::new(group).key(Key::cookie("session"));

@@ -1,6 +1,6 @@
 //! The [`Balance`] service and its layer.
 //!
-//! `Balance` turns a [`TargetGroup`](crate::target::TargetGroup) into one tower `Service` over
+//! `Balance` turns a [`TargetGroup`](crate::group::TargetGroup) into one tower `Service` over
 //! `http::Request`: every request is sent to the target the group's algorithm picks, counted
 //! as in flight until its response body ends, and tagged with [`ServedBy`] where a reader needs
 //! it (error statuses and failures, requests marked [`WantServedBy`], or every response with
@@ -17,7 +17,7 @@
 //! use http::{Request, Response};
 //! use tower::{service_fn, ServiceExt};
 //! use tower_lb::balance::{AvoidTargets, Balance, ServedBy};
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::builder("api")
@@ -43,7 +43,9 @@ mod extensions;
 pub mod future;
 mod layer;
 mod service;
+mod set_target;
 
 pub use self::extensions::{AvoidTargets, ServedBy, WantServedBy};
 pub use self::layer::BalanceLayer;
 pub use self::service::{Balance, MakeTarget};
+pub use self::set_target::SetTarget;

@@ -13,8 +13,9 @@ use super::error::NoAvailableTarget;
 use super::future::{ResponseFuture, Tagging};
 use super::{AvoidTargets, BalanceLayer, WantServedBy};
 use crate::error::BoxError;
+use crate::group::TargetGroup;
 use crate::key::Key;
-use crate::target::{Snapshot, Target, TargetGroup, TargetId};
+use crate::target::{Snapshot, Target, TargetId};
 
 /// How many times a pick is retried when the picked target filled up in the meantime.
 const ACQUIRE_TRIES: usize = 3;
@@ -63,7 +64,7 @@ where
 /// use http::{Request, Response};
 /// use tower::{service_fn, ServiceExt};
 /// use tower_lb::balance::{Balance, ServedBy};
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 /// let group = TargetGroup::builder("echo")
@@ -194,7 +195,7 @@ impl<S: Clone + 'static> Balance<S> {
     /// use tower_lb::algorithm::HashRing;
     /// use tower_lb::balance::Balance;
     /// use tower_lb::key::Key;
-    /// use tower_lb::target::{Target, TargetGroup};
+    /// use tower_lb::{Target, TargetGroup};
     ///
     /// let group = TargetGroup::builder("g").algorithm(HashRing::new()).build()?;
     /// let balance = Balance::new(group, |_t: &Target| {
@@ -243,7 +244,7 @@ impl<S: Clone + 'static> Balance<S> {
     /// use http::{Request, Response, StatusCode};
     /// use tower::{service_fn, ServiceExt};
     /// use tower_lb::balance::{Balance, ServedBy, WantServedBy};
-    /// use tower_lb::target::{Target, TargetGroup};
+    /// use tower_lb::{Target, TargetGroup};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
     /// let group = TargetGroup::builder("g").target(Target::new("a", "127.0.0.1:1")?).build()?;
@@ -301,7 +302,7 @@ impl<S: Clone + 'static> Balance<S> {
     /// Brings the service table up to the group's latest snapshot, keeping existing services.
     #[cold]
     fn sync(&self) -> Arc<Services<S>> {
-        let _lock = self.shared.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let _lock = crate::util::lock(&self.shared.sync);
         let snap = self.shared.group.snapshot_full();
         let old = self.shared.services.load_full();
         if old.snapshot().version == snap.version {

@@ -201,7 +201,7 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, Machine> {
-        self.machine.lock().unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.machine)
     }
 
     /// The bucket number of `now` since creation.

@@ -26,8 +26,10 @@ use std::fmt;
 
 use http::StatusCode;
 
-use crate::balance::error::NoAvailableTarget;
-use crate::error::{ClientError, ConnectFailed, is_caused_by};
+use crate::error::{
+    CircuitOpen, ClientError, ConnectFailed, NoAvailableTarget, Overloaded, RateLimited,
+    is_caused_by,
+};
 
 /// What one attempt says about the backend that handled it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +142,9 @@ impl Classify for DefaultClassifier {
 /// Every rejection type of this crate is listed here, so all layers agree on it.
 pub fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
     is_caused_by::<NoAvailableTarget>(err)
-        || is_caused_by::<crate::breaker::error::CircuitOpen>(err)
-        || is_caused_by::<crate::limit::error::RateLimited>(err)
-        || is_caused_by::<crate::limit::error::Overloaded>(err)
+        || is_caused_by::<CircuitOpen>(err)
+        || is_caused_by::<RateLimited>(err)
+        || is_caused_by::<Overloaded>(err)
 }
 
 thread_local! {

@@ -1,8 +1,8 @@
 //! Discovery: streams of membership [`Change`]s that keep a
-//! [`TargetGroup`](crate::target::TargetGroup) up to date.
+//! [`TargetGroup`](crate::group::TargetGroup) up to date.
 //!
 //! Attach any `Stream<Item = Result<Change, E>>` with
-//! [`TargetGroup::attach`](crate::target::TargetGroup::attach). This module provides a static
+//! [`TargetGroup::attach`](crate::group::TargetGroup::attach). This module provides a static
 //! list and a channel that your own code (a config watcher, a service registry client) feeds.
 //! tower's `discover::Change<K, Target>` converts into [`Change`].
 //!
@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use tower_lb::discover::{self, Change};
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::new("api");

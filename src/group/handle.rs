@@ -1,17 +1,12 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::{ArcSwap, Guard};
 use futures_core::Stream;
 use futures_util::StreamExt;
 
-use super::error::{DuplicateTarget, NoRuntime, UnknownTarget};
-use super::slots::SlotPool;
-use super::snapshot::{Entry, Snapshot};
-use super::state::TargetState;
-use super::{AdminState, Target, TargetId, TargetStats};
 use crate::algorithm::{Algorithm, SmoothWeightedRoundRobin};
 use crate::classify::Classify;
 #[allow(unused_imports)] // rustdoc links
@@ -19,6 +14,11 @@ use crate::classify::DefaultClassifier;
 use crate::discover::Change;
 use crate::error::BoxError;
 use crate::health::{GroupHealth, HealthSettings};
+use crate::target::error::{DuplicateTarget, NoRuntime, UnknownTarget};
+use crate::target::{
+    AdminState, Entry, SlotPool, Snapshot, Target, TargetId, TargetState, TargetStats,
+};
+use crate::util::lock;
 
 /// The most changes a discovery task folds into one snapshot.
 const MAX_BATCH: usize = 1024;
@@ -37,7 +37,7 @@ const MAX_BATCH: usize = 1024;
 ///
 /// ```
 /// use tower_lb::algorithm::RoundRobin;
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// let group = TargetGroup::builder("api")
 ///     .algorithm(RoundRobin::new())
@@ -83,12 +83,6 @@ impl Drop for Inner {
         }
         self.health.shutdown();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave these structures half-updated (every update
-    // is built aside and published whole), so poisoning carries no information.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl fmt::Debug for TargetGroup {
@@ -142,7 +136,7 @@ impl TargetGroup {
             .into_iter()
             .map(|t| new_entry(t, &health, &slots))
             .collect();
-        let snapshot = Snapshot::build(1, entries, &*algorithm).with_health(health.clone());
+        let snapshot = Snapshot::build(1, entries, &*algorithm).with_health(health.view());
         health.join(&snapshot.entries, &[], false);
         TargetGroup {
             inner: Arc::new(Inner {
@@ -340,7 +334,7 @@ impl TargetGroup {
     /// once it has nothing in flight (then remove or disable it).
     ///
     /// ```
-    /// # use tower_lb::target::{AdminState, Target, TargetGroup};
+    /// # use tower_lb::{target::AdminState, Target, TargetGroup};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
     /// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:1")?).build()?;
     /// group.drain(&"a".into())?.await;
@@ -372,7 +366,7 @@ impl TargetGroup {
     ///
     /// ```
     /// use tower_lb::discover;
-    /// use tower_lb::target::{Target, TargetGroup};
+    /// use tower_lb::{Target, TargetGroup};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
     /// let group = TargetGroup::new("api");
@@ -402,7 +396,7 @@ impl TargetGroup {
         w.version += 1;
         let health = &self.inner.health;
         let snapshot =
-            Snapshot::build(w.version, entries, &*w.algorithm).with_health(health.clone());
+            Snapshot::build(w.version, entries, &*w.algorithm).with_health(health.view());
         tracing::debug!(group = %self.inner.name, version = w.version, targets = snapshot.entries.len(), "snapshot published");
         let old = self.inner.current.load_full();
         // Joiners get their health flags before they become pickable; leavers lose theirs after.
@@ -489,7 +483,7 @@ fn new_entry(target: Target, health: &Arc<GroupHealth>, slots: &Arc<SlotPool>) -
 
 fn new_state(id: &TargetId, health: &Arc<GroupHealth>, slots: &Arc<SlotPool>) -> Arc<TargetState> {
     let state = TargetState::in_pool(slots);
-    state.health.bind(health.clone(), id.clone());
+    health.bind(&state, id.clone());
     Arc::new(state)
 }
 

@@ -10,13 +10,12 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
-use super::{ActiveCheck, PanicThreshold};
+use super::{TargetGroup, WeakGroup};
 use crate::discover::Change;
 use crate::error::BoxError;
+use crate::health::{ActiveCheck, PanicThreshold};
 use crate::target::error::NoRuntime;
-use crate::target::{
-    ADMIN_MASK, EJECTED, PENDING, Target, TargetGroup, TargetId, UNHEALTHY, WeakGroup,
-};
+use crate::target::{Target, TargetId};
 
 /// Turns a discovery stream into one that inserts targets only while they pass active health
 /// checks and removes them when they stop passing (or leave discovery).
@@ -27,7 +26,7 @@ use crate::target::{
 /// [`TargetGroup::health_check`] instead, which keeps each target's load state across flips.)
 ///
 /// The checks run in background tasks that end when the returned stream is dropped. Use
-/// [`wait_for_first_check`](super::ActiveCheckBuilder::wait_for_first_check) so that no target is
+/// [`wait_for_first_check`](crate::health::ActiveCheckBuilder::wait_for_first_check) so that no target is
 /// inserted before it has passed once. Must be called within a Tokio runtime.
 ///
 /// # Examples
@@ -97,7 +96,7 @@ async fn diff(group: WeakGroup, tx: mpsc::UnboundedSender<Change>) {
             let healthy: HashMap<&TargetId, &Arc<Target>> = snap
                 .entries
                 .iter()
-                .filter(|e| e.state.status() & (UNHEALTHY | PENDING | EJECTED | ADMIN_MASK) == 0)
+                .filter(|e| e.state.is_routable())
                 .map(|e| (e.target.id(), &e.target))
                 .collect();
             let gone: Vec<TargetId> = sent

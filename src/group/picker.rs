@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::{Snapshot, Target};
+use crate::target::{Snapshot, Target};
 
 /// A frozen view of a group's current membership that asks the group's algorithm for targets
 /// without sending anything: for simulators, tests, benchmarks and custom dispatch.
@@ -13,7 +13,7 @@ use super::{Snapshot, Target};
 ///
 /// ```
 /// use tower_lb::algorithm::Maglev;
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// let group = TargetGroup::builder("g")
 ///     .algorithm(Maglev::new())

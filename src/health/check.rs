@@ -285,7 +285,6 @@ mod tests {
         send_sync::<crate::health::OutlierDetection>();
         send_sync::<crate::health::TcpCheck>();
         send::<crate::health::HealthEvents>();
-        send::<crate::health::HealthyChanges>();
         send::<CheckFuture<'static>>();
     }
 

@@ -9,27 +9,24 @@ use tokio::task::{AbortHandle, JoinSet};
 use super::ActiveCheck;
 use super::error::CheckTimedOut;
 use super::state::GroupHealth;
-use crate::algorithm::FastRng;
-use crate::target::{Target, TargetId, TargetState, WeakGroup};
+use crate::target::{Snapshot, Target, TargetId, TargetState};
+use crate::util::FastRng;
 
 /// Keeps one probe task per current target; ends (aborting every probe, since the `JoinSet`
-/// is dropped) when aborted by the group or when the group is gone.
-pub(crate) async fn supervise(group: WeakGroup, check: Arc<ActiveCheck>) {
-    let Some(mut membership) = group
-        .upgrade()
-        .map(|g| g.health_shared().membership.subscribe())
-    else {
-        return;
-    };
+/// is dropped) when aborted by the group or when `current` finds the group gone. `current`
+/// returns the group's current snapshot (the group hands in a closure over a weak handle, so
+/// health never names the group).
+pub(crate) async fn supervise<F>(health: Arc<GroupHealth>, current: F, check: Arc<ActiveCheck>)
+where
+    F: Fn() -> Option<Arc<Snapshot>> + Send + 'static,
+{
+    let mut membership = health.membership.subscribe();
     let mut probes = JoinSet::new();
     let mut running: HashMap<TargetId, (Arc<Target>, AbortHandle)> = HashMap::new();
     loop {
         membership.borrow_and_update();
         {
-            let Some(g) = group.upgrade() else { return };
-            let health = g.health_shared().clone();
-            let snap = g.snapshot_full();
-            drop(g);
+            let Some(snap) = current() else { return };
             running.retain(|id, (target, task)| match snap.get(id) {
                 // A target replaced by one with another address gets a fresh probe.
                 Some(e) if *e.target == **target => true,

@@ -21,7 +21,7 @@ use crate::target::TargetId;
 /// ```
 /// use futures_util::StreamExt;
 /// use tower_lb::health::HealthEventKind;
-/// use tower_lb::target::{AdminState, Target, TargetGroup};
+/// use tower_lb::{target::AdminState, Target, TargetGroup};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 /// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:1")?).build()?;
@@ -214,7 +214,7 @@ impl fmt::Display for HealthEvent {
 }
 
 /// A stream of a group's [`HealthEvent`]s; see
-/// [`TargetGroup::events`](crate::target::TargetGroup::events).
+/// [`TargetGroup::events`](crate::group::TargetGroup::events).
 ///
 /// Each subscriber gets every event from the moment it subscribed. A subscriber that falls more
 /// than 1024 events behind gets one [`HealthEventKind::Lagged`] and continues with the newest.

@@ -22,15 +22,15 @@
 //! The full model, the precedence between these sources and where every default comes from
 //! are in `docs/health.md`, included below.
 //!
-//! [`TargetGroup::health_check`]: crate::target::TargetGroup::health_check
-//! [`TargetGroup::events`]: crate::target::TargetGroup::events
+//! [`TargetGroup::health_check`]: crate::group::TargetGroup::health_check
+//! [`TargetGroup::events`]: crate::group::TargetGroup::events
 //!
 //! # Examples
 //!
 //! ```
 //! use std::time::Duration;
 //! use tower_lb::health::{ActiveCheck, OutlierDetection, PanicThreshold, SlowStart, TcpCheck};
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::builder("api")
@@ -50,25 +50,23 @@
 
 mod check;
 mod checker;
-mod discover;
 pub mod error;
 mod events;
-mod group;
 #[cfg(feature = "hyper")]
 mod http;
 mod outlier;
 mod panic;
 mod slow_start;
 mod state;
+mod status;
 mod tcp;
 
 pub use self::check::{
     ActiveCheck, ActiveCheckBuilder, CheckFn, CheckFuture, HealthCheck, check_fn,
 };
-pub use self::discover::{HealthyChanges, TowerDiscover, healthy_changes};
+pub(crate) use self::checker::supervise;
 pub use self::error::InvalidHealthConfig;
 pub use self::events::{EjectReason, HealthEvent, HealthEventKind, HealthEvents, RestoredBy};
-pub use self::group::TargetHealthStatus;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use self::http::{HttpCheck, HttpCheckBuilder};
@@ -76,5 +74,6 @@ pub use self::outlier::{FailureRate, OutlierDetection, OutlierDetectionBuilder};
 pub use self::panic::{PanicMode, PanicThreshold};
 pub use self::slow_start::{SlowStart, SlowStartBuilder};
 pub use self::state::HealthSummary;
-pub(crate) use self::state::{GroupHealth, HealthSettings, PanicState, TargetHealth};
+pub(crate) use self::state::{GroupHealth, HealthSettings};
+pub use self::status::TargetHealthStatus;
 pub use self::tcp::TcpCheck;

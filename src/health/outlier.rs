@@ -29,7 +29,7 @@ use super::InvalidHealthConfig;
 /// ```
 /// use std::time::Duration;
 /// use tower_lb::health::OutlierDetection;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let outliers = OutlierDetection::builder()
 ///     .consecutive_failures(3)

@@ -29,7 +29,7 @@ use super::InvalidHealthConfig;
 ///
 /// ```
 /// use tower_lb::health::PanicThreshold;
-/// use tower_lb::target::TargetGroup;
+/// use tower_lb::TargetGroup;
 ///
 /// let group = TargetGroup::builder("payments")
 ///     .panic_threshold(PanicThreshold::new(30)?.fail_fast())

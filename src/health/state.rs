@@ -6,9 +6,10 @@
 //! they stay exact under concurrent flips and membership changes without any lock on the
 //! request path, and the panic state is recomputed only when a count it depends on moves.
 
+use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -19,16 +20,13 @@ use super::events::{EjectReason, HealthEvent, HealthEventKind, RestoredBy};
 use super::{OutlierDetection, PanicMode, PanicThreshold, SlowStart};
 use crate::classify::Outcome;
 use crate::target::{
-    AdminState, DISABLED, DRAINING, EJECTED, Entry, MEMBER, PENDING, RAMP, TargetId, TargetState,
-    UNHEALTHY,
+    AdminState, DISABLED, DRAINING, EJECTED, Entry, HealthView, MEMBER, PENDING, PanicState,
+    PickSignals, RAMP, TargetId, TargetObserver, TargetState, UNHEALTHY, WeightRamp,
 };
+use crate::util::lock;
 
 /// Events kept for slow subscribers before they start missing some.
 const EVENT_CAPACITY: usize = 1024;
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The health policies a group is built with.
 #[derive(Debug, Clone, Default)]
@@ -37,18 +35,6 @@ pub(crate) struct HealthSettings {
     pub(crate) panic: PanicThreshold,
     pub(crate) slow_start: Option<SlowStart>,
 }
-
-/// What a pick does about panic mode, read with one relaxed load per pick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PanicState {
-    Normal,
-    FailOpen,
-    FailFast,
-}
-
-const NORMAL: u8 = 0;
-const FAIL_OPEN: u8 = 1;
-const FAIL_FAST: u8 = 2;
 
 /// Health state shared by a group, its snapshots and its targets' states.
 pub(crate) struct GroupHealth {
@@ -60,8 +46,8 @@ pub(crate) struct GroupHealth {
     in_service: AtomicI64,
     down: AtomicI64,
     ejected: AtomicI64,
-    ramping: AtomicI64,
-    panic: AtomicU8,
+    /// Panic mode and the ramping count, read by every pick (see `crate::target::PickSignals`).
+    signals: Arc<PickSignals>,
     panic_lock: Mutex<()>,
     panics: AtomicU64,
     ejections: AtomicU64,
@@ -89,7 +75,7 @@ impl fmt::Debug for GroupHealth {
 }
 
 /// A point-in-time count of a group's health; see
-/// [`TargetGroup::health_summary`](crate::target::TargetGroup::health_summary).
+/// [`TargetGroup::health_summary`](crate::group::TargetGroup::health_summary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthSummary {
@@ -135,8 +121,7 @@ impl GroupHealth {
             in_service: AtomicI64::new(0),
             down: AtomicI64::new(0),
             ejected: AtomicI64::new(0),
-            ramping: AtomicI64::new(0),
-            panic: AtomicU8::new(NORMAL),
+            signals: Arc::new(PickSignals::default()),
             panic_lock: Mutex::new(()),
             panics: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
@@ -162,16 +147,21 @@ impl GroupHealth {
 
     #[inline]
     pub(crate) fn panic_state(&self) -> PanicState {
-        match self.panic.load(Ordering::Relaxed) {
-            NORMAL => PanicState::Normal,
-            FAIL_OPEN => PanicState::FailOpen,
-            _ => PanicState::FailFast,
+        self.signals.panic_state()
+    }
+
+    /// What the group's snapshots and picks see of its health.
+    pub(crate) fn view(self: &Arc<Self>) -> HealthView {
+        HealthView {
+            signals: self.signals.clone(),
+            ramp: self.clone(),
+            watches_successes: self.watches_successes(),
         }
     }
 
-    #[inline]
-    pub(crate) fn is_ramping(&self) -> bool {
-        self.ramping.load(Ordering::Relaxed) > 0
+    /// Attaches the per-target half of health to a new member's state.
+    pub(crate) fn bind(self: &Arc<Self>, state: &TargetState, id: TargetId) {
+        state.set_observer(Box::new(TargetHealth::new(self.clone(), id)));
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
@@ -187,7 +177,7 @@ impl GroupHealth {
             in_panic: self.panic_state() != PanicState::Normal,
             panics: self.panics.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
-            ramping: count(&self.ramping),
+            ramping: count(&self.signals.ramping),
         }
     }
 
@@ -209,7 +199,7 @@ impl GroupHealth {
             &self.in_service,
             &self.down,
             &self.ejected,
-            &self.ramping,
+            &self.signals.ramping,
         ];
         for ((c, x), y) in counters.iter().zip(a).zip(b) {
             if x != y {
@@ -229,12 +219,12 @@ impl GroupHealth {
         let available = total - down;
         let panic = self.settings.panic.is_panic(available, total);
         let next = match (panic, self.settings.panic.mode()) {
-            (false, _) => NORMAL,
-            (true, PanicMode::FailFast) => FAIL_FAST,
-            (true, _) => FAIL_OPEN,
+            (false, _) => PanicState::Normal,
+            (true, PanicMode::FailFast) => PanicState::FailFast,
+            (true, _) => PanicState::FailOpen,
         };
-        let prev = self.panic.swap(next, Ordering::AcqRel);
-        if (prev == NORMAL) != (next == NORMAL) {
+        let prev = self.signals.swap_panic(next);
+        if (prev == PanicState::Normal) != (next == PanicState::Normal) {
             if panic {
                 self.panics.fetch_add(1, Ordering::Relaxed);
                 self.emit(None, HealthEventKind::PanicEntered { available, total });
@@ -284,6 +274,18 @@ impl GroupHealth {
         }
     }
 
+    /// Whether new members wait for their first passing active check; when they do, every
+    /// current member waits too.
+    pub(crate) fn wait_for_first_check(&self, wait: bool, members: &[Entry]) {
+        self.wait_first.store(wait, Ordering::Release);
+        if wait {
+            for e in members {
+                e.state
+                    .transition(|s| if s & MEMBER != 0 { s | PENDING } else { s });
+            }
+        }
+    }
+
     pub(crate) fn membership_changed(&self) {
         self.membership.send_modify(|v| *v = v.wrapping_add(1));
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
@@ -313,10 +315,10 @@ impl GroupHealth {
     /// Starts a slow-start ramp for `state`, if the group has slow start.
     pub(crate) fn start_ramp(&self, state: &TargetState) {
         if self.settings.slow_start.is_some() {
-            state
-                .health
-                .ramp_since
-                .store(self.stamp(Instant::now()), Ordering::Release);
+            if let Some(h) = TargetHealth::of(state) {
+                h.ramp_since
+                    .store(self.stamp(Instant::now()), Ordering::Release);
+            }
             state.transition(|s| s | RAMP);
         }
     }
@@ -327,7 +329,8 @@ impl GroupHealth {
         let Some(ss) = &self.settings.slow_start else {
             return milli;
         };
-        let since = self.instant(state.health.ramp_since.load(Ordering::Acquire));
+        let since = TargetHealth::of(state).map_or(0, |h| h.ramp_since.load(Ordering::Acquire));
+        let since = self.instant(since);
         let elapsed = now.saturating_duration_since(since);
         match ss.factor(elapsed) {
             Some(f) => ((milli as f64 * f).round() as u64).clamp(1, milli.max(1)),
@@ -404,7 +407,9 @@ impl GroupHealth {
             tracing::debug!(group = %self.name, target = %id, allowed, "ejection skipped: the maximum share is already ejected");
             return;
         }
-        let h = &state.health;
+        let Some(h) = TargetHealth::of(state) else {
+            return;
+        };
         let now = Instant::now();
         // The multiplier decays by one for every base period spent without an ejection
         // since the last restore (Envoy decrements it on each quiet interval).
@@ -434,9 +439,9 @@ impl GroupHealth {
         let task = runtime.spawn(async move {
             tokio::time::sleep(duration).await;
             if let Some(state) = weak.upgrade() {
-                if let Some(b) = state.health.binding.get() {
-                    b.group
-                        .restore(&b.id, &state, RestoredBy::Timer, Some(generation));
+                if let Some(h) = TargetHealth::of(&state) {
+                    h.group
+                        .restore(&h.id, &state, RestoredBy::Timer, Some(generation));
                 }
             }
         });
@@ -454,18 +459,20 @@ impl GroupHealth {
         generation: Option<u64>,
     ) {
         let _guard = lock(&self.eject_lock);
-        if generation.is_some_and(|g| g != state.health.eject_generation.load(Ordering::Acquire)) {
+        let h = TargetHealth::of(state);
+        let current = h.map_or(0, |h| h.eject_generation.load(Ordering::Acquire));
+        if generation.is_some_and(|g| g != current) {
             return;
         }
         let (prev, _) = state.transition(|s| s & !EJECTED);
         if prev & EJECTED == 0 {
             return;
         }
-        state
-            .health
-            .last_restored
-            .store(self.stamp(Instant::now()), Ordering::Release);
-        state.health.reset_counts();
+        if let Some(h) = h {
+            h.last_restored
+                .store(self.stamp(Instant::now()), Ordering::Release);
+            h.reset_counts();
+        }
         self.emit(Some(id), HealthEventKind::Restored { by });
         if state.is_routable() {
             self.start_ramp(state);
@@ -483,16 +490,18 @@ impl GroupHealth {
     }
 }
 
-#[derive(Debug)]
-struct Binding {
-    group: Arc<GroupHealth>,
-    id: TargetId,
+impl WeightRamp for GroupHealth {
+    fn ramped_weight_milli(&self, state: &TargetState, milli: u64, now: Instant) -> u64 {
+        GroupHealth::ramped_weight_milli(self, state, milli, now)
+    }
 }
 
-/// The per-target half: counters for outlier detection, ejection history, ramp start.
-#[derive(Debug, Default)]
+/// The per-target half: counters for outlier detection, ejection history, ramp start. Attached
+/// to the target's state as its observer (see [`GroupHealth::bind`]).
+#[derive(Debug)]
 pub(crate) struct TargetHealth {
-    binding: OnceLock<Binding>,
+    group: Arc<GroupHealth>,
+    id: TargetId,
     consecutive: AtomicU32,
     /// Start of the failure-rate window (a stamp; 0: no window open).
     window_start: AtomicU64,
@@ -504,17 +513,42 @@ pub(crate) struct TargetHealth {
     ramp_since: AtomicU64,
 }
 
-impl TargetHealth {
-    /// Ties the state to its group (once, when the state is created).
-    pub(crate) fn bind(&self, group: Arc<GroupHealth>, id: TargetId) {
-        let _ = self.binding.set(Binding { group, id });
+impl TargetObserver for TargetHealth {
+    #[inline]
+    fn on_transition(&self, prev: u32, next: u32) {
+        self.group.on_transition(prev, next);
     }
 
     #[inline]
-    pub(crate) fn on_transition(&self, prev: u32, next: u32) {
-        if let Some(b) = self.binding.get() {
-            b.group.on_transition(prev, next);
+    fn observe(&self, state: &Arc<TargetState>, outcome: Outcome) {
+        TargetHealth::observe(self, state, outcome);
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl TargetHealth {
+    fn new(group: Arc<GroupHealth>, id: TargetId) -> Self {
+        TargetHealth {
+            group,
+            id,
+            consecutive: AtomicU32::new(0),
+            window_start: AtomicU64::new(0),
+            window_requests: AtomicU32::new(0),
+            window_failures: AtomicU32::new(0),
+            times_ejected: AtomicU32::new(0),
+            last_restored: AtomicU64::new(0),
+            eject_generation: AtomicU64::new(0),
+            ramp_since: AtomicU64::new(0),
         }
+    }
+
+    /// The health half of `state`, when its group attached one.
+    #[inline]
+    pub(crate) fn of(state: &TargetState) -> Option<&TargetHealth> {
+        state.observer()?.as_any().downcast_ref()
     }
 
     pub(crate) fn times_ejected(&self) -> u32 {
@@ -532,8 +566,7 @@ impl TargetHealth {
     /// failure may read the clock (for the failure-rate window) or take the ejection lock.
     #[inline]
     pub(crate) fn observe(&self, state: &Arc<TargetState>, outcome: Outcome) {
-        let Some(b) = self.binding.get() else { return };
-        let Some(cfg) = &b.group.settings.outlier else {
+        let Some(cfg) = &self.group.settings.outlier else {
             return;
         };
         match outcome {
@@ -545,14 +578,14 @@ impl TargetHealth {
                     self.window_requests.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Outcome::Failure(_) => self.failed(b, cfg, state),
+            Outcome::Failure(_) => self.failed(cfg, state),
             // Local rejections say nothing about the backend.
             _ => {}
         }
     }
 
     #[cold]
-    fn failed(&self, b: &Binding, cfg: &OutlierDetection, state: &Arc<TargetState>) {
+    fn failed(&self, cfg: &OutlierDetection, state: &Arc<TargetState>) {
         if state.status() & EJECTED != 0 {
             return;
         }
@@ -562,7 +595,7 @@ impl TargetHealth {
             reason = Some(EjectReason::ConsecutiveFailures(n));
         }
         if let Some(rate) = cfg.failure_rate() {
-            let now = b.group.stamp(Instant::now());
+            let now = self.group.stamp(Instant::now());
             let start = self.window_start.load(Ordering::Acquire);
             let expired =
                 start == 0 || Duration::from_nanos(now.saturating_sub(start)) > rate.window();
@@ -583,7 +616,7 @@ impl TargetHealth {
             }
         }
         if let Some(reason) = reason {
-            b.group.try_eject(&b.id, state, reason);
+            self.group.try_eject(&self.id, state, reason);
         }
     }
 }
@@ -591,117 +624,6 @@ impl TargetHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::{Target, TargetGroup};
-
-    fn group(n: usize) -> TargetGroup {
-        TargetGroup::builder("g")
-            .targets((0..n).map(|i| Target::new(format!("t{i}"), "127.0.0.1:1").unwrap()))
-            .build()
-            .unwrap()
-    }
-
-    fn state(g: &TargetGroup, id: &str) -> Arc<TargetState> {
-        g.snapshot().get(&id.into()).unwrap().state.clone()
-    }
-
-    #[test]
-    fn counters_follow_flips_admin_and_membership() {
-        let g = group(4);
-        let s = g.health_summary();
-        assert_eq!((s.members, s.in_service, s.down), (4, 4, 0));
-        state(&g, "t0").transition(|s| s | UNHEALTHY);
-        state(&g, "t1").transition(|s| s | EJECTED);
-        let s = g.health_summary();
-        assert_eq!((s.down, s.ejected), (2, 1));
-        // A disabled target leaves the panic base, whatever its health.
-        g.set_admin(&"t0".into(), AdminState::Disabled).unwrap();
-        let s = g.health_summary();
-        assert_eq!((s.in_service, s.down), (3, 1));
-        // A leaver no longer counts; its later flips do not either.
-        let t1 = state(&g, "t1");
-        g.remove(&"t1".into()).unwrap();
-        t1.transition(|s| s & !EJECTED);
-        let s = g.health_summary();
-        assert_eq!((s.members, s.in_service, s.down, s.ejected), (3, 2, 0, 0));
-        // Replacing a target keeps its state and its counts.
-        g.insert(Target::new("t0", "127.0.0.1:2").unwrap());
-        assert_eq!(g.health_summary().members, 3);
-    }
-
-    #[test]
-    fn panic_state_flips_with_the_share_available() {
-        let g = group(4);
-        let h = g.health_shared().clone();
-        assert_eq!(h.panic_state(), PanicState::Normal);
-        state(&g, "t0").transition(|s| s | UNHEALTHY);
-        state(&g, "t1").transition(|s| s | UNHEALTHY);
-        state(&g, "t2").transition(|s| s | EJECTED);
-        assert_eq!(
-            h.panic_state(),
-            PanicState::Normal,
-            "by default, 1 of 4 available is no panic"
-        );
-        state(&g, "t3").transition(|s| s | UNHEALTHY);
-        assert_eq!(h.panic_state(), PanicState::FailOpen, "none available");
-        state(&g, "t3").transition(|s| s & !UNHEALTHY);
-        assert_eq!(h.panic_state(), PanicState::Normal, "one is back");
-        state(&g, "t3").transition(|s| s | UNHEALTHY);
-        assert_eq!(h.panic_state(), PanicState::FailOpen);
-        // Removing the sick targets ends the panic: 1 of 1 available.
-        g.replace([Target::new("t9", "127.0.0.1:1").unwrap()])
-            .unwrap();
-        assert_eq!(h.panic_state(), PanicState::Normal);
-        assert_eq!(g.health_summary().panics, 2);
-    }
-
-    #[test]
-    fn a_lone_target_is_never_ejected_and_detection_is_opt_in() {
-        let fail = Outcome::Failure(crate::classify::FailureKind::Connect);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let _enter = rt.enter();
-        let g = TargetGroup::builder("g")
-            .target(Target::new("a", "127.0.0.1:1").unwrap())
-            .outlier_detection(OutlierDetection::default())
-            .build()
-            .unwrap();
-        let a = state(&g, "a");
-        for _ in 0..20 {
-            a.observe(fail);
-        }
-        assert!(a.is_routable(), "a lone target");
-        let g = group(3);
-        let b = state(&g, "t0");
-        for _ in 0..20 {
-            b.observe(fail);
-        }
-        assert!(b.is_routable(), "outlier detection is off by default");
-        let g = TargetGroup::builder("g")
-            .targets((0..3).map(|i| Target::new(format!("t{i}"), "127.0.0.1:1").unwrap()))
-            .outlier_detection(OutlierDetection::default())
-            .build()
-            .unwrap();
-        let c = state(&g, "t0");
-        for _ in 0..5 {
-            c.observe(fail);
-        }
-        assert!(!c.is_routable(), "five failures eject");
-    }
-
-    #[test]
-    fn without_a_runtime_nothing_is_ejected() {
-        let g = TargetGroup::builder("g")
-            .targets((0..3).map(|i| Target::new(format!("t{i}"), "127.0.0.1:1").unwrap()))
-            .outlier_detection(OutlierDetection::default())
-            .build()
-            .unwrap();
-        let a = state(&g, "t0");
-        for _ in 0..20 {
-            a.observe(Outcome::Failure(crate::classify::FailureKind::Connect));
-        }
-        assert!(a.is_routable(), "no timer could end the ejection");
-    }
 
     #[test]
     fn stamps_round_trip_exactly() {

@@ -34,7 +34,7 @@ use crate::target::Target;
 /// use tower::ServiceExt;
 /// use tower_lb::balance::Balance;
 /// use tower_lb::http::HttpClient;
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
 /// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:8080")?).build()?;

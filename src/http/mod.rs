@@ -20,8 +20,6 @@
 #[cfg(feature = "hyper")]
 mod client;
 mod response;
-mod retry_after;
-mod set_target;
 
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
@@ -30,5 +28,5 @@ pub use self::response::{
     ErrorResponse, ErrorResponseFuture, ErrorResponseLayer, ResponseBody, error_response,
     status_for_error,
 };
-pub use self::retry_after::retry_after;
-pub use self::set_target::SetTarget;
+pub use crate::balance::SetTarget;
+pub use crate::util::retry_after;

@@ -13,10 +13,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::balance::error::NoAvailableTarget;
-use crate::breaker::error::CircuitOpen;
-use crate::error::{BoxError, ClientError, ClientErrorKind, find_cause, is_caused_by};
-use crate::limit::error::{Overloaded, RateLimited};
+use crate::error::{
+    BoxError, CircuitOpen, ClientError, ClientErrorKind, NoAvailableTarget, Overloaded,
+    RateLimited, find_cause, is_caused_by,
+};
 
 /// The status for an error of this crate (or of tower's timeout): `503` when nothing could
 /// take the request (no available target, circuit open, overloaded), `429` when rate limited,
@@ -185,7 +185,7 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 /// use tower_lb::balance::Balance;
 /// use tower_lb::http::ErrorResponseLayer;
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 /// let empty = TargetGroup::new("api");
@@ -349,8 +349,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::breaker::error::CircuitOpen;
-    use crate::limit::error::{Overloaded, RateLimited};
 
     #[test]
     fn every_rejection_maps_to_its_status() {

@@ -19,7 +19,7 @@
 //! use tower_lb::algorithm::Maglev;
 //! use tower_lb::balance::{Balance, ServedBy};
 //! use tower_lb::key::Key;
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::builder("carts")
@@ -48,7 +48,7 @@ use std::sync::Arc;
 use http::header::{COOKIE, HeaderName};
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 
-use crate::algorithm::stable_hash;
+use crate::util::stable_hash;
 
 /// Request extension: the socket address of the client, set by the server glue (for example
 /// from axum's `ConnectInfo` or hyper's accepted stream). Read by [`Key::client_ip`].

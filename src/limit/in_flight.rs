@@ -1,6 +1,6 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -13,6 +13,7 @@ use super::error::{InvalidLimit, Overloaded};
 use super::future::InFlightFuture;
 use super::key::KeyMap;
 use crate::error::BoxError;
+use crate::util::lock;
 
 const SHARDS: usize = 16;
 
@@ -90,10 +91,6 @@ impl InFlightLimitLayer {
     pub fn tracked_keys(&self) -> usize {
         self.shared.shards.iter().map(|s| lock(s).len()).sum()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Configures an [`InFlightLimitLayer`].

@@ -11,6 +11,7 @@ use governor::state::StateStore;
 use tokio::time::Instant;
 
 use super::key::KeyMap;
+use crate::util::lock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TokioInstant(Instant);
@@ -104,22 +105,17 @@ impl BoundedStore {
     }
 
     fn shard(&self, key: u64) -> MutexGuard<'_, Shard> {
-        self.shards[(key >> 48) as usize % self.shards.len()]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.shards[(key >> 48) as usize % self.shards.len()])
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
-            .sum()
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
     }
 
     pub(crate) fn sweep_all(&self) {
         let now = Instant::now();
         for s in self.shards.iter() {
-            self.sweep(&mut s.lock().unwrap_or_else(|e| e.into_inner()), now);
+            self.sweep(&mut lock(s), now);
         }
     }
 

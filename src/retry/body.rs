@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::error::BodyNotReplayable;
 use crate::error::BoxError;
+use crate::util::lock;
 
 /// A request body that remembers what it sent, up to a limit, so a retry can send it again.
 ///
@@ -166,11 +167,6 @@ impl<B> ReplayBody<B> {
             headers.append(name, value);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while polling the inner body leaves nothing half-written that matters here.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<B> fmt::Debug for ReplayBody<B> {

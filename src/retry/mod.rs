@@ -31,7 +31,7 @@
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use tower_lb::balance::Balance;
 //! use tower_lb::retry::{Attempts, Jitter, ReplayBody, RetryLayer, RetryPolicy};
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
 //! let group = TargetGroup::builder("api")

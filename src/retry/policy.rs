@@ -10,11 +10,10 @@ use tower::retry::budget::{Budget, TpsBudget};
 
 use super::ReplayBody;
 use super::error::InvalidRetryConfig;
-use crate::algorithm::FastRng;
 use crate::balance::{AvoidTargets, ServedBy};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
 use crate::error::{BoxError, find_cause};
-use crate::http::retry_after;
+use crate::util::{FastRng, retry_after};
 
 /// Response extension: how many attempts it took to get this response.
 ///

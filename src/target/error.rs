@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use tower_lb::target::error::DuplicateTarget;
-//! use tower_lb::target::{Target, TargetGroup};
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! let group = TargetGroup::new("api");
 //! let err: DuplicateTarget = group
@@ -194,7 +194,7 @@ impl fmt::Display for UnknownTarget {
 
 impl std::error::Error for UnknownTarget {}
 
-/// [`TargetGroup::attach`](super::TargetGroup::attach) was called outside a Tokio runtime.
+/// [`TargetGroup::attach`](crate::group::TargetGroup::attach) was called outside a Tokio runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NoRuntime {
     _p: (),

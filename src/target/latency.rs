@@ -1,13 +1,13 @@
 //! Per-target latency state: a peak-EWMA estimate kept in atomics.
 //!
 //! Only groups whose selector asks for latency (see
-//! [`Selector::latency`](crate::algorithm::Selector::latency)) ever write here, so every other
+//! [`Selector::latency`](super::Selector::latency)) ever write here, so every other
 //! algorithm pays nothing for it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The latency half of a target's live state. Times are nanoseconds on the crate's latency
-/// clock (see [`LatencyTracker`](crate::algorithm::LatencyTracker)); an estimate of 0 means
+/// clock (see [`LatencyTracker`](super::LatencyTracker)); an estimate of 0 means
 /// "never measured".
 #[derive(Debug, Default)]
 pub(crate) struct LatencyState {
@@ -49,7 +49,7 @@ impl LatencyState {
         let next = if prev <= 0.0 || sample_ns >= prev {
             sample_ns
         } else {
-            let w = crate::algorithm::decay_weight(elapsed / decay_ns);
+            let w = super::decay_weight(elapsed / decay_ns);
             prev * w + sample_ns * (1.0 - w)
         };
         self.estimate.store(next.to_bits(), Ordering::Relaxed);

@@ -1,8 +1,12 @@
-//! Targets, target groups and their live state.
+//! The core: targets, their live state, snapshots and the selection contract.
 //!
 //! A [`Target`] is one backend: a stable [`TargetId`], an address, a weight, an optional
-//! connection limit, a backup flag and labels. A [`TargetGroup`] is a named set of targets
-//! plus the [`Algorithm`](crate::algorithm::Algorithm) that picks among them.
+//! connection limit, a backup flag and labels. A [`TargetGroup`](crate::group::TargetGroup) is
+//! a named set of targets plus the [`Algorithm`] that picks among them.
+//!
+//! This module is the leaf of the crate's layering: it depends on no module above it (only on
+//! `classify`, `error` and `util`). What the layers above need to learn of a target (health,
+//! later metrics) they learn through the hooks defined here, never by reaching into it.
 //!
 //! Why snapshots: every update builds a new immutable snapshot (targets, their live state and
 //! the algorithm's tables) and publishes it with one atomic pointer swap, so a pick never takes
@@ -13,7 +17,8 @@
 //! # Examples
 //!
 //! ```
-//! use tower_lb::target::{AdminState, Target, TargetGroup};
+//! use tower_lb::target::AdminState;
+//! use tower_lb::{Target, TargetGroup};
 //!
 //! let group = TargetGroup::builder("users")
 //!     .target(Target::builder("users-1", "10.0.0.1:8080").weight(3).build()?)
@@ -26,25 +31,29 @@
 //! # Ok::<(), tower_lb::BoxError>(())
 //! ```
 
+mod avoid;
+mod context;
 pub mod error;
-mod group;
+mod hooks;
 mod latency;
-mod picker;
+mod select;
 mod slots;
 mod snapshot;
 mod spec;
 mod state;
+mod tracker;
 
-pub(crate) use self::group::WeakGroup;
-pub use self::group::{TargetGroup, TargetGroupBuilder};
-pub use self::picker::Picker;
-#[cfg(test)]
-pub(crate) use self::slots::SlotPool;
-pub(crate) use self::slots::{Hot, LiveTable};
+pub use self::avoid::AvoidTargets;
+pub use self::context::Context;
+pub(crate) use self::hooks::{HealthView, PanicState, PickSignals, TargetObserver, WeightRamp};
+pub use self::select::{Algorithm, Selector, Targets};
+pub(crate) use self::slots::{Hot, LiveTable, SlotPool};
 pub(crate) use self::snapshot::{Entry, Snapshot};
 pub use self::spec::{MAX_WEIGHT, Target, TargetBuilder, TargetId};
-pub(crate) use self::state::{
-    ADMIN_MASK, BLOCKING, BLOCKING_IN_PANIC, DISABLED, DRAINING, EJECTED, MEMBER, PENDING, RAMP,
-    TargetState, UNHEALTHY,
-};
 pub use self::state::{AdminState, TargetStats};
+pub(crate) use self::state::{
+    BLOCKING, BLOCKING_IN_PANIC, DISABLED, DRAINING, EJECTED, MEMBER, PENDING, RAMP, TargetState,
+    UNHEALTHY,
+};
+pub use self::tracker::LatencyTracker;
+pub(crate) use self::tracker::decay_weight;

@@ -130,7 +130,7 @@ impl SlotPool {
 
     /// Takes a slot, zeroed. Off the request path (a target joining the group).
     pub(crate) fn alloc(self: &Arc<Self>) -> Slot {
-        let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = crate::util::lock(&self.inner);
         let (c, index) = match p.free.pop() {
             Some(place) => place,
             None => {
@@ -185,7 +185,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.upgrade() {
-            let mut p = pool.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = crate::util::lock(&pool.inner);
             p.free.push((self.number, self.index));
         }
     }

@@ -2,12 +2,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use super::hooks::{HealthView, PanicState};
 use super::slots::{Acquire, IN_FLIGHT_MASK, LiveTable};
 use super::state::TargetState;
+use super::{Algorithm, AvoidTargets, Context, LatencyTracker, Selector, Targets};
 use super::{Target, TargetId};
-use crate::algorithm::{Algorithm, Context, Selector, Targets};
-use crate::balance::AvoidTargets;
-use crate::health::{GroupHealth, PanicState};
 
 /// One member of a snapshot: the immutable target and its live state.
 #[derive(Debug, Clone)]
@@ -55,7 +54,7 @@ pub(crate) struct Snapshot {
     /// Some target has a connection limit.
     has_limits: bool,
     /// The group's health view (panic mode, slow start); `None` in bare test snapshots.
-    health: Option<Arc<GroupHealth>>,
+    health: Option<HealthView>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -105,16 +104,14 @@ impl Snapshot {
 
     /// The latency tracker of the selector, if it reads latency.
     #[inline]
-    pub(crate) fn latency(&self) -> Option<&crate::algorithm::LatencyTracker> {
+    pub(crate) fn latency(&self) -> Option<&LatencyTracker> {
         self.selector.latency()
     }
 
     /// Whether a successful attempt must reach its target's state (see
-    /// [`GroupHealth::watches_successes`]); failures always do.
+    /// `HealthView::watches_successes`); failures always do.
     pub(crate) fn watches_successes(&self) -> bool {
-        self.health
-            .as_deref()
-            .is_some_and(GroupHealth::watches_successes)
+        self.health.as_ref().is_some_and(|h| h.watches_successes)
     }
 
     /// Counts one more request in flight (and one more request) to target `i`, unless it is
@@ -138,7 +135,7 @@ impl Snapshot {
     }
 
     /// Attaches the group's health view.
-    pub(crate) fn with_health(mut self, health: Arc<GroupHealth>) -> Snapshot {
+    pub(crate) fn with_health(mut self, health: HealthView) -> Snapshot {
         self.health = Some(health);
         self
     }
@@ -157,8 +154,8 @@ impl Snapshot {
     pub(crate) fn pick(&self, key: Option<u64>, avoid: Option<&AvoidTargets>) -> Option<usize> {
         let avoid = avoid.filter(|a| !a.is_empty());
         // One relaxed load: the panic state is recomputed when health flips, never per pick.
-        let health = self.health.as_deref();
-        let panic = match health.map_or(PanicState::Normal, GroupHealth::panic_state) {
+        let health = self.health.as_ref();
+        let panic = match health.map_or(PanicState::Normal, |h| h.signals.panic_state()) {
             PanicState::Normal => false,
             PanicState::FailOpen => true,
             PanicState::FailFast => return None,
@@ -176,7 +173,7 @@ impl Snapshot {
         &self,
         key: Option<u64>,
         avoid: Option<&AvoidTargets>,
-        health: Option<&GroupHealth>,
+        health: Option<&HealthView>,
         panic: bool,
     ) -> Option<usize> {
         let tiers: &[bool] = if self.has_backups {

@@ -72,7 +72,7 @@ impl std::borrow::Borrow<str> for TargetId {
     }
 }
 
-/// One backend a [`TargetGroup`](super::TargetGroup) can send requests to.
+/// One backend a [`TargetGroup`](crate::group::TargetGroup) can send requests to.
 ///
 /// A target is immutable once built; change a target by inserting a new one with the same id
 /// (its live state carries over).
@@ -201,7 +201,7 @@ pub struct TargetBuilder {
 impl TargetBuilder {
     /// The relative weight, `1..=`[`MAX_WEIGHT`] (default 1). Zero is rejected: to take a target
     /// out of rotation without removing it, disable or drain it
-    /// ([`TargetGroup::set_admin`](super::TargetGroup::set_admin)).
+    /// ([`TargetGroup::set_admin`](crate::group::TargetGroup::set_admin)).
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight;
         self

@@ -1,9 +1,10 @@
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
 use super::TargetId;
+use super::hooks::TargetObserver;
 use super::latency::LatencyState;
 use super::slots::{Acquire, Hot, IN_FLIGHT_MASK, REQUEST, STATUS_SHIFT, Slot, SlotPool};
 use crate::classify::Outcome;
@@ -16,7 +17,8 @@ use crate::classify::Outcome;
 /// # Examples
 ///
 /// ```
-/// use tower_lb::target::{AdminState, Target, TargetGroup};
+/// use tower_lb::target::AdminState;
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// let group = TargetGroup::builder("api")
 ///     .target(Target::new("a", "127.0.0.1:8080")?)
@@ -31,7 +33,7 @@ pub enum AdminState {
     /// In rotation (the default).
     #[default]
     Enabled,
-    /// No new requests; requests in flight finish. See [`TargetGroup::drain`](super::TargetGroup::drain).
+    /// No new requests; requests in flight finish. See [`TargetGroup::drain`](crate::group::TargetGroup::drain).
     Draining,
     /// Out of rotation.
     Disabled,
@@ -69,8 +71,8 @@ pub(crate) struct TargetState {
     drained: Notify,
     /// Latency estimate, written only when the group's selector asks for latency.
     pub(crate) latency: LatencyState,
-    /// Health bookkeeping (active checks, outlier detection, slow start); see `crate::health`.
-    pub(crate) health: crate::health::TargetHealth,
+    /// Learns of status changes and outcomes (health's per-target bookkeeping); set once.
+    observer: OnceLock<Box<dyn TargetObserver>>,
 }
 
 impl TargetState {
@@ -80,6 +82,17 @@ impl TargetState {
             slot: pool.alloc(),
             ..TargetState::default()
         }
+    }
+
+    /// Attaches the observer that learns of every status change and outcome from now on;
+    /// `false` (and `observer` dropped) if one is attached already.
+    pub(crate) fn set_observer(&self, observer: Box<dyn TargetObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    /// The attached observer, if any.
+    pub(crate) fn observer(&self) -> Option<&dyn TargetObserver> {
+        self.observer.get().map(|o| &**o)
     }
 
     /// Where the counters live.
@@ -121,7 +134,9 @@ impl TargetState {
         };
         let next = f(prev);
         if prev != next {
-            self.health.on_transition(prev, next);
+            if let Some(o) = self.observer.get() {
+                o.on_transition(prev, next);
+            }
         }
         (prev, next)
     }
@@ -157,7 +172,7 @@ impl TargetState {
         } else {
             max.min(IN_FLIGHT_MASK)
         };
-        let mut wrapped = self.wrapped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wrapped = crate::util::lock(&self.wrapped);
         let full = u64::from(u32::MAX);
         match self
             .hot()
@@ -184,7 +199,7 @@ impl TargetState {
 
     /// Requests ever counted here.
     pub(crate) fn requests(&self) -> u64 {
-        let wrapped = self.wrapped.lock().unwrap_or_else(|e| e.into_inner());
+        let wrapped = crate::util::lock(&self.wrapped);
         *wrapped + (self.hot().word.load(Ordering::Relaxed) >> 32)
     }
 
@@ -210,7 +225,9 @@ impl TargetState {
         if outcome.is_failure() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        self.health.observe(self, outcome);
+        if let Some(o) = self.observer.get() {
+            o.observe(self, outcome);
+        }
     }
 
     pub(crate) fn admin(&self) -> AdminState {
@@ -270,14 +287,14 @@ fn admin_of(s: u32) -> AdminState {
     }
 }
 
-/// A point-in-time view of one target's counters; see [`TargetGroup::stats`](super::TargetGroup::stats).
+/// A point-in-time view of one target's counters; see [`TargetGroup::stats`](crate::group::TargetGroup::stats).
 ///
 /// Counters are carried over by id when the group's membership changes.
 ///
 /// # Examples
 ///
 /// ```
-/// use tower_lb::target::{Target, TargetGroup};
+/// use tower_lb::{Target, TargetGroup};
 ///
 /// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:1")?).build()?;
 /// let stats = group.stats();

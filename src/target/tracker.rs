@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Context;
-use crate::target::TargetState;
+use super::TargetState;
 
 /// Keeps per-target latency estimates (peak EWMA, after Finagle) for a [`Selector`](super::Selector) that asks
 /// for them through [`Selector::latency`](super::Selector::latency).

@@ -1,6 +1,27 @@
-//! Small helpers shared by the core and the layers.
+//! Small helpers shared by the core and the layers: a fast seedable random source, stable
+//! hashing, a poison-tolerant lock, `Retry-After` parsing and the cap on durations.
+//!
+//! Private to the crate (only `retry_after` is re-exported, from `crate::http`), and a leaf:
+//! it imports no other module of the crate, so every layer may use it.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+mod hash;
+mod retry_after;
+mod rng;
+
+pub(crate) use self::hash::stable_hash;
+pub use self::retry_after::retry_after;
+pub(crate) use self::rng::FastRng;
+
+/// Locks `m`, taking the data even if a thread panicked while holding it: every lock in this
+/// crate guards state that stays consistent at each step, and a pick or a response must never
+/// panic because some other request did.
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The longest duration any setting is taken to mean: about 100 years. Longer values (up to
 /// `Duration::MAX`) mean "practically forever" and are capped to this, so adding one to an

@@ -14,7 +14,10 @@ use tower_lb::algorithm::{
 };
 use tower_lb::balance::{Balance, ServedBy};
 use tower_lb::key::Key;
-use tower_lb::target::{AdminState, Target, TargetGroup, TargetId};
+use tower_lb::{
+    Target, TargetGroup,
+    target::{AdminState, TargetId},
+};
 
 fn target(id: &str, weight: u32, backup: bool) -> Target {
     Target::builder(id, "127.0.0.1:1")

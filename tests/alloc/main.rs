@@ -16,7 +16,7 @@ use tower_lb::algorithm::{
 };
 use tower_lb::balance::Balance;
 use tower_lb::key::Key;
-use tower_lb::target::{AdminState, Target, TargetGroup};
+use tower_lb::{Target, TargetGroup, target::AdminState};
 
 struct Counting;
 

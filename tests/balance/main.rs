@@ -21,7 +21,7 @@ use tower_lb::discover::{self, Change};
 use tower_lb::error::find_cause;
 use tower_lb::error::is_caused_by;
 use tower_lb::http::{ErrorResponseLayer, HttpClient};
-use tower_lb::target::{AdminState, Target, TargetGroup};
+use tower_lb::{Target, TargetGroup, target::AdminState};
 use tower_test::mock;
 
 type Mock = mock::Mock<Request<&'static str>, Response<String>>;

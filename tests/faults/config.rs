@@ -22,8 +22,8 @@ use tower_lb::limit::{InFlightLimitLayer, LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
 
 type Svc<B> = BoxCloneService<Request<B>, Response<()>, tower_lb::BoxError>;
-use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::{Target, TargetGroup};
 
 /// Threads that panicked, recorded by a hook installed once (a spawned task's panic is
 /// otherwise swallowed by its runtime).

@@ -24,8 +24,8 @@ use tower_lb::error::BoxError;
 use tower_lb::health::OutlierDetection;
 use tower_lb::http::{ErrorResponseLayer, HttpClient, status_for_error};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
-use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::{Target, TargetGroup};
 
 type Body = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -47,7 +47,7 @@ fn stream(chunks: &[&'static [u8]], fail: bool) -> Body {
     StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
 }
 
-fn group_of(backends: &[&Recorder]) -> tower_lb::target::TargetGroupBuilder {
+fn group_of(backends: &[&Recorder]) -> tower_lb::group::TargetGroupBuilder {
     TargetGroup::builder("g").targets(
         backends
             .iter()

@@ -21,11 +21,11 @@ use tower_lb::health::{
     ActiveCheck, EjectReason, HealthCheck, HealthEventKind, OutlierDetection, PanicThreshold,
     RestoredBy, SlowStart, check_fn,
 };
-use tower_lb::target::{AdminState, Target, TargetGroup};
+use tower_lb::{Target, TargetGroup, target::AdminState};
 
 use support::{Mode, Switches, advance, balance, drain, send, settle, targets};
 
-fn group(ids: &[&str]) -> tower_lb::target::TargetGroupBuilder {
+fn group(ids: &[&str]) -> tower_lb::group::TargetGroupBuilder {
     TargetGroup::builder("g")
         .algorithm(RoundRobin::new())
         .targets(targets(ids))
@@ -813,7 +813,7 @@ async fn healthy_changes_feed_towers_p2c_balancer() {
         .wait_for_first_check(true)
         .build()
         .unwrap();
-    let changes = tower_lb::health::healthy_changes("p2c", rx, check).unwrap();
+    let changes = tower_lb::group::healthy_changes("p2c", rx, check).unwrap();
     let served: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
     let served2 = served.clone();
     let discover = changes.into_discover(move |t: &Target| {
@@ -856,7 +856,7 @@ async fn healthy_changes_feed_towers_p2c_balancer() {
 async fn healthy_changes_remove_targets_that_leave_discovery() {
     let sw = Switches::default();
     let (tx, rx) = tower_lb::discover::channel(8);
-    let mut changes = tower_lb::health::healthy_changes("d", rx, sw.active(1000, 1, 1)).unwrap();
+    let mut changes = tower_lb::group::healthy_changes("d", rx, sw.active(1000, 1, 1)).unwrap();
     tx.insert(Target::new("a", "127.0.0.1:1").unwrap())
         .await
         .unwrap();

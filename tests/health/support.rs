@@ -13,7 +13,7 @@ use tower::{Service, ServiceExt};
 use tower_lb::BoxError;
 use tower_lb::balance::{Balance, ServedBy};
 use tower_lb::health::{ActiveCheck, HealthCheck, HealthEventKind, HealthEvents, check_fn};
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 /// Per-target switches: whether its probe passes and whether it answers requests well.
 #[derive(Clone, Default)]

@@ -474,7 +474,7 @@ async fn per_key_limit_holds_until_the_body_ends() {
 #[tokio::test(start_paused = true)]
 async fn limit_over_balance_counts_the_body_in_both() {
     use tower_lb::balance::Balance;
-    use tower_lb::target::{Target, TargetGroup};
+    use tower_lb::{Target, TargetGroup};
     let group = TargetGroup::builder("g")
         .target(Target::new("a", "127.0.0.1:1").unwrap())
         .build()

@@ -22,7 +22,7 @@ use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
 use tower_lb::forward::ForwardLayer;
 use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::server::{RequestBody, Server, ServerBuilder, TlsAcceptor};
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 /// Every loop and wait in this file ends within this.
 const LIMIT: Duration = Duration::from_secs(10);

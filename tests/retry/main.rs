@@ -17,8 +17,8 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::balance::{AvoidTargets, Balance, ServedBy};
 use tower_lb::error::{BoxError, ConnectFailed, is_caused_by};
 use tower_lb::retry::{Attempts, Jitter, ReplayBody, RetryLayer, RetryPolicy};
-use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::{Target, TargetGroup};
 
 /// What the backend stub saw: method, body bytes, time of arrival, avoided targets.
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ use tower_lb::http::HttpClient;
 use tower_lb::key::{ClientAddr, ClientIp};
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::route::{Access, EscapedSlashes, Routed, Router, Rule, Split};
-use tower_lb::target::{Target, TargetGroup};
+use tower_lb::{Target, TargetGroup};
 
 type Dest = BoxCloneSyncService<Request<()>, Response<String>, Infallible>;
 

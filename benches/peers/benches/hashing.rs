@@ -13,7 +13,7 @@ use pingora_load_balancing::selection::{Consistent, RoundRobin as PingoraRoundRo
 use tokio::time::Instant;
 use tower_lb::algorithm::{Algorithm, HashRing, Maglev, RoundRobin};
 use tower_lb::key::hash_bytes;
-use tower_lb::target::{Picker, Target, TargetGroup};
+use tower_lb::{Target, TargetGroup, group::Picker};
 
 type Select<'a> = Box<dyn Fn(&[u8; 8]) -> usize + 'a>;
 
