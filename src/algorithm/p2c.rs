@@ -1,7 +1,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{Algorithm, Context, FastRng, Selector, Targets};
-use crate::target::{Hot, Target};
+use crate::target::{Hot, Status, Target};
 
 /// Power of two choices on requests in flight (Mitzenmacher, "The Power of Two Choices in
 /// Randomized Load Balancing", 2001): draw two targets at random, send to the one with the
@@ -164,7 +164,7 @@ impl Selector for P2cSelector {
             if let (Some(ha), Some(hb)) = (counters.get(a), counters.get(b)) {
                 // One load per candidate: status and load share a word.
                 let (wa, wb) = (ha.load(Ordering::Relaxed), hb.load(Ordering::Relaxed));
-                if Hot::status_of(wa | wb) & (blocking | crate::target::RAMP) == 0 {
+                if !Hot::status_of(wa | wb).intersects(blocking | Status::RAMP) {
                     let (fa, fb) = (Hot::in_flight_of(wa), Hot::in_flight_of(wb));
                     let take_b = fb < fa || (fb == fa && r & 1 != 0);
                     let mask = usize::from(take_b).wrapping_neg();

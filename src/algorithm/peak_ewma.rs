@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::p2c::Sampler;
 use super::{Algorithm, Context, FastRng, LatencyTracker, Selector, Targets};
-use crate::target::Hot;
+use crate::target::{Hot, Status};
 
 /// Power of two choices on peak-EWMA latency ("least time"): draw two targets at random and
 /// send to the one with the lower expected cost `latency × (in_flight + 1) / weight`.
@@ -136,7 +136,7 @@ impl Selector for EwmaSelector {
             // of the comparison.
             if let (Some(ha), Some(hb)) = (counters.get(a), counters.get(b)) {
                 let (wa, wb) = (ha.load(Ordering::Relaxed), hb.load(Ordering::Relaxed));
-                if Hot::status_of(wa | wb) & (blocking | crate::target::RAMP) == 0 {
+                if !Hot::status_of(wa | wb).intersects(blocking | Status::RAMP) {
                     let cost = |i: usize, w: u32| {
                         self.tracker.estimate_ns(cx.state(i), now)
                             * f64::from(Hot::in_flight_of(w) + 1)

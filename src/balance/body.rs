@@ -34,7 +34,7 @@ use pin_project_lite::pin_project;
 use super::ServedBy;
 use crate::body::{BodyGuard, GuardedBody};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
-use crate::target::{Entry, Hot, LatencyTracker, LiveTable, Snapshot};
+use crate::target::{Entry, Hot, LatencyTracker, LiveTable, Snapshot, Status};
 
 /// What the requests picked from one snapshot share: its entries (each target and its live
 /// state), the latency tracker, the group's name and its classifier. One `Arc` of it per request
@@ -209,7 +209,7 @@ impl Drop for InFlight {
             }
         }
         let prev = t.live.hot(self.index, || (e.chunk, e.slot)).release();
-        if Hot::status_of(prev) & crate::target::DRAINING != 0 {
+        if Hot::status_of(prev).intersects(Status::DRAINING) {
             e.state.released(prev);
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::classify::Outcome;
 use crate::group::TargetGroup;
 use crate::health::OutlierDetection;
-use crate::target::{AdminState, EJECTED, PanicState, Target, TargetState, UNHEALTHY};
+use crate::target::{AdminState, PanicState, Status, Target, TargetState};
 
 fn group(n: usize) -> TargetGroup {
     TargetGroup::builder("g")
@@ -24,8 +24,8 @@ fn counters_follow_flips_admin_and_membership() {
     let g = group(4);
     let s = g.health_summary();
     assert_eq!((s.members, s.in_service, s.down), (4, 4, 0));
-    state(&g, "t0").transition(|s| s | UNHEALTHY);
-    state(&g, "t1").transition(|s| s | EJECTED);
+    state(&g, "t0").transition(|s| s | Status::UNHEALTHY);
+    state(&g, "t1").transition(|s| s | Status::EJECTED);
     let s = g.health_summary();
     assert_eq!((s.down, s.ejected), (2, 1));
     // A disabled target leaves the panic base, whatever its health.
@@ -35,7 +35,7 @@ fn counters_follow_flips_admin_and_membership() {
     // A leaver no longer counts; its later flips do not either.
     let t1 = state(&g, "t1");
     g.remove(&"t1".into()).unwrap();
-    t1.transition(|s| s & !EJECTED);
+    t1.transition(|s| s & !Status::EJECTED);
     let s = g.health_summary();
     assert_eq!((s.members, s.in_service, s.down, s.ejected), (3, 2, 0, 0));
     // Replacing a target keeps its state and its counts.
@@ -48,19 +48,19 @@ fn panic_state_flips_with_the_share_available() {
     let g = group(4);
     let h = g.health_shared().clone();
     assert_eq!(h.panic_state(), PanicState::Normal);
-    state(&g, "t0").transition(|s| s | UNHEALTHY);
-    state(&g, "t1").transition(|s| s | UNHEALTHY);
-    state(&g, "t2").transition(|s| s | EJECTED);
+    state(&g, "t0").transition(|s| s | Status::UNHEALTHY);
+    state(&g, "t1").transition(|s| s | Status::UNHEALTHY);
+    state(&g, "t2").transition(|s| s | Status::EJECTED);
     assert_eq!(
         h.panic_state(),
         PanicState::Normal,
         "by default, 1 of 4 available is no panic"
     );
-    state(&g, "t3").transition(|s| s | UNHEALTHY);
+    state(&g, "t3").transition(|s| s | Status::UNHEALTHY);
     assert_eq!(h.panic_state(), PanicState::FailOpen, "none available");
-    state(&g, "t3").transition(|s| s & !UNHEALTHY);
+    state(&g, "t3").transition(|s| s & !Status::UNHEALTHY);
     assert_eq!(h.panic_state(), PanicState::Normal, "one is back");
-    state(&g, "t3").transition(|s| s | UNHEALTHY);
+    state(&g, "t3").transition(|s| s | Status::UNHEALTHY);
     assert_eq!(h.panic_state(), PanicState::FailOpen);
     // Removing the sick targets ends the panic: 1 of 1 available.
     g.replace([Target::new("t9", "127.0.0.1:1").unwrap()])

@@ -20,8 +20,8 @@ use super::events::{EjectReason, HealthEvent, HealthEventKind, RestoredBy};
 use super::{OutlierDetection, PanicMode, PanicThreshold, SlowStart};
 use crate::classify::Outcome;
 use crate::target::{
-    AdminState, DISABLED, DRAINING, EJECTED, Entry, HealthView, MEMBER, PENDING, PanicState,
-    PickSignals, RAMP, TargetId, TargetObserver, TargetState, UNHEALTHY, WeightRamp,
+    AdminState, Entry, HealthView, PanicState, PickSignals, Status, TargetId, TargetObserver,
+    TargetState, WeightRamp,
 };
 use crate::util::lock;
 
@@ -98,12 +98,12 @@ pub struct HealthSummary {
     pub ramping: usize,
 }
 
-fn contributions(s: u32) -> [i64; 5] {
-    let member = s & MEMBER != 0;
-    let in_service = member && s & (DISABLED | DRAINING | PENDING) == 0;
-    let down = in_service && s & (UNHEALTHY | EJECTED) != 0;
-    let ejected = member && s & EJECTED != 0;
-    let ramping = member && s & RAMP != 0;
+fn contributions(s: Status) -> [i64; 5] {
+    let member = s.intersects(Status::MEMBER);
+    let in_service = member && !s.intersects(Status::DISABLED | Status::DRAINING | Status::PENDING);
+    let down = in_service && s.intersects(Status::UNHEALTHY | Status::EJECTED);
+    let ejected = member && s.intersects(Status::EJECTED);
+    let ramping = member && s.intersects(Status::RAMP);
     [member, in_service, down, ejected, ramping].map(i64::from)
 }
 
@@ -192,7 +192,7 @@ impl GroupHealth {
         self.epoch + Duration::from_nanos(stamp.saturating_sub(1))
     }
 
-    pub(crate) fn on_transition(&self, prev: u32, next: u32) {
+    pub(crate) fn on_transition(&self, prev: Status, next: Status) {
         let (a, b) = (contributions(prev), contributions(next));
         let counters = [
             &self.members,
@@ -253,8 +253,8 @@ impl GroupHealth {
             old.iter().map(|e| Arc::as_ptr(&e.state)).collect();
         let wait = self.wait_first.load(Ordering::Acquire);
         for e in new.iter().filter(|e| !old.contains(&Arc::as_ptr(&e.state))) {
-            let pending = if wait { PENDING } else { 0 };
-            e.state.transition(|s| s | MEMBER | pending);
+            let pending = if wait { Status::PENDING } else { Status::NONE };
+            e.state.transition(|s| s | Status::MEMBER | pending);
             if later {
                 tracing::debug!(group = %self.name, target = %e.target.id(), "target joined");
                 if !wait {
@@ -269,7 +269,7 @@ impl GroupHealth {
         let new: std::collections::HashSet<*const TargetState> =
             new.iter().map(|e| Arc::as_ptr(&e.state)).collect();
         for e in old.iter().filter(|e| !new.contains(&Arc::as_ptr(&e.state))) {
-            e.state.transition(|s| s & !MEMBER);
+            e.state.transition(|s| s & !Status::MEMBER);
             tracing::debug!(group = %self.name, target = %e.target.id(), "target left");
         }
     }
@@ -280,8 +280,13 @@ impl GroupHealth {
         self.wait_first.store(wait, Ordering::Release);
         if wait {
             for e in members {
-                e.state
-                    .transition(|s| if s & MEMBER != 0 { s | PENDING } else { s });
+                e.state.transition(|s| {
+                    if s.intersects(Status::MEMBER) {
+                        s | Status::PENDING
+                    } else {
+                        s
+                    }
+                });
             }
         }
     }
@@ -319,7 +324,7 @@ impl GroupHealth {
                 h.ramp_since
                     .store(self.stamp(Instant::now()), Ordering::Release);
             }
-            state.transition(|s| s | RAMP);
+            state.transition(|s| s | Status::RAMP);
         }
     }
 
@@ -335,7 +340,7 @@ impl GroupHealth {
         match ss.factor(elapsed) {
             Some(f) => ((milli as f64 * f).round() as u64).clamp(1, milli.max(1)),
             None => {
-                state.transition(|s| s & !RAMP);
+                state.transition(|s| s & !Status::RAMP);
                 milli
             }
         }
@@ -345,15 +350,21 @@ impl GroupHealth {
 
     /// A passing active check; `passes` is the current run of passes.
     pub(crate) fn check_passed(&self, id: &TargetId, state: &TargetState, passes: u32, rise: u32) {
-        if state.status() & EJECTED != 0 {
+        if state.status().intersects(Status::EJECTED) {
             self.restore(id, state, RestoredBy::ActiveCheck, None);
         }
         let s = state.status();
-        let recovered = if s & PENDING != 0 {
+        let recovered = if s.intersects(Status::PENDING) {
             // The first pass admits a target that was waiting for one.
-            state.transition(|s| s & !(PENDING | UNHEALTHY)).0 & PENDING != 0
-        } else if s & UNHEALTHY != 0 && passes >= rise {
-            state.transition(|s| s & !UNHEALTHY).0 & UNHEALTHY != 0
+            state
+                .transition(|s| s & !(Status::PENDING | Status::UNHEALTHY))
+                .0
+                .intersects(Status::PENDING)
+        } else if s.intersects(Status::UNHEALTHY) && passes >= rise {
+            state
+                .transition(|s| s & !Status::UNHEALTHY)
+                .0
+                .intersects(Status::UNHEALTHY)
         } else {
             false
         };
@@ -373,9 +384,9 @@ impl GroupHealth {
         reason: &str,
     ) {
         tracing::trace!(group = %self.name, target = %id, reason, "health check failed");
-        if fails >= fall && state.status() & UNHEALTHY == 0 {
-            let (prev, _) = state.transition(|s| (s | UNHEALTHY) & !PENDING);
-            if prev & UNHEALTHY == 0 {
+        if fails >= fall && !state.status().intersects(Status::UNHEALTHY) {
+            let (prev, _) = state.transition(|s| (s | Status::UNHEALTHY) & !Status::PENDING);
+            if !prev.intersects(Status::UNHEALTHY) {
                 self.emit(
                     Some(id),
                     HealthEventKind::Unhealthy {
@@ -399,7 +410,7 @@ impl GroupHealth {
         };
         let _guard = lock(&self.eject_lock);
         let s = state.status();
-        if s & (EJECTED | MEMBER) != MEMBER {
+        if s & (Status::EJECTED | Status::MEMBER) != Status::MEMBER {
             return;
         }
         let allowed = cfg.max_ejected(count(&self.members));
@@ -424,7 +435,7 @@ impl GroupHealth {
         h.times_ejected.store(times, Ordering::Release);
         let duration = cfg.ejection_time(times);
         let generation = h.eject_generation.fetch_add(1, Ordering::AcqRel) + 1;
-        state.transition(|s| s | EJECTED);
+        state.transition(|s| s | Status::EJECTED);
         h.reset_counts();
         self.ejections.fetch_add(1, Ordering::Relaxed);
         self.emit(
@@ -464,8 +475,8 @@ impl GroupHealth {
         if generation.is_some_and(|g| g != current) {
             return;
         }
-        let (prev, _) = state.transition(|s| s & !EJECTED);
-        if prev & EJECTED == 0 {
+        let (prev, _) = state.transition(|s| s & !Status::EJECTED);
+        if !prev.intersects(Status::EJECTED) {
             return;
         }
         if let Some(h) = h {
@@ -515,7 +526,7 @@ pub(crate) struct TargetHealth {
 
 impl TargetObserver for TargetHealth {
     #[inline]
-    fn on_transition(&self, prev: u32, next: u32) {
+    fn on_transition(&self, prev: Status, next: Status) {
         self.group.on_transition(prev, next);
     }
 
@@ -586,7 +597,7 @@ impl TargetHealth {
 
     #[cold]
     fn failed(&self, cfg: &OutlierDetection, state: &Arc<TargetState>) {
-        if state.status() & EJECTED != 0 {
+        if state.status().intersects(Status::EJECTED) {
             return;
         }
         let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;

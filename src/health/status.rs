@@ -1,7 +1,7 @@
 use tokio::time::Instant;
 
 use super::state::{GroupHealth, TargetHealth};
-use crate::target::{AdminState, EJECTED, PENDING, RAMP, TargetState, UNHEALTHY};
+use crate::target::{AdminState, Status, TargetState};
 
 /// One target's health; see [`TargetGroup::health`](crate::group::TargetGroup::health).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +49,16 @@ impl TargetHealthStatus {
 impl GroupHealth {
     /// One target's health as the balancer sees it now.
     pub(crate) fn status_of(&self, state: &TargetState) -> TargetHealthStatus {
-        if state.status() & RAMP != 0 {
+        if state.status().intersects(Status::RAMP) {
             // Ends a ramp whose window is over even if no pick has looked at it since.
             self.ramped_weight_milli(state, 1000, Instant::now());
         }
         let s = state.status();
         TargetHealthStatus {
-            healthy: s & UNHEALTHY == 0,
-            pending: s & PENDING != 0,
-            ejected: s & EJECTED != 0,
-            ramping: s & RAMP != 0,
+            healthy: !s.intersects(Status::UNHEALTHY),
+            pending: s.intersects(Status::PENDING),
+            ejected: s.intersects(Status::EJECTED),
+            ramping: s.intersects(Status::RAMP),
             admin: state.admin(),
             routable: state.is_routable(),
             times_ejected: TargetHealth::of(state).map_or(0, TargetHealth::times_ejected),

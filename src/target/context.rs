@@ -7,6 +7,7 @@ use super::hooks::HealthView;
 use super::slots::{Hot, LiveTable};
 use super::snapshot::Entry;
 use super::state::TargetState;
+use super::status::Status;
 use super::{AvoidTargets, Target};
 #[allow(unused_imports)] // rustdoc links
 use super::{LatencyTracker, Selector};
@@ -25,7 +26,7 @@ pub struct Context<'a> {
     /// counters alone decide whether it is available.
     plain: bool,
     /// The status bits that keep a target out of this pick (fewer in panic mode).
-    blocking: u32,
+    blocking: Status,
     backup: bool,
     avoid: Option<&'a AvoidTargets>,
     key: Option<u64>,
@@ -50,7 +51,7 @@ impl<'a> Context<'a> {
             dense: live.dense(),
             mapped: live.mapped(),
             plain: !has_backups && !backup && !has_limits && avoid.is_none(),
-            blocking: super::BLOCKING,
+            blocking: Status::BLOCKING,
             backup,
             avoid,
             key,
@@ -77,7 +78,7 @@ impl<'a> Context<'a> {
     /// connection limits, nothing to avoid) and sit in snapshot order; with the status bits
     /// that block a target in this pick.
     #[inline(always)]
-    pub(crate) fn plain_counters(&self) -> Option<(&'a [Hot], u32)> {
+    pub(crate) fn plain_counters(&self) -> Option<(&'a [Hot], Status)> {
         match self.dense {
             Some(dense) if self.plain => Some((dense, self.blocking)),
             _ => None,
@@ -104,7 +105,7 @@ impl<'a> Context<'a> {
         self.health = health;
         // Panic mode: observed health (unhealthy, ejected) is ignored for this pick.
         if panic {
-            self.blocking = super::BLOCKING_IN_PANIC;
+            self.blocking = Status::BLOCKING_IN_PANIC;
         }
         self
     }
@@ -130,7 +131,7 @@ impl<'a> Context<'a> {
             return false;
         }
         let word = self.hot(index).load(Ordering::Relaxed);
-        if Hot::status_of(word) & self.blocking != 0 {
+        if Hot::status_of(word).intersects(self.blocking) {
             return false;
         }
         self.entry_allows(index, Hot::in_flight_of(word))
@@ -146,14 +147,14 @@ impl<'a> Context<'a> {
         }
         let word = self.hot(index).load(Ordering::Relaxed);
         let status = Hot::status_of(word);
-        if status & self.blocking != 0 {
+        if status.intersects(self.blocking) {
             return None;
         }
         let in_flight = Hot::in_flight_of(word);
         if !self.entry_allows(index, in_flight) {
             return None;
         }
-        let weight = if status & super::RAMP != 0 {
+        let weight = if status.intersects(Status::RAMP) {
             self.weight_milli(index)
         } else {
             u64::from(uniform.unwrap_or_else(|| self.entries[index].weight)) * 1000
@@ -183,7 +184,7 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn weight(&self, index: usize) -> u32 {
         let e = &self.entries[index];
-        if e.state.status() & super::RAMP == 0 {
+        if !e.state.status().intersects(Status::RAMP) {
             return e.weight;
         }
         let milli = self.weight_milli(index);
@@ -202,7 +203,7 @@ impl<'a> Context<'a> {
         let e = &self.entries[index];
         let w = u64::from(e.weight) * 1000;
         match self.health {
-            Some(h) if e.state.status() & super::RAMP != 0 => {
+            Some(h) if e.state.status().intersects(Status::RAMP) => {
                 let now = match self.now.get() {
                     Some(now) => now,
                     None => {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use tokio::time::Instant;
 
 use super::state::TargetState;
+use super::status::Status;
 use crate::classify::Outcome;
 
 /// Learns of every status change of one target and of every outcome recorded for it.
@@ -21,7 +22,7 @@ use crate::classify::Outcome;
 /// Attached once to a [`TargetState`] (see `TargetState::set_observer`).
 pub(crate) trait TargetObserver: fmt::Debug + Send + Sync + 'static {
     /// The target's status bits went from `prev` to `next` (`prev != next`).
-    fn on_transition(&self, prev: u32, next: u32);
+    fn on_transition(&self, prev: Status, next: Status);
 
     /// One finished attempt to the target.
     fn observe(&self, state: &Arc<TargetState>, outcome: Outcome);
@@ -86,7 +87,7 @@ impl PickSignals {
 /// Slow start's weight ramp, asked only about a target whose `RAMP` bit is set.
 pub(crate) trait WeightRamp: fmt::Debug + Send + Sync + 'static {
     /// The effective weight (in thousandths) of a ramping target of weight `milli / 1000`;
-    /// may end the ramp (clear the bit) once its window has passed.
+    /// may end the ramp (clear `Status::RAMP`) once its window has passed.
     fn ramped_weight_milli(&self, state: &TargetState, milli: u64, now: Instant) -> u64;
 }
 

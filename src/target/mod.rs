@@ -41,6 +41,7 @@ mod slots;
 mod snapshot;
 mod spec;
 mod state;
+mod status;
 mod tracker;
 
 pub use self::avoid::AvoidTargets;
@@ -50,10 +51,8 @@ pub use self::select::{Algorithm, Selector, Targets};
 pub(crate) use self::slots::{Hot, LiveTable, SlotPool};
 pub(crate) use self::snapshot::{Entry, Snapshot};
 pub use self::spec::{MAX_WEIGHT, Target, TargetBuilder, TargetId};
+pub(crate) use self::state::TargetState;
 pub use self::state::{AdminState, TargetStats};
-pub(crate) use self::state::{
-    BLOCKING, BLOCKING_IN_PANIC, DISABLED, DRAINING, EJECTED, MEMBER, PENDING, RAMP, TargetState,
-    UNHEALTHY,
-};
+pub(crate) use self::status::Status;
 pub use self::tracker::LatencyTracker;
 pub(crate) use self::tracker::decay_weight;

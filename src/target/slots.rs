@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use super::status::Status;
+
 /// Targets per chunk.
 pub(crate) const CHUNK: usize = 1024;
 
@@ -77,8 +79,8 @@ impl Hot {
 
     /// The status bits of a word.
     #[inline(always)]
-    pub(crate) fn status_of(word: u32) -> u32 {
-        word >> STATUS_SHIFT
+    pub(crate) fn status_of(word: u32) -> Status {
+        Status::from_bits(word >> STATUS_SHIFT)
     }
 
     /// The requests in flight of a word.
@@ -338,5 +340,28 @@ mod tests {
         assert_eq!(places, vec![(0, 0), (1, 0)]);
         b.hot().word.store(3, Ordering::Relaxed);
         assert_eq!(table.at(1, 0).load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "release without acquire")]
+    fn a_release_without_an_acquire_is_caught_before_it_reaches_the_status() {
+        let hot = Hot::default();
+        hot.release();
+    }
+
+    #[test]
+    fn a_release_leaves_the_status_alone() {
+        let hot = Hot::default();
+        hot.word
+            .fetch_add(u64::from(0b101u32 << STATUS_SHIFT), Ordering::Relaxed);
+        assert_eq!(hot.try_acquire(IN_FLIGHT_MASK), Acquire::Done);
+        let prev = hot.release();
+        assert_eq!(Hot::in_flight_of(prev), 1);
+        let now = hot.load(Ordering::Relaxed);
+        assert_eq!(
+            (Hot::in_flight_of(now), Hot::status_of(now).bits()),
+            (0, 0b101)
+        );
     }
 }

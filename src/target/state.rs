@@ -7,6 +7,7 @@ use super::TargetId;
 use super::hooks::TargetObserver;
 use super::latency::LatencyState;
 use super::slots::{Acquire, Hot, IN_FLIGHT_MASK, REQUEST, STATUS_SHIFT, Slot, SlotPool};
+use super::status::Status;
 use crate::classify::Outcome;
 
 /// Whether an operator lets a target take new requests, independent of observed health.
@@ -38,24 +39,6 @@ pub enum AdminState {
     /// Out of rotation.
     Disabled,
 }
-
-pub(crate) const DISABLED: u32 = 1;
-pub(crate) const DRAINING: u32 = 1 << 1;
-pub(crate) const ADMIN_MASK: u32 = DISABLED | DRAINING;
-/// Failed `fall` active checks in a row (cleared after `rise` passes).
-pub(crate) const UNHEALTHY: u32 = 1 << 2;
-/// Ejected by passive outlier detection.
-pub(crate) const EJECTED: u32 = 1 << 3;
-/// Waiting for its first passing active check.
-pub(crate) const PENDING: u32 = 1 << 4;
-/// Not blocking: the effective weight is ramping up (slow start).
-pub(crate) const RAMP: u32 = 1 << 5;
-/// Not blocking: the state belongs to its group's current membership.
-pub(crate) const MEMBER: u32 = 1 << 6;
-/// The bits that keep a target from being picked.
-pub(crate) const BLOCKING: u32 = ADMIN_MASK | UNHEALTHY | EJECTED | PENDING;
-/// The bits a pick still honours in panic mode (observed health is ignored there).
-pub(crate) const BLOCKING_IN_PANIC: u32 = ADMIN_MASK | PENDING;
 
 /// The live, mutable state of one target: atomics only, shared by every snapshot that
 /// contains the target and by every request in flight to it.
@@ -108,21 +91,20 @@ impl TargetState {
     /// Whether new requests may be sent here (not counting the connection limit).
     #[inline]
     pub(crate) fn is_routable(&self) -> bool {
-        Hot::status_of(self.hot().load(Ordering::Relaxed)) & BLOCKING == 0
+        !Hot::status_of(self.hot().load(Ordering::Relaxed)).intersects(Status::BLOCKING)
     }
 
     #[inline]
-    pub(crate) fn status(&self) -> u32 {
+    pub(crate) fn status(&self) -> Status {
         Hot::status_of(self.hot().load(Ordering::Acquire))
     }
 
     /// Applies `f` to the status bits atomically and lets the group's health bookkeeping see the
     /// transition; returns `(before, after)`. Every status change goes through here.
-    pub(crate) fn transition(&self, f: impl Fn(u32) -> u32) -> (u32, u32) {
+    pub(crate) fn transition(&self, f: impl Fn(Status) -> Status) -> (Status, Status) {
         let apply = |w: u64| {
             let low = w as u32;
-            let s = f(Hot::status_of(low));
-            debug_assert!(s < 1 << (32 - STATUS_SHIFT), "status bits overflow: {s:#x}");
+            let s = f(Hot::status_of(low)).bits();
             (w & !u64::from(u32::MAX)) | u64::from((s << STATUS_SHIFT) | Hot::in_flight_of(low))
         };
         let prev = match self
@@ -214,7 +196,7 @@ impl TargetState {
     #[inline]
     pub(crate) fn released(&self, prev: u32) {
         // Only a draining target has waiters; keep the common path free of `Notify`'s lock.
-        if Hot::in_flight_of(prev) == 1 && Hot::status_of(prev) & DRAINING != 0 {
+        if Hot::in_flight_of(prev) == 1 && Hot::status_of(prev).intersects(Status::DRAINING) {
             self.drained.notify_waiters();
         }
     }
@@ -242,11 +224,11 @@ impl TargetState {
     /// Sets the admin state; returns the previous one.
     pub(crate) fn swap_admin(&self, admin: AdminState) -> AdminState {
         let bits = match admin {
-            AdminState::Enabled => 0,
-            AdminState::Draining => DRAINING,
-            AdminState::Disabled => DISABLED,
+            AdminState::Enabled => Status::NONE,
+            AdminState::Draining => Status::DRAINING,
+            AdminState::Disabled => Status::DISABLED,
         };
-        let (prev, _) = self.transition(|s| (s & !ADMIN_MASK) | bits);
+        let (prev, _) = self.transition(|s| (s & !Status::ADMIN) | bits);
         if admin == AdminState::Draining
             && Hot::in_flight_of(self.hot().load(Ordering::Acquire)) == 0
         {
@@ -277,10 +259,10 @@ impl TargetState {
     }
 }
 
-fn admin_of(s: u32) -> AdminState {
-    if s & DISABLED != 0 {
+fn admin_of(s: Status) -> AdminState {
+    if s.intersects(Status::DISABLED) {
         AdminState::Disabled
-    } else if s & DRAINING != 0 {
+    } else if s.intersects(Status::DRAINING) {
         AdminState::Draining
     } else {
         AdminState::Enabled
