@@ -44,53 +44,12 @@ pub(crate) fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Dur
     Some(Duration::from_secs(at.saturating_sub(now)))
 }
 
-/// Seconds since the Unix epoch of an HTTP-date in any of its three forms.
+/// Seconds since the Unix epoch of an HTTP-date in any of its three forms (IMF-fixdate,
+/// RFC 850, asctime), parsed by `httpdate`, hyper's own parser; anything else (another zone,
+/// a date before 1970, a weekday that does not match the date) is `None`.
 fn http_date(s: &str) -> Option<u64> {
-    let t: Vec<&str> = s.split_ascii_whitespace().collect();
-    let (day, month, year, time) = match t.as_slice() {
-        // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-        [wd, d, m, y, hms, "GMT"] if wd.ends_with(',') && y.len() == 4 => {
-            (*d, *m, y.parse::<u64>().ok()?, *hms)
-        }
-        // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-        [wd, dmy, hms, "GMT"] if wd.ends_with(',') => {
-            let mut p = dmy.split('-');
-            let (d, m, yy) = (p.next()?, p.next()?, p.next()?);
-            if p.next().is_some() || yy.len() != 2 {
-                return None;
-            }
-            let yy: u64 = yy.parse().ok()?;
-            // Two-digit years: 70–99 are 1970–1999, the rest 2000–2069.
-            (d, m, if yy >= 70 { 1900 + yy } else { 2000 + yy }, *hms)
-        }
-        // asctime: Sun Nov  6 08:49:37 1994
-        [_, m, d, hms, y] if y.len() == 4 => (*d, *m, y.parse::<u64>().ok()?, *hms),
-        _ => return None,
-    };
-    let day: u64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|&m| m == month)? as u64
-        + 1;
-    let mut hms = time.split(':').map(|x| x.parse::<u64>().ok());
-    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
-    if hms.next().is_some() || h > 23 || mi > 59 || se > 60 || year < 1970 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (year ≥ 1970).
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12; // March = 0
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let at = httpdate::parse_http_date(s).ok()?;
+    Some(at.duration_since(UNIX_EPOCH).ok()?.as_secs())
 }
 
 #[cfg(test)]
