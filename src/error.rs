@@ -62,7 +62,7 @@ pub fn is_caused_by<E: Error + 'static>(err: &(dyn Error + 'static)) -> bool {
 /// assert_eq!(err.to_string(), "connection to target failed");
 /// assert!(is_caused_by::<ConnectFailed>(&err));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct ConnectFailed {
     source: BoxError,
 }
@@ -76,16 +76,10 @@ impl ConnectFailed {
     }
 }
 
-impl std::fmt::Display for ConnectFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The source names the address; the message does not.
         f.write_str("connection to target failed")
-    }
-}
-
-impl Error for ConnectFailed {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*self.source)
     }
 }
 
@@ -120,7 +114,7 @@ pub enum ClientErrorKind {
 /// assert_eq!(err.to_string(), "request body aborted by the client");
 /// assert_eq!(find_cause::<ClientError>(&err).unwrap().kind(), ClientErrorKind::BodyAborted);
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct ClientError {
     kind: ClientErrorKind,
     source: Option<BoxError>,
@@ -146,20 +140,14 @@ impl ClientError {
     }
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
             ClientErrorKind::BodyAborted => "request body aborted by the client",
             ClientErrorKind::InvalidRequest => "request cannot be sent as given",
             ClientErrorKind::BodyTooLarge => "request body too large",
             ClientErrorKind::HeadersTooLarge => "request headers too large",
         })
-    }
-}
-
-impl Error for ClientError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
     }
 }
 
@@ -182,7 +170,8 @@ impl Error for ClientError {
 /// let err = NoAvailableTarget::new("api");
 /// assert_eq!(err.to_string(), "no available target in group `api`");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no available target in group `{group}`")]
 pub struct NoAvailableTarget {
     group: Arc<str>,
 }
@@ -201,14 +190,6 @@ impl NoAvailableTarget {
     }
 }
 
-impl fmt::Display for NoAvailableTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no available target in group `{}`", self.group)
-    }
-}
-
-impl std::error::Error for NoAvailableTarget {}
-
 /// The circuit is open (or its half-open probes are all taken): the request was refused at
 /// once, without reaching any backend.
 ///
@@ -225,7 +206,8 @@ impl std::error::Error for NoAvailableTarget {}
 /// assert_eq!(err.to_string(), "circuit breaker `api` is open");
 /// assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("circuit breaker `{name}` is open")]
 pub struct CircuitOpen {
     name: Arc<str>,
     retry_after: Option<Duration>,
@@ -251,14 +233,6 @@ impl CircuitOpen {
     }
 }
 
-impl fmt::Display for CircuitOpen {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "circuit breaker `{}` is open", self.name)
-    }
-}
-
-impl std::error::Error for CircuitOpen {}
-
 /// Too many requests for this key: refused at once. Maps to `429 Too Many Requests` with
 /// `Retry-After` in [`crate::http::error_response`]; a local rejection, never a backend failure.
 ///
@@ -272,7 +246,8 @@ impl std::error::Error for CircuitOpen {}
 /// assert_eq!(err.to_string(), "rate limited");
 /// assert_eq!(err.retry_after_secs(), 2);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate limited")]
 pub struct RateLimited {
     retry_after: Duration,
 }
@@ -296,14 +271,6 @@ impl RateLimited {
     }
 }
 
-impl fmt::Display for RateLimited {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("rate limited")
-    }
-}
-
-impl std::error::Error for RateLimited {}
-
 /// Too many requests in flight (for one key, or for the whole group): shed at once rather
 /// than queued. Maps to `503 Service Unavailable`; a local rejection.
 ///
@@ -316,7 +283,7 @@ impl std::error::Error for RateLimited {}
 /// assert_eq!(err.to_string(), "too many requests in flight for this key");
 /// assert!(err.is_per_key());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Overloaded {
     per_key: bool,
 }
@@ -342,5 +309,3 @@ impl fmt::Display for Overloaded {
         }
     }
 }
-
-impl std::error::Error for Overloaded {}

@@ -22,7 +22,7 @@ pub use crate::error::NoAvailableTarget;
 /// }
 /// # }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct AttemptFailed {
     served_by: super::ServedBy,
     source: crate::error::BoxError,
@@ -42,11 +42,5 @@ impl AttemptFailed {
 impl fmt::Display for AttemptFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "attempt on target `{}` failed", self.served_by.target())
-    }
-}
-
-impl std::error::Error for AttemptFailed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
     }
 }

@@ -1,7 +1,5 @@
 //! Errors of the circuit breaker.
 
-use std::fmt;
-
 pub use crate::error::CircuitOpen;
 
 /// A circuit breaker setting is out of range.
@@ -14,7 +12,8 @@ pub use crate::error::CircuitOpen;
 /// let err = CircuitBreakerLayer::builder("api").failure_rate(1.5).build().unwrap_err();
 /// assert_eq!(err.to_string(), "invalid circuit breaker configuration: failure rate must be in (0, 1]");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid circuit breaker configuration: {reason}")]
 pub struct InvalidBreakerConfig {
     reason: &'static str,
 }
@@ -29,11 +28,3 @@ impl InvalidBreakerConfig {
         self.reason
     }
 }
-
-impl fmt::Display for InvalidBreakerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid circuit breaker configuration: {}", self.reason)
-    }
-}
-
-impl std::error::Error for InvalidBreakerConfig {}

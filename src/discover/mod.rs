@@ -26,7 +26,6 @@
 //! ```
 
 use std::convert::Infallible;
-use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -113,15 +112,8 @@ impl Stream for ChangeStream {
 }
 
 /// The group that was to receive changes is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("discovery channel closed")]
 pub struct Closed {
     _p: (),
 }
-
-impl fmt::Display for Closed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("discovery channel closed")
-    }
-}
-
-impl std::error::Error for Closed {}

@@ -15,7 +15,7 @@ use http::StatusCode;
 /// let err = ActiveCheck::builder(TcpCheck::new()).rise(0).build().unwrap_err();
 /// assert_eq!(err.to_string(), "invalid health setting `rise`: must be at least 1");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InvalidHealthConfig {
     setting: &'static str,
     problem: &'static str,
@@ -42,10 +42,9 @@ impl fmt::Display for InvalidHealthConfig {
     }
 }
 
-impl std::error::Error for InvalidHealthConfig {}
-
 /// An active check took longer than its timeout.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
+#[error("health check timed out")]
 pub struct CheckTimedOut {
     _p: (),
 }
@@ -56,16 +55,8 @@ impl CheckTimedOut {
     }
 }
 
-impl fmt::Display for CheckTimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("health check timed out")
-    }
-}
-
-impl std::error::Error for CheckTimedOut {}
-
 /// An HTTP check got a status outside its expected set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct UnexpectedStatus {
     status: StatusCode,
 }
@@ -88,10 +79,9 @@ impl fmt::Display for UnexpectedStatus {
     }
 }
 
-impl std::error::Error for UnexpectedStatus {}
-
 /// An HTTP check's response body did not contain the expected bytes within its first KiB.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
+#[error("response body did not match")]
 pub struct BodyMismatch {
     _p: (),
 }
@@ -102,11 +92,3 @@ impl BodyMismatch {
         BodyMismatch { _p: () }
     }
 }
-
-impl fmt::Display for BodyMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("response body did not match")
-    }
-}
-
-impl std::error::Error for BodyMismatch {}

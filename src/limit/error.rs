@@ -1,7 +1,5 @@
 //! Errors of the limit layers.
 
-use std::fmt;
-
 pub use crate::error::{Overloaded, RateLimited};
 
 /// A limit setting is out of range.
@@ -14,7 +12,8 @@ pub use crate::error::{Overloaded, RateLimited};
 /// let err = InFlightLimitLayer::builder().max_keys(0).build().unwrap_err();
 /// assert_eq!(err.to_string(), "invalid limit configuration: max keys must be at least 1");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid limit configuration: {reason}")]
 pub struct InvalidLimit {
     reason: &'static str,
 }
@@ -29,11 +28,3 @@ impl InvalidLimit {
         self.reason
     }
 }
-
-impl fmt::Display for InvalidLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid limit configuration: {}", self.reason)
-    }
-}
-
-impl std::error::Error for InvalidLimit {}

@@ -1,7 +1,5 @@
 //! Errors of the retry layer.
 
-use std::fmt;
-
 /// A retry configuration value is out of range.
 ///
 /// # Examples
@@ -12,7 +10,8 @@ use std::fmt;
 /// let err = RetryPolicy::builder().max_attempts(0).build().unwrap_err();
 /// assert_eq!(err.to_string(), "invalid retry configuration: max attempts must be at least 1");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid retry configuration: {reason}")]
 pub struct InvalidRetryConfig {
     reason: &'static str,
 }
@@ -28,14 +27,6 @@ impl InvalidRetryConfig {
     }
 }
 
-impl fmt::Display for InvalidRetryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid retry configuration: {}", self.reason)
-    }
-}
-
-impl std::error::Error for InvalidRetryConfig {}
-
 /// A replayed request body missed data: the original went past the replay buffer's limit.
 ///
 /// Only seen if a body is replayed after it stopped being replayable, which the
@@ -49,7 +40,8 @@ impl std::error::Error for InvalidRetryConfig {}
 /// let err = BodyNotReplayable::new();
 /// assert_eq!(err.to_string(), "request body is no longer replayable");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("request body is no longer replayable")]
 pub struct BodyNotReplayable {
     _p: (),
 }
@@ -60,11 +52,3 @@ impl BodyNotReplayable {
         BodyNotReplayable { _p: () }
     }
 }
-
-impl fmt::Display for BodyNotReplayable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request body is no longer replayable")
-    }
-}
-
-impl std::error::Error for BodyNotReplayable {}

@@ -17,7 +17,7 @@ use std::fmt;
 /// assert_eq!(err.to_string(), "rule `v2`: destination: unknown destination `nope`");
 /// # Ok::<(), tower_lb::BoxError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InvalidRule {
     rule: Option<String>,
     field: &'static str,
@@ -59,8 +59,6 @@ impl fmt::Display for InvalidRule {
         }
     }
 }
-
-impl std::error::Error for InvalidRule {}
 
 /// An access-list entry was not `allow`/`deny` followed by an address, a CIDR or `all`.
 ///

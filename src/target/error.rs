@@ -67,7 +67,7 @@ impl fmt::Display for AddressProblem {
 }
 
 /// A target failed validation; see [`TargetBuilder::build`](super::TargetBuilder::build).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InvalidTarget {
     id: Option<TargetId>,
     reason: Reason,
@@ -142,10 +142,9 @@ impl fmt::Display for InvalidTarget {
     }
 }
 
-impl std::error::Error for InvalidTarget {}
-
 /// Two targets in one set share an id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("duplicate target id `{id}`")]
 pub struct DuplicateTarget {
     id: TargetId,
 }
@@ -161,16 +160,9 @@ impl DuplicateTarget {
     }
 }
 
-impl fmt::Display for DuplicateTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "duplicate target id `{}`", self.id)
-    }
-}
-
-impl std::error::Error for DuplicateTarget {}
-
 /// An operation named a target the group does not have.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown target `{id}`")]
 pub struct UnknownTarget {
     id: TargetId,
 }
@@ -186,27 +178,12 @@ impl UnknownTarget {
     }
 }
 
-impl fmt::Display for UnknownTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown target `{}`", self.id)
-    }
-}
-
-impl std::error::Error for UnknownTarget {}
-
 /// [`TargetGroup::attach`](crate::group::TargetGroup::attach) was called outside a Tokio runtime.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
+#[error("no tokio runtime to run the discovery task on")]
 pub struct NoRuntime {
     _p: (),
 }
-
-impl fmt::Display for NoRuntime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no tokio runtime to run the discovery task on")
-    }
-}
-
-impl std::error::Error for NoRuntime {}
 
 impl NoRuntime {
     pub(crate) fn new() -> Self {
