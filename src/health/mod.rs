@@ -50,12 +50,15 @@
 
 mod check;
 mod checker;
+mod ejection;
 pub mod error;
 mod events;
 #[cfg(feature = "hyper")]
 mod http;
+mod hysteresis;
 mod outlier;
 mod panic;
+mod ramp;
 mod slow_start;
 mod state;
 mod status;

@@ -16,12 +16,12 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::events::{EjectReason, HealthEvent, HealthEventKind, RestoredBy};
+use super::events::{HealthEvent, HealthEventKind};
 use super::{OutlierDetection, PanicMode, PanicThreshold, SlowStart};
 use crate::classify::Outcome;
 use crate::target::{
     AdminState, Entry, HealthView, PanicState, PickSignals, Status, TargetId, TargetObserver,
-    TargetState, WeightRamp,
+    TargetState,
 };
 use crate::util::lock;
 
@@ -38,28 +38,28 @@ pub(crate) struct HealthSettings {
 
 /// Health state shared by a group, its snapshots and its targets' states.
 pub(crate) struct GroupHealth {
-    name: Arc<str>,
-    settings: HealthSettings,
+    pub(super) name: Arc<str>,
+    pub(super) settings: HealthSettings,
     /// Time origin for the per-target timestamps kept in atomics (nanoseconds since).
-    epoch: Instant,
-    members: AtomicI64,
-    in_service: AtomicI64,
-    down: AtomicI64,
-    ejected: AtomicI64,
+    pub(super) epoch: Instant,
+    pub(super) members: AtomicI64,
+    pub(super) in_service: AtomicI64,
+    pub(super) down: AtomicI64,
+    pub(super) ejected: AtomicI64,
     /// Panic mode and the ramping count, read by every pick (see `crate::target::PickSignals`).
-    signals: Arc<PickSignals>,
-    panic_lock: Mutex<()>,
-    panics: AtomicU64,
-    ejections: AtomicU64,
-    eject_lock: Mutex<()>,
+    pub(super) signals: Arc<PickSignals>,
+    pub(super) panic_lock: Mutex<()>,
+    pub(super) panics: AtomicU64,
+    pub(super) ejections: AtomicU64,
+    pub(super) eject_lock: Mutex<()>,
     /// New members wait for their first passing active check.
     pub(crate) wait_first: AtomicBool,
-    events: broadcast::Sender<HealthEvent>,
+    pub(super) events: broadcast::Sender<HealthEvent>,
     /// Bumped on every membership change.
     pub(crate) membership: watch::Sender<u64>,
     /// Bumped on every membership change and every event.
     pub(crate) changes: watch::Sender<u64>,
-    timers: Mutex<Vec<AbortHandle>>,
+    pub(super) timers: Mutex<Vec<AbortHandle>>,
     pub(crate) checker: Mutex<Option<AbortHandle>>,
 }
 
@@ -107,7 +107,7 @@ fn contributions(s: Status) -> [i64; 5] {
     [member, in_service, down, ejected, ramping].map(i64::from)
 }
 
-fn count(a: &AtomicI64) -> usize {
+pub(super) fn count(a: &AtomicI64) -> usize {
     usize::try_from(a.load(Ordering::Acquire)).unwrap_or(0)
 }
 
@@ -317,179 +317,6 @@ impl GroupHealth {
         self.emit(Some(id), kind);
     }
 
-    /// Starts a slow-start ramp for `state`, if the group has slow start.
-    pub(crate) fn start_ramp(&self, state: &TargetState) {
-        if self.settings.slow_start.is_some() {
-            if let Some(h) = TargetHealth::of(state) {
-                h.ramp_since
-                    .store(self.stamp(Instant::now()), Ordering::Release);
-            }
-            state.transition(|s| s | Status::RAMP);
-        }
-    }
-
-    /// The effective weight (in thousandths) of a ramping target of weight `milli / 1000`
-    /// (see [`SlowStart`]); ends the ramp once the window has passed.
-    pub(crate) fn ramped_weight_milli(&self, state: &TargetState, milli: u64, now: Instant) -> u64 {
-        let Some(ss) = &self.settings.slow_start else {
-            return milli;
-        };
-        let since = TargetHealth::of(state).map_or(0, |h| h.ramp_since.load(Ordering::Acquire));
-        let since = self.instant(since);
-        let elapsed = now.saturating_duration_since(since);
-        match ss.factor(elapsed) {
-            Some(f) => ((milli as f64 * f).round() as u64).clamp(1, milli.max(1)),
-            None => {
-                state.transition(|s| s & !Status::RAMP);
-                milli
-            }
-        }
-    }
-
-    // ---- active checks (hysteresis) ----
-
-    /// A passing active check; `passes` is the current run of passes.
-    pub(crate) fn check_passed(&self, id: &TargetId, state: &TargetState, passes: u32, rise: u32) {
-        if state.status().intersects(Status::EJECTED) {
-            self.restore(id, state, RestoredBy::ActiveCheck, None);
-        }
-        let s = state.status();
-        let recovered = if s.intersects(Status::PENDING) {
-            // The first pass admits a target that was waiting for one.
-            state
-                .transition(|s| s & !(Status::PENDING | Status::UNHEALTHY))
-                .0
-                .intersects(Status::PENDING)
-        } else if s.intersects(Status::UNHEALTHY) && passes >= rise {
-            state
-                .transition(|s| s & !Status::UNHEALTHY)
-                .0
-                .intersects(Status::UNHEALTHY)
-        } else {
-            false
-        };
-        if recovered {
-            self.start_ramp(state);
-            self.emit(Some(id), HealthEventKind::Healthy);
-        }
-    }
-
-    /// A failing active check; `fails` is the current run of failures.
-    pub(crate) fn check_failed(
-        &self,
-        id: &TargetId,
-        state: &TargetState,
-        fails: u32,
-        fall: u32,
-        reason: &str,
-    ) {
-        tracing::trace!(group = %self.name, target = %id, reason, "health check failed");
-        if fails >= fall && !state.status().intersects(Status::UNHEALTHY) {
-            let (prev, _) = state.transition(|s| (s | Status::UNHEALTHY) & !Status::PENDING);
-            if !prev.intersects(Status::UNHEALTHY) {
-                self.emit(
-                    Some(id),
-                    HealthEventKind::Unhealthy {
-                        reason: reason.into(),
-                    },
-                );
-            }
-        }
-    }
-
-    // ---- passive outlier detection ----
-
-    /// Ejects `state` unless that would exceed the group's maximum share (or it is alone).
-    pub(crate) fn try_eject(&self, id: &TargetId, state: &Arc<TargetState>, reason: EjectReason) {
-        let Some(cfg) = &self.settings.outlier else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!(group = %self.name, target = %id, "no runtime to time an ejection; not ejecting");
-            return;
-        };
-        let _guard = lock(&self.eject_lock);
-        let s = state.status();
-        if s & (Status::EJECTED | Status::MEMBER) != Status::MEMBER {
-            return;
-        }
-        let allowed = cfg.max_ejected(count(&self.members));
-        if count(&self.ejected) >= allowed {
-            tracing::debug!(group = %self.name, target = %id, allowed, "ejection skipped: the maximum share is already ejected");
-            return;
-        }
-        let Some(h) = TargetHealth::of(state) else {
-            return;
-        };
-        let now = Instant::now();
-        // The multiplier decays by one for every base period spent without an ejection
-        // since the last restore (Envoy decrements it on each quiet interval).
-        let last = h.last_restored.load(Ordering::Acquire);
-        let mut times = h.times_ejected.load(Ordering::Acquire);
-        if last != 0 {
-            let quiet = now.saturating_duration_since(self.instant(last));
-            let periods = quiet.as_nanos() / cfg.base_ejection_time().as_nanos().max(1);
-            times = times.saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
-        }
-        times = times.saturating_add(1);
-        h.times_ejected.store(times, Ordering::Release);
-        let duration = cfg.ejection_time(times);
-        let generation = h.eject_generation.fetch_add(1, Ordering::AcqRel) + 1;
-        state.transition(|s| s | Status::EJECTED);
-        h.reset_counts();
-        self.ejections.fetch_add(1, Ordering::Relaxed);
-        self.emit(
-            Some(id),
-            HealthEventKind::Ejected {
-                duration,
-                times,
-                reason,
-            },
-        );
-        let weak = Arc::downgrade(state);
-        let task = runtime.spawn(async move {
-            tokio::time::sleep(duration).await;
-            if let Some(state) = weak.upgrade() {
-                if let Some(h) = TargetHealth::of(&state) {
-                    h.group
-                        .restore(&h.id, &state, RestoredBy::Timer, Some(generation));
-                }
-            }
-        });
-        let mut timers = lock(&self.timers);
-        timers.retain(|t| !t.is_finished());
-        timers.push(task.abort_handle());
-    }
-
-    /// Lifts an ejection (only the one numbered `generation`, when given).
-    pub(crate) fn restore(
-        &self,
-        id: &TargetId,
-        state: &TargetState,
-        by: RestoredBy,
-        generation: Option<u64>,
-    ) {
-        let _guard = lock(&self.eject_lock);
-        let h = TargetHealth::of(state);
-        let current = h.map_or(0, |h| h.eject_generation.load(Ordering::Acquire));
-        if generation.is_some_and(|g| g != current) {
-            return;
-        }
-        let (prev, _) = state.transition(|s| s & !Status::EJECTED);
-        if !prev.intersects(Status::EJECTED) {
-            return;
-        }
-        if let Some(h) = h {
-            h.last_restored
-                .store(self.stamp(Instant::now()), Ordering::Release);
-            h.reset_counts();
-        }
-        self.emit(Some(id), HealthEventKind::Restored { by });
-        if state.is_routable() {
-            self.start_ramp(state);
-        }
-    }
-
     /// Stops the group's background health work (called when its last handle is dropped).
     pub(crate) fn shutdown(&self) {
         for t in lock(&self.timers).drain(..) {
@@ -501,27 +328,21 @@ impl GroupHealth {
     }
 }
 
-impl WeightRamp for GroupHealth {
-    fn ramped_weight_milli(&self, state: &TargetState, milli: u64, now: Instant) -> u64 {
-        GroupHealth::ramped_weight_milli(self, state, milli, now)
-    }
-}
-
 /// The per-target half: counters for outlier detection, ejection history, ramp start. Attached
 /// to the target's state as its observer (see [`GroupHealth::bind`]).
 #[derive(Debug)]
 pub(crate) struct TargetHealth {
-    group: Arc<GroupHealth>,
-    id: TargetId,
-    consecutive: AtomicU32,
+    pub(super) group: Arc<GroupHealth>,
+    pub(super) id: TargetId,
+    pub(super) consecutive: AtomicU32,
     /// Start of the failure-rate window (a stamp; 0: no window open).
-    window_start: AtomicU64,
-    window_requests: AtomicU32,
-    window_failures: AtomicU32,
-    times_ejected: AtomicU32,
-    last_restored: AtomicU64,
-    eject_generation: AtomicU64,
-    ramp_since: AtomicU64,
+    pub(super) window_start: AtomicU64,
+    pub(super) window_requests: AtomicU32,
+    pub(super) window_failures: AtomicU32,
+    pub(super) times_ejected: AtomicU32,
+    pub(super) last_restored: AtomicU64,
+    pub(super) eject_generation: AtomicU64,
+    pub(super) ramp_since: AtomicU64,
 }
 
 impl TargetObserver for TargetHealth {
@@ -566,69 +387,11 @@ impl TargetHealth {
         self.times_ejected.load(Ordering::Relaxed)
     }
 
-    fn reset_counts(&self) {
+    pub(super) fn reset_counts(&self) {
         self.consecutive.store(0, Ordering::Relaxed);
         self.window_start.store(0, Ordering::Relaxed);
         self.window_requests.store(0, Ordering::Relaxed);
         self.window_failures.store(0, Ordering::Relaxed);
-    }
-
-    /// Passive outlier detection: one finished attempt. A success costs a load or two; only a
-    /// failure may read the clock (for the failure-rate window) or take the ejection lock.
-    #[inline]
-    pub(crate) fn observe(&self, state: &Arc<TargetState>, outcome: Outcome) {
-        let Some(cfg) = &self.group.settings.outlier else {
-            return;
-        };
-        match outcome {
-            Outcome::Success => {
-                if self.consecutive.load(Ordering::Relaxed) != 0 {
-                    self.consecutive.store(0, Ordering::Relaxed);
-                }
-                if cfg.failure_rate().is_some() && self.window_start.load(Ordering::Relaxed) != 0 {
-                    self.window_requests.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Outcome::Failure(_) => self.failed(cfg, state),
-            // Local rejections say nothing about the backend.
-            _ => {}
-        }
-    }
-
-    #[cold]
-    fn failed(&self, cfg: &OutlierDetection, state: &Arc<TargetState>) {
-        if state.status().intersects(Status::EJECTED) {
-            return;
-        }
-        let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut reason = None;
-        if cfg.consecutive_failures() != 0 && n >= cfg.consecutive_failures() {
-            reason = Some(EjectReason::ConsecutiveFailures(n));
-        }
-        if let Some(rate) = cfg.failure_rate() {
-            let now = self.group.stamp(Instant::now());
-            let start = self.window_start.load(Ordering::Acquire);
-            let expired =
-                start == 0 || Duration::from_nanos(now.saturating_sub(start)) > rate.window();
-            let (requests, failures) = if expired {
-                // The window opens with the first failure after the previous one closed.
-                self.window_start.store(now, Ordering::Release);
-                self.window_requests.store(1, Ordering::Relaxed);
-                self.window_failures.store(1, Ordering::Relaxed);
-                (1, 1)
-            } else {
-                (
-                    self.window_requests.fetch_add(1, Ordering::AcqRel) + 1,
-                    self.window_failures.fetch_add(1, Ordering::AcqRel) + 1,
-                )
-            };
-            if reason.is_none() && rate.exceeded(failures, requests) {
-                reason = Some(EjectReason::FailureRate { failures, requests });
-            }
-        }
-        if let Some(reason) = reason {
-            self.group.try_eject(&self.id, state, reason);
-        }
     }
 }
 

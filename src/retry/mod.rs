@@ -56,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backoff;
 mod body;
 pub mod error;
 pub mod future;

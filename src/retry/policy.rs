@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use tower::retry::Policy;
-use tower::retry::backoff::Backoff;
+use tower::retry::backoff::Backoff as _;
 use tower::retry::budget::{Budget, TpsBudget};
 
 use super::ReplayBody;
+pub use super::backoff::Jitter;
+use super::backoff::{BackoffConfig, FullJitter};
 use super::error::InvalidRetryConfig;
 use crate::balance::{AvoidTargets, ServedBy};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
@@ -59,18 +61,6 @@ pub struct RetryStats {
     pub retries: u64,
     /// Retries that were wanted but refused because the budget was empty.
     pub budget_exhausted: u64,
-}
-
-/// How the backoff delay is randomized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Jitter {
-    /// Full jitter: a uniform delay in `[0, min(cap, base × 2ⁿ)]`, from a randomly seeded source.
-    Full,
-    /// Full jitter from a fixed seed (reproducible runs).
-    Seeded(u64),
-    /// No randomness: always wait `min(cap, base × 2ⁿ)` (tests).
-    None,
 }
 
 /// The retry decision for `http` requests: when to retry, how long to wait, and how much.
@@ -139,13 +129,6 @@ struct Config {
     requests: AtomicU64,
     retries: AtomicU64,
     exhausted: AtomicU64,
-}
-
-#[derive(Clone)]
-struct BackoffConfig {
-    base: Duration,
-    cap: Duration,
-    rng: Option<Arc<FastRng>>,
 }
 
 impl fmt::Debug for RetryPolicy {
@@ -380,38 +363,6 @@ fn deposit_batch(percent: f32) -> u64 {
 
 /// Requests per budget deposit when batching (see [`deposit_batch`]).
 const DEPOSIT_BATCH: u64 = 10;
-
-/// Exponential backoff with full jitter, as a tower [`Backoff`] session.
-struct FullJitter {
-    config: BackoffConfig,
-    iterations: u32,
-}
-
-impl FullJitter {
-    fn next_delay(&mut self) -> Duration {
-        let c = &self.config;
-        let exp = c
-            .base
-            .checked_mul(1u32 << self.iterations.min(31))
-            .map_or(c.cap, |d| d.min(c.cap));
-        self.iterations = self.iterations.saturating_add(1);
-        match &c.rng {
-            None => exp,
-            Some(rng) => {
-                let nanos = exp.as_nanos().min(u64::MAX as u128) as u64;
-                Duration::from_nanos(rng.below(nanos.saturating_add(1)))
-            }
-        }
-    }
-}
-
-impl Backoff for FullJitter {
-    type Future = tokio::time::Sleep;
-
-    fn next_backoff(&mut self) -> Self::Future {
-        tokio::time::sleep(self.next_delay())
-    }
-}
 
 /// Configures a [`RetryPolicy`]; every setter has a default (see the policy's docs).
 #[must_use]
