@@ -14,8 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{
-    BoxError, CircuitOpen, ClientError, ClientErrorKind, NoAvailableTarget, Overloaded,
-    RateLimited, find_cause, is_caused_by,
+    BoxError, CircuitOpen, ClientError, ClientErrorKind, RateLimited, find_cause, is_caused_by,
 };
 
 /// The status for an error of this crate (or of tower's timeout): `503` when nothing could
@@ -34,13 +33,11 @@ use crate::error::{
 /// assert_eq!(status_for_error(&std::io::Error::other("reset")), StatusCode::BAD_GATEWAY);
 /// ```
 pub fn status_for_error(err: &(dyn Error + 'static)) -> StatusCode {
-    if is_caused_by::<NoAvailableTarget>(err)
-        || is_caused_by::<CircuitOpen>(err)
-        || is_caused_by::<Overloaded>(err)
-    {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else if is_caused_by::<RateLimited>(err) {
+    if is_caused_by::<RateLimited>(err) {
         StatusCode::TOO_MANY_REQUESTS
+    } else if crate::classify::is_local_rejection(err) {
+        // No available target, an open breaker, overload: the list lives in `classify`.
+        StatusCode::SERVICE_UNAVAILABLE
     } else if let Some(c) = find_cause::<ClientError>(err) {
         match c.kind() {
             ClientErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
