@@ -346,6 +346,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::error::{NoAvailableTarget, Overloaded};
 
     #[test]
     fn every_rejection_maps_to_its_status() {
