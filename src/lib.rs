@@ -86,3 +86,20 @@ pub use crate::target::Target;
 #[cfg(all(doctest, feature = "hyper"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    /// Every `Service::layer` shortcut is callable without a turbofish (this fails to compile
+    /// otherwise).
+    #[test]
+    fn layer_shortcuts_need_no_type_annotation() {
+        use std::time::Duration;
+        let group = crate::TargetGroup::builder("g").build().unwrap();
+        let _ = crate::balance::Balance::layer(group);
+        let _ = crate::timeout::Timeout::layer(Duration::from_secs(1));
+        let _ = crate::retry::Retry::layer(crate::retry::RetryPolicy::default());
+        let _ = crate::http::ErrorResponse::layer();
+        assert!(crate::breaker::CircuitBreaker::layer("b").build().is_ok());
+        let _ = crate::forward::Forward::layer();
+    }
+}

@@ -277,11 +277,6 @@ impl<S: Clone + 'static> Balance<S> {
         self
     }
 
-    /// A [`BalanceLayer`] over `group`.
-    pub fn layer(group: TargetGroup) -> BalanceLayer {
-        BalanceLayer::new(group)
-    }
-
     /// The group this balancer picks from.
     pub fn group(&self) -> &TargetGroup {
         &self.shared.group
@@ -369,6 +364,14 @@ impl<S: Clone + 'static> Balance<S> {
         ResponseFuture::failed(Box::new(NoAvailableTarget::new(
             self.shared.group.name_arc().clone(),
         )))
+    }
+}
+
+/// Constructors that need no type annotation: the wrapped service is not known yet.
+impl Balance<()> {
+    /// A [`BalanceLayer`] over `group`.
+    pub fn layer(group: TargetGroup) -> BalanceLayer {
+        BalanceLayer::new(group)
     }
 }
 

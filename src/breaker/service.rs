@@ -63,11 +63,6 @@ impl<S> CircuitBreaker<S> {
         CircuitBreaker { inner, shared }
     }
 
-    /// A builder for a [`CircuitBreakerLayer`] named `name`.
-    pub fn layer(name: impl Into<Arc<str>>) -> super::CircuitBreakerBuilder {
-        CircuitBreakerLayer::builder(name)
-    }
-
     /// The current state.
     pub fn state(&self) -> BreakerState {
         self.shared.state()
@@ -91,6 +86,14 @@ impl<S> CircuitBreaker<S> {
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+/// Constructors that need no type annotation: the wrapped service is not known yet.
+impl CircuitBreaker<()> {
+    /// A builder for a [`CircuitBreakerLayer`] named `name`.
+    pub fn layer(name: impl Into<Arc<str>>) -> super::CircuitBreakerBuilder {
+        CircuitBreakerLayer::builder(name)
     }
 }
 

@@ -73,11 +73,6 @@ impl<S> Forward<S> {
         Forward { inner, config }
     }
 
-    /// A layer configuring this service.
-    pub fn layer() -> ForwardLayer {
-        ForwardLayer::new()
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -91,6 +86,14 @@ impl<S> Forward<S> {
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+/// Constructors that need no type annotation: the wrapped service is not known yet.
+impl Forward<()> {
+    /// A layer configuring this service.
+    pub fn layer() -> ForwardLayer {
+        ForwardLayer::new()
     }
 }
 

@@ -239,11 +239,6 @@ impl<S> ErrorResponse<S> {
         }
     }
 
-    /// A [`ErrorResponseLayer`].
-    pub fn layer() -> ErrorResponseLayer {
-        ErrorResponseLayer::new()
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -257,6 +252,14 @@ impl<S> ErrorResponse<S> {
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+/// Constructors that need no type annotation: the wrapped service is not known yet.
+impl ErrorResponse<()> {
+    /// A [`ErrorResponseLayer`].
+    pub fn layer() -> ErrorResponseLayer {
+        ErrorResponseLayer::new()
     }
 }
 

@@ -63,11 +63,6 @@ impl<S> Retry<S> {
         }
     }
 
-    /// A [`RetryLayer`] with `policy`.
-    pub fn layer(policy: RetryPolicy) -> RetryLayer {
-        RetryLayer::new(policy)
-    }
-
     /// The policy's counters.
     pub fn stats(&self) -> RetryStats {
         self.policy.stats()
@@ -86,6 +81,14 @@ impl<S> Retry<S> {
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
         self.inner.into_inner()
+    }
+}
+
+/// Constructors that need no type annotation: the wrapped service is not known yet.
+impl Retry<()> {
+    /// A [`RetryLayer`] with `policy`.
+    pub fn layer(policy: RetryPolicy) -> RetryLayer {
+        RetryLayer::new(policy)
     }
 }
 

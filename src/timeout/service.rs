@@ -43,12 +43,6 @@ impl<S> Timeout<S> {
         Timeout { inner, timeout }
     }
 
-    /// A [`TimeoutLayer`] of `timeout`.
-    pub fn layer(timeout: Duration) -> TimeoutLayer {
-        let timeout = crate::util::cap(timeout);
-        TimeoutLayer::new(timeout)
-    }
-
     /// The duration.
     pub fn duration(&self) -> Duration {
         self.timeout
@@ -67,6 +61,15 @@ impl<S> Timeout<S> {
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+/// Constructors that need no type annotation: the wrapped service is not known yet.
+impl Timeout<()> {
+    /// A [`TimeoutLayer`] of `timeout`.
+    pub fn layer(timeout: Duration) -> TimeoutLayer {
+        let timeout = crate::util::cap(timeout);
+        TimeoutLayer::new(timeout)
     }
 }
 
