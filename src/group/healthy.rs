@@ -35,7 +35,8 @@ use crate::target::{Target, TargetId};
 /// use std::time::Duration;
 /// use futures_util::StreamExt;
 /// use tower_lb::discover::{self, Change};
-/// use tower_lb::health::{self, check_fn, ActiveCheck};
+/// use tower_lb::group::healthy_changes;
+/// use tower_lb::health::{check_fn, ActiveCheck};
 /// use tower_lb::target::Target;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower_lb::BoxError> {
@@ -47,7 +48,7 @@ use crate::target::{Target, TargetId};
 /// .wait_for_first_check(true)
 /// .build()?;
 /// let targets = [Target::new("well", "127.0.0.1:1")?, Target::new("sick", "127.0.0.1:2")?];
-/// let mut healthy = health::healthy_changes("api", discover::static_list(targets), check)?;
+/// let mut healthy = healthy_changes("api", discover::static_list(targets), check)?;
 /// let Some(Ok(Change::Insert(t))) = healthy.next().await else { panic!() };
 /// assert_eq!(t.id().as_str(), "well");
 /// # Ok(()) }
@@ -152,10 +153,10 @@ impl HealthyChanges {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use tower_lb::{discover, health::{self, ActiveCheck, TcpCheck}, target::Target};
+    /// # use tower_lb::{discover, group, health::{ActiveCheck, TcpCheck}, target::Target};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
     /// # let check = ActiveCheck::builder(TcpCheck::new()).build()?;
-    /// let changes = health::healthy_changes("api", discover::static_list([Target::new("a", "127.0.0.1:1")?]), check)?;
+    /// let changes = group::healthy_changes("api", discover::static_list([Target::new("a", "127.0.0.1:1")?]), check)?;
     /// let discover = changes.into_discover(|t: &Target| {
     ///     let svc = tower::service_fn(|req: String| async move { Ok::<_, std::convert::Infallible>(req) });
     ///     tower::load::Constant::new(svc, 0)
