@@ -1,3 +1,4 @@
+use super::error::InvalidTableSize;
 use super::{Algorithm, Context, FastRng, Selector, Targets, stable_hash};
 
 /// The default Maglev table size: a prime comfortably above 100 × a few hundred targets.
@@ -35,13 +36,6 @@ pub const MAX_TABLE_SIZE: u32 = 16_777_213;
 pub struct Maglev {
     size: u32,
     seed: u64,
-}
-
-/// The Maglev table size was not a prime in `2..=MAX_TABLE_SIZE`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid maglev table size {size}: must be a prime no larger than {MAX_TABLE_SIZE}")]
-pub struct InvalidTableSize {
-    size: u64,
 }
 
 impl Default for Maglev {

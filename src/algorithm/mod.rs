@@ -65,6 +65,7 @@
 //! # Ok::<(), tower_lb::BoxError>(())
 //! ```
 
+pub mod error;
 mod least_conn;
 mod maglev;
 mod p2c;
@@ -77,12 +78,13 @@ mod smooth;
 mod tests;
 mod turns;
 
+pub use self::error::{InvalidLoadFactor, InvalidTableSize};
 pub use self::least_conn::LeastConnections;
-pub use self::maglev::{DEFAULT_TABLE_SIZE, InvalidTableSize, MAX_TABLE_SIZE, Maglev};
+pub use self::maglev::{DEFAULT_TABLE_SIZE, MAX_TABLE_SIZE, Maglev};
 pub use self::p2c::P2cInFlight;
 pub use self::peak_ewma::P2cPeakEwma;
 pub use self::random::WeightedRandom;
-pub use self::ring::{HashRing, InvalidLoadFactor, MAX_RING_POINTS};
+pub use self::ring::{HashRing, MAX_RING_POINTS};
 pub use self::round_robin::RoundRobin;
 pub use self::smooth::SmoothWeightedRoundRobin;
 pub use crate::target::{Algorithm, Context, LatencyTracker, Selector, Targets};

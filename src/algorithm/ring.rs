@@ -1,6 +1,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::error::InvalidLoadFactor;
 use super::{Algorithm, Context, FastRng, Selector, Targets, stable_hash};
 
 /// The most virtual nodes a ring holds; weights are scaled down (each target keeping at least
@@ -46,13 +47,6 @@ impl Default for HashRing {
     fn default() -> Self {
         HashRing::new()
     }
-}
-
-/// The bounded-load factor was not a finite number of at least 1.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid bounded-load factor {factor}: must be finite and at least 1")]
-pub struct InvalidLoadFactor {
-    factor: f64,
 }
 
 impl HashRing {

@@ -50,6 +50,10 @@ use http::{Extensions, HeaderMap, Method, Request, Uri};
 
 use crate::util::stable_hash;
 
+pub mod error;
+
+pub use self::error::InvalidHeaderName;
+
 /// Request extension: the socket address of the client, set by the server glue (for example
 /// from axum's `ConnectInfo` or hyper's accepted stream). Read by [`Key::client_ip`].
 ///
@@ -230,13 +234,6 @@ impl fmt::Debug for Key {
             .field("seed", &self.seed)
             .finish()
     }
-}
-
-/// A header name given to [`Key::header`] was not a valid header name.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid header name for a request key")]
-pub struct InvalidHeaderName {
-    _p: (),
 }
 
 impl Key {

@@ -18,6 +18,12 @@ type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
 /// [`ClientAddr`](crate::key::ClientAddr) extension, a missing header, a closure that
 /// returns `None`) share one bucket, so a missing key never bypasses a limit.
 ///
+/// Why a type apart from [`Key`]: a [`Key`] decides *placement* and must hash the same in every
+/// process and release (replicas of a proxy must agree where a key lives), so its hash is seeded
+/// and stable; a limit key must not be predictable (a client who can compute it can aim many
+/// keys at one bucket), so it is hashed with a per-process random key, and it groups addresses by
+/// network prefix. [`LimitKey::request_key`] limits by any [`Key`] under those rules.
+///
 /// # Examples
 ///
 /// ```
