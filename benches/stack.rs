@@ -32,6 +32,7 @@ use tower_lb::balance::Balance;
 use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
+use tower_lb::sticky::StickyLayer;
 use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
 
@@ -278,6 +279,123 @@ fn header_allocs(rt: &Runtime) {
     );
 }
 
+// ---- Sticky sessions -----------------------------------------------------------------------
+
+/// What the sticky layer adds per request over `Balance`, every request carrying the same
+/// `Cookie` header (so copying it costs both sides alike): a valid cookie (the hit path: verify
+/// the MAC, set the affinity, no `Set-Cookie`), no sticky cookie (a fresh one is signed and
+/// set), a forged one (rejected, then as without).
+fn sticky_overhead(rt: &Runtime) {
+    let _g = rt.enter();
+    let group = TargetGroup::builder("bench")
+        .target(Target::new("a", "127.0.0.1:1").unwrap())
+        .target(Target::new("b", "127.0.0.1:2").unwrap())
+        .build()
+        .unwrap();
+    let balance = || {
+        Balance::new(group.clone(), |_t: &Target| {
+            service_fn(|_r: Request<Empty<Bytes>>| ready(Ok::<_, BoxError>(ok_rsp())))
+        })
+    };
+    let layer = StickyLayer::cookie("SERVERID")
+        .group(&group)
+        .key([7u8; 32])
+        .build()
+        .unwrap();
+    let token = layer.issue("bench", &"b".into()).unwrap();
+    let headers = |cookie: String| {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::COOKIE, cookie.parse().unwrap());
+        h
+    };
+    let valid = headers(format!("theme=dark; SERVERID={token}"));
+    let forged = headers(format!("theme=dark; SERVERID={}", "A".repeat(50)));
+    let none = headers("theme=dark; lang=en".into());
+
+    async fn drive_with<S>(svc: &mut S, headers: &http::HeaderMap, n: u64) -> Duration
+    where
+        S: Service<Request<Empty<Bytes>>>,
+        S::Error: std::fmt::Debug,
+    {
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut req = Request::new(Empty::new());
+            *req.headers_mut() = headers.clone();
+            let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
+            black_box(rsp);
+        }
+        start.elapsed()
+    }
+    type Run<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+    fn run<'a, S>(rt: &'a Runtime, mut svc: S, headers: &'a http::HeaderMap) -> Run<'a>
+    where
+        S: Service<Request<Empty<Bytes>>> + 'a,
+        S::Error: std::fmt::Debug,
+    {
+        Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, n)))
+    }
+    let mut rows: Vec<(&str, Run<'_>)> = vec![
+        ("balance, cookie header", run(rt, balance(), &valid)),
+        (
+            "balance served_by(true)",
+            run(rt, balance().served_by(true), &valid),
+        ),
+        (
+            "sticky + balance: hit",
+            run(rt, layer.layer(balance()), &valid),
+        ),
+        (
+            "sticky + balance: no cookie",
+            run(rt, layer.layer(balance()), &none),
+        ),
+        (
+            "sticky + balance: forged",
+            run(rt, layer.layer(balance()), &forged),
+        ),
+    ];
+    const N: u64 = 20_000;
+    const ROUNDS: usize = 15;
+    let mut times = vec![Vec::new(); rows.len()];
+    for (_, r) in rows.iter_mut() {
+        r(N);
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, r)) in rows.iter_mut().enumerate() {
+            times[i].push(r(N).as_nanos() as f64 / N as f64);
+        }
+    }
+    let allocs: Vec<f64> = rows
+        .iter_mut()
+        .map(|(_, r)| {
+            let region = Region::new(GLOBAL);
+            r(N);
+            region.change().allocations as f64 / N as f64
+        })
+        .collect();
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    println!(
+        "\n== sticky sessions over Balance (median of {ROUNDS} interleaved rounds × {N} requests, each with a Cookie header)"
+    );
+    println!(
+        "{:<30} {:>9} {:>12} {:>12}",
+        "variant", "ns/req", "vs balance", "allocs/req"
+    );
+    for (i, (name, _)) in rows.iter().enumerate() {
+        println!(
+            "{name:<30} {:>9.1} {:>+12.1} {:>12.2}",
+            medians[i],
+            medians[i] - medians[0],
+            allocs[i]
+        );
+    }
+}
+
 // ---- Retry amplification ---------------------------------------------------------------------
 
 /// Fails request `i` (and all its attempts) when `i % 100 < pct`: a backend that is down for
@@ -465,6 +583,7 @@ fn main() {
     clock_cost(&rt);
     overhead_table(&rt);
     header_allocs(&rt);
+    sticky_overhead(&rt);
     amplification_table();
     c.final_summary();
 }

@@ -6,7 +6,7 @@
 //! choices on load or latency, consistent hashing and Maglev on [request keys](key)),
 //! [discovery](discover) streams, [health] (active checks, outlier detection, panic
 //! threshold, slow start), [retries](retry) with budgets, a circuit [breaker], keyed
-//! [limits](limit), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
+//! [limits](limit), [sticky sessions](sticky), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
 //! and `axum::Router::route_service`.
 //!
 //! ```
@@ -63,6 +63,7 @@ pub mod http;
 pub mod key;
 pub mod limit;
 pub mod retry;
+pub mod sticky;
 pub mod target;
 pub mod timeout;
 
