@@ -61,6 +61,9 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod key;
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub mod lb;
 pub mod limit;
 pub mod retry;
 pub mod sticky;
