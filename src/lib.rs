@@ -42,6 +42,7 @@
 //! - `hyper`: `http::HttpClient`, a pooled hyper-util client to send requests to targets, and
 //!   `health::HttpCheck`, active HTTP health checks.
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
+//! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
 //! - `full`: everything.
 //!
 //! Resilience layers ([`retry`], [`breaker`], [`limit`], [`timeout`]) and how to order them:
@@ -56,6 +57,7 @@ pub mod balance;
 mod body;
 pub mod breaker;
 pub mod classify;
+pub mod client_ip;
 pub mod discover;
 pub mod error;
 pub mod health;

@@ -6,8 +6,8 @@
 //! hashes it once per request (a keyed stable hash of the raw bytes, no allocation) and hands
 //! the hash to the selector through [`Context::key`](crate::algorithm::Context::key).
 //!
-//! A request without the key (no such header, cookie or parameter; no [`ClientAddr`]
-//! extension) gets no key hash: the hashing algorithms then pick as if at random (weighted by
+//! A request without the key (no such header, cookie or parameter; neither a [`ClientIp`]
+//! nor a [`ClientAddr`] extension) gets no key hash: the hashing algorithms then pick as if at random (weighted by
 //! their tables), so it is still served, just not pinned.
 //!
 //! # Examples
@@ -69,6 +69,85 @@ impl ClientAddr {
     /// The client's IP address.
     pub fn ip(&self) -> IpAddr {
         self.0.ip()
+    }
+}
+
+/// Request extension: the client's IP address as resolved through trusted proxies (set by
+/// `client_ip::ClientIpLayer`), with the socket peer it was resolved from and whether that
+/// peer is a trusted proxy.
+///
+/// Client-IP keys ([`Key::client_ip`], `limit::LimitKey::client_ip`), splits and access
+/// control read this first and fall back to the raw [`ClientAddr`] peer: see [`client_ip_of`].
+/// The address is canonical (an IPv4-mapped IPv6 address is stored as IPv4).
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::key::{ClientAddr, ClientIp, client_ip_of};
+///
+/// let peer = "10.0.0.5:40000".parse().unwrap();
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(ClientAddr(peer));
+/// assert_eq!(client_ip_of(req.extensions()), Some("10.0.0.5".parse().unwrap()));
+///
+/// // A resolver found the client behind the trusted proxy 10.0.0.5:
+/// req.extensions_mut().insert(ClientIp::new("203.0.113.9".parse().unwrap(), peer, true));
+/// assert_eq!(client_ip_of(req.extensions()), Some("203.0.113.9".parse().unwrap()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIp {
+    ip: IpAddr,
+    peer: SocketAddr,
+    peer_trusted: bool,
+}
+
+impl ClientIp {
+    /// The client `ip` resolved from `peer`; `peer_trusted` says whether the peer is a trusted
+    /// proxy (whose forwarding headers were read). Both addresses are canonicalized.
+    pub fn new(ip: IpAddr, peer: SocketAddr, peer_trusted: bool) -> Self {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        ClientIp {
+            ip: ip.to_canonical(),
+            peer,
+            peer_trusted,
+        }
+    }
+
+    /// The resolved client address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// The socket peer (the last hop, which connected to us).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether the socket peer is a trusted proxy. Only then may its forwarding headers be
+    /// believed or extended; otherwise they are the client's own words.
+    pub fn peer_trusted(&self) -> bool {
+        self.peer_trusted
+    }
+}
+
+/// The client IP a request is keyed on: the resolved [`ClientIp`] if a resolver ran, else the
+/// socket peer's [`ClientAddr`], canonicalized (IPv4-mapped IPv6 as IPv4); `None` without
+/// either extension.
+///
+/// ```
+/// use tower_lb::key::{ClientAddr, client_ip_of};
+///
+/// let mut req = http::Request::new(());
+/// assert_eq!(client_ip_of(req.extensions()), None);
+/// req.extensions_mut().insert(ClientAddr("[::ffff:192.0.2.1]:80".parse().unwrap()));
+/// assert_eq!(client_ip_of(req.extensions()), Some("192.0.2.1".parse().unwrap()));
+/// ```
+pub fn client_ip_of(extensions: &Extensions) -> Option<IpAddr> {
+    match extensions.get::<ClientIp>() {
+        Some(c) => Some(c.ip),
+        None => extensions
+            .get::<ClientAddr>()
+            .map(|a| a.ip().to_canonical()),
     }
 }
 
@@ -165,7 +244,8 @@ impl Key {
         Key { kind, seed: 0 }
     }
 
-    /// The client's IP address (port excluded) from the [`ClientAddr`] request extension.
+    /// The client's IP address (port excluded): the resolved [`ClientIp`] if present, else the
+    /// [`ClientAddr`] peer (see [`client_ip_of`]).
     ///
     /// ```
     /// use tower_lb::key::{ClientAddr, Key};
@@ -269,16 +349,10 @@ impl Key {
     pub fn hash<B>(&self, req: &Request<B>) -> Option<u64> {
         let h = |bytes: &[u8]| hash_bytes(self.seed, bytes);
         match &self.kind {
-            Kind::ClientIp => {
-                let addr = req.extensions().get::<ClientAddr>()?;
-                Some(match addr.ip() {
-                    IpAddr::V4(ip) => h(&ip.octets()),
-                    IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                        Some(v4) => h(&v4.octets()),
-                        None => h(&ip.octets()),
-                    },
-                })
-            }
+            Kind::ClientIp => Some(match client_ip_of(req.extensions())? {
+                IpAddr::V4(ip) => h(&ip.octets()),
+                IpAddr::V6(ip) => h(&ip.octets()),
+            }),
             Kind::Header(name) => req.headers().get(name).map(|v| h(v.as_bytes())),
             Kind::Cookie(name) => req
                 .headers()
@@ -343,6 +417,28 @@ mod tests {
         assert_eq!(query_value("a=1&b=2", "b"), Some("2"));
         assert_eq!(query_value("a&b=", "a"), Some(""));
         assert_eq!(query_value("ab=1", "a"), None);
+    }
+
+    #[test]
+    fn client_ip_key_prefers_the_resolved_ip() {
+        let k = Key::client_ip();
+        let req = |peer: &str, resolved: Option<&str>| {
+            let mut r = Request::new(());
+            r.extensions_mut().insert(ClientAddr(peer.parse().unwrap()));
+            if let Some(ip) = resolved {
+                let c = ClientIp::new(ip.parse().unwrap(), peer.parse().unwrap(), true);
+                r.extensions_mut().insert(c);
+            }
+            r
+        };
+        let via_proxy = k.hash(&req("10.0.0.1:1", Some("192.0.2.7")));
+        assert_eq!(via_proxy, k.hash(&req("192.0.2.7:5", None)));
+        assert_ne!(via_proxy, k.hash(&req("10.0.0.1:1", None)));
+        // Mapped IPv4 hashes as IPv4.
+        assert_eq!(
+            k.hash(&req("[::ffff:192.0.2.7]:5", None)),
+            k.hash(&req("192.0.2.7:5", None))
+        );
     }
 
     #[test]

@@ -7,14 +7,15 @@ use http::HeaderName;
 use http::Request;
 use siphasher::sip::SipHasher13;
 
-use crate::key::{ClientAddr, Key, RequestHead};
+use crate::key::{Key, RequestHead, client_ip_of};
 
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<u64> + Send + Sync;
 
 /// What a limit counts requests by.
 ///
 /// Keys are hashed with a per-process random key (SipHash), so clients cannot aim collisions.
-/// Requests that have no key (no [`ClientAddr`] extension, a missing header, a closure that
+/// Requests that have no key (neither a resolved [`ClientIp`](crate::key::ClientIp) nor a
+/// [`ClientAddr`](crate::key::ClientAddr) extension, a missing header, a closure that
 /// returns `None`) share one bucket, so a missing key never bypasses a limit.
 ///
 /// # Examples
@@ -75,7 +76,8 @@ impl LimitKey {
         LimitKey::with(Kind::Global)
     }
 
-    /// The client IP from the [`ClientAddr`] extension; IPv4 by full address (/32) and IPv6
+    /// The client IP: the resolved [`ClientIp`](crate::key::ClientIp) extension if present,
+    /// else the [`ClientAddr`](crate::key::ClientAddr) peer; IPv4 by full address (/32) and IPv6
     /// by /64 (one subscriber's usual allocation) unless set otherwise.
     pub fn client_ip() -> Self {
         LimitKey::with(Kind::ClientIp { v4: 32, v6: 64 })
@@ -126,24 +128,15 @@ impl LimitKey {
         match &self.kind {
             // One key for everyone: no hashing needed.
             Kind::Global => return self.seed.0,
-            Kind::ClientIp { v4, v6 } => match req.extensions().get::<ClientAddr>() {
-                Some(a) => match a.ip() {
-                    IpAddr::V4(ip) => {
-                        let bits = u32::from(ip) & mask32(*v4);
-                        h.write_u8(4);
-                        h.write_u32(bits);
-                    }
-                    IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                        Some(ip) => {
-                            h.write_u8(4);
-                            h.write_u32(u32::from(ip) & mask32(*v4));
-                        }
-                        None => {
-                            h.write_u8(6);
-                            h.write_u128(u128::from(ip) & mask128(*v6));
-                        }
-                    },
-                },
+            Kind::ClientIp { v4, v6 } => match client_ip_of(req.extensions()) {
+                Some(IpAddr::V4(ip)) => {
+                    h.write_u8(4);
+                    h.write_u32(u32::from(ip) & mask32(*v4));
+                }
+                Some(IpAddr::V6(ip)) => {
+                    h.write_u8(6);
+                    h.write_u128(u128::from(ip) & mask128(*v6));
+                }
                 None => h.write_u8(NO_KEY),
             },
             Kind::Header(name) => match req.headers().get(name) {
@@ -191,6 +184,7 @@ fn mask128(bits: u8) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::{ClientAddr, ClientIp};
 
     fn parts_from(addr: &str) -> Request<()> {
         let mut req = http::Request::new(());
@@ -228,6 +222,22 @@ mod tests {
             k.key_of(&parts_from("[::ffff:10.0.0.1]:1")),
             k.key_of(&parts_from("10.0.0.1:1"))
         );
+    }
+
+    #[test]
+    fn resolved_client_ip_wins_over_the_peer() {
+        let k = LimitKey::client_ip();
+        let mut behind_proxy = parts_from("10.0.0.1:1");
+        behind_proxy.extensions_mut().insert(ClientIp::new(
+            "192.0.2.7".parse().unwrap(),
+            "10.0.0.1:1".parse().unwrap(),
+            true,
+        ));
+        assert_eq!(
+            k.key_of(&behind_proxy),
+            k.key_of(&parts_from("192.0.2.7:9"))
+        );
+        assert_ne!(k.key_of(&behind_proxy), k.key_of(&parts_from("10.0.0.1:1")));
     }
 
     #[test]
