@@ -11,7 +11,7 @@
 //! `docs/resilience.md` explains, over the pooled HTTP client:
 //!
 //! ```text
-//! ErrorResponse → Sticky → RateLimit → Timeout (overall) → Retry → CircuitBreaker
+//! ErrorResponse → ClientIp → Sticky → RateLimit → Timeout (overall) → Retry → CircuitBreaker
 //!   → Timeout (attempt) → Balance → HttpClient
 //! ```
 //!

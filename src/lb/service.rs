@@ -20,6 +20,7 @@ use crate::algorithm::{Algorithm, Selector, Targets};
 use crate::balance::Balance;
 use crate::balance::body::TrackedBody;
 use crate::breaker::{BreakerState, CircuitBreaker, CircuitBreakerLayer};
+use crate::client_ip::{ClientIpLayer, ClientIpResolver, ClientIpService, TrustedProxies};
 use crate::error::BoxError;
 use crate::health::{HealthEvents, HealthSummary, OutlierDetection};
 use crate::http::{ErrorResponse, ErrorResponseLayer, HttpClient, SetTarget};
@@ -45,7 +46,8 @@ type Limited<B> = Either<crate::limit::RateLimit<Overall<B>>, Overall<B>>;
 #[cfg(not(feature = "governor"))]
 type Limited<B> = Overall<B>;
 type Stuck<B> = Either<Sticky<Limited<B>>, Limited<B>>;
-type Stack<B> = ErrorResponse<Stuck<B>>;
+type Ip<B> = Either<ClientIpService<Stuck<B>>, Stuck<B>>;
+type Stack<B> = ErrorResponse<Ip<B>>;
 
 fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
     match layer {
@@ -311,6 +313,7 @@ pub struct LoadBalancerBuilder {
     #[cfg(feature = "governor")]
     rate_limit: Option<super::RateLimit>,
     sticky: Option<StickySession>,
+    trusted_proxies: Option<TrustedProxies>,
 }
 
 impl fmt::Debug for LoadBalancerBuilder {
@@ -398,6 +401,17 @@ impl LoadBalancerBuilder {
         self
     }
 
+    /// The proxies whose `X-Forwarded-For` / `Forwarded` name the client (default none: the
+    /// client is the socket peer); see [`crate::client_ip`].
+    ///
+    /// The client address is set on each request (from axum's `ConnectInfo` with feature
+    /// `axum`, or a [`ClientAddr`](crate::key::ClientAddr) extension) when a rate limit is
+    /// configured or this is called; otherwise no request pays for it.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = Some(proxies);
+        self
+    }
+
     /// Sticky sessions (off by default); see [`StickySession`].
     pub fn with_sticky_session(mut self, sticky: StickySession) -> Self {
         self.sticky = Some(sticky);
@@ -464,7 +478,16 @@ impl LoadBalancerBuilder {
         #[cfg(not(feature = "governor"))]
         let limited = overall;
         let stuck = either(sticky.clone(), limited);
-        let stack = ErrorResponseLayer::new().layer(stuck);
+        #[cfg(feature = "governor")]
+        let needs_ip = self.rate_limit.is_some() || self.trusted_proxies.is_some();
+        #[cfg(not(feature = "governor"))]
+        let needs_ip = self.trusted_proxies.is_some();
+        let ip = needs_ip.then(|| {
+            ClientIpLayer::new(ClientIpResolver::new(
+                self.trusted_proxies.unwrap_or_else(TrustedProxies::none),
+            ))
+        });
+        let stack = ErrorResponseLayer::new().layer(either(ip, stuck));
         Ok(LoadBalancer {
             stack,
             shared: Arc::new(Shared {
