@@ -45,6 +45,10 @@
 //! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
 //! - `full`: everything.
 //!
+//! The short path: `lb::LoadBalancer` (feature `hyper`) builds the whole stack from one builder
+//! in the vocabulary of nginx and HAProxy configurations, and `lb::Registry` keeps load
+//! balancers by name.
+//!
 //! Resilience layers ([`retry`], [`breaker`], [`limit`], [`timeout`]) and how to order them:
 //! `docs/resilience.md` in the repository.
 //!
