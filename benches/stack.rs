@@ -28,8 +28,10 @@ use tower::retry::Policy;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::BoxError;
-use tower_lb::balance::Balance;
+use tower_lb::balance::{Balance, BalanceLayer};
 use tower_lb::breaker::CircuitBreakerLayer;
+use tower_lb::http::ErrorResponseLayer;
+use tower_lb::lb::{CircuitBreaker as LbBreaker, LoadBalancer};
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::sticky::StickyLayer;
@@ -279,11 +281,80 @@ fn header_allocs(rt: &Runtime) {
     );
 }
 
-// ---- Sticky sessions -----------------------------------------------------------------------
+// ---- Sticky sessions and the facade ----------------------------------------------------------
+
+async fn drive_with<S>(svc: &mut S, headers: &http::HeaderMap, n: u64) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut req = Request::new(Empty::new());
+        *req.headers_mut() = headers.clone();
+        let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
+        black_box(rsp);
+    }
+    start.elapsed()
+}
+
+type Run<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+fn run<'a, S>(rt: &'a Runtime, mut svc: S, headers: &'a http::HeaderMap) -> Run<'a>
+where
+    S: Service<Request<Empty<Bytes>>> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, n)))
+}
+
+/// Runs the rows in interleaved rounds and prints medians against the first row.
+fn interleaved_table(title: &str, mut rows: Vec<(&str, Run<'_>)>) {
+    const N: u64 = 20_000;
+    const ROUNDS: usize = 15;
+    let mut times = vec![Vec::new(); rows.len()];
+    for (_, r) in rows.iter_mut() {
+        r(N);
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, r)) in rows.iter_mut().enumerate() {
+            times[i].push(r(N).as_nanos() as f64 / N as f64);
+        }
+    }
+    let allocs: Vec<f64> = rows
+        .iter_mut()
+        .map(|(_, r)| {
+            let region = Region::new(GLOBAL);
+            r(N);
+            region.change().allocations as f64 / N as f64
+        })
+        .collect();
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    println!("\n== {title} (median of {ROUNDS} interleaved rounds × {N} requests)");
+    println!(
+        "{:<36} {:>9} {:>12} {:>8} {:>12}",
+        "variant", "ns/req", "vs first", "ratio", "allocs/req"
+    );
+    for (i, (name, _)) in rows.iter().enumerate() {
+        println!(
+            "{name:<36} {:>9.1} {:>+12.1} {:>8.3} {:>12.2}",
+            medians[i],
+            medians[i] - medians[0],
+            medians[i] / medians[0],
+            allocs[i]
+        );
+    }
+}
 
 /// What the sticky layer adds per request over `Balance`, every request carrying the same
 /// `Cookie` header (so copying it costs both sides alike): a valid cookie (the hit path: verify
-/// the MAC, set the affinity, no `Set-Cookie`), no sticky cookie (a fresh one is signed and
+/// the token, set the affinity, no `Set-Cookie`), no sticky cookie (a fresh one is signed and
 /// set), a forged one (rejected, then as without).
 fn sticky_overhead(rt: &Runtime) {
     let _g = rt.enter();
@@ -311,89 +382,96 @@ fn sticky_overhead(rt: &Runtime) {
     let valid = headers(format!("theme=dark; SERVERID={token}"));
     let forged = headers(format!("theme=dark; SERVERID={}", "A".repeat(50)));
     let none = headers("theme=dark; lang=en".into());
+    interleaved_table(
+        "sticky sessions over Balance, every request with a Cookie header",
+        vec![
+            ("balance, cookie header", run(rt, balance(), &valid)),
+            (
+                "balance served_by(true)",
+                run(rt, balance().served_by(true), &valid),
+            ),
+            (
+                "sticky + balance: hit",
+                run(rt, layer.layer(balance()), &valid),
+            ),
+            (
+                "sticky + balance: no cookie",
+                run(rt, layer.layer(balance()), &none),
+            ),
+            (
+                "sticky + balance: forged",
+                run(rt, layer.layer(balance()), &forged),
+            ),
+        ],
+    );
+}
 
-    async fn drive_with<S>(svc: &mut S, headers: &http::HeaderMap, n: u64) -> Duration
-    where
-        S: Service<Request<Empty<Bytes>>>,
-        S::Error: std::fmt::Debug,
-    {
-        let start = Instant::now();
-        for _ in 0..n {
-            let mut req = Request::new(Empty::new());
-            *req.headers_mut() = headers.clone();
-            let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
-            black_box(rsp);
-        }
-        start.elapsed()
+/// The `LoadBalancer` facade against the same layers composed by hand, over the same stub
+/// client: what the facade itself adds.
+fn facade_overhead(rt: &Runtime) {
+    let _g = rt.enter();
+    fn client() -> impl Service<
+        Request<ReplayBody<Empty<Bytes>>>,
+        Response = Rsp,
+        Error = BoxError,
+        Future = Ready<Result<Rsp, BoxError>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static {
+        service_fn(|_r: Request<ReplayBody<Empty<Bytes>>>| ready(Ok::<_, BoxError>(ok_rsp())))
     }
-    type Run<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
-    fn run<'a, S>(rt: &'a Runtime, mut svc: S, headers: &'a http::HeaderMap) -> Run<'a>
-    where
-        S: Service<Request<Empty<Bytes>>> + 'a,
-        S::Error: std::fmt::Debug,
-    {
-        Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, n)))
-    }
-    let mut rows: Vec<(&str, Run<'_>)> = vec![
-        ("balance, cookie header", run(rt, balance(), &valid)),
-        (
-            "balance served_by(true)",
-            run(rt, balance().served_by(true), &valid),
-        ),
-        (
-            "sticky + balance: hit",
-            run(rt, layer.layer(balance()), &valid),
-        ),
-        (
-            "sticky + balance: no cookie",
-            run(rt, layer.layer(balance()), &none),
-        ),
-        (
-            "sticky + balance: forged",
-            run(rt, layer.layer(balance()), &forged),
-        ),
-    ];
-    const N: u64 = 20_000;
-    const ROUNDS: usize = 15;
-    let mut times = vec![Vec::new(); rows.len()];
-    for (_, r) in rows.iter_mut() {
-        r(N);
-    }
-    for _ in 0..ROUNDS {
-        for (i, (_, r)) in rows.iter_mut().enumerate() {
-            times[i].push(r(N).as_nanos() as f64 / N as f64);
-        }
-    }
-    let allocs: Vec<f64> = rows
-        .iter_mut()
-        .map(|(_, r)| {
-            let region = Region::new(GLOBAL);
-            r(N);
-            region.change().allocations as f64 / N as f64
-        })
-        .collect();
-    let medians: Vec<f64> = times
-        .iter_mut()
-        .map(|t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect();
-    println!(
-        "\n== sticky sessions over Balance (median of {ROUNDS} interleaved rounds × {N} requests, each with a Cookie header)"
+    let group = |name: &str| {
+        TargetGroup::builder(name)
+            .target(Target::new("a", "127.0.0.1:1").unwrap())
+            .build()
+            .unwrap()
+    };
+    let minimal_facade = LoadBalancer::builder()
+        .with_name("m")
+        .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+        .build_with_client::<Empty<Bytes>, _>(client())
+        .unwrap();
+    let minimal_hand = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(BalanceLayer::new(group("m")))
+        .service(client());
+    let full_facade = LoadBalancer::builder()
+        .with_name("f")
+        .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+        .with_circuit_breaker(LbBreaker::new())
+        .with_timeout(Duration::from_secs(10))
+        .with_attempt_timeout(Duration::from_secs(5))
+        .build_with_client::<Empty<Bytes>, _>(client())
+        .unwrap();
+    let full_hand = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(TimeoutLayer::new(Duration::from_secs(10)))
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(CircuitBreakerLayer::new("f"))
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
+        .layer(BalanceLayer::new(group("f")))
+        .service(client());
+    let no_headers = http::HeaderMap::new();
+    interleaved_table(
+        "LoadBalancer facade vs the same layers by hand",
+        vec![
+            (
+                "by hand: error+retry+balance",
+                run(rt, minimal_hand, &no_headers),
+            ),
+            ("facade: defaults", run(rt, minimal_facade, &no_headers)),
+            (
+                "by hand: +breaker+2 timeouts",
+                run(rt, full_hand, &no_headers),
+            ),
+            (
+                "facade: +breaker+2 timeouts",
+                run(rt, full_facade, &no_headers),
+            ),
+        ],
     );
-    println!(
-        "{:<30} {:>9} {:>12} {:>12}",
-        "variant", "ns/req", "vs balance", "allocs/req"
-    );
-    for (i, (name, _)) in rows.iter().enumerate() {
-        println!(
-            "{name:<30} {:>9.1} {:>+12.1} {:>12.2}",
-            medians[i],
-            medians[i] - medians[0],
-            allocs[i]
-        );
-    }
 }
 
 // ---- Retry amplification ---------------------------------------------------------------------
@@ -584,6 +662,7 @@ fn main() {
     overhead_table(&rt);
     header_allocs(&rt);
     sticky_overhead(&rt);
+    facade_overhead(&rt);
     amplification_table();
     c.final_summary();
 }

@@ -61,11 +61,15 @@ async fn backend(name: &'static str, down: Arc<AtomicBool>) -> std::io::Result<S
 }
 
 async fn text(response: Response<ResponseBody>) -> Result<String, BoxError> {
-    Ok(String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?)
+    Ok(String::from_utf8(
+        response.into_body().collect().await?.to_bytes().to_vec(),
+    )?)
 }
 
 fn request(path: &str) -> Request<Body> {
-    let mut req = Request::get(path).body(Body::empty()).expect("valid request");
+    let mut req = Request::get(path)
+        .body(Body::empty())
+        .expect("valid request");
     // What the server glue records (axum's `ConnectInfo` does it for you): the client's address.
     req.extensions_mut()
         .insert(ClientAddr("198.51.100.7:50000".parse().expect("address")));
@@ -131,7 +135,11 @@ async fn main() -> Result<(), BoxError> {
     // Route request
     for _ in 0..4 {
         let response = lb.route(request("/users")).await?;
-        println!("route /users -> {} from {}", response.status(), text(response).await?);
+        println!(
+            "route /users -> {} from {}",
+            response.status(),
+            text(response).await?
+        );
     }
 
     // Update targets
@@ -140,7 +148,11 @@ async fn main() -> Result<(), BoxError> {
     println!("added api-3, removed api-1");
     for _ in 0..4 {
         let response = lb.route(request("/users")).await?;
-        println!("route /users -> {} from {}", response.status(), text(response).await?);
+        println!(
+            "route /users -> {} from {}",
+            response.status(),
+            text(response).await?
+        );
     }
 
     // A backend starts failing its health checks: the event is printed as it happens, and
@@ -150,7 +162,11 @@ async fn main() -> Result<(), BoxError> {
     tokio::time::sleep(Duration::from_millis(600)).await;
     for _ in 0..3 {
         let response = lb.route(request("/users")).await?;
-        println!("route /users -> {} from {}", response.status(), text(response).await?);
+        println!(
+            "route /users -> {} from {}",
+            response.status(),
+            text(response).await?
+        );
     }
     api2_down.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -171,7 +187,10 @@ async fn main() -> Result<(), BoxError> {
     lb_manager.register(v2.clone())?;
     let first = v2.route(request("/api/v2/cart")).await?;
     let cookie = first.headers()[header::SET_COOKIE].to_str()?.to_string();
-    println!("api-v2 first response from {}; Set-Cookie: {cookie}", text(first).await?);
+    println!(
+        "api-v2 first response from {}; Set-Cookie: {cookie}",
+        text(first).await?
+    );
     let pair = cookie.split(';').next().unwrap_or_default().to_string();
     for _ in 0..3 {
         let mut req = request("/api/v2/cart");

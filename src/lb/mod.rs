@@ -72,5 +72,6 @@ pub use self::config::{CircuitBreaker, HealthCheck, StickySession};
 pub use self::error::{InvalidLoadBalancer, NameTaken, TargetExists, UnknownLoadBalancer};
 pub use self::registry::Registry;
 pub use self::service::{
-    LoadBalancer, LoadBalancerBuilder, LoadBalancerStats, ResponseBody, ResponseFuture,
+    DefaultClient, LoadBalancer, LoadBalancerBuilder, LoadBalancerStats, ResponseBody,
+    ResponseFuture,
 };

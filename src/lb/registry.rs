@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use super::LoadBalancer;
 use super::error::{NameTaken, UnknownLoadBalancer};
+use super::service::DefaultClient;
 
 /// Named [`LoadBalancer`]s, for an admin endpoint or a config loader: cheap to clone (one
 /// `Arc`), every clone sees the same set.
@@ -26,11 +27,11 @@ use super::error::{NameTaken, UnknownLoadBalancer};
 /// assert!(registry.get("web-lb").is_none());
 /// # Ok(()) }
 /// ```
-pub struct Registry<B> {
-    inner: Arc<RwLock<BTreeMap<String, LoadBalancer<B>>>>,
+pub struct Registry<B, C = DefaultClient<B>> {
+    inner: Arc<RwLock<BTreeMap<String, LoadBalancer<B, C>>>>,
 }
 
-impl<B> Clone for Registry<B> {
+impl<B, C> Clone for Registry<B, C> {
     fn clone(&self) -> Self {
         Registry {
             inner: self.inner.clone(),
@@ -38,7 +39,7 @@ impl<B> Clone for Registry<B> {
     }
 }
 
-impl<B> Default for Registry<B> {
+impl<B, C> Default for Registry<B, C> {
     fn default() -> Self {
         Registry {
             inner: Arc::default(),
@@ -46,22 +47,30 @@ impl<B> Default for Registry<B> {
     }
 }
 
-impl<B> fmt::Debug for Registry<B> {
+impl<B, C> fmt::Debug for Registry<B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
-            .field("names", &self.list())
+            .field(
+                "names",
+                &self
+                    .inner
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
-impl<B> Registry<B> {
+impl<B, C: Clone> Registry<B, C> {
     /// An empty registry.
     pub fn new() -> Self {
         Registry::default()
     }
 
     /// Adds `lb` under its name; fails if the name is taken (the registered one stays).
-    pub fn register(&self, lb: LoadBalancer<B>) -> Result<(), NameTaken> {
+    pub fn register(&self, lb: LoadBalancer<B, C>) -> Result<(), NameTaken> {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if map.contains_key(lb.name()) {
             return Err(NameTaken::new(lb.name()));
@@ -71,7 +80,7 @@ impl<B> Registry<B> {
     }
 
     /// The load balancer named `name` (a clone sharing everything with the registered one).
-    pub fn get(&self, name: &str) -> Option<LoadBalancer<B>> {
+    pub fn get(&self, name: &str) -> Option<LoadBalancer<B, C>> {
         let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
         map.get(name).cloned()
     }

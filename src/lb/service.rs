@@ -1,13 +1,14 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::util::Either;
@@ -17,8 +18,8 @@ use tower_service::Service;
 use super::config::{CircuitBreaker as BreakerConfig, HealthCheck, StickySession};
 use super::error::{InvalidLoadBalancer, TargetExists};
 use crate::algorithm::{Algorithm, Selector, Targets};
-use crate::balance::Balance;
 use crate::balance::body::TrackedBody;
+use crate::balance::{Balance, BalanceLayer};
 use crate::breaker::{BreakerState, CircuitBreaker, CircuitBreakerLayer};
 use crate::client_ip::{ClientIpLayer, ClientIpResolver, ClientIpService, TrustedProxies};
 use crate::error::BoxError;
@@ -33,21 +34,23 @@ use crate::timeout::{Timeout, TimeoutLayer};
 /// The body of a [`LoadBalancer`]'s responses: the target's body, or a short error body.
 pub type ResponseBody = crate::http::ResponseBody<TrackedBody<hyper::body::Incoming>>;
 
-// The stack, innermost first, in the order of docs/resilience.md. Optional layers are
-// `Either`s, so the type is one whatever is configured.
-type Client<B> = SetTarget<HttpClient<ReplayBody<B>>>;
-type Bal<B> = Balance<Client<B>>;
-type Attempt<B> = Either<Timeout<Bal<B>>, Bal<B>>;
-type Broken<B> = Either<CircuitBreaker<Attempt<B>>, Attempt<B>>;
-type Retried<B> = Retry<Broken<B>>;
-type Overall<B> = Either<Timeout<Retried<B>>, Retried<B>>;
+// The stack, innermost first, in the order of docs/resilience.md, over the client `C`.
+// Optional layers are `Either`s, so the type is one whatever is configured.
+type Bal<C> = Balance<SetTarget<C>>;
+type Attempt<C> = Either<Timeout<Bal<C>>, Bal<C>>;
+type Broken<C> = Either<CircuitBreaker<Attempt<C>>, Attempt<C>>;
+type Retried<C> = Retry<Broken<C>>;
+type Overall<C> = Either<Timeout<Retried<C>>, Retried<C>>;
 #[cfg(feature = "governor")]
-type Limited<B> = Either<crate::limit::RateLimit<Overall<B>>, Overall<B>>;
+type Limited<C> = Either<crate::limit::RateLimit<Overall<C>>, Overall<C>>;
 #[cfg(not(feature = "governor"))]
-type Limited<B> = Overall<B>;
-type Stuck<B> = Either<Sticky<Limited<B>>, Limited<B>>;
-type Ip<B> = Either<ClientIpService<Stuck<B>>, Stuck<B>>;
-type Stack<B> = ErrorResponse<Ip<B>>;
+type Limited<C> = Overall<C>;
+type Stuck<C> = Either<Sticky<Limited<C>>, Limited<C>>;
+type Ip<C> = Either<ClientIpService<Stuck<C>>, Stuck<C>>;
+type Stack<C> = ErrorResponse<Ip<C>>;
+
+/// The pooled HTTP client a [`LoadBalancer`] sends requests with by default.
+pub type DefaultClient<B> = HttpClient<ReplayBody<B>>;
 
 fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
     match layer {
@@ -88,9 +91,10 @@ fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
 /// assert_eq!(lb.stats().targets().len(), 2);
 /// # Ok(()) }
 /// ```
-pub struct LoadBalancer<B> {
-    stack: Stack<B>,
+pub struct LoadBalancer<B, C = DefaultClient<B>> {
+    stack: Stack<C>,
     shared: Arc<Shared>,
+    _body: PhantomData<fn(B)>,
 }
 
 struct Shared {
@@ -101,16 +105,17 @@ struct Shared {
     sticky: Option<StickyLayer>,
 }
 
-impl<B> Clone for LoadBalancer<B> {
+impl<B, C: Clone> Clone for LoadBalancer<B, C> {
     fn clone(&self) -> Self {
         LoadBalancer {
             stack: self.stack.clone(),
             shared: self.shared.clone(),
+            _body: PhantomData,
         }
     }
 }
 
-impl<B> fmt::Debug for LoadBalancer<B> {
+impl<B, C> fmt::Debug for LoadBalancer<B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadBalancer")
             .field("name", &self.shared.name)
@@ -130,7 +135,7 @@ impl LoadBalancer<()> {
     }
 }
 
-impl<B> LoadBalancer<B> {
+impl<B, C> LoadBalancer<B, C> {
     /// The load balancer's name (also its group's).
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -186,13 +191,14 @@ impl<B> LoadBalancer<B> {
     }
 }
 
-impl<B> LoadBalancer<B>
+impl<B, C> LoadBalancer<B, C>
 where
-    Stack<B>: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible> + Clone,
+    C: Clone,
+    Stack<C>: Service<Request<B>, Error = Infallible>,
 {
     /// Sends one request through the whole stack; errors come back as responses (`502`,
     /// `503`, `504`, `429`).
-    pub fn route(&self, request: Request<B>) -> ResponseFuture<B> {
+    pub fn route(&self, request: Request<B>) -> ResponseFuture<B, C> {
         // Every layer of the stack is always ready.
         let mut stack = self.stack.clone();
         ResponseFuture {
@@ -201,19 +207,19 @@ where
     }
 }
 
-impl<B> Service<Request<B>> for LoadBalancer<B>
+impl<B, C> Service<Request<B>> for LoadBalancer<B, C>
 where
-    Stack<B>: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    Stack<C>: Service<Request<B>, Error = Infallible>,
 {
-    type Response = Response<ResponseBody>;
+    type Response = <Stack<C> as Service<Request<B>>>::Response;
     type Error = Infallible;
-    type Future = ResponseFuture<B>;
+    type Future = ResponseFuture<B, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.stack.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> ResponseFuture<B> {
+    fn call(&mut self, request: Request<B>) -> ResponseFuture<B, C> {
         ResponseFuture {
             inner: self.stack.call(request),
         }
@@ -222,29 +228,29 @@ where
 
 pin_project! {
     /// The response future of a [`LoadBalancer`].
-    pub struct ResponseFuture<B>
+    pub struct ResponseFuture<B, C>
     where
-        Stack<B>: Service<Request<B>>,
+        Stack<C>: Service<Request<B>>,
     {
         #[pin]
-        inner: <Stack<B> as Service<Request<B>>>::Future,
+        inner: <Stack<C> as Service<Request<B>>>::Future,
     }
 }
 
-impl<B> fmt::Debug for ResponseFuture<B>
+impl<B, C> fmt::Debug for ResponseFuture<B, C>
 where
-    Stack<B>: Service<Request<B>>,
+    Stack<C>: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<B> Future for ResponseFuture<B>
+impl<B, C> Future for ResponseFuture<B, C>
 where
-    Stack<B>: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    Stack<C>: Service<Request<B>, Error = Infallible>,
 {
-    type Output = Result<Response<ResponseBody>, Infallible>;
+    type Output = Result<<Stack<C> as Service<Request<B>>>::Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)
@@ -418,11 +424,47 @@ impl LoadBalancerBuilder {
         self
     }
 
-    /// Checks every setting and composes the stack, for request bodies of type `B`.
+    /// Checks every setting and composes the stack over the pooled HTTP client, for request
+    /// bodies of type `B`.
     pub fn build<B>(self) -> Result<LoadBalancer<B>, InvalidLoadBalancer>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
+    {
+        self.build_with_client(HttpClient::new())
+    }
+
+    /// As [`build`](Self::build), over `client` instead of the pooled HTTP client: a service
+    /// over `Request<ReplayBody<B>>` that sends each request to the URI it is given (each
+    /// target's copy is wrapped in [`SetTarget`]), such as a client with other settings or a
+    /// test double.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, ServiceExt};
+    /// use tower_lb::lb::LoadBalancer;
+    /// use tower_lb::retry::ReplayBody;
+    /// use tower_lb::target::Target;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// // Answers with the URI it was asked to fetch.
+    /// let client = service_fn(|req: Request<ReplayBody<String>>| async move {
+    ///     Ok::<_, Infallible>(Response::new(req.uri().to_string()))
+    /// });
+    /// let lb = LoadBalancer::builder()
+    ///     .with_target(Target::new("a", "127.0.0.1:8080")?)
+    ///     .build_with_client::<String, _>(client)?;
+    /// let rsp = lb.oneshot(Request::get("/x").body(String::new())?).await?;
+    /// assert_eq!(rsp.status(), 200);
+    /// # Ok(()) }
+    /// ```
+    pub fn build_with_client<B, C>(
+        self,
+        client: C,
+    ) -> Result<LoadBalancer<B, C>, InvalidLoadBalancer>
+    where
+        C: Clone + Send + Sync + 'static,
     {
         let name: Arc<str> = Arc::from(self.name.as_deref().unwrap_or("default"));
         let mut group = TargetGroup::builder(&*name).targets(self.targets);
@@ -459,7 +501,7 @@ impl LoadBalancerBuilder {
         };
         let retry = RetryLayer::new(self.retry.unwrap_or_default());
 
-        let balance = Balance::with_maker(group.clone(), HttpClient::<ReplayBody<B>>::new());
+        let balance = BalanceLayer::new(group.clone()).layer(client);
         let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
         let broken = either(breaker.clone(), attempt);
         let retried = retry.layer(broken);
@@ -497,6 +539,7 @@ impl LoadBalancerBuilder {
                 retry,
                 sticky,
             }),
+            _body: PhantomData,
         })
     }
 }
