@@ -67,6 +67,15 @@ impl Keyed {
         tag
     }
 
+    /// A secret for another use, derived from this key: `HMAC(key, "key" | label)`, a domain
+    /// of its own (tags start with `tid`, MACs with `mac`).
+    pub(crate) fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"key");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, signed: &[u8]) -> HmacSha256 {
         let mut mac = self.mac.clone();
         mac.update(b"mac");

@@ -119,10 +119,10 @@ const VERIFIED_SLOTS: usize = 1024;
 
 impl Verified {
     fn new(signing: &Keyed) -> Verified {
-        let k = signing.tag("", "verified-token cache");
+        let k = signing.derive(b"verified-token cache");
         let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
         Verified {
-            key: (word(&k[..8]), word(&k[4..12])),
+            key: (word(&k[..8]), word(&k[8..16])),
             slots: (0..VERIFIED_SLOTS)
                 .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
                 .collect(),

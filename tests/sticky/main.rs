@@ -360,6 +360,8 @@ async fn forged_tampered_and_foreign_cookies_are_ignored() {
     let gw = gateway(&s.group, layer.clone()).await;
     let bravo = bravo_cookie(&s, &gw).await;
     let token = &bravo["SERVERID=".len()..];
+    // Verified once, so the forgeries below meet the verified-token cache too.
+    assert_eq!(gw.send(Some(&bravo)).await.body, "bravo");
     let before = s.hits();
 
     let mut forged: Vec<String> = Vec::new();
