@@ -780,4 +780,24 @@ async fn balance_honours_an_affinity_only_for_its_group_and_not_against_avoid() 
     );
     let avoided = send(Affinity::in_group(GROUP, charlie()), Some("charlie")).await;
     assert_eq!(avoided, balanced);
+
+    // A backup serves only while no primary can: an affinity to it is left to the pick.
+    let with_backup = TargetGroup::builder(GROUP)
+        .algorithm(FirstAvailable)
+        .target(Target::new("alpha", "127.0.0.1:9").unwrap())
+        .target(
+            Target::builder("zulu", "127.0.0.1:9")
+                .backup(true)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let balance = stubs(&with_backup, Arc::new(AtomicBool::new(false)));
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(Affinity::in_group(GROUP, "zulu".into()));
+    let rsp = balance.oneshot(req).await.unwrap();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"alpha");
 }
