@@ -474,6 +474,85 @@ fn facade_overhead(rt: &Runtime) {
     );
 }
 
+/// The facade against the same layers by hand over loopback HTTP (the pooled client, one hyper
+/// backend): what the facade's cost is next to a network hop. Each response body is read, so
+/// connections are reused.
+fn facade_over_http(rt: &Runtime) {
+    use http_body_util::{BodyExt, Full};
+    let _g = rt.enter();
+    let addr = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_r: Request<hyper::body::Incoming>| {
+                        ready(Ok::<_, Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    });
+    let target = || Target::new("a", addr).unwrap();
+    let facade = LoadBalancer::builder()
+        .with_name("h")
+        .with_target(target())
+        .build::<Empty<Bytes>>()
+        .unwrap();
+    let group = TargetGroup::builder("h").target(target()).build().unwrap();
+    let hand = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(BalanceLayer::new(group))
+        .service(tower_lb::http::HttpClient::<ReplayBody<Empty<Bytes>>>::new());
+
+    async fn drive_http<S, RB>(svc: &mut S, n: u64) -> Duration
+    where
+        S: Service<Request<Empty<Bytes>>, Response = Response<RB>>,
+        S::Error: std::fmt::Debug,
+        RB: http_body::Body,
+        RB::Error: std::fmt::Debug,
+    {
+        let start = Instant::now();
+        for _ in 0..n {
+            let req = Request::get("/").body(Empty::new()).unwrap();
+            let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
+            black_box(rsp.into_body().collect().await.unwrap());
+        }
+        start.elapsed()
+    }
+    const N: u64 = 2_000;
+    const ROUNDS: usize = 9;
+    let (mut hand, mut facade) = (hand, facade);
+    let mut times = [Vec::new(), Vec::new()];
+    rt.block_on(drive_http(&mut hand, N));
+    rt.block_on(drive_http(&mut facade, N));
+    for _ in 0..ROUNDS {
+        times[0].push(rt.block_on(drive_http(&mut hand, N)).as_nanos() as f64 / N as f64);
+        times[1].push(rt.block_on(drive_http(&mut facade, N)).as_nanos() as f64 / N as f64);
+    }
+    let median = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let (h, f) = (median(&mut times[0]), median(&mut times[1]));
+    println!(
+        "\n== LoadBalancer facade over loopback HTTP (median of {ROUNDS} interleaved rounds × {N} requests)"
+    );
+    println!("by hand: error+retry+balance+HttpClient {h:>10.0} ns/req");
+    println!(
+        "facade, defaults                         {f:>10.0} ns/req  ({:+.0} ns, ratio {:.3})",
+        f - h,
+        f / h
+    );
+}
+
 // ---- Retry amplification ---------------------------------------------------------------------
 
 /// Fails request `i` (and all its attempts) when `i % 100 < pct`: a backend that is down for
@@ -663,6 +742,7 @@ fn main() {
     header_allocs(&rt);
     sticky_overhead(&rt);
     facade_overhead(&rt);
+    facade_over_http(&rt);
     amplification_table();
     c.final_summary();
 }

@@ -19,6 +19,10 @@
 //! `axum::Router` as is; [`route`](LoadBalancer::route) sends one request by hand. A
 //! [`Registry`] keeps load balancers by name for an admin endpoint.
 //!
+//! Not yet here: the seeds' traffic rules (`set_rules`, routing a path or a header to a
+//! subset of the targets, weighted canary splits). Until the facade grows them, put one
+//! `LoadBalancer` per destination behind your router.
+//!
 //! # Examples
 //!
 //! ```
