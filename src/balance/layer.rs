@@ -80,7 +80,7 @@ impl BalanceLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
     /// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:8080")?).build()?;
-    /// let client = service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// let client = service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
     /// let svc = BalanceLayer::new(group).served_by(true).layer(client);
     /// let rsp = svc.oneshot(Request::new(())).await?;
     /// assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().target().as_str(), "a");
