@@ -85,3 +85,77 @@ impl Error for ConnectFailed {
         Some(&*self.source)
     }
 }
+
+/// Why a request is the client's fault, not the target's (see [`ClientError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientErrorKind {
+    /// The client's request body failed or ended before its declared length (an upload
+    /// aborted mid-body).
+    BodyAborted,
+    /// The request cannot be sent as given (a scheme the target does not speak, a missing or
+    /// invalid authority, a head the HTTP encoder refuses).
+    InvalidRequest,
+    /// The request's body is larger than allowed.
+    BodyTooLarge,
+    /// The request's header section is larger than allowed.
+    HeadersTooLarge,
+}
+
+/// An attempt failed because of the request, not the target: it never counts against a
+/// target (outlier detection, breaker, latency penalty, failure counters) and is never
+/// retried. Classified as [`Outcome::Client`](crate::classify::Outcome::Client) and answered
+/// with a `400`, `413` or `431` by [`error_response`](crate::http::error_response).
+///
+/// Produced by `HttpClient` (feature `hyper`); wrap your own client's request-side errors in
+/// it to get the same treatment.
+///
+/// ```
+/// use tower_lb::error::{find_cause, ClientError, ClientErrorKind};
+///
+/// let err = ClientError::new(ClientErrorKind::BodyAborted, std::io::Error::other("reset by peer"));
+/// assert_eq!(err.to_string(), "request body aborted by the client");
+/// assert_eq!(find_cause::<ClientError>(&err).unwrap().kind(), ClientErrorKind::BodyAborted);
+/// ```
+#[derive(Debug)]
+pub struct ClientError {
+    kind: ClientErrorKind,
+    source: Option<BoxError>,
+}
+
+impl ClientError {
+    /// A client fault of this kind, caused by `source`.
+    pub fn new(kind: ClientErrorKind, source: impl Into<BoxError>) -> Self {
+        ClientError {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// A client fault of this kind with no underlying error.
+    pub fn from_kind(kind: ClientErrorKind) -> Self {
+        ClientError { kind, source: None }
+    }
+
+    /// What was wrong with the request.
+    pub fn kind(&self) -> ClientErrorKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            ClientErrorKind::BodyAborted => "request body aborted by the client",
+            ClientErrorKind::InvalidRequest => "request cannot be sent as given",
+            ClientErrorKind::BodyTooLarge => "request body too large",
+            ClientErrorKind::HeadersTooLarge => "request headers too large",
+        })
+    }
+}
+
+impl Error for ClientError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}

@@ -75,6 +75,7 @@ pub mod retry;
 pub mod sticky;
 pub mod target;
 pub mod timeout;
+mod util;
 
 pub use crate::error::BoxError;
 

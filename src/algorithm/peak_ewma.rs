@@ -53,6 +53,7 @@ impl P2cPeakEwma {
 
     /// The time constant with which the estimate forgets old samples (default 10 s).
     pub fn decay(mut self, decay: Duration) -> Self {
+        let decay = crate::util::cap(decay);
         let old = self.tracker.clone();
         self.tracker = old.with_decay(decay);
         self
@@ -60,6 +61,7 @@ impl P2cPeakEwma {
 
     /// The latency assumed for a target not measured yet (default 30 ms).
     pub fn default_rtt(mut self, rtt: Duration) -> Self {
+        let rtt = crate::util::cap(rtt);
         self.tracker = self.tracker.default_rtt(rtt);
         self
     }
@@ -67,12 +69,14 @@ impl P2cPeakEwma {
     /// Failure-aware: errors, `5xx` and `429` count as at least `penalty`, and `Retry-After`
     /// holds the penalty (capped, see [`retry_after_cap`](Self::retry_after_cap)).
     pub fn failure_penalty(mut self, penalty: Duration) -> Self {
+        let penalty = crate::util::cap(penalty);
         self.tracker = self.tracker.failure_penalty(penalty);
         self
     }
 
     /// The longest `Retry-After` honoured (default 30 s).
     pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+        let cap = crate::util::cap(cap);
         self.tracker = self.tracker.retry_after_cap(cap);
         self
     }

@@ -1,4 +1,4 @@
-use super::turns::Turns;
+use super::turns::{BuildOffsets, Turns};
 use super::{Algorithm, Context, Selector, Targets};
 
 /// Plain round robin: each target in turn, weights ignored.
@@ -6,10 +6,14 @@ use super::{Algorithm, Context, Selector, Targets};
 /// Unavailable targets are skipped (the next one in order takes the turn).
 ///
 /// Turns are counted per thread, not in one counter for the whole process: each thread goes
-/// through the targets in order (0, 1, 2, … from the group's build or last change), as each
+/// through the targets in order, as each
 /// nginx worker and each Envoy worker thread does, and over time every target gets its share
 /// from every thread. One shared counter would move its cache line between cores on every
 /// pick, which costs more than the whole pick as soon as two threads balance at once.
+///
+/// The first build starts at the first target; each rebuild (a membership change) starts at a
+/// spread offset, so under discovery churn the first picks after each change do not all go to
+/// the first target. From there a thread keeps strict order.
 ///
 /// # Examples
 ///
@@ -22,20 +26,22 @@ use super::{Algorithm, Context, Selector, Targets};
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct RoundRobin {
-    _p: (),
+    offsets: BuildOffsets,
 }
 
 impl RoundRobin {
     /// Round robin.
     pub fn new() -> Self {
-        RoundRobin { _p: () }
+        RoundRobin {
+            offsets: BuildOffsets::default(),
+        }
     }
 }
 
 impl Algorithm for RoundRobin {
     fn build(&self, _targets: &Targets<'_>) -> Box<dyn Selector> {
         Box::new(RoundRobinSelector {
-            turns: Turns::default(),
+            turns: Turns::starting_at(self.offsets.next()),
         })
     }
 }

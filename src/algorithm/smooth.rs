@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::turns::Turns;
+use super::turns::{BuildOffsets, Turns};
 use super::{Algorithm, Context, Selector, Targets};
 
 /// The longest weighted cycle kept; larger weight sums are scaled down to fit (proportions are
@@ -21,7 +21,9 @@ const MAX_SKIPS: usize = 64;
 /// The whole cycle is laid out once per membership change, so a pick is one atomic increment
 /// and one table read. Each thread walks the cycle on a counter of its own (as nginx workers
 /// do; one shared counter would bounce between cores on every pick), so one thread sees the
-/// exact sequence and several threads each keep exact shares per cycle. A pick that lands on an unavailable target's slot moves on to the next
+/// exact sequence and several threads each keep exact shares per cycle. Each rebuild (a
+/// membership change) starts the cycle at a spread offset, so churn does not hand every first
+/// pick to the same target; any `Σ weights` consecutive picks still hold exact shares. A pick that lands on an unavailable target's slot moves on to the next
 /// slot, so the targets that are available keep exact proportions among themselves. Very large
 /// sets (targets × cycle above about 8 million) are laid out by stride scheduling, which keeps
 /// the exact per-cycle counts with a slightly different interleaving.
@@ -48,13 +50,15 @@ const MAX_SKIPS: usize = 64;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SmoothWeightedRoundRobin {
-    _p: (),
+    offsets: BuildOffsets,
 }
 
 impl SmoothWeightedRoundRobin {
     /// Smooth weighted round robin.
     pub fn new() -> Self {
-        SmoothWeightedRoundRobin { _p: () }
+        SmoothWeightedRoundRobin {
+            offsets: BuildOffsets::default(),
+        }
     }
 }
 
@@ -63,7 +67,7 @@ impl Algorithm for SmoothWeightedRoundRobin {
         let weights: Vec<u32> = targets.iter().map(|t| t.weight()).collect();
         Box::new(SmoothSelector {
             cycle: cycle(&weights).into_boxed_slice(),
-            turns: Turns::default(),
+            turns: Turns::starting_at(self.offsets.next()),
             credits: weights.iter().map(|_| AtomicU64::new(0)).collect(),
         })
     }

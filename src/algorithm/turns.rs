@@ -62,6 +62,27 @@ pub(crate) fn stripe() -> usize {
     })
 }
 
+/// Where the selectors an algorithm builds start their turns: the first build at 0, each
+/// later one (a membership change) at a well-mixed offset (splitmix64 of the build number), so
+/// under discovery churn the first picks after each change spread over every target instead of
+/// all going to the first one. Deterministic per algorithm value; no global state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BuildOffsets {
+    builds: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl BuildOffsets {
+    /// The offset for the next build.
+    pub(crate) fn next(&self) -> usize {
+        let k = self.builds.fetch_add(1, Ordering::Relaxed);
+        let mut z = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        // Half the range: a counter has room for 2^63 turns before it wraps.
+        ((z ^ (z >> 31)) >> 1) as usize
+    }
+}
+
 /// A selector's turn counters.
 #[derive(Debug, Default)]
 pub(crate) struct Turns {
@@ -69,6 +90,14 @@ pub(crate) struct Turns {
 }
 
 impl Turns {
+    /// Counters that all start at `offset`: each thread's turns run `offset`, `offset + 1`, …
+    /// so any `len` consecutive turns still cover a cycle of `len` exactly once.
+    pub(crate) fn starting_at(offset: usize) -> Self {
+        Turns {
+            counters: Box::new(std::array::from_fn(|_| Padded(AtomicUsize::new(offset)))),
+        }
+    }
+
     /// The calling thread's next turn (0, 1, 2, … on a counter of its own).
     #[inline]
     pub(crate) fn next(&self) -> usize {
@@ -95,5 +124,18 @@ mod tests {
         assert!(other < STRIPES);
         let turns = Turns::default();
         assert_eq!((turns.next(), turns.next(), turns.peek()), (0, 1, 2));
+        let turns = Turns::starting_at(7);
+        assert_eq!((turns.next(), turns.next(), turns.peek()), (7, 8, 9));
+    }
+
+    #[test]
+    fn builds_start_spread() {
+        let offsets = BuildOffsets::default();
+        assert_eq!(offsets.next(), 0, "the first build starts at 0");
+        let mut counts = [0u32; 3];
+        for _ in 0..999 {
+            counts[offsets.next() % 3] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 250), "{counts:?}");
     }
 }

@@ -174,6 +174,12 @@ impl InFlight {
         }
     }
 
+    /// Stops timing the attempt without feeding its latency.
+    #[inline]
+    pub(crate) fn untime(&mut self) {
+        self.started = None;
+    }
+
     /// Whether the attempt is being timed.
     #[inline]
     pub(crate) fn is_timed(&self) -> bool {
@@ -184,10 +190,14 @@ impl InFlight {
 impl Drop for InFlight {
     #[inline]
     fn drop(&mut self) {
-        // Dropped while still timed: cancelled (e.g. by a timeout) before any answer. It took
-        // at least this long, which a latency estimate must not miss.
-        if let Some(started) = self.started.take() {
-            self.feed_latency(started, true, false, None);
+        // Dropped before any answer, by a deadline (this crate's timeout layer, wherever it
+        // sits): a timeout of this target, and it took at least this long, which a latency
+        // estimate must not miss. Dropped because the caller went away: nothing.
+        if self.outcome.is_none() && crate::classify::dropped_for_deadline() {
+            self.outcome = Some(Outcome::Failure(FailureKind::Timeout));
+            if let Some(started) = self.started.take() {
+                self.feed_latency(started, true, false, None);
+            }
         }
         let t = &*self.table;
         let Some(e) = t.entries.get(self.index) else {

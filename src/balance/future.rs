@@ -212,8 +212,13 @@ fn fail(guard: &mut Option<InFlight>, tagging: Tagging, e: BoxError) -> BoxError
     let Some(mut g) = guard.take() else {
         return e;
     };
-    g.observe_latency(true, true, None);
     let outcome = g.classify_error(&*e);
+    if outcome.is_neutral() {
+        // The request's fault (or a local refusal): no latency penalty for the target.
+        g.untime();
+    } else {
+        g.observe_latency(true, true, None);
+    }
     g.observe(outcome);
     // Name the target, so a retry can avoid it.
     match g.served_by().filter(|_| tagging != Tagging::Never) {

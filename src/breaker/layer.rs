@@ -156,12 +156,14 @@ impl CircuitBreakerBuilder {
 
     /// The sliding window the rate is measured over, in 10 buckets (default 60 s).
     pub fn window(mut self, window: Duration) -> Self {
+        let window = crate::util::cap(window);
         self.window = window;
         self
     }
 
     /// How long the circuit stays open before probing (default 30 s).
     pub fn open_for(mut self, d: Duration) -> Self {
+        let d = crate::util::cap(d);
         self.open_for = d;
         self
     }

@@ -268,7 +268,7 @@ impl Shared {
 
     /// Records the outcome of an admitted request.
     fn record(&self, word: u64, probe: bool, outcome: Option<Outcome>) {
-        if !probe && outcome.is_none_or(|o| o == Outcome::Rejected) {
+        if !probe && outcome.is_none_or(|o| o.is_neutral()) {
             // Nothing to count, nothing to hand back.
             return;
         }
@@ -450,7 +450,15 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if !self.done && self.probe {
+        if self.done {
+            return;
+        }
+        // Cut off by a deadline: a timeout of what is behind the breaker. Dropped because the
+        // caller went away: nothing (a probe's permit is simply free again).
+        if crate::classify::dropped_for_deadline() {
+            let timeout = Outcome::Failure(crate::classify::FailureKind::Timeout);
+            self.shared.record(self.word, self.probe, Some(timeout));
+        } else if self.probe {
             self.shared.record(self.word, true, None);
         }
     }

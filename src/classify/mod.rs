@@ -27,7 +27,7 @@ use std::fmt;
 use http::StatusCode;
 
 use crate::balance::error::NoAvailableTarget;
-use crate::error::{ConnectFailed, is_caused_by};
+use crate::error::{ClientError, ConnectFailed, is_caused_by};
 
 /// What one attempt says about the backend that handled it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +40,22 @@ pub enum Outcome {
     /// Refused locally (rate limit, open breaker, overload, no target): says nothing about any
     /// backend and must not count for or against one.
     Rejected,
+    /// The request was at fault (its body aborted, it could not be sent as given; see
+    /// [`ClientError`]): says nothing about the backend, never counts against it and is never
+    /// retried.
+    Client,
 }
 
 impl Outcome {
     /// Whether this is a backend failure.
     pub fn is_failure(&self) -> bool {
         matches!(self, Outcome::Failure(_))
+    }
+
+    /// Whether this attempt says nothing about its backend ([`Rejected`](Outcome::Rejected) or
+    /// [`Client`](Outcome::Client)).
+    pub fn is_neutral(&self) -> bool {
+        matches!(self, Outcome::Rejected | Outcome::Client)
     }
 }
 
@@ -74,7 +84,8 @@ pub trait Classify: fmt::Debug + Send + Sync + 'static {
 }
 
 /// The default classification: `5xx` (and optionally other statuses) fail, connection errors
-/// and timeouts fail, local rejections are [`Outcome::Rejected`], anything else is a success.
+/// and timeouts fail, local rejections are [`Outcome::Rejected`], request-side faults
+/// ([`ClientError`]) are [`Outcome::Client`], any other error is a failure.
 #[derive(Debug, Clone)]
 pub struct DefaultClassifier {
     fail_429: bool,
@@ -112,6 +123,8 @@ impl Classify for DefaultClassifier {
     fn classify_error(&self, err: &(dyn Error + 'static)) -> Outcome {
         if is_local_rejection(err) {
             Outcome::Rejected
+        } else if is_caused_by::<ClientError>(err) {
+            Outcome::Client
         } else if is_caused_by::<ConnectFailed>(err) {
             Outcome::Failure(FailureKind::Connect)
         } else if is_caused_by::<tower::timeout::error::Elapsed>(err) {
@@ -130,6 +143,35 @@ pub fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
         || is_caused_by::<crate::breaker::error::CircuitOpen>(err)
         || is_caused_by::<crate::limit::error::RateLimited>(err)
         || is_caused_by::<crate::limit::error::Overloaded>(err)
+}
+
+thread_local! {
+    static DEADLINE_DROP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `drop_it` (which drops an attempt's future) marking whatever is dropped inside as
+/// cancelled by a deadline: an attempt that ends this way is a timeout of its target, while an
+/// attempt dropped any other way (the caller went away) says nothing about it.
+///
+/// Used by this crate's timeout layer; a drop is synchronous, so a thread-local flag set
+/// around it reaches exactly the attempts nested in the dropped future, wherever they sit.
+pub(crate) fn drop_for_deadline<R>(drop_it: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let prev = self.0;
+            let _ = DEADLINE_DROP.try_with(|f| f.set(prev));
+        }
+    }
+    let prev = DEADLINE_DROP.try_with(|f| f.replace(true)).unwrap_or(false);
+    let _reset = Reset(prev);
+    drop_it()
+}
+
+/// Whether the attempt being dropped now is cancelled by a deadline (see [`drop_for_deadline`]).
+#[inline]
+pub(crate) fn dropped_for_deadline() -> bool {
+    DEADLINE_DROP.try_with(|f| f.get()).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -166,5 +208,16 @@ mod tests {
             c.classify_error(&std::io::Error::other("reset")),
             Outcome::Failure(FailureKind::Other)
         );
+        let client =
+            crate::error::ClientError::from_kind(crate::error::ClientErrorKind::BodyAborted);
+        assert_eq!(c.classify_error(&client), Outcome::Client);
+        assert!(!Outcome::Client.is_failure() && Outcome::Client.is_neutral());
+    }
+
+    #[test]
+    fn deadline_flag_is_scoped() {
+        assert!(!dropped_for_deadline());
+        assert!(drop_for_deadline(dropped_for_deadline));
+        assert!(!dropped_for_deadline());
     }
 }

@@ -210,11 +210,13 @@ pub struct ActiveCheckBuilder {
 impl ActiveCheckBuilder {
     /// Time between two checks of one target (default 2 s).
     pub fn interval(mut self, d: Duration) -> Self {
+        let d = crate::util::cap(d);
         self.cfg.interval = d;
         self
     }
     /// How long one check may take before it counts as failed (default 1 s).
     pub fn timeout(mut self, d: Duration) -> Self {
+        let d = crate::util::cap(d);
         self.cfg.timeout = d;
         self
     }

@@ -19,7 +19,8 @@ impl TargetGroupBuilder {
         self
     }
 
-    /// Sets the panic threshold (default 50%, fail open); see [`PanicThreshold`].
+    /// Sets the panic threshold (default: panic only when no target is available, fail open);
+    /// see [`PanicThreshold`].
     pub fn panic_threshold(mut self, panic: PanicThreshold) -> Self {
         self.health.panic = panic;
         self

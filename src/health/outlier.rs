@@ -150,6 +150,7 @@ impl OutlierDetectionBuilder {
     /// Also eject when at least `percent`% of the requests in a `window` failed, once the
     /// window saw at least `min_requests` requests.
     pub fn failure_rate(mut self, percent: u32, window: Duration, min_requests: u32) -> Self {
+        let window = crate::util::cap(window);
         self.cfg.rate = Some(FailureRate {
             percent,
             window,
@@ -160,12 +161,14 @@ impl OutlierDetectionBuilder {
 
     /// The first ejection's length (default 30 s); the n-th lasts n times as long.
     pub fn base_ejection_time(mut self, d: Duration) -> Self {
+        let d = crate::util::cap(d);
         self.cfg.base = d;
         self
     }
 
     /// The cap on an ejection's length (default 300 s).
     pub fn max_ejection_time(mut self, d: Duration) -> Self {
+        let d = crate::util::cap(d);
         self.cfg.max = d;
         self
     }

@@ -2,14 +2,19 @@ use super::InvalidHealthConfig;
 
 /// What a group does when too few of its targets are healthy: the panic threshold.
 ///
-/// When fewer than `percent`% of the targets in service (members that are neither disabled,
-/// draining nor waiting for their first check) are healthy and not ejected, the group is in
-/// panic. Health checks can be wrong too (a broken health endpoint, a network partition between
-/// the balancer and the checks), and sending everything to the few survivors can take them down
-/// as well; so by default a group in panic [fails open](PanicMode::FailOpen): picks ignore
-/// observed health and spread over all targets in service, as Envoy does. With
+/// By default a group is in panic only when **none** of its targets in service (members that
+/// are neither disabled, draining nor waiting for their first check) is healthy and not
+/// ejected: with active checks on, traffic goes only to healthy targets, which is what users
+/// of nginx (`max_fails`) and HAProxy (`check`) expect. Health checks can be wrong too (a
+/// broken health endpoint, a network partition between the balancer and the checks), so a
+/// group with no healthy target at all [fails open](PanicMode::FailOpen): picks ignore observed
+/// health and spread over all targets in service rather than refusing everything. With
 /// [`PanicMode::FailFast`] a group in panic refuses every request at once with
 /// [`NoAvailableTarget`](crate::balance::error::NoAvailableTarget) instead.
+///
+/// Envoy's behaviour, panic as soon as fewer than 50% of the targets are healthy (sending the
+/// survivors' share to the unhealthy ones too, so a partial outage does not overload the
+/// rest), is one call away: [`PanicThreshold::new(50)`](PanicThreshold::new).
 ///
 /// Admin state is honoured in panic mode too: disabled and draining targets never get traffic.
 /// Entering and leaving panic is logged (`warn!`/`info!`), sent as a
@@ -17,7 +22,8 @@ use super::InvalidHealthConfig;
 /// [`HealthSummary::panics`](super::HealthSummary::panics). The state is recomputed when a
 /// target's health changes, never per pick: a pick pays one atomic load.
 ///
-/// Default: 50%, fail open (Envoy's `healthy_panic_threshold`).
+/// Default: panic only when no target is available, fail open. Earlier builds defaulted to
+/// Envoy's 50%, which sent traffic to failing targets while half the group was still healthy.
 ///
 /// # Examples
 ///
@@ -32,7 +38,8 @@ use super::InvalidHealthConfig;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PanicThreshold {
-    percent: u32,
+    /// `None`: panic only when no target is available.
+    percent: Option<u32>,
     mode: PanicMode,
 }
 
@@ -49,10 +56,7 @@ pub enum PanicMode {
 
 impl Default for PanicThreshold {
     fn default() -> Self {
-        PanicThreshold {
-            percent: 50,
-            mode: PanicMode::FailOpen,
-        }
+        PanicThreshold::none_available()
     }
 }
 
@@ -67,15 +71,24 @@ impl PanicThreshold {
             ));
         }
         Ok(PanicThreshold {
-            percent,
+            percent: Some(percent),
             mode: PanicMode::FailOpen,
         })
+    }
+
+    /// Panic only when no target in service is available (the default): healthy targets take
+    /// all the traffic while there is at least one.
+    pub fn none_available() -> Self {
+        PanicThreshold {
+            percent: None,
+            mode: PanicMode::FailOpen,
+        }
     }
 
     /// Never panic: unhealthy targets are always skipped, even if that leaves none.
     pub fn disabled() -> Self {
         PanicThreshold {
-            percent: 0,
+            percent: Some(0),
             mode: PanicMode::FailOpen,
         }
     }
@@ -92,13 +105,44 @@ impl PanicThreshold {
         self
     }
 
-    /// The threshold in percent.
-    pub fn percent(&self) -> u32 {
+    /// The threshold in percent (`None`: panic only when no target is available, the
+    /// default).
+    pub fn percent(&self) -> Option<u32> {
         self.percent
+    }
+
+    /// Whether a group with `available` of `total` targets in service available is in panic.
+    pub(crate) fn is_panic(&self, available: usize, total: usize) -> bool {
+        total > 0
+            && match self.percent {
+                None => available == 0,
+                Some(p) => available.saturating_mul(100) < (p as usize).saturating_mul(total),
+            }
     }
 
     /// What a group in panic does.
     pub fn mode(&self) -> PanicMode {
         self.mode
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_panics_only_when_none_is_available() {
+        let d = PanicThreshold::default();
+        assert_eq!(d.percent(), None);
+        assert!(!d.is_panic(1, 100) && d.is_panic(0, 100) && !d.is_panic(0, 0));
+        let envoy = PanicThreshold::new(50).unwrap();
+        assert!(!envoy.is_panic(2, 4) && envoy.is_panic(1, 4));
+        let off = PanicThreshold::disabled();
+        assert!(!off.is_panic(0, 4));
+        assert!(
+            !PanicThreshold::new(100)
+                .unwrap()
+                .is_panic(usize::MAX, usize::MAX)
+        );
     }
 }

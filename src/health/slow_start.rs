@@ -39,6 +39,7 @@ pub struct SlowStart {
 impl SlowStart {
     /// A ramp over `window` with the default aggression and floor.
     pub fn builder(window: Duration) -> SlowStartBuilder {
+        let window = crate::util::cap(window);
         SlowStartBuilder {
             cfg: SlowStart {
                 window,

@@ -227,8 +227,7 @@ impl GroupHealth {
         let total = count(&self.in_service);
         let down = count(&self.down).min(total);
         let available = total - down;
-        let threshold = self.settings.panic.percent() as usize;
-        let panic = total > 0 && available * 100 < threshold * total;
+        let panic = self.settings.panic.is_panic(available, total);
         let next = match (panic, self.settings.panic.mode()) {
             (false, _) => NORMAL,
             (true, PanicMode::FailFast) => FAIL_FAST,
@@ -636,18 +635,23 @@ mod tests {
         assert_eq!(h.panic_state(), PanicState::Normal);
         state(&g, "t0").transition(|s| s | UNHEALTHY);
         state(&g, "t1").transition(|s| s | UNHEALTHY);
+        state(&g, "t2").transition(|s| s | EJECTED);
         assert_eq!(
             h.panic_state(),
             PanicState::Normal,
-            "2 of 4 is not below 50%"
+            "by default, 1 of 4 available is no panic"
         );
-        state(&g, "t2").transition(|s| s | EJECTED);
+        state(&g, "t3").transition(|s| s | UNHEALTHY);
+        assert_eq!(h.panic_state(), PanicState::FailOpen, "none available");
+        state(&g, "t3").transition(|s| s & !UNHEALTHY);
+        assert_eq!(h.panic_state(), PanicState::Normal, "one is back");
+        state(&g, "t3").transition(|s| s | UNHEALTHY);
         assert_eq!(h.panic_state(), PanicState::FailOpen);
         // Removing the sick targets ends the panic: 1 of 1 available.
-        g.replace([Target::new("t3", "127.0.0.1:1").unwrap()])
+        g.replace([Target::new("t9", "127.0.0.1:1").unwrap()])
             .unwrap();
         assert_eq!(h.panic_state(), PanicState::Normal);
-        assert_eq!(g.health_summary().panics, 1);
+        assert_eq!(g.health_summary().panics, 2);
     }
 
     #[test]

@@ -14,7 +14,11 @@ use tower_service::Service;
 
 use super::SetTarget;
 use crate::balance::MakeTarget;
-use crate::error::{BoxError, ConnectFailed};
+use crate::error::{BoxError, ClientError, ClientErrorKind, ConnectFailed};
+
+/// How long an idle pooled connection is kept by default: below the 5 s keep-alive of Node.js
+/// and Apache httpd, the shortest among common servers.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 use crate::target::Target;
 
 /// A pooled HTTP/1 client (hyper-util) for sending requests to targets.
@@ -74,8 +78,8 @@ where
     B: Body + Send + 'static,
     B::Data: Send,
 {
-    /// A client with the default settings: connect timeout 5 s, idle connections kept 90 s,
-    /// `TCP_NODELAY` on.
+    /// A client with the default settings: connect timeout 5 s, idle connections kept 4 s
+    /// (see [`HttpClientBuilder::pool_idle_timeout`]), `TCP_NODELAY` on.
     pub fn new() -> Self {
         Self::builder().build()
     }
@@ -84,7 +88,7 @@ where
     pub fn builder() -> HttpClientBuilder {
         HttpClientBuilder {
             connect_timeout: Some(Duration::from_secs(5)),
-            pool_idle_timeout: Some(Duration::from_secs(90)),
+            pool_idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             pool_max_idle_per_host: usize::MAX,
             preserve_host: false,
         }
@@ -105,12 +109,19 @@ impl HttpClientBuilder {
     /// How long a connection attempt may take (`None`: no limit). A connect failure happens
     /// before anything is sent, so it is always safe to retry.
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        let timeout = timeout.map(crate::util::cap);
         self.connect_timeout = timeout;
         self
     }
 
-    /// How long an idle pooled connection is kept (`None`: forever).
+    /// How long an idle pooled connection is kept (`None`: forever; default 4 s).
+    ///
+    /// The default is below the keep-alive timeout of common servers (Node.js and Apache
+    /// httpd close idle connections after 5 s, nginx after 75 s): a connection the server is
+    /// about to close is dropped here first, so a request is rarely written onto a connection
+    /// the server closes at the same moment. Set it below your backends' keep-alive timeout.
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        let timeout = timeout.map(crate::util::cap);
         self.pool_idle_timeout = timeout;
         self
     }
@@ -163,8 +174,21 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        // This client speaks plain HTTP/1 to an address: anything else is the request's fault
+        // and must not be reported as a failure to connect to a target.
+        let sendable = req.uri().scheme() == Some(&http::uri::Scheme::HTTP)
+            && req.uri().authority().is_some_and(|a| !a.host().is_empty());
+        if !sendable {
+            return HttpClientFuture {
+                inner: None,
+                refused: Some(Box::new(ClientError::from_kind(
+                    ClientErrorKind::InvalidRequest,
+                ))),
+            };
+        }
         HttpClientFuture {
-            inner: self.client.request(req),
+            inner: Some(self.client.request(req)),
+            refused: None,
         }
     }
 }
@@ -182,7 +206,8 @@ pin_project! {
     /// The future of [`HttpClient`].
     pub struct HttpClientFuture {
         #[pin]
-        inner: legacy::ResponseFuture,
+        inner: Option<legacy::ResponseFuture>,
+        refused: Option<BoxError>,
     }
 }
 
@@ -196,12 +221,50 @@ impl Future for HttpClientFuture {
     type Output = Result<Response<Incoming>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx).map_err(|e| {
-            if e.is_connect() {
-                Box::new(ConnectFailed::new(e)) as BoxError
-            } else {
-                Box::new(e) as BoxError
-            }
-        })
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let e = this.refused.take();
+            return Poll::Ready(Err(
+                e.unwrap_or_else(|| "response future polled after completion".into())
+            ));
+        };
+        inner.poll(cx).map_err(attribute)
+    }
+}
+
+/// Says whose fault a client error is: a failed connect is the target's (nothing was sent); a
+/// request body that failed or ended before its declared length is the client's; anything
+/// else (reset, early close, bad response) is the target's.
+fn attribute(e: legacy::Error) -> BoxError {
+    if e.is_connect() {
+        return Box::new(ConnectFailed::new(e));
+    }
+    let hyper_err = crate::error::find_cause::<hyper::Error>(&e);
+    // hyper reports the request body's own error as a user error carrying it as its source,
+    // and a body shorter than its `Content-Length` as an aborted body write.
+    let client = hyper_err.is_some_and(|h| {
+        h.is_body_write_aborted() || (h.is_user() && std::error::Error::source(h).is_some())
+    });
+    if client {
+        Box::new(ClientError::new(ClientErrorKind::BodyAborted, e))
+    } else {
+        Box::new(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connections_are_dropped_before_common_servers_close_them() {
+        let b = HttpClient::<String>::builder();
+        // Node.js and Apache httpd close idle keep-alive connections after 5 s.
+        assert!(
+            b.pool_idle_timeout
+                .is_some_and(|d| d < Duration::from_secs(5))
+        );
+        let b = b.pool_idle_timeout(Some(Duration::MAX));
+        assert_eq!(b.pool_idle_timeout, Some(crate::util::FOREVER));
     }
 }

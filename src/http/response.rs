@@ -15,12 +15,13 @@ use tower_service::Service;
 
 use crate::balance::error::NoAvailableTarget;
 use crate::breaker::error::CircuitOpen;
-use crate::error::{BoxError, find_cause, is_caused_by};
+use crate::error::{BoxError, ClientError, ClientErrorKind, find_cause, is_caused_by};
 use crate::limit::error::{Overloaded, RateLimited};
 
 /// The status for an error of this crate (or of tower's timeout): `503` when nothing could
 /// take the request (no available target, circuit open, overloaded), `429` when rate limited,
-/// `504` on a timeout, `502` for anything else (an upstream failure).
+/// `400`/`413`/`431` for the client's own fault ([`ClientError`]), `504` on a timeout, `502`
+/// for anything else (an upstream failure).
 ///
 /// # Examples
 ///
@@ -40,6 +41,12 @@ pub fn status_for_error(err: &(dyn Error + 'static)) -> StatusCode {
         StatusCode::SERVICE_UNAVAILABLE
     } else if is_caused_by::<RateLimited>(err) {
         StatusCode::TOO_MANY_REQUESTS
+    } else if let Some(c) = find_cause::<ClientError>(err) {
+        match c.kind() {
+            ClientErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ClientErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
     } else if is_caused_by::<tower::timeout::error::Elapsed>(err) {
         StatusCode::GATEWAY_TIMEOUT
     } else {
@@ -68,6 +75,9 @@ pub fn error_response<B>(err: &(dyn Error + 'static)) -> Response<ResponseBody<B
         StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
         StatusCode::GATEWAY_TIMEOUT => "gateway timeout\n",
         StatusCode::TOO_MANY_REQUESTS => "too many requests\n",
+        StatusCode::BAD_REQUEST => "bad request\n",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload too large\n",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request header fields too large\n",
         _ => "bad gateway\n",
     };
     tracing::debug!(%status, error = %err, "error mapped to a response");
@@ -359,6 +369,29 @@ mod tests {
                 Some("1"),
             ),
             (Box::new(tower::timeout::error::Elapsed::new()), 504, None),
+            (
+                Box::new(ClientError::from_kind(ClientErrorKind::BodyAborted)),
+                400,
+                None,
+            ),
+            (
+                Box::new(ClientError::new(
+                    ClientErrorKind::InvalidRequest,
+                    "scheme ftp to 10.1.2.3:80",
+                )),
+                400,
+                None,
+            ),
+            (
+                Box::new(ClientError::from_kind(ClientErrorKind::BodyTooLarge)),
+                413,
+                None,
+            ),
+            (
+                Box::new(ClientError::from_kind(ClientErrorKind::HeadersTooLarge)),
+                431,
+                None,
+            ),
             (
                 Box::new(crate::error::ConnectFailed::new(std::io::Error::other(
                     "connect 10.1.2.3:80 refused",

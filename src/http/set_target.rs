@@ -7,10 +7,13 @@ use tower_service::Service;
 
 use crate::target::Target;
 
-/// Points each request at one target: sets the URI's authority to the target's address (and
-/// the scheme, `http` unless the request or [`scheme`](Self::scheme) says otherwise), keeps
-/// path and query, and sets `Host` to the target's address unless told to
-/// [preserve](Self::preserve_host) the client's.
+/// Points each request at one target: sets the URI's scheme and authority to the target's
+/// (`http`, or the [`scheme`](Self::scheme) configured here), keeps path and query, and sets
+/// `Host` to the target's address unless told to [preserve](Self::preserve_host) the client's.
+///
+/// What a client wrote in an absolute-form request-target (`GET https://elsewhere/…`,
+/// `GET ftp://x/`) never changes where or how the request goes: scheme and authority always
+/// come from the target.
 ///
 /// This is what lets one shared client serve every target; see
 /// [`BalanceLayer`](crate::balance::BalanceLayer).
@@ -32,7 +35,7 @@ use crate::target::Target;
 /// let (uri, host) = SetTarget::new(echo, &target)
 ///     .oneshot(Request::get("https://public.example/a?b=1").body(())?)
 ///     .await?;
-/// assert_eq!(uri, "https://10.0.0.7:8080/a?b=1");
+/// assert_eq!(uri, "http://10.0.0.7:8080/a?b=1");
 /// assert_eq!(host, "10.0.0.7:8080");
 /// # Ok(()) }
 /// ```
@@ -58,7 +61,8 @@ impl<S> SetTarget<S> {
         }
     }
 
-    /// Always uses this scheme (by default the request's own, or `http`).
+    /// The scheme the target speaks (default `http`); every request is sent with it, whatever
+    /// the request's own URI says.
     pub fn scheme(mut self, scheme: Scheme) -> Self {
         self.scheme = Some(scheme);
         self
@@ -88,7 +92,7 @@ impl<S> SetTarget<S> {
 
     fn rewrite<B>(&self, req: &mut Request<B>) {
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.scheme = Some(self.scheme.clone().or(parts.scheme).unwrap_or(Scheme::HTTP));
+        parts.scheme = Some(self.scheme.clone().unwrap_or(Scheme::HTTP));
         parts.authority = Some(self.authority.clone());
         if parts.path_and_query.is_none() {
             parts.path_and_query = Some(PathAndQuery::from_static("/"));
@@ -148,5 +152,24 @@ mod tests {
         s.rewrite(&mut req);
         assert_eq!(req.uri(), "https://127.0.0.1:9/");
         assert_eq!(req.headers()[HOST], "client.example");
+    }
+
+    #[test]
+    fn the_client_cannot_choose_scheme_or_authority() {
+        let t = Target::new("a", "127.0.0.1:9").unwrap();
+        let s = SetTarget::new((), &t);
+        for uri in [
+            "https://evil.example/x",
+            "ftp://x/x",
+            "http://user@other:1/x",
+        ] {
+            let mut req = Request::get(uri).body(()).unwrap();
+            s.rewrite(&mut req);
+            assert_eq!(req.uri(), "http://127.0.0.1:9/x", "{uri}");
+        }
+        let s = SetTarget::new((), &t).scheme(Scheme::HTTPS);
+        let mut req = Request::get("http://x/y").body(()).unwrap();
+        s.rewrite(&mut req);
+        assert_eq!(req.uri(), "https://127.0.0.1:9/y");
     }
 }

@@ -123,6 +123,7 @@ pub struct RateLimitBuilder {
 impl RateLimitBuilder {
     /// `n` requests per `period` per key, evenly spaced.
     pub fn rate(mut self, n: u32, period: Duration) -> Self {
+        let period = crate::util::cap(period);
         self.rate = (n, period);
         self
     }
@@ -141,6 +142,7 @@ impl RateLimitBuilder {
 
     /// How often stale keys are swept (default 10 s).
     pub fn sweep_every(mut self, every: Duration) -> Self {
+        let every = crate::util::cap(every);
         self.sweep_every = every;
         self
     }
@@ -162,6 +164,14 @@ impl RateLimitBuilder {
         };
         if self.max_keys == 0 {
             return Err(InvalidLimit::new("max keys must be at least 1"));
+        }
+        // The limiter keeps `interval × burst` in nanoseconds; keep it far from overflowing.
+        if interval.as_nanos().saturating_mul(u128::from(burst.get()))
+            > crate::util::FOREVER.as_nanos()
+        {
+            return Err(InvalidLimit::new(
+                "the period per request times the burst is longer than 100 years",
+            ));
         }
         let Some(quota) = Quota::with_period(interval).map(|q| q.allow_burst(burst)) else {
             return Err(InvalidLimit::new(

@@ -71,6 +71,9 @@ struct Shared<B> {
     capped: bool,
     ended: bool,
     trailers: Option<HeaderMap>,
+    /// The original body's size hint, which every copy reports before its first frame, so
+    /// each attempt goes out with the same framing (`Content-Length` or none).
+    hint: SizeHint,
 }
 
 impl<B: Body<Data = Bytes>> ReplayBody<B> {
@@ -81,8 +84,10 @@ impl<B: Body<Data = Bytes>> ReplayBody<B> {
         } else if body.size_hint().lower() > limit as u64 {
             Kind::Once(Some(body))
         } else {
+            let hint = body.size_hint();
             Kind::Shared {
                 shared: Arc::new(Mutex::new(Shared {
+                    hint,
                     inner: Some(body),
                     buf: Vec::new(),
                     buffered: 0,
@@ -304,12 +309,20 @@ where
                 .map_or(SizeHint::with_exact(0), |b| b.size_hint()),
             Kind::Shared { shared, seen, .. } => {
                 let s = lock(shared);
-                if *seen == 0 && s.pulled == 0 {
-                    s.inner
-                        .as_ref()
-                        .map_or(SizeHint::default(), |b| b.size_hint())
-                } else {
-                    SizeHint::default()
+                if *seen == 0 {
+                    // Not started: the original's hint, whichever copy this is.
+                    return s.hint;
+                }
+                // Started: what is left of an exact size, else unknown.
+                match s.hint.exact() {
+                    Some(n) if !s.capped => {
+                        let sent: usize = s.buf[..(*seen).min(s.buf.len())]
+                            .iter()
+                            .map(Bytes::len)
+                            .sum();
+                        SizeHint::with_exact(n.saturating_sub(sent as u64))
+                    }
+                    _ => SizeHint::default(),
                 }
             }
         }

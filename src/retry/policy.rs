@@ -445,6 +445,7 @@ impl RetryPolicyBuilder {
     /// The retry budget: over a sliding `ttl` (1 to 60 s), retries may add `percent` (0.0 to
     /// 1000.0; 0.2 = 20%) of requests, plus `min_per_sec` retries per second regardless.
     pub fn budget(mut self, ttl: Duration, min_per_sec: u32, percent: f32) -> Self {
+        let ttl = crate::util::cap(ttl);
         self.budget_ttl = ttl;
         self.budget_min_per_sec = min_per_sec;
         self.budget_percent = percent;
@@ -487,6 +488,8 @@ impl RetryPolicyBuilder {
 
     /// The backoff's base and cap: retry `n` waits up to `min(cap, base × 2ⁿ⁻¹)`.
     pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        let base = crate::util::cap(base);
+        let cap = crate::util::cap(cap);
         self.base = base;
         self.cap = cap;
         self
@@ -500,6 +503,7 @@ impl RetryPolicyBuilder {
 
     /// The longest `Retry-After` honoured; a response asking for longer is not retried.
     pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+        let cap = crate::util::cap(cap);
         self.retry_after_cap = cap;
         self
     }

@@ -26,7 +26,44 @@ enum Reason {
     EmptyId,
     Weight(u32),
     MaxConns,
-    Address,
+    Address(AddressProblem),
+}
+
+/// What is wrong with a target's address (see [`InvalidTarget::address_problem`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressProblem {
+    /// The address is empty.
+    Empty,
+    /// The host is empty (`:8080`).
+    EmptyHost,
+    /// A `:` with no port after it (`10.0.0.1:`).
+    EmptyPort,
+    /// The port is not a number in `1..=65535` (`10.0.0.1:80800`, `host:0`, `host:http`).
+    Port,
+    /// User information (`user:pw@host`): credentials never belong in a target address.
+    UserInfo,
+    /// A path, query or fragment (`host:80/api`): a target is a `host:port` only.
+    PathOrQuery,
+    /// Not a valid `host[:port]` authority for another reason (spaces, bad characters, an
+    /// IPv6 address without brackets).
+    Syntax,
+}
+
+impl fmt::Display for AddressProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressProblem::Empty => "the address is empty",
+            AddressProblem::EmptyHost => "the address has an empty host",
+            AddressProblem::EmptyPort => "the address has an empty port",
+            AddressProblem::Port => "the port is not a number in 1..=65535",
+            AddressProblem::UserInfo => "the address must not contain user information (`user@`)",
+            AddressProblem::PathOrQuery => {
+                "the address must be `host:port`, without a path or query"
+            }
+            AddressProblem::Syntax => "the address is not a valid `host:port` authority",
+        })
+    }
 }
 
 /// A target failed validation; see [`TargetBuilder::build`](super::TargetBuilder::build).
@@ -55,10 +92,27 @@ impl InvalidTarget {
             reason: Reason::MaxConns,
         }
     }
-    pub(crate) fn address(id: &TargetId) -> Self {
+    pub(crate) fn address(id: &TargetId, problem: AddressProblem) -> Self {
         InvalidTarget {
             id: Some(id.clone()),
-            reason: Reason::Address,
+            reason: Reason::Address(problem),
+        }
+    }
+
+    /// What is wrong with the address, when that is why the target is invalid.
+    ///
+    /// ```
+    /// use tower_lb::target::Target;
+    /// use tower_lb::target::error::AddressProblem;
+    ///
+    /// let err = Target::new("a", "127.0.0.1:80800").unwrap_err();
+    /// assert_eq!(err.address_problem(), Some(AddressProblem::Port));
+    /// assert_eq!(err.to_string(), "invalid target `a`: the port is not a number in 1..=65535");
+    /// ```
+    pub fn address_problem(&self) -> Option<AddressProblem> {
+        match self.reason {
+            Reason::Address(p) => Some(p),
+            _ => None,
         }
     }
 
@@ -83,7 +137,7 @@ impl fmt::Display for InvalidTarget {
                 super::MAX_WEIGHT
             ),
             Reason::MaxConns => f.write_str("max_conns must be at least 1"),
-            Reason::Address => f.write_str("the address is not a valid `host:port` authority"),
+            Reason::Address(p) => p.fmt(f),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::uri::Authority;
 
-use super::error::InvalidTarget;
+use super::error::{AddressProblem, InvalidTarget};
 
 /// The largest weight a target may have.
 ///
@@ -239,13 +239,8 @@ impl TargetBuilder {
             None => None,
             Some(m) => Some(NonZeroU32::new(m).ok_or_else(|| InvalidTarget::max_conns(&self.id))?),
         };
-        let address: Authority = self
-            .address
-            .parse()
-            .map_err(|_| InvalidTarget::address(&self.id))?;
-        if address.port_u16().is_none() && address.host().is_empty() {
-            return Err(InvalidTarget::address(&self.id));
-        }
+        let address =
+            parse_address(&self.address).map_err(|p| InvalidTarget::address(&self.id, p))?;
         let mut labels = self.labels;
         labels.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Target {
@@ -259,9 +254,79 @@ impl TargetBuilder {
     }
 }
 
+/// Parses a target address: `host[:port]`, where a port, when given, is a number in
+/// `1..=65535`; no user information, path or query.
+fn parse_address(raw: &str) -> Result<Authority, AddressProblem> {
+    if raw.is_empty() {
+        return Err(AddressProblem::Empty);
+    }
+    if raw.contains('@') {
+        return Err(AddressProblem::UserInfo);
+    }
+    if raw.contains(['/', '?', '#']) {
+        return Err(AddressProblem::PathOrQuery);
+    }
+    let address: Authority = raw.parse().map_err(|_| AddressProblem::Syntax)?;
+    if address.host().is_empty() || address.host() == "[]" {
+        return Err(AddressProblem::EmptyHost);
+    }
+    // The text after the host: `:port` or nothing.
+    let after_host = match raw.strip_prefix('[') {
+        Some(rest) => rest.find(']').map_or("", |i| &rest[i + 1..]),
+        None => raw.rfind(':').map_or("", |i| &raw[i..]),
+    };
+    match after_host.strip_prefix(':') {
+        None if after_host.is_empty() => Ok(address),
+        None => Err(AddressProblem::Syntax),
+        Some("") => Err(AddressProblem::EmptyPort),
+        Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => match port.parse::<u16>() {
+            Ok(p) if p != 0 => Ok(address),
+            _ => Err(AddressProblem::Port),
+        },
+        Some(_) => Err(AddressProblem::Port),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_validated_with_a_reason() {
+        use AddressProblem::*;
+        let cases = [
+            ("", Empty),
+            ("127.0.0.1:80800", Port),
+            ("127.0.0.1:0", Port),
+            ("127.0.0.1:65536", Port),
+            ("host:http", Port),
+            ("127.0.0.1:", EmptyPort),
+            (":8080", EmptyHost),
+            ("user:pw@host:80", UserInfo),
+            ("host:80/api", PathOrQuery),
+            ("host:80?x=1", PathOrQuery),
+            ("ho st:80", Syntax),
+        ];
+        for (raw, want) in cases {
+            let err = Target::new("a", raw).unwrap_err();
+            assert_eq!(err.address_problem(), Some(want), "{raw:?}");
+            assert!(!err.to_string().contains(raw) || raw.is_empty(), "{err}");
+        }
+        for ok in [
+            "127.0.0.1:1",
+            "127.0.0.1:65535",
+            "[::1]:8080",
+            "api.internal",
+            "a.b:443",
+        ] {
+            let t = Target::new("a", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(t.address().as_str(), ok);
+        }
+        assert_eq!(
+            Target::new("a", "[::1]:").unwrap_err().address_problem(),
+            Some(EmptyPort)
+        );
+    }
 
     #[test]
     fn rejects_bad_input_with_typed_errors() {

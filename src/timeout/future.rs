@@ -15,8 +15,9 @@ use crate::error::BoxError;
 pin_project! {
     /// The inner response future, with a timer armed at the first poll that finds it pending.
     pub struct ResponseFuture<F> {
+        // `None` once dropped for the deadline.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         // `None` until the inner future first returns `Pending`; inline (not boxed), so a
         // pending request does not allocate.
         #[pin]
@@ -29,7 +30,7 @@ impl<F> ResponseFuture<F> {
     #[inline]
     pub(crate) fn new(inner: F, timeout: Duration) -> Self {
         ResponseFuture {
-            inner,
+            inner: Some(inner),
             sleep: None,
             timeout,
         }
@@ -55,14 +56,22 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(res) = this.inner.poll(cx) {
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Err(Elapsed::new().into()));
+        };
+        if let Poll::Ready(res) = inner.poll(cx) {
             return Poll::Ready(res.map_err(Into::into));
         }
         if this.sleep.is_none() {
             this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
         }
         match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(Elapsed::new().into())),
+            Some(Poll::Ready(())) => {
+                // Drop the attempt now, marked as cut off by a deadline, so the target it
+                // was waiting on counts a timeout (a caller that merely goes away does not).
+                crate::classify::drop_for_deadline(|| this.inner.set(None));
+                Poll::Ready(Err(Elapsed::new().into()))
+            }
             _ => Poll::Pending,
         }
     }

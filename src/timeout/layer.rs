@@ -25,6 +25,7 @@ pub struct TimeoutLayer {
 impl TimeoutLayer {
     /// A layer failing requests that take longer than `timeout` from their first poll.
     pub fn new(timeout: Duration) -> Self {
+        let timeout = crate::util::cap(timeout);
         TimeoutLayer { timeout }
     }
 

@@ -39,11 +39,13 @@ pub struct Timeout<S> {
 impl<S> Timeout<S> {
     /// Wraps `inner`, failing requests that take longer than `timeout`.
     pub fn new(inner: S, timeout: Duration) -> Self {
+        let timeout = crate::util::cap(timeout);
         Timeout { inner, timeout }
     }
 
     /// A [`TimeoutLayer`] of `timeout`.
     pub fn layer(timeout: Duration) -> TimeoutLayer {
+        let timeout = crate::util::cap(timeout);
         TimeoutLayer::new(timeout)
     }
 

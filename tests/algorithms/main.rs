@@ -516,3 +516,82 @@ async fn p2c_in_flight_follows_weights_under_load() {
         p.abort();
     }
 }
+
+/// Item of issue 10: under membership churn (one change, then one pick, 1 000 times) the first
+/// pick after each rebuild spreads over every target; before, every rebuild restarted at the
+/// first target, which took all 1 000 picks. Bound: each of the three steady targets gets at
+/// least 200 of the 1 000 picks (an even share is 250 to 333).
+#[test]
+fn round_robin_spreads_first_picks_under_churn() {
+    let algorithms: Vec<(&str, SetAlgorithm)> = vec![
+        (
+            "round_robin",
+            Box::new(|g| g.set_algorithm(RoundRobin::new())),
+        ),
+        (
+            "smooth",
+            Box::new(|g| g.set_algorithm(SmoothWeightedRoundRobin::new())),
+        ),
+    ];
+    for (name, set) in algorithms {
+        let group = TargetGroup::builder("churn")
+            .targets(["a", "b", "c"].map(|id| target(id, 1, false)))
+            .build()
+            .unwrap();
+        set(&group);
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for i in 0..1_000 {
+            if i % 2 == 0 {
+                group.insert(target("d", 1, false));
+            } else {
+                group.remove(&TargetId::from("d")).unwrap();
+            }
+            let p = group.picker();
+            let picked = p.pick(None).expect("a target is available");
+            *counts.entry(p.target(picked).id().to_string()).or_default() += 1;
+        }
+        for id in ["a", "b", "c"] {
+            let n = counts.get(id).copied().unwrap_or(0);
+            assert!(
+                n >= 200,
+                "{name}: {id} got {n} of 1000 first picks: {counts:?}"
+            );
+        }
+    }
+}
+
+/// After a rebuild's offset, one thread still sees strict order and exact shares per cycle.
+#[test]
+fn round_robin_keeps_order_and_exact_shares_after_a_rebuild() {
+    let group = TargetGroup::builder("order")
+        .targets(["a", "b", "c"].map(|id| target(id, 1, false)))
+        .algorithm(RoundRobin::new())
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        group.insert(target("d", 1, false));
+        group.remove(&TargetId::from("d")).unwrap();
+    }
+    let p = group.picker();
+    let picks: Vec<usize> = (0..9).map(|_| p.pick(None).unwrap()).collect();
+    for w in picks.windows(2) {
+        assert_eq!(w[1], (w[0] + 1) % 3, "strict order: {picks:?}");
+    }
+    let group = TargetGroup::builder("shares")
+        .target(target("a", 5, false))
+        .target(target("b", 1, false))
+        .target(target("c", 1, false))
+        .algorithm(SmoothWeightedRoundRobin::new())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        group.insert(target("d", 1, false));
+        group.remove(&TargetId::from("d")).unwrap();
+    }
+    let p = group.picker();
+    let mut counts = [0u32; 3];
+    for _ in 0..7 {
+        counts[p.pick(None).unwrap()] += 1;
+    }
+    assert_eq!(counts, [5, 1, 1], "exact shares within one cycle");
+}

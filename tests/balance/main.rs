@@ -541,6 +541,9 @@ fn churn_stress() {
         std::thread::spawn(move || {
             let mut balance = echo(group);
             let (mut picks, mut misses) = (0u64, 0u64);
+            // Up to 16 responses stay unread, so requests are in flight across the changes and
+            // their counts must come back to the targets' (carried-over) state.
+            let mut held = std::collections::VecDeque::new();
             let started = std::time::SystemTime::now();
             while !done.load(std::sync::atomic::Ordering::Acquire) {
                 assert!(
@@ -560,6 +563,10 @@ fn churn_stress() {
                             "picked `{id}` after its removal was published"
                         );
                         picks += 1;
+                        held.push_back(rsp);
+                        if held.len() > 16 {
+                            held.pop_front();
+                        }
                     }
                     Err(e) => {
                         assert!(is_caused_by::<NoAvailableTarget>(&*e));
@@ -567,6 +574,7 @@ fn churn_stress() {
                     }
                 }
             }
+            drop(held);
             (picks, misses)
         })
     };
@@ -612,10 +620,19 @@ fn churn_stress() {
     done.store(true, std::sync::atomic::Ordering::Release);
     let (picks, misses) = picker.join().expect("picker thread must not panic");
     assert!(
-        picks > 0,
+        picks >= 100,
         "the picker made progress ({picks} picks, {misses} misses)"
     );
     assert_eq!(group.len(), live.len());
+    // Every request held across membership changes released its target.
+    for s in group.stats() {
+        assert_eq!(
+            s.in_flight(),
+            0,
+            "{} still counts requests in flight",
+            s.id()
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

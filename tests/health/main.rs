@@ -575,9 +575,50 @@ async fn admin_state_and_health_are_independent() {
 // ---------------------------------------------------------------- panic threshold
 
 #[tokio::test(start_paused = true)]
-async fn panic_fails_open_and_is_counted() {
+async fn by_default_only_healthy_targets_serve_until_none_is_left() {
+    // nginx/HAProxy semantics (issue 10 item 9): with active checks on, three of four down
+    // still sends everything to the one healthy target; only when none is healthy does the
+    // group spread over all of them. Bound: every one of 40 requests goes to `d` while it is
+    // the only healthy target; all four serve once none is.
     let sw = Switches::default();
     let g = group(&["a", "b", "c", "d"]).build().unwrap();
+    let b = balance(&g, &sw);
+    g.health_check(sw.active(1000, 1, 1)).unwrap();
+    settle().await;
+    for id in ["a", "b", "c"] {
+        sw.probe(id, false);
+    }
+    advance(1000).await;
+    let s = g.health_summary();
+    assert!(!s.in_panic && s.down == 3, "{s:?}");
+    for _ in 0..40 {
+        assert_eq!(send(&b).await.unwrap().0, "d");
+    }
+    sw.probe("d", false);
+    advance(1000).await;
+    let s = g.health_summary();
+    assert!(s.in_panic && s.panics == 1 && s.down == 4, "{s:?}");
+    let mut seen = HashSet::new();
+    for _ in 0..20 {
+        seen.insert(send(&b).await.unwrap().0);
+    }
+    assert_eq!(seen.len(), 4, "no healthy target: spread over all");
+    sw.probe("d", true);
+    advance(1000).await;
+    assert!(!g.health_summary().in_panic);
+    for _ in 0..10 {
+        assert_eq!(send(&b).await.unwrap().0, "d");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn panic_fails_open_and_is_counted() {
+    let sw = Switches::default();
+    // Envoy's 50% threshold, one call away.
+    let g = group(&["a", "b", "c", "d"])
+        .panic_threshold(PanicThreshold::new(50).unwrap())
+        .build()
+        .unwrap();
     let b = balance(&g, &sw);
     g.health_check(sw.active(1000, 1, 1)).unwrap();
     settle().await;
