@@ -64,6 +64,7 @@ pub mod classify;
 pub mod client_ip;
 pub mod discover;
 pub mod error;
+pub mod forward;
 pub mod health;
 pub mod http;
 pub mod key;
@@ -73,6 +74,9 @@ pub mod lb;
 pub mod limit;
 pub mod retry;
 pub mod sticky;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 pub mod target;
 pub mod timeout;
 mod util;
