@@ -73,10 +73,10 @@ pub mod key;
 pub mod lb;
 pub mod limit;
 pub mod retry;
-pub mod sticky;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+pub mod sticky;
 pub mod target;
 pub mod timeout;
 mod util;
