@@ -7,7 +7,9 @@
 //! [discovery](discover) streams, [health] (active checks, outlier detection, panic
 //! threshold, slow start), [retries](retry) with budgets, a circuit [breaker], keyed
 //! [limits](limit), [sticky sessions](sticky), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
-//! and `axum::Router::route_service`.
+//! and `axum::Router::route_service`. In front of the balancers, a [`Router`](route::Router)
+//! applies traffic rules (paths, headers, canary splits, access lists) on the client IP that
+//! [`client_ip`] resolves through trusted proxies only.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -43,6 +45,7 @@
 //!   `health::HttpCheck`, active HTTP health checks.
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
+//! - `regex`: regular-expression path and header conditions in [`route`] rules.
 //! - `full`: everything.
 //!
 //! The short path: `lb::LoadBalancer` (feature `hyper`) builds the whole stack from one builder
@@ -73,6 +76,7 @@ pub mod key;
 pub mod lb;
 pub mod limit;
 pub mod retry;
+pub mod route;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
