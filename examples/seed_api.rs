@@ -1,6 +1,7 @@
 //! The seeds' load-balancer API sketch, written against tower-lb almost line for line, over
-//! loopback backends: build, register, route, add and remove targets, health events printed as
-//! they happen, sticky sessions, a rate limit. Exits by itself.
+//! loopback backends: build, register, route, add and remove targets, traffic rules with a
+//! canary split, sticky sessions, a rate limit, health events printed as they happen. Exits by
+//! itself.
 //!
 //! ```text
 //! cargo run --example seed_api --all-features
@@ -8,7 +9,8 @@
 //!
 //! Where the sketch and the crate differ: targets are built with their address (`Target::builder(id,
 //! address)`), settings are builders rather than struct literals, updates are synchronous (no
-//! `.await`), and a sticky session needs the key that signs its cookies.
+//! `.await`), a sticky session needs the key that signs its cookies, and rules send requests to
+//! named pools of targets (`with_pool`) rather than to target lists.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,7 +31,8 @@ use tower_lb::algorithm::RoundRobin;
 use tower_lb::health::HealthEventKind;
 use tower_lb::key::ClientAddr;
 use tower_lb::lb::{
-    CircuitBreaker, HealthCheck, LoadBalancer, RateLimit, Registry, ResponseBody, StickySession,
+    CircuitBreaker, HealthCheck, LoadBalancer, RateLimit, Registry, ResponseBody, Rule, Split,
+    StickySession,
 };
 use tower_lb::target::Target;
 
@@ -83,6 +86,9 @@ async fn main() -> Result<(), BoxError> {
     let api1 = backend("api-1", up()).await?;
     let api2 = backend("api-2", api2_down.clone()).await?;
     let api3 = backend("api-3", up()).await?;
+    let v2_1 = backend("api-v2-1", up()).await?;
+    let v2_2 = backend("api-v2-2", up()).await?;
+    let canary = backend("api-canary-1", up()).await?;
 
     // Configure load balancer
     let lb = LoadBalancer::builder()
@@ -111,6 +117,19 @@ async fn main() -> Result<(), BoxError> {
                 .with_limit(1000)
                 .with_interval(Duration::from_secs(60)),
         )
+        .with_sticky_session(
+            StickySession::cookie("session_id")
+                .ttl(Duration::from_secs(3600))
+                .key(*b"demo key: load yours from secrets"),
+        )
+        .with_pool(
+            "api-v2",
+            vec![
+                Target::new("api-v2-1", v2_1)?,
+                Target::new("api-v2-2", v2_2)?,
+            ],
+        )
+        .with_pool("api-canary", vec![Target::new("api-canary-1", canary)?])
         .build::<Body>()?;
 
     // Initialize load balancer
@@ -171,32 +190,46 @@ async fn main() -> Result<(), BoxError> {
     api2_down.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    // Sticky sessions: the sketch's `session_id` cookie, 1 hour.
-    let v2 = LoadBalancer::builder()
-        .with_name("api-v2")
-        .with_targets(vec![
-            Target::new("api-v2-1", api1)?,
-            Target::new("api-v2-2", api3)?,
-        ])
-        .with_sticky_session(
-            StickySession::cookie("session_id")
-                .ttl(Duration::from_secs(3600))
-                .key(*b"demo key: load yours from secrets"),
-        )
-        .build::<Body>()?;
-    lb_manager.register(v2.clone())?;
-    let first = v2.route(request("/api/v2/cart")).await?;
+    // Configure rules
+    let rules = vec![
+        Rule::new("api-v2")
+            .path("/api/v2/*")
+            .any_method()
+            .to("api-v2"),
+        Rule::new("api-canary")
+            .header("X-Canary", "true")
+            .split(Split::new().to("api-canary", 10).to("api-lb", 90)),
+    ];
+
+    // Apply rules
+    lb.set_rules(rules)?;
+    println!(
+        "rules: {:?}",
+        lb.rules().iter().map(|r| r.name()).collect::<Vec<_>>()
+    );
+
+    // Sticky sessions (the sketch's `session_id` cookie, 1 hour) on the api-v2 rule.
+    let first = lb.route(request("/api/v2/cart")).await?;
     let cookie = first.headers()[header::SET_COOKIE].to_str()?.to_string();
     println!(
-        "api-v2 first response from {}; Set-Cookie: {cookie}",
+        "/api/v2/cart first served by {}; Set-Cookie: {cookie}",
         text(first).await?
     );
     let pair = cookie.split(';').next().unwrap_or_default().to_string();
     for _ in 0..3 {
         let mut req = request("/api/v2/cart");
         req.headers_mut().insert(header::COOKIE, pair.parse()?);
-        println!("  with the cookie -> {}", text(v2.route(req).await?).await?);
+        println!("  with the cookie -> {}", text(lb.route(req).await?).await?);
     }
+
+    // The canary: 10 % of `X-Canary: true` requests.
+    let mut on_canary = 0;
+    for _ in 0..100 {
+        let mut req = request("/users");
+        req.headers_mut().insert("x-canary", "true".parse()?);
+        on_canary += (text(lb.route(req).await?).await? == "api-canary-1") as u32;
+    }
+    println!("X-Canary: true -> {on_canary} of 100 on the canary");
 
     // Stats, then deregister everything (drains, stops health checks).
     let stats = lb.stats();
@@ -213,7 +246,7 @@ async fn main() -> Result<(), BoxError> {
     for name in lb_manager.list() {
         lb_manager.deregister(&name)?.await;
     }
-    drop((lb, v2));
+    drop(lb);
     printer.abort();
     println!("registered after deregistering: {:?}", lb_manager.list());
     Ok(())

@@ -333,9 +333,12 @@ impl StickySession {
         self
     }
 
-    pub(crate) fn build(&self, group: &TargetGroup) -> Result<StickyLayer, InvalidSticky> {
-        let mut b: StickyBuilder = StickyLayer::cookie(self.cookie.clone())
-            .group(group)
+    pub(crate) fn build(&self, groups: &[TargetGroup]) -> Result<StickyLayer, InvalidSticky> {
+        let mut b: StickyBuilder = StickyLayer::cookie(self.cookie.clone());
+        for group in groups {
+            b = b.group(group);
+        }
+        let mut b = b
             .ttl(self.ttl)
             .secure(self.secure)
             .same_site(self.same_site);

@@ -12,16 +12,21 @@
 //!
 //! ```text
 //! ErrorResponse → ClientIp → Sticky → RateLimit → Timeout (overall) → Retry → CircuitBreaker
-//!   → Timeout (attempt) → Balance → HttpClient
+//!   → Router (rules) → per pool: Timeout (attempt) → Balance → HttpClient
 //! ```
+//!
+//! Traffic rules are [`crate::route`]'s: a rule sends matching requests to a *pool*, a named
+//! set of targets added with [`with_pool`](LoadBalancerBuilder::with_pool), or splits them
+//! across pools by weight; requests no rule takes go to the load balancer's own targets.
+//! [`set_rules`](LoadBalancer::set_rules) replaces the rules at run time, atomically.
 //!
 //! A [`LoadBalancer`] is a `Clone` tower service whose errors are responses, so it mounts in
 //! `axum::Router` as is; [`route`](LoadBalancer::route) sends one request by hand. A
 //! [`Registry`] keeps load balancers by name for an admin endpoint.
 //!
-//! Not yet here: the seeds' traffic rules (`set_rules`, routing a path or a header to a
-//! subset of the targets, weighted canary splits). Until the facade grows them, put one
-//! `LoadBalancer` per destination behind your router.
+//! Sticky sessions and splits: a sticky cookie keeps a client on its target within the pool a
+//! rule sends it to; a weighted split does not yet read the cookie, so use a consistent split
+//! (by cookie, header or client IP) to keep a client on its side.
 //!
 //! # Examples
 //!
@@ -79,3 +84,4 @@ pub use self::service::{
     DefaultClient, LoadBalancer, LoadBalancerBuilder, LoadBalancerStats, ResponseBody,
     ResponseFuture,
 };
+pub use crate::route::{Rule, Split};

@@ -92,7 +92,7 @@ impl<B, C: Clone> Registry<B, C> {
     }
 
     /// Takes the load balancer named `name` out of the registry, stops its active health
-    /// checks and drains every target (no new request is sent to them, through any clone);
+    /// checks and drains every target of every pool (no new request is sent to them, through any clone);
     /// the returned future resolves when the requests in flight are done.
     pub fn deregister(
         &self,
@@ -103,13 +103,16 @@ impl<B, C: Clone> Registry<B, C> {
             map.remove(name)
                 .ok_or_else(|| UnknownLoadBalancer::new(name))?
         };
-        let group = lb.group().clone();
-        group.stop_health_check();
-        let drains: Vec<_> = group
-            .targets()
-            .iter()
-            .filter_map(|t| group.drain(t.id()).ok())
-            .collect();
+        let mut drains = Vec::new();
+        for group in lb.pools() {
+            group.stop_health_check();
+            drains.extend(
+                group
+                    .targets()
+                    .iter()
+                    .filter_map(|t| group.drain(t.id()).ok()),
+            );
+        }
         tracing::debug!(load_balancer = %name, targets = drains.len(), "deregistered, draining");
         Ok(async move {
             for d in drains {

@@ -23,22 +23,29 @@ use crate::balance::{Balance, BalanceLayer};
 use crate::breaker::{BreakerState, CircuitBreaker, CircuitBreakerLayer};
 use crate::client_ip::{ClientIpLayer, ClientIpResolver, ClientIpService, TrustedProxies};
 use crate::error::BoxError;
-use crate::health::{HealthEvents, HealthSummary, OutlierDetection};
+use crate::health::{HealthEvent, HealthSummary, OutlierDetection};
 use crate::http::{ErrorResponse, ErrorResponseLayer, HttpClient, SetTarget};
 use crate::retry::{ReplayBody, Retry, RetryLayer, RetryPolicy, RetryStats};
+use crate::route::error::InvalidRule;
+use crate::route::{Router, Rule};
 use crate::sticky::{Sticky, StickyLayer};
 use crate::target::error::UnknownTarget;
 use crate::target::{Target, TargetGroup, TargetId, TargetStats};
 use crate::timeout::{Timeout, TimeoutLayer};
+use futures_core::Stream;
 
 /// The body of a [`LoadBalancer`]'s responses: the target's body, or a short error body.
-pub type ResponseBody = crate::http::ResponseBody<TrackedBody<hyper::body::Incoming>>;
+pub type ResponseBody =
+    crate::http::ResponseBody<crate::http::ResponseBody<TrackedBody<hyper::body::Incoming>>>;
 
-// The stack, innermost first, in the order of docs/resilience.md, over the client `C`.
+// The stack, innermost first, in the order of docs/resilience.md, over the client `C`; the
+// router picks a pool (one `Balance` each) inside the breaker, so retries and the breaker see
+// every pool alike.
 // Optional layers are `Either`s, so the type is one whatever is configured.
 type Bal<C> = Balance<SetTarget<C>>;
 type Attempt<C> = Either<Timeout<Bal<C>>, Bal<C>>;
-type Broken<C> = Either<CircuitBreaker<Attempt<C>>, Attempt<C>>;
+type Routes<C> = Router<Attempt<C>>;
+type Broken<C> = Either<CircuitBreaker<Routes<C>>, Routes<C>>;
 type Retried<C> = Retry<Broken<C>>;
 type Overall<C> = Either<Timeout<Retried<C>>, Retried<C>>;
 #[cfg(feature = "governor")]
@@ -93,6 +100,7 @@ fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
 /// ```
 pub struct LoadBalancer<B, C = DefaultClient<B>> {
     stack: Stack<C>,
+    router: Routes<C>,
     shared: Arc<Shared>,
     _body: PhantomData<fn(B)>,
 }
@@ -100,6 +108,8 @@ pub struct LoadBalancer<B, C = DefaultClient<B>> {
 struct Shared {
     name: Arc<str>,
     group: TargetGroup,
+    /// Every pool, the default one (`group`) first.
+    pools: Vec<TargetGroup>,
     breaker: Option<CircuitBreakerLayer>,
     retry: RetryLayer,
     sticky: Option<StickyLayer>,
@@ -109,6 +119,7 @@ impl<B, C: Clone> Clone for LoadBalancer<B, C> {
     fn clone(&self) -> Self {
         LoadBalancer {
             stack: self.stack.clone(),
+            router: self.router.clone(),
             shared: self.shared.clone(),
             _body: PhantomData,
         }
@@ -147,6 +158,28 @@ impl<B, C> LoadBalancer<B, C> {
         &self.shared.group
     }
 
+    /// The pool named `name`: the load balancer's own targets (named after the load balancer)
+    /// or one added with [`with_pool`](LoadBalancerBuilder::with_pool).
+    pub fn pool(&self, name: &str) -> Option<&TargetGroup> {
+        self.shared.pools.iter().find(|g| g.name() == name)
+    }
+
+    /// Every pool, the load balancer's own first.
+    pub fn pools(&self) -> &[TargetGroup] {
+        &self.shared.pools
+    }
+
+    /// Replaces the traffic rules at once; an invalid set is refused whole, with an error
+    /// naming the rule and the field, and the rules in force stay.
+    pub fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
+        self.router.set_rules(rules)
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<[Rule]> {
+        self.router.rules()
+    }
+
     /// Adds a target; fails if one with its id exists (see
     /// [`upsert_target`](Self::upsert_target)).
     pub fn add_target(&self, target: Target) -> Result<(), TargetExists> {
@@ -167,10 +200,10 @@ impl<B, C> LoadBalancer<B, C> {
         self.shared.group.remove(&TargetId::from(id))
     }
 
-    /// The group's health events (healthy, unhealthy with a reason, ejected, restored), from
-    /// now on.
-    pub fn health_events(&self) -> HealthEvents {
-        self.shared.group.events()
+    /// The health events of every pool (healthy, unhealthy with a reason, ejected, restored),
+    /// from now on, as they happen.
+    pub fn health_events(&self) -> impl Stream<Item = HealthEvent> + Send + Unpin + 'static {
+        futures_util::stream::select_all(self.shared.pools.iter().map(TargetGroup::events))
     }
 
     /// What the load balancer is doing: per-target counters and health, the breaker's state,
@@ -178,7 +211,12 @@ impl<B, C> LoadBalancer<B, C> {
     pub fn stats(&self) -> LoadBalancerStats {
         LoadBalancerStats {
             name: self.shared.name.clone(),
-            targets: self.shared.group.stats(),
+            targets: self
+                .shared
+                .pools
+                .iter()
+                .flat_map(TargetGroup::stats)
+                .collect(),
             health: self.shared.group.health_summary(),
             breaker: self.shared.breaker.as_ref().map(CircuitBreakerLayer::state),
             retries: self.shared.retry.stats(),
@@ -320,6 +358,8 @@ pub struct LoadBalancerBuilder {
     rate_limit: Option<super::RateLimit>,
     sticky: Option<StickySession>,
     trusted_proxies: Option<TrustedProxies>,
+    pools: Vec<(String, Vec<Target>)>,
+    rules: Vec<Rule>,
 }
 
 impl fmt::Debug for LoadBalancerBuilder {
@@ -418,6 +458,27 @@ impl LoadBalancerBuilder {
         self
     }
 
+    /// Another pool of targets, named `name`, that [rules](Self::with_rules) can send
+    /// requests to (`Rule::new(..).to(name)`, or a weighted split); it gets the same algorithm,
+    /// health checks and outlier detection. Requests no rule takes go to the load balancer's own
+    /// targets, the pool named after the load balancer.
+    pub fn with_pool(
+        mut self,
+        name: impl Into<String>,
+        targets: impl IntoIterator<Item = Target>,
+    ) -> Self {
+        self.pools
+            .push((name.into(), targets.into_iter().collect()));
+        self
+    }
+
+    /// The first traffic rules (none by default; replace them at run time with
+    /// [`LoadBalancer::set_rules`]); see [`crate::route`].
+    pub fn with_rules(mut self, rules: impl IntoIterator<Item = Rule>) -> Self {
+        self.rules.extend(rules);
+        self
+    }
+
     /// Sticky sessions (off by default); see [`StickySession`].
     pub fn with_sticky_session(mut self, sticky: StickySession) -> Self {
         self.sticky = Some(sticky);
@@ -467,24 +528,36 @@ impl LoadBalancerBuilder {
         C: Clone + Send + Sync + 'static,
     {
         let name: Arc<str> = Arc::from(self.name.as_deref().unwrap_or("default"));
-        let mut group = TargetGroup::builder(&*name).targets(self.targets);
-        if let Some(a) = self.algorithm {
-            group = group.algorithm(a);
-        }
-        if let Some(o) = self.outlier_detection {
-            group = group.outlier_detection(o);
-        }
-        let group = group
-            .build()
-            .map_err(|e| InvalidLoadBalancer::new("targets", e))?;
-        if let Some(check) = &self.health_check {
-            let check = check
+        let mut pools = Vec::with_capacity(1 + self.pools.len());
+        let all = std::iter::once((name.to_string(), self.targets)).chain(self.pools);
+        for (pool, targets) in all {
+            if pools.iter().any(|g: &TargetGroup| g.name() == pool) {
+                return Err(InvalidLoadBalancer::new(
+                    "pools",
+                    format!("pool name `{pool}` is used twice"),
+                ));
+            }
+            let mut group = TargetGroup::builder(pool).targets(targets);
+            if let Some(a) = &self.algorithm {
+                group = group.algorithm(a.clone());
+            }
+            if let Some(o) = &self.outlier_detection {
+                group = group.outlier_detection(o.clone());
+            }
+            let group = group
                 .build()
-                .map_err(|e| InvalidLoadBalancer::new("health_check", e))?;
-            group
-                .health_check(check)
-                .map_err(|e| InvalidLoadBalancer::new("health_check", e))?;
+                .map_err(|e| InvalidLoadBalancer::new("targets", e))?;
+            if let Some(check) = &self.health_check {
+                let check = check
+                    .build()
+                    .map_err(|e| InvalidLoadBalancer::new("health_check", e))?;
+                group
+                    .health_check(check)
+                    .map_err(|e| InvalidLoadBalancer::new("health_check", e))?;
+            }
+            pools.push(group);
         }
+        let group = pools[0].clone();
         let breaker = match &self.circuit_breaker {
             Some(b) => Some(
                 b.build(&name)
@@ -494,16 +567,25 @@ impl LoadBalancerBuilder {
         };
         let sticky = match &self.sticky {
             Some(s) => Some(
-                s.build(&group)
+                s.build(&pools)
                     .map_err(|e| InvalidLoadBalancer::new("sticky_session", e))?,
             ),
             None => None,
         };
         let retry = RetryLayer::new(self.retry.unwrap_or_default());
 
-        let balance = BalanceLayer::new(group.clone()).layer(client);
-        let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
-        let broken = either(breaker.clone(), attempt);
+        let mut routes = Router::builder();
+        for pool in &pools {
+            let balance = BalanceLayer::new(pool.clone()).layer(client.clone());
+            let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
+            routes = routes.destination(pool.name(), attempt);
+        }
+        let router = routes
+            .fallback(&*name)
+            .rules(self.rules)
+            .build()
+            .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
+        let broken = either(breaker.clone(), router.clone());
         let retried = retry.layer(broken);
         let overall = either(self.timeout.map(TimeoutLayer::new), retried);
         #[cfg(feature = "governor")]
@@ -532,9 +614,11 @@ impl LoadBalancerBuilder {
         let stack = ErrorResponseLayer::new().layer(either(ip, stuck));
         Ok(LoadBalancer {
             stack,
+            router,
             shared: Arc::new(Shared {
                 name,
                 group,
+                pools,
                 breaker,
                 retry,
                 sticky,

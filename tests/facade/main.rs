@@ -486,3 +486,116 @@ fn invalid_settings_are_typed_errors() {
     assert_eq!(sticky.setting(), "sticky_session");
     assert!(std::error::Error::source(&sticky).is_some());
 }
+
+/// The seeds' traffic rules: `/api/v2/*` to the v2 pool (sticky there), `X-Canary: true` to
+/// the canary pool, a 10 % split by user; replaced at run time, an invalid set refused whole.
+#[tokio::test]
+async fn rules_route_to_pools_and_are_replaced_at_run_time() {
+    use tower_lb::lb::{Rule, Split};
+    let api1 = backend("api-1").await;
+    let (v2a, v2b) = (backend("api-v2-1").await, backend("api-v2-2").await);
+    let canary = backend("api-canary-1").await;
+    let lb = LoadBalancer::builder()
+        .with_name("api-lb")
+        .with_target(Target::new("api-1", api1.addr).unwrap())
+        .with_pool(
+            "api-v2",
+            vec![
+                Target::new("api-v2-1", v2a.addr).unwrap(),
+                Target::new("api-v2-2", v2b.addr).unwrap(),
+            ],
+        )
+        .with_pool(
+            "api-canary",
+            vec![Target::new("api-canary-1", canary.addr).unwrap()],
+        )
+        .with_rules(vec![
+            Rule::new("api-v2").path("/api/v2/*").to("api-v2"),
+            Rule::new("api-canary")
+                .header("x-canary", "true")
+                .to("api-canary"),
+        ])
+        .with_sticky_session(
+            StickySession::cookie("session_id")
+                .ttl(Duration::from_secs(3600))
+                .key(*b"facade test key, 32 bytes long!!"),
+        )
+        .build::<Body>()
+        .unwrap();
+    assert_eq!(lb.rules().len(), 2);
+
+    let send = |req: Request<Body>| {
+        let lb = lb.clone();
+        async move {
+            let rsp = lb.route(req).await.unwrap();
+            let set = rsp
+                .headers()
+                .get(header::SET_COOKIE)
+                .map(|v| v.to_str().unwrap().to_string());
+            (body_of(rsp).await, set)
+        }
+    };
+    assert_eq!(
+        send(get("/users")).await.0,
+        "api-1",
+        "no rule: the default pool"
+    );
+    let (first, set) = send(get("/api/v2/cart")).await;
+    assert!(first.starts_with("api-v2-"), "{first}");
+    let pair = set.unwrap().split(';').next().unwrap().to_string();
+    for _ in 0..4 {
+        let req = Request::get("/api/v2/cart")
+            .header(header::COOKIE, &pair)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(req).await.0, first, "sticky within the pool");
+    }
+    let req = Request::get("/users")
+        .header("x-canary", "true")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(req).await.0, "api-canary-1");
+
+    // A 10 % canary for a tenth of the users, each user always on the same side.
+    lb.set_rules(vec![
+        Rule::new("canary-10").prefix("/").split(
+            Split::new()
+                .to("api-canary", 10)
+                .to("api-lb", 90)
+                .by_header("x-user"),
+        ),
+    ])
+    .unwrap();
+    let mut on_canary = 0;
+    for user in 0..200 {
+        let req = |u: i32| {
+            Request::get("/")
+                .header("x-user", u.to_string())
+                .body(Body::empty())
+                .unwrap()
+        };
+        let side = send(req(user)).await.0;
+        assert_eq!(
+            send(req(user)).await.0,
+            side,
+            "user {user} stays on its side"
+        );
+        on_canary += (side == "api-canary-1") as usize;
+    }
+    assert!(
+        (8..=40).contains(&on_canary),
+        "{on_canary} of 200 users on the canary"
+    );
+
+    // An invalid set (unknown pool) is refused whole; the split stays in force.
+    let err = lb
+        .set_rules(vec![
+            Rule::new("ok").prefix("/a").to("api-v2"),
+            Rule::new("bad").prefix("/b").to("nowhere"),
+        ])
+        .unwrap_err();
+    assert!(err.to_string().contains("bad"), "{err}");
+    assert_eq!(lb.rules().len(), 1);
+    assert_eq!(lb.rules()[0].name(), "canary-10");
+    assert!(lb.pool("api-v2").is_some() && lb.pool("nowhere").is_none());
+}
