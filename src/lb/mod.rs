@@ -24,9 +24,8 @@
 //! `axum::Router` as is; [`route`](LoadBalancer::route) sends one request by hand. A
 //! [`Registry`] keeps load balancers by name for an admin endpoint.
 //!
-//! Sticky sessions and splits: a sticky cookie keeps a client on its target within the pool a
-//! rule sends it to; a weighted split does not yet read the cookie, so use a consistent split
-//! (by cookie, header or client IP) to keep a client on its side.
+//! Sticky sessions cover every pool, and hold across weighted splits: a client stays on the
+//! side, and the target, its cookie names while that target can take it.
 //!
 //! # Examples
 //!

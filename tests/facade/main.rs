@@ -599,3 +599,54 @@ async fn rules_route_to_pools_and_are_replaced_at_run_time() {
     assert_eq!(lb.rules()[0].name(), "canary-10");
     assert!(lb.pool("api-v2").is_some() && lb.pool("nowhere").is_none());
 }
+
+/// A sticky session holds across a random weighted split: the client stays on the side, and
+/// the target, it was given.
+#[tokio::test]
+async fn sticky_sessions_hold_across_a_weighted_split() {
+    use tower_lb::lb::{Rule, Split};
+    let (a1, a2) = (backend("stable-1").await, backend("stable-2").await);
+    let (c1, c2) = (backend("canary-1").await, backend("canary-2").await);
+    let lb = LoadBalancer::builder()
+        .with_name("stable")
+        .with_targets(vec![
+            Target::new("stable-1", a1.addr).unwrap(),
+            Target::new("stable-2", a2.addr).unwrap(),
+        ])
+        .with_pool(
+            "canary",
+            vec![
+                Target::new("canary-1", c1.addr).unwrap(),
+                Target::new("canary-2", c2.addr).unwrap(),
+            ],
+        )
+        .with_rules(vec![
+            Rule::new("ab")
+                .prefix("/")
+                .split(Split::new().to("canary", 50).to("stable", 50).random()),
+        ])
+        .with_sticky_session(StickySession::cookie("SERVERID").key([3; 32]))
+        .build::<Body>()
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let rsp = lb.route(get("/")).await.unwrap();
+        let pair = rsp.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let first = body_of(rsp).await;
+        seen.insert(first.clone());
+        for _ in 0..6 {
+            let req = Request::get("/")
+                .header(header::COOKIE, &pair)
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(body_of(lb.route(req).await.unwrap()).await, first);
+        }
+    }
+    assert!(seen.len() >= 2, "the split spreads new clients: {seen:?}");
+}
