@@ -17,7 +17,9 @@
 //! - **Actions.** Forward to one destination or a weighted [`Split`] (random, or consistent
 //!   by header, cookie or client IP with nginx `split_clients` semantics); per rule, request
 //!   and response headers, a path prefix rewrite, a timeout, a rate limit (feature
-//!   `governor`) and an [`Access`] list.
+//!   `governor`) and an [`Access`] list. A split keeps a request whose sticky session
+//!   ([`Affinity`](crate::balance::Affinity)) names one of its sides, with weight, on that
+//!   side.
 //! - **Paths are normalized** ([`normalize_path`]) before matching, and the backend receives
 //!   the normalized path, so `/x/../admin`, `/%61dmin` and `//admin` all are `/admin` for
 //!   the rules and the backend alike. A malformed path is the client's fault: `400`.

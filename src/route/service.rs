@@ -21,6 +21,7 @@ use super::matcher::prefix_matches;
 use super::path::{EscapedSlashes, normalize_path};
 use super::rule::{Routed, Rule};
 use super::table::Table;
+use crate::balance::Affinity;
 use crate::http::{ResponseBody, error_response};
 use crate::key::client_ip_of;
 
@@ -444,7 +445,11 @@ where
                         );
                     }
                 }
-                (Some(i), r.destination(&req, || shared.rng.next()))
+                let affine = || {
+                    let group = req.extensions().get::<Affinity>()?.group()?;
+                    shared.names.iter().position(|n| &**n == group)
+                };
+                (Some(i), r.destination(&req, || shared.rng.next(), affine))
             }
             None => match shared.fallback {
                 Some(d) => (None, d),

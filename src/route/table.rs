@@ -94,8 +94,15 @@ impl Compiled {
             )
     }
 
-    /// The destination index, drawing `random` only for a random split.
-    pub(crate) fn destination<B>(&self, req: &Request<B>, random: impl FnOnce() -> u64) -> usize {
+    /// The destination index, drawing `random` only for a random split. A split keeps a
+    /// request on the side its sticky session names (`affine`: the destination of the
+    /// request's [`Affinity`](crate::balance::Affinity) group), if that side has weight.
+    pub(crate) fn destination<B>(
+        &self,
+        req: &Request<B>,
+        random: impl FnOnce() -> u64,
+        affine: impl FnOnce() -> Option<usize>,
+    ) -> usize {
         match &self.action {
             CompiledAction::Forward(d) => *d,
             CompiledAction::Split {
@@ -106,6 +113,15 @@ impl Compiled {
                 header,
                 seed,
             } => {
+                if let Some(d) = affine() {
+                    let mut prev = 0;
+                    for &(cum, dest) in buckets.iter() {
+                        if dest == d && cum > prev {
+                            return d;
+                        }
+                        prev = cum;
+                    }
+                }
                 let hash = match key {
                     SplitKey::Random => None,
                     SplitKey::Header(_) => header
