@@ -1,6 +1,5 @@
 //! Errors of the [`LoadBalancer`](super::LoadBalancer) facade and its [`Registry`](super::Registry).
 
-use std::error::Error;
 use std::fmt;
 
 use crate::error::BoxError;
@@ -22,7 +21,7 @@ use crate::target::TargetId;
 ///     .unwrap_err();
 /// assert!(err.to_string().contains("sticky_session"));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct InvalidLoadBalancer {
     setting: &'static str,
     source: BoxError,
@@ -52,15 +51,10 @@ impl fmt::Display for InvalidLoadBalancer {
     }
 }
 
-impl Error for InvalidLoadBalancer {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*self.source)
-    }
-}
-
 /// [`LoadBalancer::add_target`](super::LoadBalancer::add_target) was given an id the load
 /// balancer already has (use [`upsert_target`](super::LoadBalancer::upsert_target) to replace).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target `{id}` already exists")]
 pub struct TargetExists {
     id: TargetId,
 }
@@ -76,16 +70,8 @@ impl TargetExists {
     }
 }
 
-impl fmt::Display for TargetExists {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "target `{}` already exists", self.id)
-    }
-}
-
-impl Error for TargetExists {}
-
 /// [`Registry::register`](super::Registry::register) was given a name that is taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct NameTaken {
     name: String,
 }
@@ -111,10 +97,9 @@ impl fmt::Display for NameTaken {
     }
 }
 
-impl Error for NameTaken {}
-
 /// A [`Registry`](super::Registry) operation named a load balancer it does not hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no load balancer named `{name}`")]
 pub struct UnknownLoadBalancer {
     name: String,
 }
@@ -129,11 +114,3 @@ impl UnknownLoadBalancer {
         &self.name
     }
 }
-
-impl fmt::Display for UnknownLoadBalancer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no load balancer named `{}`", self.name)
-    }
-}
-
-impl Error for UnknownLoadBalancer {}

@@ -15,7 +15,7 @@ use std::fmt;
 /// let err = StickyLayer::cookie("bad name").group(&group).key([7; 32]).build().unwrap_err();
 /// assert!(err.to_string().contains("cookie name"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InvalidSticky {
     reason: Reason,
 }
@@ -73,5 +73,3 @@ impl fmt::Display for InvalidSticky {
         }
     }
 }
-
-impl std::error::Error for InvalidSticky {}
