@@ -6,7 +6,7 @@
 //! choices on load or latency, consistent hashing and Maglev on [request keys](key)),
 //! [discovery](discover) streams, [health] (active checks, outlier detection, panic
 //! threshold, slow start), [retries](retry) with budgets, a circuit [breaker], keyed
-//! [limits](limit), [sticky sessions](sticky), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
+//! [limits](limit), [sticky sessions](sticky), and a [`Balance`] service that drops into `ServiceBuilder`
 //! and `axum::Router::route_service`. In front of the balancers, a [`Router`](route::Router)
 //! applies traffic rules (paths, headers, canary splits, access lists) on the client IP that
 //! [`client_ip`] resolves through trusted proxies only.

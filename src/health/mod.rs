@@ -16,7 +16,7 @@
 //! Over them sit the group-wide [`PanicThreshold`] (when too few targets are available, spread
 //! over all of them or fail fast) and [`SlowStart`] (ramp the weight of a target that joins or
 //! recovers). Every flip is a [`HealthEvent`] on [`TargetGroup::events`] and a `tracing` line.
-//! [`healthy_changes`] turns a discovery stream plus health checks into a stream that feeds
+//! [`healthy_changes`](crate::group::healthy_changes) turns a discovery stream plus health checks into a stream that feeds
 //! tower's own `p2c::Balance`.
 //!
 //! The full model, the precedence between these sources and where every default comes from
