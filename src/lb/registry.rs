@@ -52,12 +52,7 @@ impl<B, C> fmt::Debug for Registry<B, C> {
         f.debug_struct("Registry")
             .field(
                 "names",
-                &self
-                    .inner
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .keys()
-                    .collect::<Vec<_>>(),
+                &crate::util::read(&self.inner).keys().collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -71,7 +66,7 @@ impl<B, C: Clone> Registry<B, C> {
 
     /// Adds `lb` under its name; fails if the name is taken (the registered one stays).
     pub fn register(&self, lb: LoadBalancer<B, C>) -> Result<(), NameTaken> {
-        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::util::write(&self.inner);
         if map.contains_key(lb.name()) {
             return Err(NameTaken::new(lb.name()));
         }
@@ -81,13 +76,13 @@ impl<B, C: Clone> Registry<B, C> {
 
     /// The load balancer named `name` (a clone sharing everything with the registered one).
     pub fn get(&self, name: &str) -> Option<LoadBalancer<B, C>> {
-        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let map = crate::util::read(&self.inner);
         map.get(name).cloned()
     }
 
     /// The registered names, sorted.
     pub fn list(&self) -> Vec<String> {
-        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let map = crate::util::read(&self.inner);
         map.keys().cloned().collect()
     }
 
@@ -99,7 +94,7 @@ impl<B, C: Clone> Registry<B, C> {
         name: &str,
     ) -> Result<impl Future<Output = ()> + Send + 'static, UnknownLoadBalancer> {
         let lb = {
-            let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            let mut map = crate::util::write(&self.inner);
             map.remove(name)
                 .ok_or_else(|| UnknownLoadBalancer::new(name))?
         };

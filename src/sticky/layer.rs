@@ -202,7 +202,7 @@ impl Shared {
 
     #[cold]
     fn rebuild(&self) {
-        let _lock = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let _lock = crate::util::lock(&self.sync);
         if !self.stale(&self.table.load()) {
             return;
         }

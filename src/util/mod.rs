@@ -4,7 +4,7 @@
 //! Private to the crate (only `retry_after` is re-exported, from `crate::http`), and a leaf:
 //! it imports no other module of the crate, so every layer may use it.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 mod hash;
@@ -21,6 +21,18 @@ pub(crate) use self::rng::FastRng;
 #[inline]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`lock`] for reading an `RwLock`.
+#[inline]
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`lock`] for writing an `RwLock`.
+#[inline]
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The longest duration any setting is taken to mean: about 100 years. Longer values (up to
