@@ -46,4 +46,5 @@ mod service;
 
 pub use self::extensions::{Affinity, AvoidTargets, ServedBy, WantServedBy};
 pub use self::layer::BalanceLayer;
+pub(crate) use self::service::Reporter;
 pub use self::service::{Balance, MakeTarget};
