@@ -60,11 +60,15 @@ pub mod classify;
 pub mod client_ip;
 pub mod discover;
 pub mod error;
+pub mod forward;
 pub mod health;
 pub mod http;
 pub mod key;
 pub mod limit;
 pub mod retry;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 pub mod target;
 pub mod timeout;
 mod util;

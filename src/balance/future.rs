@@ -195,8 +195,10 @@ fn respond<RB: Body>(
     if tag {
         tag_response(&g, &mut rsp);
     }
-    // An empty body has nothing left to wait for.
-    let guard = (!rsp.body().is_end_stream()).then_some(g);
+    // An empty body has nothing left to wait for, except after a 101: the target is busy with
+    // the upgraded connection until whoever relays it drops the body.
+    let held = !rsp.body().is_end_stream() || rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    let guard = held.then_some(g);
     rsp.map(|body| TrackedBody::new(body, guard))
 }
 

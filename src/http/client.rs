@@ -91,6 +91,8 @@ where
             pool_idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             pool_max_idle_per_host: usize::MAX,
             preserve_host: false,
+            #[cfg(feature = "http2")]
+            http2_only: false,
         }
     }
 }
@@ -103,6 +105,8 @@ pub struct HttpClientBuilder {
     pool_idle_timeout: Option<Duration>,
     pool_max_idle_per_host: usize,
     preserve_host: bool,
+    #[cfg(feature = "http2")]
+    http2_only: bool,
 }
 
 impl HttpClientBuilder {
@@ -138,6 +142,25 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Speaks HTTP/2 with prior knowledge (h2c) to every target, multiplexing requests over
+    /// one connection per target, instead of HTTP/1.1 (feature `http2`). Targets must accept
+    /// cleartext HTTP/2 (gRPC servers do).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tower_lb::http::HttpClient;
+    ///
+    /// let grpc = HttpClient::<String>::builder().http2_only(true).build::<String>();
+    /// # let _ = grpc;
+    /// ```
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    pub fn http2_only(mut self, on: bool) -> Self {
+        self.http2_only = on;
+        self
+    }
+
     /// Builds the client. Requests are driven on the current Tokio runtime.
     pub fn build<B>(self) -> HttpClient<B>
     where
@@ -147,11 +170,14 @@ impl HttpClientBuilder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(self.connect_timeout);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+            .pool_timer(hyper_util::rt::TokioTimer::new());
+        #[cfg(feature = "http2")]
+        builder.http2_only(self.http2_only);
+        let client = builder.build(connector);
         HttpClient {
             client,
             preserve_host: self.preserve_host,

@@ -1,0 +1,439 @@
+//! A server for proxies built on tower-lb: HTTP/1.1 and HTTP/2 (cleartext h2c by prior
+//! knowledge, or negotiated by ALPN over TLS with the `tls` feature) on a `TcpListener`,
+//! serving a tower service with the limits an edge needs, and graceful shutdown.
+//!
+//! Why it exists: a proxy's edge must refuse what would hurt it before any target is involved
+//! (oversized headers: `431`; bodies over the limit: `413`; clients that send headers slowly or
+//! hold idle connections) and must tell the layers below who the client is. Each request
+//! carries the socket peer as a [`ClientAddr`](crate::key::ClientAddr) extension and, over
+//! TLS, [`ClientTls`](crate::forward::ClientTls); the [forwarding layer](crate::forward) reads
+//! them. `Upgrade`s are served (the connection's upgrade half is in the request's extensions).
+//!
+//! On shutdown the server stops accepting, asks every connection to finish (HTTP/1.1: after
+//! the response in progress; HTTP/2: `GOAWAY`), and waits for in-flight requests up to the
+//! drain timeout. Relayed upgrades (WebSocket) are not waited for.
+//!
+//! Long guide: `docs/proxy.md` in the repository.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::service_fn;
+//! use tower_lb::server::{RequestBody, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = Server::builder().max_body_bytes(Some(1 << 20)).build()?;
+//! let hello = service_fn(|_req: http::Request<RequestBody>| async {
+//!     Ok::<_, Infallible>(http::Response::new(String::from("hello")))
+//! });
+//! // Serves until the shutdown future resolves (here at once), then drains.
+//! server.serve(listener, hello, async {}).await?;
+//! # Ok(()) }
+//! ```
+//!
+#![doc = include_str!("../../docs/proxy.md")]
+
+mod body;
+mod conn;
+pub mod error;
+#[cfg(feature = "tls")]
+mod tls;
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{Either, select};
+use http::{Request, Response};
+use http_body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+pub use self::body::RequestBody;
+use self::conn::{Active, ConnService, IdleIo};
+use self::error::InvalidServerConfig;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use self::tls::TlsAcceptor;
+use crate::error::BoxError;
+
+/// Serves a tower service on a listener: see the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::server::Server;
+///
+/// let server = Server::builder()
+///     .max_header_bytes(16 * 1024)
+///     .header_read_timeout(Some(std::time::Duration::from_secs(10)))
+///     .build()
+///     .unwrap();
+/// # let _ = server;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Server {
+    config: Arc<ServerBuilder>,
+}
+
+/// Configures a [`Server`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ServerBuilder {
+    max_header_bytes: usize,
+    max_body_bytes: Option<u64>,
+    header_read_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    tls_handshake_timeout: Duration,
+    drain_timeout: Duration,
+    max_concurrent_streams: u32,
+}
+
+/// The smallest header limit: hyper reads a request head into a buffer of at least this.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+
+impl Server {
+    /// Starts configuring a server. Defaults: headers up to 64 KiB, bodies up to 16 MiB,
+    /// 30 s to send a request head, connections idle for 60 s closed, 10 s for a TLS
+    /// handshake, up to 30 s of draining on shutdown, 256 concurrent HTTP/2 streams per
+    /// connection.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: Some(16 * 1024 * 1024),
+            header_read_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            tls_handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The most bytes of request head (request line and headers) accepted; a larger head gets
+    /// `431 Request Header Fields Too Large`. At least 8 KiB.
+    pub fn max_header_bytes(mut self, max: usize) -> Self {
+        self.max_header_bytes = max;
+        self
+    }
+
+    /// The most bytes of request body accepted (`None`: no limit). A declared
+    /// `Content-Length` over it gets `413 Payload Too Large` before the stack is called; a
+    /// streamed body is cut off at the limit and the request answered with `413`.
+    pub fn max_body_bytes(mut self, max: Option<u64>) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// How long a client may take to send a request head, counted from when the connection
+    /// waits for one (so it also bounds a kept-alive HTTP/1.1 connection waiting for its next
+    /// request). `None`: no limit.
+    pub fn header_read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Closes a connection that has had no request in flight and no bytes either way for
+    /// this long (`None`: never). Also closes a relayed upgrade that is quiet for this long.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a TLS handshake may take.
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown waits for in-flight requests before it gives up on them.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// The most concurrent streams per HTTP/2 connection.
+    pub fn max_concurrent_streams(mut self, max: u32) -> Self {
+        self.max_concurrent_streams = max;
+        self
+    }
+
+    /// Checks the settings and builds the server.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidServerConfig`] for a header limit under 8 KiB or over 4 GiB, a zero timeout
+    /// or zero streams.
+    pub fn build(self) -> Result<Server, InvalidServerConfig> {
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(InvalidServerConfig::new("max_header_bytes is under 8 KiB"));
+        }
+        if u32::try_from(self.max_header_bytes).is_err() {
+            return Err(InvalidServerConfig::new("max_header_bytes is over 4 GiB"));
+        }
+        let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
+        if zero(self.header_read_timeout)
+            || zero(self.idle_timeout)
+            || self.tls_handshake_timeout.is_zero()
+        {
+            return Err(InvalidServerConfig::new("a timeout is zero"));
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err(InvalidServerConfig::new("max_concurrent_streams is zero"));
+        }
+        Ok(Server {
+            config: Arc::new(self),
+        })
+    }
+}
+
+/// TLS or not, as the accept loop sees it.
+#[derive(Clone)]
+enum Accept {
+    Plain,
+    #[cfg(feature = "tls")]
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
+impl Server {
+    fn hyper_builder(&self) -> auto::Builder<TokioExecutor> {
+        let c = &self.config;
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(c.header_read_timeout)
+            .max_buf_size(c.max_header_bytes)
+            .keep_alive(true);
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(c.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(c.max_concurrent_streams);
+        b
+    }
+
+    /// Serves `service` on `listener` (cleartext HTTP/1.1 and h2c) until `shutdown` resolves,
+    /// then drains (see the [module docs](self)).
+    ///
+    /// # Errors
+    ///
+    /// None today beyond what the type allows: accept errors (such as running out of file
+    /// descriptors) are logged and retried after a short pause.
+    pub async fn serve<S, RB, F>(
+        &self,
+        listener: TcpListener,
+        service: S,
+        shutdown: F,
+    ) -> io::Result<()>
+    where
+        S: Service<Request<RequestBody>, Response = Response<RB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        RB: Body<Data = Bytes> + Send + 'static,
+        RB::Error: Into<BoxError>,
+        F: Future<Output = ()>,
+    {
+        self.run(listener, Accept::Plain, service, shutdown).await
+    }
+
+    /// Like [`serve`](Self::serve), terminating TLS with `tls` first (HTTP/2 when the client
+    /// negotiates `h2`). Each request carries [`ClientTls`](crate::forward::ClientTls).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn serve_tls<S, RB, F>(
+        &self,
+        listener: TcpListener,
+        tls: &TlsAcceptor,
+        service: S,
+        shutdown: F,
+    ) -> io::Result<()>
+    where
+        S: Service<Request<RequestBody>, Response = Response<RB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        RB: Body<Data = Bytes> + Send + 'static,
+        RB::Error: Into<BoxError>,
+        F: Future<Output = ()>,
+    {
+        self.run(listener, Accept::Tls(tls.inner.clone()), service, shutdown)
+            .await
+    }
+
+    async fn run<S, RB, F>(
+        &self,
+        listener: TcpListener,
+        accept: Accept,
+        service: S,
+        shutdown: F,
+    ) -> io::Result<()>
+    where
+        S: Service<Request<RequestBody>, Response = Response<RB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        RB: Body<Data = Bytes> + Send + 'static,
+        RB::Error: Into<BoxError>,
+        F: Future<Output = ()>,
+    {
+        let builder = self.hyper_builder();
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let accepted = match select(shutdown.as_mut(), pin!(listener.accept())).await {
+                Either::Left(((), _)) => break,
+                Either::Right((accepted, _)) => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    // Out of descriptors or a connection reset before accept: not fatal.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let active = Arc::new(Active::default());
+            let svc = ConnService {
+                svc: service.clone(),
+                peer,
+                tls: !matches!(accept, Accept::Plain),
+                max_body: self.config.max_body_bytes,
+                active: active.clone(),
+            };
+            let io = IdleIo::new(stream, self.config.idle_timeout, active);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            match &accept {
+                Accept::Plain => {
+                    tokio::spawn(serve_connection(builder, watcher, io, svc));
+                }
+                #[cfg(feature = "tls")]
+                Accept::Tls(tls) => {
+                    let handshake = tls.accept(io);
+                    let limit = self.config.tls_handshake_timeout;
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(limit, handshake).await {
+                            Ok(Ok(io)) => serve_connection(builder, watcher, io, svc).await,
+                            Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),
+                            Err(_) => tracing::debug!("tls handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(self.config.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout: connections still open at shutdown");
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection<I, S, RB>(
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    svc: ConnService<S>,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Service<Request<RequestBody>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    RB: Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(error) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%error, "client connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused_not_panicked_on() {
+        assert!(Server::builder().build().is_ok());
+        assert!(Server::builder().max_header_bytes(8 * 1024).build().is_ok());
+        assert!(Server::builder().max_header_bytes(100).build().is_err());
+        assert!(
+            Server::builder()
+                .max_header_bytes(usize::MAX)
+                .build()
+                .is_err()
+        );
+        assert!(
+            Server::builder()
+                .header_read_timeout(Some(Duration::ZERO))
+                .build()
+                .is_err()
+        );
+        assert!(
+            Server::builder()
+                .idle_timeout(Some(Duration::ZERO))
+                .build()
+                .is_err()
+        );
+        assert!(
+            Server::builder()
+                .tls_handshake_timeout(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+        assert!(Server::builder().max_concurrent_streams(0).build().is_err());
+        assert!(
+            Server::builder()
+                .header_read_timeout(None)
+                .idle_timeout(None)
+                .max_body_bytes(None)
+                .build()
+                .is_ok()
+        );
+        let e = Server::builder().max_header_bytes(1).build().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid server configuration: max_header_bytes is under 8 KiB"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn bad_pem_is_a_typed_error() {
+        assert!(TlsAcceptor::from_pem(b"", b"").is_err());
+        assert!(TlsAcceptor::from_pem(b"not pem", b"not pem").is_err());
+        let dev = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = dev.cert.pem();
+        assert!(
+            TlsAcceptor::from_pem(cert.as_bytes(), dev.signing_key.serialize_pem().as_bytes())
+                .is_ok()
+        );
+        // A key that does not belong to the certificate.
+        let e = TlsAcceptor::from_pem(
+            cert.as_bytes(),
+            other.signing_key.serialize_pem().as_bytes(),
+        )
+        .unwrap_err();
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(
+            TlsAcceptor::from_pem_files("/nonexistent/cert.pem", "/nonexistent/key.pem").is_err()
+        );
+    }
+}
