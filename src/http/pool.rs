@@ -265,6 +265,41 @@ impl<B> TargetService<B> {
     }
 }
 
+impl<B> TargetService<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Opens connections until `n` are idle in the pool (warming it before traffic), and
+    /// returns how many are idle. Connect failures stop the warming early; they are not
+    /// reported as target failures (nothing was asked of the target yet).
+    ///
+    /// ```no_run
+    /// use tower_lb::http::TargetClient;
+    /// use tower_lb::target::Target;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let svc = TargetClient::<String>::new().service(&Target::new("a", "127.0.0.1:8080")?);
+    /// let idle = svc.warm(4).await;
+    /// println!("{idle} connections ready");
+    /// # Ok(()) }
+    /// ```
+    pub async fn warm(&self, n: usize) -> usize {
+        let n = n.min(self.pool.config.max_idle);
+        while self.idle_connections() < n {
+            match self.pool.connect().await {
+                Ok(conn) => self.pool.checkin(conn),
+                Err(e) => {
+                    tracing::debug!(error = %e, "warming a pool: connect failed");
+                    break;
+                }
+            }
+        }
+        self.idle_connections()
+    }
+}
+
 impl<B> Service<Request<B>> for TargetService<B>
 where
     B: Body + Send + Unpin + 'static,

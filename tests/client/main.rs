@@ -157,3 +157,37 @@ async fn a_silent_target_holds_one_connection_per_request() {
         "a cancelled request's connection is closed"
     );
 }
+
+/// Bound: a pool warmed with 3 connections serves 3 concurrent requests without opening any
+/// other; the backend accepted exactly 3 connections.
+#[tokio::test]
+async fn a_warmed_pool_serves_without_connecting() {
+    let a = recorder(|_| StatusCode::OK, None).await;
+    let svc = TargetClient::<Body>::new().service(&Target::new("a", a.addr.to_string()).unwrap());
+    assert_eq!(svc.warm(3).await, 3);
+    // The backend's accept loop may lag the client's connect: wait for it (bounded).
+    for _ in 0..200 {
+        if a.connections.load(Ordering::SeqCst) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(a.connections.load(Ordering::SeqCst), 3);
+    let get = || {
+        svc.clone()
+            .oneshot(Request::get("/").body(empty()).unwrap())
+    };
+    let (r1, r2, r3) = tokio::join!(get(), get(), get());
+    for r in [r1, r2, r3] {
+        let rsp = r.unwrap();
+        assert_eq!(rsp.status(), StatusCode::OK);
+        rsp.into_body().collect().await.unwrap();
+    }
+    assert_eq!(a.count(), 3);
+    assert_eq!(
+        a.connections.load(Ordering::SeqCst),
+        3,
+        "no connection opened"
+    );
+    assert_eq!(svc.idle_connections(), 3);
+}
