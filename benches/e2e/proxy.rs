@@ -109,6 +109,7 @@ fn main() -> Result<(), BoxError> {
     let mut targets = Vec::new();
     let mut client = "target".to_owned();
     let mut full = false;
+    let mut per_core = false;
     let mut rest = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -118,8 +119,12 @@ fn main() -> Result<(), BoxError> {
             "--backend" => targets.push(value()?),
             "--client" => client = value()?,
             "--stack" => full = value()? == "full",
+            "--per-core" => per_core = true,
             _ => rest.push(arg.parse::<SocketAddr>()?),
         }
+    }
+    if per_core && mode == "proxy" {
+        return per_core_proxy(workers, listen, targets, client, full);
     }
     let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -147,7 +152,50 @@ fn main() -> Result<(), BoxError> {
                 let listener = TcpListener::bind(listen).await?;
                 proxy(listener, group, &client, full).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | proxy [--workers N] [--listen ADDR] [--client target|legacy] [--stack bare|full] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] --backend ADDR...".into()),
         }
     })
+}
+
+/// `--per-core`: one single-threaded runtime per worker, each with its own listener on the same
+/// address (`SO_REUSEPORT`, the kernel spreads connections) and its own balancer and client
+/// over the one shared target group: a request never leaves its thread (nginx's worker model).
+fn per_core_proxy(
+    workers: usize,
+    listen: SocketAddr,
+    targets: Vec<String>,
+    client: String,
+    full: bool,
+) -> Result<(), BoxError> {
+    let group = TargetGroup::builder("bench")
+        .targets(
+            targets
+                .iter()
+                .enumerate()
+                .map(|(i, a)| Target::new(format!("b{i}"), a.as_str()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .build()?;
+    let threads: Vec<_> = (0..workers.max(1))
+        .map(|_| {
+            let (group, client) = (group.clone(), client.clone());
+            std::thread::spawn(move || -> Result<(), BoxError> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.set_reuseport(true)?;
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(listen)?;
+                    let listener = socket.listen(1024)?;
+                    proxy(listener, group, &client, full).await
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "worker panicked")??;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 # 100 bytes (one thread), then measures, interleaved over ROUNDS rounds, one proxy at a time:
 #
 #   towerlb-1 / towerlb-2   tower-lb: Server + ForwardLayer + Balance + TargetClient, 1 / 2 workers
+#   towerlb-2pc             the same, 2 single-threaded runtimes with SO_REUSEPORT listeners
 #   towerlb-full-1          the same with the resilience stack of examples/proxy.rs, 1 worker
 #   towerlb-legacy-1        the same as towerlb-1 with hyper-util's client (HttpClient)
 #   nginx-1 / nginx-2       keepalive upstream (64), 1 / 2 worker processes
@@ -19,7 +20,7 @@
 # the requests served). Open loop: `oha -q RATE -c64 --latency-correction` (p50, p99, p99.9 at a
 # fixed rate; skipped if oha cannot be installed). Prints the medians over rounds and the ratios
 # against nginx and HAProxy at the same worker count. Takes about
-# 8 proxies x ROUNDS x (2 x DURATION + 2) seconds. Not part of CI.
+# 9 proxies x ROUNDS x (2 x DURATION + 2) seconds. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -55,8 +56,8 @@ trap cleanup EXIT
 "$BIN" backends "${BACKENDS[@]}" &
 PIDS+=($!)
 
-tower() { # name port workers client stack
-  local args=()
+tower() { # name port workers client stack [--per-core]
+  local args=("${@:6}")
   for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
   "$BIN" proxy --listen "127.0.0.1:$2" --workers "$3" --client "$4" --stack "$5" "${args[@]}" &
   PIDS+=($!)
@@ -125,6 +126,7 @@ EOF
 
 tower towerlb-1 18001 1 target bare
 tower towerlb-2 18002 2 target bare
+tower towerlb-2pc 18005 2 target bare --per-core
 tower towerlb-full-1 18003 1 target full
 tower towerlb-legacy-1 18004 1 legacy bare
 nginx_conf 1 18011
@@ -197,7 +199,7 @@ for name in by:
 print("\nratios (tower-lb / peer at the same worker count; req/s: higher is better, the rest: lower is better)")
 print("| tower-lb | peer | req/s | CPU/req | p99 | p99.9 | open p99 | open p99.9 |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-for ours, w in [("towerlb-1", "1"), ("towerlb-full-1", "1"), ("towerlb-legacy-1", "1"), ("towerlb-2", "2")]:
+for ours, w in [("towerlb-1", "1"), ("towerlb-full-1", "1"), ("towerlb-legacy-1", "1"), ("towerlb-2", "2"), ("towerlb-2pc", "2")]:
     for peer in (f"nginx-{w}", f"haproxy-{w}"):
         if ours in by and peer in by:
             r = lambda i: med(ours, i) / med(peer, i)
