@@ -28,10 +28,13 @@ use tower::retry::Policy;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::BoxError;
-use tower_lb::balance::Balance;
+use tower_lb::balance::{Balance, BalanceLayer};
 use tower_lb::breaker::CircuitBreakerLayer;
+use tower_lb::http::ErrorResponseLayer;
+use tower_lb::lb::{CircuitBreaker as LbBreaker, LoadBalancer};
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
+use tower_lb::sticky::StickyLayer;
 use tower_lb::target::{Target, TargetGroup};
 use tower_lb::timeout::TimeoutLayer;
 
@@ -278,6 +281,278 @@ fn header_allocs(rt: &Runtime) {
     );
 }
 
+// ---- Sticky sessions and the facade ----------------------------------------------------------
+
+async fn drive_with<S>(svc: &mut S, headers: &http::HeaderMap, n: u64) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut req = Request::new(Empty::new());
+        *req.headers_mut() = headers.clone();
+        let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
+        black_box(rsp);
+    }
+    start.elapsed()
+}
+
+type Run<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+fn run<'a, S>(rt: &'a Runtime, mut svc: S, headers: &'a http::HeaderMap) -> Run<'a>
+where
+    S: Service<Request<Empty<Bytes>>> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, n)))
+}
+
+/// Runs the rows in interleaved rounds and prints medians against the first row.
+fn interleaved_table(title: &str, mut rows: Vec<(&str, Run<'_>)>) {
+    const N: u64 = 20_000;
+    const ROUNDS: usize = 15;
+    let mut times = vec![Vec::new(); rows.len()];
+    for (_, r) in rows.iter_mut() {
+        r(N);
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, r)) in rows.iter_mut().enumerate() {
+            times[i].push(r(N).as_nanos() as f64 / N as f64);
+        }
+    }
+    let allocs: Vec<f64> = rows
+        .iter_mut()
+        .map(|(_, r)| {
+            let region = Region::new(GLOBAL);
+            r(N);
+            region.change().allocations as f64 / N as f64
+        })
+        .collect();
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    println!("\n== {title} (median of {ROUNDS} interleaved rounds × {N} requests)");
+    println!(
+        "{:<36} {:>9} {:>12} {:>8} {:>12}",
+        "variant", "ns/req", "vs first", "ratio", "allocs/req"
+    );
+    for (i, (name, _)) in rows.iter().enumerate() {
+        println!(
+            "{name:<36} {:>9.1} {:>+12.1} {:>8.3} {:>12.2}",
+            medians[i],
+            medians[i] - medians[0],
+            medians[i] / medians[0],
+            allocs[i]
+        );
+    }
+}
+
+/// What the sticky layer adds per request over `Balance`, every request carrying the same
+/// `Cookie` header (so copying it costs both sides alike): a valid cookie (the hit path: verify
+/// the token, set the affinity, no `Set-Cookie`), no sticky cookie (a fresh one is signed and
+/// set), a forged one (rejected, then as without).
+fn sticky_overhead(rt: &Runtime) {
+    let _g = rt.enter();
+    let group = TargetGroup::builder("bench")
+        .target(Target::new("a", "127.0.0.1:1").unwrap())
+        .target(Target::new("b", "127.0.0.1:2").unwrap())
+        .build()
+        .unwrap();
+    let balance = || {
+        Balance::new(group.clone(), |_t: &Target| {
+            service_fn(|_r: Request<Empty<Bytes>>| ready(Ok::<_, BoxError>(ok_rsp())))
+        })
+    };
+    let layer = StickyLayer::cookie("SERVERID")
+        .group(&group)
+        .key([7u8; 32])
+        .build()
+        .unwrap();
+    let token = layer.issue("bench", &"b".into()).unwrap();
+    let headers = |cookie: String| {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::COOKIE, cookie.parse().unwrap());
+        h
+    };
+    let valid = headers(format!("theme=dark; SERVERID={token}"));
+    let forged = headers(format!("theme=dark; SERVERID={}", "A".repeat(50)));
+    let none = headers("theme=dark; lang=en".into());
+    interleaved_table(
+        "sticky sessions over Balance, every request with a Cookie header",
+        vec![
+            ("balance, cookie header", run(rt, balance(), &valid)),
+            (
+                "balance served_by(true)",
+                run(rt, balance().served_by(true), &valid),
+            ),
+            (
+                "sticky + balance: hit",
+                run(rt, layer.layer(balance()), &valid),
+            ),
+            (
+                "sticky + balance: no cookie",
+                run(rt, layer.layer(balance()), &none),
+            ),
+            (
+                "sticky + balance: forged",
+                run(rt, layer.layer(balance()), &forged),
+            ),
+        ],
+    );
+}
+
+/// The `LoadBalancer` facade against the same layers composed by hand, over the same stub
+/// client: what the facade itself adds.
+fn facade_overhead(rt: &Runtime) {
+    let _g = rt.enter();
+    fn client() -> impl Service<
+        Request<ReplayBody<Empty<Bytes>>>,
+        Response = Rsp,
+        Error = BoxError,
+        Future = Ready<Result<Rsp, BoxError>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static {
+        service_fn(|_r: Request<ReplayBody<Empty<Bytes>>>| ready(Ok::<_, BoxError>(ok_rsp())))
+    }
+    let group = |name: &str| {
+        TargetGroup::builder(name)
+            .target(Target::new("a", "127.0.0.1:1").unwrap())
+            .build()
+            .unwrap()
+    };
+    let minimal_facade = LoadBalancer::builder()
+        .with_name("m")
+        .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+        .build_with_client::<Empty<Bytes>, _>(client())
+        .unwrap();
+    let minimal_hand = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(BalanceLayer::new(group("m")))
+        .service(client());
+    let full_facade = LoadBalancer::builder()
+        .with_name("f")
+        .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+        .with_circuit_breaker(LbBreaker::new())
+        .with_timeout(Duration::from_secs(10))
+        .with_attempt_timeout(Duration::from_secs(5))
+        .build_with_client::<Empty<Bytes>, _>(client())
+        .unwrap();
+    let full_hand = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(TimeoutLayer::new(Duration::from_secs(10)))
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(CircuitBreakerLayer::new("f"))
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
+        .layer(BalanceLayer::new(group("f")))
+        .service(client());
+    let no_headers = http::HeaderMap::new();
+    interleaved_table(
+        "LoadBalancer facade vs the same layers by hand",
+        vec![
+            (
+                "by hand: error+retry+balance",
+                run(rt, minimal_hand, &no_headers),
+            ),
+            ("facade: defaults", run(rt, minimal_facade, &no_headers)),
+            (
+                "by hand: +breaker+2 timeouts",
+                run(rt, full_hand, &no_headers),
+            ),
+            (
+                "facade: +breaker+2 timeouts",
+                run(rt, full_facade, &no_headers),
+            ),
+        ],
+    );
+}
+
+/// The facade against the same layers by hand over loopback HTTP (the pooled client, one hyper
+/// backend): what the facade's cost is next to a network hop. Each response body is read, so
+/// connections are reused.
+fn facade_over_http(rt: &Runtime) {
+    use http_body_util::{BodyExt, Full};
+    let _g = rt.enter();
+    let addr = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_r: Request<hyper::body::Incoming>| {
+                        ready(Ok::<_, Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    });
+    let target = || Target::new("a", addr).unwrap();
+    let facade = LoadBalancer::builder()
+        .with_name("h")
+        .with_target(target())
+        .build::<Empty<Bytes>>()
+        .unwrap();
+    let group = TargetGroup::builder("h").target(target()).build().unwrap();
+    let hand = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(BalanceLayer::new(group))
+        .service(tower_lb::http::HttpClient::<ReplayBody<Empty<Bytes>>>::new());
+
+    async fn drive_http<S, RB>(svc: &mut S, n: u64) -> Duration
+    where
+        S: Service<Request<Empty<Bytes>>, Response = Response<RB>>,
+        S::Error: std::fmt::Debug,
+        RB: http_body::Body,
+        RB::Error: std::fmt::Debug,
+    {
+        let start = Instant::now();
+        for _ in 0..n {
+            let req = Request::get("/").body(Empty::new()).unwrap();
+            let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
+            black_box(rsp.into_body().collect().await.unwrap());
+        }
+        start.elapsed()
+    }
+    const N: u64 = 2_000;
+    const ROUNDS: usize = 9;
+    let (mut hand, mut facade) = (hand, facade);
+    let mut times = [Vec::new(), Vec::new()];
+    rt.block_on(drive_http(&mut hand, N));
+    rt.block_on(drive_http(&mut facade, N));
+    for _ in 0..ROUNDS {
+        times[0].push(rt.block_on(drive_http(&mut hand, N)).as_nanos() as f64 / N as f64);
+        times[1].push(rt.block_on(drive_http(&mut facade, N)).as_nanos() as f64 / N as f64);
+    }
+    let median = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let (h, f) = (median(&mut times[0]), median(&mut times[1]));
+    println!(
+        "\n== LoadBalancer facade over loopback HTTP (median of {ROUNDS} interleaved rounds × {N} requests)"
+    );
+    println!("by hand: error+retry+balance+HttpClient {h:>10.0} ns/req");
+    println!(
+        "facade, defaults                         {f:>10.0} ns/req  ({:+.0} ns, ratio {:.3})",
+        f - h,
+        f / h
+    );
+}
+
 // ---- Retry amplification ---------------------------------------------------------------------
 
 /// Fails request `i` (and all its attempts) when `i % 100 < pct`: a backend that is down for
@@ -465,6 +740,9 @@ fn main() {
     clock_cost(&rt);
     overhead_table(&rt);
     header_allocs(&rt);
+    sticky_overhead(&rt);
+    facade_overhead(&rt);
+    facade_over_http(&rt);
     amplification_table();
     c.final_summary();
 }

@@ -6,8 +6,10 @@
 //! choices on load or latency, consistent hashing and Maglev on [request keys](key)),
 //! [discovery](discover) streams, [health] (active checks, outlier detection, panic
 //! threshold, slow start), [retries](retry) with budgets, a circuit [breaker], keyed
-//! [limits](limit), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
-//! and `axum::Router::route_service`.
+//! [limits](limit), [sticky sessions](sticky), and a [`Balance`](balance::Balance) service that drops into `ServiceBuilder`
+//! and `axum::Router::route_service`. In front of the balancers, a [`Router`](route::Router)
+//! applies traffic rules (paths, headers, canary splits, access lists) on the client IP that
+//! [`client_ip`] resolves through trusted proxies only.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -43,7 +45,12 @@
 //!   `health::HttpCheck`, active HTTP health checks.
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
+//! - `regex`: regular-expression path and header conditions in [`route`] rules.
 //! - `full`: everything.
+//!
+//! The short path: `lb::LoadBalancer` (feature `hyper`) builds the whole stack from one builder
+//! in the vocabulary of nginx and HAProxy configurations, and `lb::Registry` keeps load
+//! balancers by name.
 //!
 //! Resilience layers ([`retry`], [`breaker`], [`limit`], [`timeout`]) and how to order them:
 //! `docs/resilience.md` in the repository.
@@ -64,11 +71,16 @@ pub mod forward;
 pub mod health;
 pub mod http;
 pub mod key;
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub mod lb;
 pub mod limit;
 pub mod retry;
+pub mod route;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+pub mod sticky;
 pub mod target;
 pub mod timeout;
 mod util;

@@ -5,8 +5,9 @@ use crate::target::TargetId;
 /// Response extension: the group and target that served the request.
 ///
 /// Set by [`Balance`](super::Balance) on responses with an error status (`4xx`, `5xx`), on
-/// responses the group's classifier counts as failures and on responses to requests that carry
-/// [`WantServedBy`], or on every response with
+/// responses the group's classifier counts as failures, on responses to requests that carry
+/// [`WantServedBy`] and on those to requests whose [`Affinity`] was not honoured, or on every
+/// response with
 /// [`Balance::served_by(true)`](super::Balance::served_by); read it for access logs, metrics,
 /// sticky sessions or retries. An error names its target through
 /// [`AttemptFailed`](super::error::AttemptFailed).
@@ -74,6 +75,89 @@ impl ServedBy {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WantServedBy;
+
+/// Request extension: send this request to one target if it is available (set by the
+/// [sticky-session layer](crate::sticky), or by anything else that wants affinity).
+///
+/// [`Balance`](super::Balance) sends the request to the named target when that target is in
+/// its group and could be picked right now (enabled, not draining, healthy, not ejected,
+/// below its connection limit, not in [`AvoidTargets`]); otherwise the request is balanced as
+/// if it had no affinity, and its response is tagged with [`ServedBy`] (unless the balancer
+/// [tags nothing](super::Balance::served_by)), so that whoever set the affinity learns where
+/// the request went; a response without the tag came from the target asked for (or from no
+/// target at all). An affinity never makes a request fail. A backup target is never
+/// honoured here: backups serve only while no primary is available, which the group's own
+/// pick decides.
+///
+/// An affinity [for a group](Affinity::in_group) is honoured only by a balancer over the
+/// group of that name, so one request can pass several balancers (a router's groups).
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceExt};
+/// use tower_lb::balance::{Affinity, Balance, ServedBy};
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let group = TargetGroup::builder("api")
+///     .target(Target::new("a", "127.0.0.1:8080")?)
+///     .target(Target::new("b", "127.0.0.1:8081")?)
+///     .build()?;
+/// let balance = Balance::new(group, |_t: &Target| {
+///     service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
+/// })
+/// .served_by(true);
+///
+/// for _ in 0..3 {
+///     let mut req = Request::new(());
+///     req.extensions_mut().insert(Affinity::in_group("api", "b".into()));
+///     let rsp = balance.clone().oneshot(req).await?;
+///     assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().target().as_str(), "b");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Affinity {
+    group: Option<Arc<str>>,
+    target: TargetId,
+}
+
+impl Affinity {
+    /// Affinity to `target` in whichever group a balancer serves.
+    pub fn new(target: TargetId) -> Self {
+        Affinity {
+            group: None,
+            target,
+        }
+    }
+
+    /// Affinity to `target` in the group named `group` only.
+    pub fn in_group(group: impl Into<Arc<str>>, target: TargetId) -> Self {
+        Affinity {
+            group: Some(group.into()),
+            target,
+        }
+    }
+
+    /// The group this affinity is for, if it names one.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    /// The target asked for.
+    pub fn target(&self) -> &TargetId {
+        &self.target
+    }
+
+    /// Whether a balancer over the group `name` should honour this affinity.
+    #[inline]
+    pub(crate) fn applies_to(&self, name: &str) -> bool {
+        self.group.as_deref().is_none_or(|g| g == name)
+    }
+}
 
 /// Request extension: targets this request should not go to when any other target is available
 /// (a retry sets it so the next attempt goes elsewhere).

@@ -35,12 +35,17 @@ use crate::target::{Target, TargetGroup};
 pub struct BalanceLayer {
     group: TargetGroup,
     key: Option<Key>,
+    served_by: Option<bool>,
 }
 
 impl BalanceLayer {
     /// A layer balancing over `group`.
     pub fn new(group: TargetGroup) -> Self {
-        BalanceLayer { group, key: None }
+        BalanceLayer {
+            group,
+            key: None,
+            served_by: None,
+        }
     }
 
     /// Hashes each request on `key` for the hashing algorithms; see [`Balance::key`].
@@ -62,6 +67,31 @@ impl BalanceLayer {
     }
 }
 
+impl BalanceLayer {
+    /// Tags every response with [`ServedBy`](super::ServedBy) (`true`) or none (`false`); see
+    /// [`Balance::served_by`].
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_lb::balance::{BalanceLayer, ServedBy};
+    /// use tower_lb::target::{Target, TargetGroup};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:8080")?).build()?;
+    /// let client = service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    /// let svc = BalanceLayer::new(group).served_by(true).layer(client);
+    /// let rsp = svc.oneshot(Request::new(())).await?;
+    /// assert_eq!(rsp.extensions().get::<ServedBy>().unwrap().target().as_str(), "a");
+    /// # Ok(()) }
+    /// ```
+    pub fn served_by(mut self, record: bool) -> Self {
+        self.served_by = Some(record);
+        self
+    }
+}
+
 impl<S> Layer<S> for BalanceLayer
 where
     S: Clone + Send + Sync + 'static,
@@ -72,8 +102,12 @@ where
         let balance = Balance::new(self.group.clone(), move |t: &Target| {
             SetTarget::new(inner.clone(), t)
         });
-        match &self.key {
+        let balance = match &self.key {
             Some(key) => balance.key(key.clone()),
+            None => balance,
+        };
+        match self.served_by {
+            Some(record) => balance.served_by(record),
             None => balance,
         }
     }

@@ -8,7 +8,7 @@
 //!
 //! Layers cooperate through typed extensions: [`ServedBy`] on responses, [`WantServedBy`] and
 //! [`AvoidTargets`] on requests (a retry's "tell me who answered" and "send this somewhere
-//! else").
+//! else"), and [`Affinity`] (sticky sessions' "send this to that target if you can").
 //!
 //! # Examples
 //!
@@ -44,6 +44,6 @@ pub mod future;
 mod layer;
 mod service;
 
-pub use self::extensions::{AvoidTargets, ServedBy, WantServedBy};
+pub use self::extensions::{Affinity, AvoidTargets, ServedBy, WantServedBy};
 pub use self::layer::BalanceLayer;
 pub use self::service::{Balance, MakeTarget};

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::body::{InFlight, Table, TrackedBody};
 use super::error::NoAvailableTarget;
 use super::future::{ResponseFuture, Tagging};
-use super::{AvoidTargets, BalanceLayer, WantServedBy};
+use super::{Affinity, AvoidTargets, BalanceLayer, WantServedBy};
 use crate::error::BoxError;
 use crate::key::Key;
 use crate::target::{Snapshot, Target, TargetGroup, TargetId};
@@ -225,7 +225,8 @@ impl<S: Clone + 'static> Balance<S> {
     /// extension map is boxed on first use):
     ///
     /// - a response with an error status (`4xx` or `5xx`), a response the group's classifier
-    ///   counts as a failure and a response to a request that carries [`WantServedBy`] get
+    ///   counts as a failure, a response to a request that carries [`WantServedBy`] and one to
+    ///   a request whose [`Affinity`] was not honoured get
     ///   [`ServedBy`](super::ServedBy) (so a retry can avoid the target that answered: retries are for error
     ///   statuses, and the [`RetryLayer`](crate::retry::RetryLayer) marks requests itself if
     ///   it is told to retry any other status);
@@ -335,14 +336,26 @@ impl<S: Clone + 'static> Balance<S> {
         let snap = &**services.snapshot();
         let avoid = req.extensions().get::<AvoidTargets>();
         let key = self.shared.key.as_ref().and_then(|k| k.hash(req));
-        let mut chosen = None;
-        for _ in 0..ACQUIRE_TRIES {
-            let Some(i) = snap.pick(key, avoid) else {
-                break;
-            };
-            if snap.try_acquire(i) {
-                chosen = Some(i);
-                break;
+        // An affinity that is not honoured asks for the response to be tagged: the sticky
+        // layer then learns where the request went instead.
+        let mut missed = false;
+        let mut chosen = match req.extensions().get::<Affinity>() {
+            Some(affinity) => {
+                let i = self.affine(snap, affinity, avoid);
+                missed = i.is_none();
+                i
+            }
+            None => None,
+        };
+        if chosen.is_none() {
+            for _ in 0..ACQUIRE_TRIES {
+                let Some(i) = snap.pick(key, avoid) else {
+                    break;
+                };
+                if snap.try_acquire(i) {
+                    chosen = Some(i);
+                    break;
+                }
             }
         }
         let Some(i) = chosen else {
@@ -354,10 +367,26 @@ impl<S: Clone + 'static> Balance<S> {
         let tagging = match self.served_by {
             Some(true) => Tagging::Every,
             Some(false) => Tagging::Never,
-            None if req.extensions().get::<WantServedBy>().is_some() => Tagging::Every,
+            None if missed || req.extensions().get::<WantServedBy>().is_some() => Tagging::Every,
             None => Tagging::Errors,
         };
         Some((i, tagging))
+    }
+
+    /// The target `affinity` names, counted in flight, if this balancer's group has it and it
+    /// could be picked now; otherwise `None` and the request is balanced as usual.
+    #[inline(never)]
+    fn affine(
+        &self,
+        snap: &Snapshot,
+        affinity: &Affinity,
+        avoid: Option<&AvoidTargets>,
+    ) -> Option<usize> {
+        if !affinity.applies_to(self.shared.group.name()) {
+            return None;
+        }
+        let i = snap.affine(affinity.target(), avoid)?;
+        snap.try_acquire(i).then_some(i)
     }
 
     #[cold]

@@ -56,6 +56,7 @@ mod resolve;
 
 pub use self::layer::{ClientIpLayer, ClientIpService};
 pub use self::proxies::TrustedProxies;
+pub(crate) use self::proxies::parse_net;
 pub use self::resolve::{ClientIpResolver, MAX_HOPS, Source};
 /// Re-exported from [`crate::key`]: the client-address request extensions.
 pub use crate::key::{ClientAddr, ClientIp};

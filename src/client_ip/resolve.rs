@@ -145,6 +145,18 @@ impl ClientIpResolver {
 
     /// [`resolve`](Self::resolve) with the peer from the request's [`ClientAddr`] extension;
     /// `None` without it.
+    ///
+    /// ```
+    /// use tower_lb::client_ip::{ClientIpResolver, TrustedProxies};
+    /// use tower_lb::key::ClientAddr;
+    ///
+    /// let resolver = ClientIpResolver::new(TrustedProxies::loopback());
+    /// let mut req = http::Request::builder().header("x-forwarded-for", "192.0.2.3").body(())?;
+    /// assert!(resolver.resolve_request(&req).is_none());
+    /// req.extensions_mut().insert(ClientAddr("127.0.0.1:9000".parse()?));
+    /// assert_eq!(resolver.resolve_request(&req).unwrap().ip().to_string(), "192.0.2.3");
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
     pub fn resolve_request<B>(&self, req: &Request<B>) -> Option<ClientIp> {
         let peer = req.extensions().get::<ClientAddr>()?.0;
         Some(self.resolve(peer, req.headers()))
@@ -152,44 +164,34 @@ impl ClientIpResolver {
 
     /// Walks the hops right to left; `None` means "the peer" (no header, or an unparsable hop).
     fn walk(&self, headers: &HeaderMap, name: &HeaderName, forwarded: bool) -> Option<IpAddr> {
-        // The last `max_hops` hops, oldest overwritten first, without allocating.
-        let mut ring = [Hop::Empty; MAX_HOPS];
+        // The last `max_hops` elements, oldest overwritten first, without allocating; only
+        // those are parsed, so a long header costs a scan, not a parse per element.
+        let mut ring: [&[u8]; MAX_HOPS] = [&[]; MAX_HOPS];
         let mut n = 0usize;
         for value in headers.get_all(name) {
             for element in split_quoted(value.as_bytes(), b',') {
                 if element.trim_ascii().is_empty() {
                     continue; // empty list elements are allowed and mean nothing
                 }
-                let hop = if forwarded {
-                    forwarded_for(element)
-                } else {
-                    parse_node(element)
-                };
-                ring[n % self.max_hops] = hop.map_or(Hop::Bad, Hop::Ip);
+                ring[n % self.max_hops] = element;
                 n += 1;
             }
         }
         let mut client = None;
         for i in (n.saturating_sub(self.max_hops)..n).rev() {
-            match ring[i % self.max_hops] {
-                Hop::Ip(ip) => {
-                    client = Some(ip);
-                    if !self.trusted.contains(ip) {
-                        break;
-                    }
-                }
-                Hop::Bad | Hop::Empty => return None,
+            let element = ring[i % self.max_hops];
+            let ip = if forwarded {
+                forwarded_for(element)
+            } else {
+                parse_node(element)
+            }?;
+            client = Some(ip);
+            if !self.trusted.contains(ip) {
+                break;
             }
         }
         client
     }
-}
-
-#[derive(Clone, Copy)]
-enum Hop {
-    Empty,
-    Bad,
-    Ip(IpAddr),
 }
 
 /// Splits `s` on `sep` outside double-quoted strings (with `\` escapes inside them).

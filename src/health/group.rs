@@ -75,6 +75,30 @@ impl TargetGroup {
         Ok(())
     }
 
+    /// Stops the active health checks started by [`health_check`](Self::health_check), if
+    /// any; returns whether they were running. Targets keep the health they last had.
+    ///
+    /// ```
+    /// use tower_lb::health::{ActiveCheck, TcpCheck};
+    /// use tower_lb::target::TargetGroup;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let group = TargetGroup::new("api");
+    /// group.health_check(ActiveCheck::builder(TcpCheck::new()).build()?)?;
+    /// assert!(group.stop_health_check());
+    /// assert!(!group.stop_health_check());
+    /// # Ok(()) }
+    /// ```
+    pub fn stop_health_check(&self) -> bool {
+        match lock(&self.health_shared().checker).take() {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Subscribes to the group's [health events](super::HealthEvent): flips only, from now on.
     pub fn events(&self) -> HealthEvents {
         let health = self.health_shared();

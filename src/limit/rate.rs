@@ -107,6 +107,40 @@ impl RateLimitLayer {
     pub fn sweep(&self) {
         self.shared.store.sweep_all();
     }
+
+    /// Counts `req` against its key and says whether it may pass, without a service: for
+    /// callers that decide themselves what a refusal looks like (the router's per-rule
+    /// limits). Shares the state of every service this layer built.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_lb::limit::{LimitKey, RateLimitLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let layer = RateLimitLayer::builder(LimitKey::global()).rate(1, Duration::from_secs(1)).build()?;
+    /// assert!(layer.check(&http::Request::new(())).is_ok());
+    /// let refused = layer.check(&http::Request::new(())).unwrap_err();
+    /// assert_eq!(refused.retry_after_secs(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn check<B>(&self, req: &Request<B>) -> Result<(), RateLimited> {
+        self.shared.check(req)
+    }
+}
+
+impl Shared {
+    #[inline]
+    fn check<B>(&self, req: &Request<B>) -> Result<(), RateLimited> {
+        let checked = match &self.limiter {
+            Limiter::Direct(limiter) => limiter.check(),
+            Limiter::Keyed(limiter) => limiter.check_key(&self.key.key_of(req)),
+        };
+        checked.map_err(|not_until| {
+            let wait = self.clock.wait_from_now(not_until.earliest_possible());
+            tracing::trace!(?wait, "rate limited");
+            RateLimited::new(wait)
+        })
+    }
 }
 
 /// Configures a [`RateLimitLayer`].
@@ -299,20 +333,9 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let checked = match &self.shared.limiter {
-            Limiter::Direct(limiter) => limiter.check(),
-            Limiter::Keyed(limiter) => limiter.check_key(&self.shared.key.key_of(&req)),
-        };
-        match checked {
+        match self.shared.check(&req) {
             Ok(()) => ResponseFuture::admitted(self.inner.call(req)),
-            Err(not_until) => {
-                let wait = self
-                    .shared
-                    .clock
-                    .wait_from_now(not_until.earliest_possible());
-                tracing::trace!(?wait, "rate limited");
-                ResponseFuture::refused(Box::new(RateLimited::new(wait)))
-            }
+            Err(limited) => ResponseFuture::refused(Box::new(limited)),
         }
     }
 }

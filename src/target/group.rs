@@ -350,7 +350,7 @@ impl TargetGroup {
     pub fn drain(
         &self,
         id: &TargetId,
-    ) -> Result<impl Future<Output = ()> + Send + 'static, UnknownTarget> {
+    ) -> Result<impl Future<Output = ()> + Send + 'static + use<>, UnknownTarget> {
         let state = {
             let snap = self.snapshot();
             let entry = snap.get(id).ok_or_else(|| UnknownTarget::new(id.clone()))?;

@@ -171,6 +171,24 @@ impl Snapshot {
         self.pick_tiered(key, avoid, health, panic)
     }
 
+    /// The index of target `id` if it is a primary that could be picked now (the checks of a
+    /// pick: status, panic mode, connection limit, `avoid`); a backup is left to [`pick`](Self::pick).
+    pub(crate) fn affine(&self, id: &TargetId, avoid: Option<&AvoidTargets>) -> Option<usize> {
+        let i = self.position(id)?;
+        if self.entries[i].backup {
+            return None;
+        }
+        let health = self.health.as_deref();
+        let panic = match health.map_or(PanicState::Normal, GroupHealth::panic_state) {
+            PanicState::Normal => false,
+            PanicState::FailOpen => true,
+            PanicState::FailFast => return None,
+        };
+        let avoid = avoid.filter(|a| !a.is_empty());
+        let cx = self.context(false, avoid, None).with_health(health, panic);
+        cx.is_available(i).then_some(i)
+    }
+
     /// Primaries, then backups; in each tier, first without the targets to avoid.
     fn pick_tiered(
         &self,

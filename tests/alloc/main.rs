@@ -298,3 +298,94 @@ fn resilience_stack_allocates_only_the_retry_copy_of_headers() {
         );
     }
 }
+
+/// Routing: matching a request against 100 mixed rules (prefix, glob, header, method, host,
+/// query, and regex with the feature) and dispatching it through the `Router` allocate nothing
+/// when the path is already normal and `Routed` recording is off.
+#[test]
+fn route_matching_and_dispatch_do_not_allocate() {
+    use tower_lb::route::{Router, Rule, Split};
+    let mut rules = Vec::new();
+    for i in 0..100 {
+        let rule = Rule::new(format!("r{i}"));
+        rules.push(match i % 5 {
+            0 => rule.prefix(format!("/svc{i}")).to("a"),
+            1 => rule
+                .path(format!("/api/v{i}/*"))
+                .method(http::Method::GET)
+                .to("b"),
+            2 => rule
+                .path(format!("/users/*/orders{i}"))
+                .header("x-tenant", format!("t{i}"))
+                .to("a"),
+            3 => rule
+                .prefix(format!("/split{i}"))
+                .split(Split::new().to("a", 90).to("b", 10).by_header("x-user")),
+            _ => rule
+                .prefix(format!("/q{i}"))
+                .query("v", "2")
+                .host("*.example.com")
+                .to("b"),
+        });
+    }
+    #[cfg(feature = "regex")]
+    rules.push(Rule::new("regex").path_regex("/re/[0-9]+").to("a"));
+    let svc =
+        service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let mut router = Router::builder()
+        .destination("a", svc)
+        .destination("b", svc)
+        .rules(rules)
+        .fallback("a")
+        .random_seed(1)
+        .build()
+        .unwrap();
+    let reqs: Vec<Request<()>> = [
+        "/svc50/x",
+        "/api/v51/items",
+        "/users/7/orders52",
+        "/split53/a",
+        "/q54?v=2",
+        "/re/123",
+        "/nothing/here",
+    ]
+    .iter()
+    .map(|p| {
+        Request::get(*p)
+            .header("x-tenant", "t52")
+            .header("x-user", "u1")
+            .header("host", "api.example.com")
+            .body(())
+            .unwrap()
+    })
+    .collect();
+    // Warm up: arc-swap's per-thread debt slots and the regex's per-thread cache are
+    // allocated on first use.
+    for r in &reqs {
+        router.matching_rule(r);
+    }
+    let before = allocs();
+    let mut hits = 0;
+    for _ in 0..1000 {
+        for r in &reqs {
+            hits += router.matching_rule(r).is_some() as u32;
+        }
+    }
+    assert_eq!(allocs() - before, 0, "matching allocated");
+    assert!(hits >= 5000);
+    // Dispatch (the request is moved in, so build them first).
+    let mut batch: Vec<Request<()>> = (0..1000)
+        .map(|i| {
+            Request::get(if i % 2 == 0 { "/svc50/x" } else { "/split53/a" })
+                .header("x-user", "u1")
+                .body(())
+                .unwrap()
+        })
+        .collect();
+    let before = allocs();
+    for req in batch.drain(..) {
+        let rsp = router.call(req).now_or_never().unwrap().unwrap();
+        drop(rsp);
+    }
+    assert_eq!(allocs() - before, 0, "dispatch allocated");
+}

@@ -1,0 +1,123 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use super::LoadBalancer;
+use super::error::{NameTaken, UnknownLoadBalancer};
+use super::service::DefaultClient;
+
+/// Named [`LoadBalancer`]s, for an admin endpoint or a config loader: cheap to clone (one
+/// `Arc`), every clone sees the same set.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::lb::{LoadBalancer, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let registry = Registry::new();
+/// registry.register(LoadBalancer::builder().with_name("api-lb").build::<String>()?)?;
+/// registry.register(LoadBalancer::builder().with_name("web-lb").build::<String>()?)?;
+/// assert!(registry.register(LoadBalancer::builder().with_name("api-lb").build::<String>()?).is_err());
+/// assert_eq!(registry.list(), ["api-lb", "web-lb"]);
+///
+/// // Out of the registry at once; resolves when its requests in flight are done.
+/// registry.deregister("web-lb")?.await;
+/// assert!(registry.get("web-lb").is_none());
+/// # Ok(()) }
+/// ```
+pub struct Registry<B, C = DefaultClient<B>> {
+    inner: Arc<RwLock<BTreeMap<String, LoadBalancer<B, C>>>>,
+}
+
+impl<B, C> Clone for Registry<B, C> {
+    fn clone(&self) -> Self {
+        Registry {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<B, C> Default for Registry<B, C> {
+    fn default() -> Self {
+        Registry {
+            inner: Arc::default(),
+        }
+    }
+}
+
+impl<B, C> fmt::Debug for Registry<B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field(
+                "names",
+                &self
+                    .inner
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<B, C: Clone> Registry<B, C> {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Adds `lb` under its name; fails if the name is taken (the registered one stays).
+    pub fn register(&self, lb: LoadBalancer<B, C>) -> Result<(), NameTaken> {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(lb.name()) {
+            return Err(NameTaken::new(lb.name()));
+        }
+        map.insert(lb.name().to_string(), lb);
+        Ok(())
+    }
+
+    /// The load balancer named `name` (a clone sharing everything with the registered one).
+    pub fn get(&self, name: &str) -> Option<LoadBalancer<B, C>> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).cloned()
+    }
+
+    /// The registered names, sorted.
+    pub fn list(&self) -> Vec<String> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().cloned().collect()
+    }
+
+    /// Takes the load balancer named `name` out of the registry, stops its active health
+    /// checks and drains every target of every pool (no new request is sent to them, through any clone);
+    /// the returned future resolves when the requests in flight are done.
+    pub fn deregister(
+        &self,
+        name: &str,
+    ) -> Result<impl Future<Output = ()> + Send + 'static, UnknownLoadBalancer> {
+        let lb = {
+            let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            map.remove(name)
+                .ok_or_else(|| UnknownLoadBalancer::new(name))?
+        };
+        let mut drains = Vec::new();
+        for group in lb.pools() {
+            group.stop_health_check();
+            drains.extend(
+                group
+                    .targets()
+                    .iter()
+                    .filter_map(|t| group.drain(t.id()).ok()),
+            );
+        }
+        tracing::debug!(load_balancer = %name, targets = drains.len(), "deregistered, draining");
+        Ok(async move {
+            for d in drains {
+                d.await;
+            }
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! The small cookie codec sticky sessions need: find one cookie in `Cookie` headers (RFC 6265
+//! §4.2, leniently), and write one `Set-Cookie` header (§4.1, strictly).
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+
+/// The `SameSite` attribute of the affinity cookie.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::sticky::{SameSite, StickyLayer};
+///
+/// let builder = StickyLayer::cookie("SERVERID").same_site(SameSite::Strict);
+/// # let _ = builder;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent on same-site requests only.
+    Strict,
+    /// Also sent on top-level navigations from other sites (browsers' default).
+    #[default]
+    Lax,
+    /// Sent on every request; browsers require `Secure` with it.
+    None,
+}
+
+impl SameSite {
+    fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// The value of the first cookie named `name` in one `Cookie` header value, if any.
+///
+/// Pairs are separated by `;` (with optional spaces); a value in double quotes is returned
+/// without them; pairs without `=` are skipped. Never fails: a malformed header yields `None`
+/// or the bytes between the delimiters, which the caller checks.
+///
+/// # Examples
+///
+/// ```
+/// use tower_lb::sticky::cookie_value;
+///
+/// assert_eq!(cookie_value(b"a=1; SERVERID=\"xyz\"; b=2", "SERVERID"), Some(&b"xyz"[..]));
+/// assert_eq!(cookie_value(b"SERVERIDX=1", "SERVERID"), None);
+/// ```
+pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    cookie_values(header, name).next()
+}
+
+/// Every value of cookies named `name` in one `Cookie` header value, in order.
+pub(crate) fn cookie_values<'a, 'n>(
+    header: &'a [u8],
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+    header.split(|&b| b == b';').filter_map(move |pair| {
+        let pair = trim(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        if trim(&pair[..eq]) != name.as_bytes() {
+            return None;
+        }
+        let value = trim(&pair[eq + 1..]);
+        Some(match value {
+            [b'"', inner @ .., b'"'] => inner,
+            v => v,
+        })
+    })
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Whether `name` is a cookie name browsers accept (an RFC 7230 token).
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `value` may stand in a `Path` or `Domain` attribute: visible ASCII but `;`.
+pub(crate) fn valid_attribute(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b';')
+}
+
+/// The parts of `Set-Cookie` that do not change between responses.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieSpec {
+    /// `NAME=`
+    prefix: String,
+    /// `; Path=/; Domain=…; HttpOnly; Secure; SameSite=Lax; Max-Age=N; Expires=`
+    suffix: String,
+}
+
+impl CookieSpec {
+    pub(crate) fn new(
+        name: &str,
+        path: Option<&str>,
+        domain: Option<&str>,
+        http_only: bool,
+        secure: bool,
+        same_site: SameSite,
+        ttl: Duration,
+    ) -> CookieSpec {
+        let mut suffix = String::new();
+        if let Some(path) = path {
+            suffix.push_str("; Path=");
+            suffix.push_str(path);
+        }
+        if let Some(domain) = domain {
+            suffix.push_str("; Domain=");
+            suffix.push_str(domain);
+        }
+        if http_only {
+            suffix.push_str("; HttpOnly");
+        }
+        if secure {
+            suffix.push_str("; Secure");
+        }
+        suffix.push_str("; SameSite=");
+        suffix.push_str(same_site.as_str());
+        suffix.push_str("; Max-Age=");
+        suffix.push_str(&ttl.as_secs().to_string());
+        suffix.push_str("; Expires=");
+        CookieSpec {
+            prefix: format!("{name}="),
+            suffix,
+        }
+    }
+
+    /// The `Set-Cookie` value carrying `token`, expiring at `expires`.
+    pub(crate) fn set_cookie(&self, token: &str, expires: SystemTime) -> Option<HeaderValue> {
+        let date = httpdate::fmt_http_date(expires);
+        let mut v =
+            String::with_capacity(self.prefix.len() + token.len() + self.suffix.len() + date.len());
+        v.push_str(&self.prefix);
+        v.push_str(token);
+        v.push_str(&self.suffix);
+        v.push_str(&date);
+        HeaderValue::from_str(&v).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_named_cookie() {
+        let h = b"theme=dark;SERVERID=abc ; other=\"q\"";
+        assert_eq!(cookie_value(h, "SERVERID"), Some(&b"abc"[..]));
+        assert_eq!(cookie_value(h, "other"), Some(&b"q"[..]));
+        assert_eq!(cookie_value(h, "theme"), Some(&b"dark"[..]));
+        assert_eq!(cookie_value(h, "missing"), None);
+        assert_eq!(cookie_value(b"", "a"), None);
+        assert_eq!(cookie_value(b";;;=;a", "a"), None);
+        assert_eq!(cookie_value(b"a=", "a"), Some(&b""[..]));
+        assert_eq!(cookie_value(b"a=\"", "a"), Some(&b"\""[..]));
+        let all: Vec<_> = cookie_values(b"a=1; a=2", "a").collect();
+        assert_eq!(all, [&b"1"[..], &b"2"[..]]);
+    }
+
+    #[test]
+    fn names_and_attributes_are_validated() {
+        assert!(valid_name("SERVERID"));
+        assert!(valid_name("session_id"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("a=b"));
+        assert!(!valid_name("a;b"));
+        assert!(valid_attribute("/api"));
+        assert!(valid_attribute(".example.com"));
+        assert!(!valid_attribute("/a;b"));
+        assert!(!valid_attribute("/a b"));
+        assert!(!valid_attribute(""));
+    }
+
+    #[test]
+    fn set_cookie_has_every_attribute() {
+        let spec = CookieSpec::new(
+            "SERVERID",
+            Some("/"),
+            Some(".phoenix-orch"),
+            true,
+            true,
+            SameSite::Strict,
+            Duration::from_secs(3600),
+        );
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let v = spec.set_cookie("tok", at).unwrap();
+        assert_eq!(
+            v.to_str().unwrap(),
+            "SERVERID=tok; Path=/; Domain=.phoenix-orch; HttpOnly; Secure; SameSite=Strict; \
+             Max-Age=3600; Expires=Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+    }
+}

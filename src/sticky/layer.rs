@@ -1,0 +1,614 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue, Request};
+use tower_layer::Layer;
+
+use super::Sticky;
+use super::codec::{self, Claims, Keyed, Tag};
+use super::cookie::{self, CookieSpec, SameSite};
+use super::error::{InvalidSticky, Reason};
+use crate::balance::Affinity;
+use crate::target::{TargetGroup, TargetId};
+
+/// Keys shorter than this are refused (HMAC-SHA256's output size).
+pub(crate) const MIN_KEY_LEN: usize = 32;
+/// One signing key and up to seven old ones.
+pub(crate) const MAX_KEYS: usize = 8;
+/// At most this many candidate values are checked per request (each costs one MAC), however
+/// many cookies or headers of the name a client sends.
+const MAX_CANDIDATES: usize = 4;
+/// Clock skew tolerated between instances sharing a key: a token may expire this much later
+/// than this instance's own TTL would allow.
+const SKEW_SECS: u64 = 60;
+const MAX_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Sets and honours sticky sessions: see the [module docs](super).
+///
+/// Built with [`StickyLayer::cookie`] or [`StickyLayer::header`]; cheap to clone (the
+/// configuration and the tag tables are shared behind an `Arc`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::sticky::StickyLayer;
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// let group = TargetGroup::builder("api").target(Target::new("api-1", "10.0.0.1:8080")?).build()?;
+/// let sticky = StickyLayer::cookie("SERVERID")
+///     .group(&group)
+///     .key(*b"a secret of at least 32 bytes!!!")
+///     .ttl(Duration::from_secs(3600))
+///     .build()?;
+///
+/// // What the layer would set for a response from `api-1`, and what it reads back.
+/// let token = sticky.issue("api", &"api-1".into()).unwrap();
+/// assert!(!token.contains("api-1") && !token.contains("10.0.0.1"));
+/// assert_eq!(sticky.resolve(&token).unwrap().target().as_str(), "api-1");
+/// # Ok::<(), tower_lb::BoxError>(())
+/// ```
+#[derive(Clone)]
+pub struct StickyLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for StickyLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shared;
+        f.debug_struct("StickyLayer")
+            .field("mode", &s.mode)
+            .field("groups", &s.names)
+            .field("ttl_secs", &s.ttl_secs)
+            .field("keys", &s.keys.len())
+            .finish()
+    }
+}
+
+/// Where the token travels.
+#[derive(Debug)]
+pub(crate) enum Mode {
+    Cookie { name: String, spec: CookieSpec },
+    Header(HeaderName),
+}
+
+/// A verified token found on a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Hit {
+    pub(crate) group: u16,
+    pub(crate) target: TargetId,
+    pub(crate) expiry: u64,
+    /// The clock when the request was read, in Unix seconds.
+    pub(crate) now: u64,
+    /// Signed with the current signing key (not an old one).
+    pub(crate) current_key: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) mode: Mode,
+    /// `keys[0]` signs; every key verifies.
+    keys: Box<[Keyed]>,
+    groups: Box<[TargetGroup]>,
+    pub(crate) names: Box<[Arc<str>]>,
+    pub(crate) ttl_secs: u64,
+    table: ArcSwap<Table>,
+    sync: Mutex<()>,
+    clock: Option<Clock>,
+    verified: Verified,
+}
+
+/// Recently verified tokens of the signing key, so that a session's every request does not pay
+/// for two SHA-256 blocks: a fixed table of 128-bit fingerprints (SipHash-1-3 under a key
+/// derived from the signing key, so only this layer can compute one). A token is taken as
+/// verified if its fingerprint is in the table; finding one for a token that was never
+/// verified means guessing 128 secret bits. Fixed size, whatever the traffic: an entry is
+/// overwritten by the next token that maps to its slot.
+struct Verified {
+    key: (u64, u64),
+    slots: Box<[[AtomicU64; 2]]>,
+}
+
+const VERIFIED_SLOTS: usize = 1024;
+
+impl Verified {
+    fn new(signing: &Keyed) -> Verified {
+        let k = signing.derive(b"verified-token cache");
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        Verified {
+            key: (word(&k[..8]), word(&k[8..16])),
+            slots: (0..VERIFIED_SLOTS)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
+        }
+    }
+
+    fn fingerprint(&self, raw: &[u8]) -> (usize, [u64; 2]) {
+        use siphasher::sip128::Hasher128;
+        let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(raw);
+        let fp = h.finish128();
+        // Never all zero: that is an empty slot.
+        let fp = [fp.h1, fp.h2 | 1];
+        ((fp[0] as usize) % VERIFIED_SLOTS, fp)
+    }
+
+    fn contains(&self, (slot, fp): (usize, [u64; 2])) -> bool {
+        let s = &self.slots[slot];
+        s[0].load(Ordering::Relaxed) == fp[0] && s[1].load(Ordering::Relaxed) == fp[1]
+    }
+
+    fn insert(&self, (slot, fp): (usize, [u64; 2])) {
+        let s = &self.slots[slot];
+        s[0].store(fp[0], Ordering::Relaxed);
+        s[1].store(fp[1], Ordering::Relaxed);
+    }
+}
+
+/// Tags are HMAC outputs: uniformly spread already, so their first bytes are the hash. The
+/// table's keys are ours, so a client choosing tags cannot lengthen its probe sequences.
+#[derive(Default)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, &b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(b) << (8 * i);
+        }
+    }
+}
+
+/// The tags of every current target of every group under every key; rebuilt when a lookup
+/// misses and some group has changed since. Its size is bounded by targets × keys.
+#[derive(Default)]
+struct Table {
+    versions: Box<[u64]>,
+    by_tag: HashMap<Tag, Named, BuildHasherDefault<TagHasher>>,
+    /// Per group: each target's tag under the signing key.
+    signing: Box<[HashMap<TargetId, Tag>]>,
+}
+
+struct Named {
+    key: u8,
+    group: u16,
+    target: TargetId,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> u64 {
+        let now = self.clock.as_ref().map_or_else(SystemTime::now, |c| c());
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn stale(&self, table: &Table) -> bool {
+        table.versions.len() != self.groups.len()
+            || self
+                .groups
+                .iter()
+                .zip(table.versions.iter())
+                .any(|(g, &v)| g.version() != v)
+    }
+
+    #[cold]
+    fn rebuild(&self) {
+        let _lock = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.stale(&self.table.load()) {
+            return;
+        }
+        let mut table = Table {
+            versions: self.groups.iter().map(TargetGroup::version).collect(),
+            ..Table::default()
+        };
+        let mut signing = Vec::with_capacity(self.groups.len());
+        for (g, group) in self.groups.iter().enumerate() {
+            let name = &self.names[g];
+            let mut by_id = HashMap::new();
+            for target in group.targets() {
+                let id = target.id();
+                for (k, key) in self.keys.iter().enumerate() {
+                    let tag = key.tag(name, id.as_str());
+                    if k == 0 {
+                        by_id.insert(id.clone(), tag);
+                    }
+                    table.by_tag.insert(
+                        tag,
+                        Named {
+                            key: k as u8,
+                            group: g as u16,
+                            target: id.clone(),
+                        },
+                    );
+                }
+            }
+            signing.push(by_id);
+        }
+        table.signing = signing.into();
+        tracing::debug!(groups = ?self.names, tags = table.by_tag.len(), "sticky tag table rebuilt");
+        self.table.store(Arc::new(table));
+    }
+
+    /// The (group, target) a token names, if it is well formed, unexpired, not from further
+    /// in the future than this configuration's TTL allows, names a current target and carries
+    /// a valid MAC.
+    pub(crate) fn verify(&self, token: &[u8], now: u64) -> Option<Hit> {
+        let (raw, claims) = codec::open(token)?;
+        if claims.expiry < now || claims.expiry > now.saturating_add(self.ttl_secs + SKEW_SECS) {
+            return None;
+        }
+        let mut table = self.table.load();
+        if !table.by_tag.contains_key(&claims.tag) {
+            if !self.stale(&table) {
+                return None;
+            }
+            self.rebuild();
+            table = self.table.load();
+        }
+        let named = table.by_tag.get(&claims.tag)?;
+        if named.key == 0 {
+            let fp = self.verified.fingerprint(&raw);
+            if !self.verified.contains(fp) {
+                if !self.keys[0].verify(&raw) {
+                    return None;
+                }
+                self.verified.insert(fp);
+            }
+        } else if !self.keys[usize::from(named.key)].verify(&raw) {
+            return None;
+        }
+        Some(Hit {
+            group: named.group,
+            target: named.target.clone(),
+            expiry: claims.expiry,
+            now,
+            current_key: named.key == 0,
+        })
+    }
+
+    /// The first valid token on `req`, among at most [`MAX_CANDIDATES`].
+    pub(crate) fn hit<B>(&self, req: &Request<B>) -> Option<Hit> {
+        let mut now = None;
+        let mut check = |v: &[u8]| self.verify(v, *now.get_or_insert_with(|| self.now()));
+        match &self.mode {
+            Mode::Cookie { name, .. } => req
+                .headers()
+                .get_all(http::header::COOKIE)
+                .iter()
+                .flat_map(|h| cookie::cookie_values(h.as_bytes(), name))
+                .take(MAX_CANDIDATES)
+                .find_map(&mut check),
+            Mode::Header(name) => req
+                .headers()
+                .get_all(name)
+                .iter()
+                .take(MAX_CANDIDATES)
+                .find_map(|h| check(h.as_bytes())),
+        }
+    }
+
+    /// The affinity a hit asks for.
+    pub(crate) fn affinity(&self, hit: &Hit) -> Affinity {
+        Affinity::in_group(
+            self.names[usize::from(hit.group)].clone(),
+            hit.target.clone(),
+        )
+    }
+
+    pub(crate) fn group_index(&self, name: &str) -> Option<u16> {
+        self.names
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| i as u16)
+    }
+
+    /// A fresh token for `target` of group `g`, expiring `ttl` after `now`.
+    pub(crate) fn issue(&self, g: u16, target: &TargetId, now: u64) -> String {
+        let table = self.table.load();
+        let tag = table
+            .signing
+            .get(usize::from(g))
+            .and_then(|m| m.get(target).copied())
+            .unwrap_or_else(|| self.keys[0].tag(&self.names[usize::from(g)], target.as_str()));
+        self.keys[0].seal(&Claims {
+            expiry: now.saturating_add(self.ttl_secs),
+            tag,
+        })
+    }
+
+    /// The header to set for a fresh token (`Set-Cookie`, or the affinity header).
+    pub(crate) fn header(&self, token: &str, now: u64) -> Option<(HeaderName, HeaderValue)> {
+        match &self.mode {
+            Mode::Cookie { spec, .. } => {
+                let expires =
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(now.saturating_add(self.ttl_secs));
+                Some((http::header::SET_COOKIE, spec.set_cookie(token, expires)?))
+            }
+            Mode::Header(name) => Some((name.clone(), HeaderValue::from_str(token).ok()?)),
+        }
+    }
+}
+
+impl StickyLayer {
+    /// Sticky sessions carried in a cookie named `name` (nginx's `sticky cookie SERVERID`).
+    pub fn cookie(name: impl Into<String>) -> StickyBuilder {
+        StickyBuilder::new(Carrier::Cookie(name.into()))
+    }
+
+    /// Sticky sessions carried in a request header named `name`, for clients that keep no
+    /// cookies: the response carries the token in the same header, and the client sends it
+    /// back.
+    ///
+    /// ```
+    /// use tower_lb::sticky::StickyLayer;
+    /// use tower_lb::target::TargetGroup;
+    ///
+    /// let group = TargetGroup::new("api");
+    /// let sticky = StickyLayer::header("x-affinity").group(&group).key([1; 32]).build()?;
+    /// # let _ = sticky;
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
+    pub fn header(name: impl Into<String>) -> StickyBuilder {
+        StickyBuilder::new(Carrier::Header(name.into()))
+    }
+
+    /// A token for `target` of the group named `group` (what a response from it would carry),
+    /// or `None` if this layer does not serve that group. The target need not exist yet.
+    pub fn issue(&self, group: &str, target: &TargetId) -> Option<String> {
+        let g = self.shared.group_index(group)?;
+        Some(self.shared.issue(g, target, self.shared.now()))
+    }
+
+    /// The affinity a token asks for, if it is valid now (well formed, signed by one of the
+    /// keys, unexpired, naming a current target of one of the groups).
+    pub fn resolve(&self, token: &str) -> Option<Affinity> {
+        if self.shared.stale(&self.shared.table.load()) {
+            self.shared.rebuild();
+        }
+        let hit = self.shared.verify(token.as_bytes(), self.shared.now())?;
+        Some(self.shared.affinity(&hit))
+    }
+}
+
+impl<S> Layer<S> for StickyLayer {
+    type Service = Sticky<S>;
+
+    fn layer(&self, inner: S) -> Sticky<S> {
+        Sticky::new(inner, self.clone())
+    }
+}
+
+#[derive(Debug)]
+enum Carrier {
+    Cookie(String),
+    Header(String),
+}
+
+/// Configures a [`StickyLayer`]; from [`StickyLayer::cookie`] or [`StickyLayer::header`].
+///
+/// Defaults: TTL 1 hour (`Max-Age` and `Expires`), `Path=/`, no `Domain`, `HttpOnly`, not
+/// `Secure`, `SameSite=Lax`, the system clock. A signing key and at least one group are
+/// required.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::sticky::{SameSite, StickyLayer};
+/// use tower_lb::target::TargetGroup;
+///
+/// let group = TargetGroup::new("api-v2");
+/// let sticky = StickyLayer::cookie("session_id")
+///     .group(&group)
+///     .key(*b"this month's key, 32 bytes long!")
+///     .old_key(*b"last month's key, still accepted")
+///     .ttl(Duration::from_secs(3600))
+///     .path("/api/v2")
+///     .domain(".example.com")
+///     .secure(true)
+///     .same_site(SameSite::Strict)
+///     .build()?;
+/// # let _ = sticky;
+/// # Ok::<(), tower_lb::BoxError>(())
+/// ```
+pub struct StickyBuilder {
+    carrier: Carrier,
+    keys: Vec<Vec<u8>>,
+    signing: bool,
+    groups: Vec<TargetGroup>,
+    ttl: Duration,
+    path: Option<String>,
+    domain: Option<String>,
+    http_only: bool,
+    secure: bool,
+    same_site: SameSite,
+    clock: Option<Clock>,
+}
+
+impl fmt::Debug for StickyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StickyBuilder")
+            .field("carrier", &self.carrier)
+            .field("keys", &self.keys.len())
+            .field("groups", &self.groups.len())
+            .field("ttl", &self.ttl)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("http_only", &self.http_only)
+            .field("secure", &self.secure)
+            .field("same_site", &self.same_site)
+            .finish()
+    }
+}
+
+impl StickyBuilder {
+    fn new(carrier: Carrier) -> Self {
+        StickyBuilder {
+            carrier,
+            keys: Vec::new(),
+            signing: false,
+            groups: Vec::new(),
+            ttl: Duration::from_secs(3600),
+            path: Some("/".into()),
+            domain: None,
+            http_only: true,
+            secure: false,
+            same_site: SameSite::Lax,
+            clock: None,
+        }
+    }
+
+    /// A group whose targets the tokens may name (call once per group behind the layer).
+    pub fn group(mut self, group: &TargetGroup) -> Self {
+        self.groups.push(group.clone());
+        self
+    }
+
+    /// The secret that signs new tokens (and verifies them): at least 32 random bytes, the
+    /// same on every instance that should honour the others' cookies. Calling it again
+    /// replaces the signing key.
+    pub fn key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        let secret = secret.as_ref().to_vec();
+        if self.signing {
+            self.keys[0] = secret;
+        } else {
+            self.keys.insert(0, secret);
+            self.signing = true;
+        }
+        self
+    }
+
+    /// A previous secret: tokens it signed are still honoured (and replaced by tokens from
+    /// the signing key on their next response). Up to seven.
+    pub fn old_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.keys.push(secret.as_ref().to_vec());
+        self
+    }
+
+    /// How long a token stays valid, and the cookie's `Max-Age`/`Expires` (default 1 hour).
+    /// A token is renewed on a response once less than half of it is left.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The cookie's `Path` (default `/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// The cookie's `Domain` (default none: the host that set it).
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Whether the cookie is `HttpOnly` (default `true`: scripts cannot read it).
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// Whether the cookie is `Secure` (default `false`; set it when clients use HTTPS).
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// The cookie's `SameSite` (default [`SameSite::Lax`]).
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// The wall clock tokens expire by (default [`SystemTime::now`]); for tests and
+    /// simulations.
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<StickyLayer, InvalidSticky> {
+        let err = |r| Err(InvalidSticky::new(r));
+        if !self.signing {
+            return err(Reason::NoKey);
+        }
+        if self.keys.len() > MAX_KEYS {
+            return err(Reason::TooManyKeys);
+        }
+        if let Some(k) = self.keys.iter().find(|k| k.len() < MIN_KEY_LEN) {
+            return err(Reason::ShortKey(k.len()));
+        }
+        if self.ttl < Duration::from_secs(1) || self.ttl > MAX_TTL {
+            return err(Reason::Ttl);
+        }
+        if self.groups.is_empty() {
+            return err(Reason::NoGroup);
+        }
+        if self.groups.len() > usize::from(u16::MAX) {
+            return err(Reason::TooManyGroups);
+        }
+        let names: Box<[Arc<str>]> = self.groups.iter().map(|g| Arc::from(g.name())).collect();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return err(Reason::DuplicateGroup(n.to_string()));
+            }
+        }
+        let mode = match self.carrier {
+            Carrier::Cookie(name) => {
+                if !cookie::valid_name(&name) {
+                    return err(Reason::CookieName(name));
+                }
+                if let Some(p) = self.path.as_ref().filter(|p| !cookie::valid_attribute(p)) {
+                    return err(Reason::Path(p.clone()));
+                }
+                if let Some(d) = self.domain.as_ref().filter(|d| !cookie::valid_attribute(d)) {
+                    return err(Reason::Domain(d.clone()));
+                }
+                if self.same_site == SameSite::None && !self.secure {
+                    return err(Reason::SameSiteNoneInsecure);
+                }
+                let spec = CookieSpec::new(
+                    &name,
+                    self.path.as_deref(),
+                    self.domain.as_deref(),
+                    self.http_only,
+                    self.secure,
+                    self.same_site,
+                    self.ttl,
+                );
+                Mode::Cookie { name, spec }
+            }
+            Carrier::Header(name) => match HeaderName::try_from(name.as_str()) {
+                Ok(h) => Mode::Header(h),
+                Err(_) => return err(Reason::HeaderName(name)),
+            },
+        };
+        let keys: Box<[Keyed]> = self.keys.iter().map(|k| Keyed::new(k)).collect();
+        let shared = Shared {
+            mode,
+            verified: Verified::new(&keys[0]),
+            keys,
+            groups: self.groups.into(),
+            names,
+            ttl_secs: self.ttl.as_secs(),
+            table: ArcSwap::from_pointee(Table::default()),
+            sync: Mutex::new(()),
+            clock: self.clock,
+        };
+        shared.rebuild();
+        Ok(StickyLayer {
+            shared: Arc::new(shared),
+        })
+    }
+}

@@ -1,0 +1,102 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::StickyLayer;
+use super::future::ResponseFuture;
+use crate::balance::WantServedBy;
+
+/// Turns a valid affinity token on a request into an [`Affinity`](crate::balance::Affinity)
+/// extension, and sets a fresh token on responses that need one. See the [module docs](super).
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceExt};
+/// use tower_lb::balance::Balance;
+/// use tower_lb::sticky::{Sticky, StickyLayer};
+/// use tower_lb::target::{Target, TargetGroup};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let group = TargetGroup::builder("api")
+///     .target(Target::new("a", "127.0.0.1:8080")?)
+///     .target(Target::new("b", "127.0.0.1:8081")?)
+///     .build()?;
+/// let balance = Balance::new(group.clone(), |t: &Target| {
+///     let id = t.id().to_string();
+///     service_fn(move |_r: Request<()>| {
+///         let id = id.clone();
+///         async move { Ok::<_, Infallible>(Response::new(id)) }
+///     })
+/// });
+/// let layer = StickyLayer::cookie("SERVERID").group(&group).key([9; 32]).build()?;
+/// let svc = Sticky::new(balance, layer);
+///
+/// // The first response names its target in a cookie ...
+/// let first = svc.clone().oneshot(Request::new(())).await?;
+/// let set = first.headers()["set-cookie"].to_str()?;
+/// let pair = set.split(';').next().unwrap().to_string();
+/// // ... and every request that sends it back lands there.
+/// for _ in 0..4 {
+///     let req = Request::builder().header("cookie", &pair).body(())?;
+///     let rsp = svc.clone().oneshot(req).await?;
+///     assert_eq!(rsp.body().get_ref(), first.body().get_ref());
+///     assert!(rsp.headers().get("set-cookie").is_none(), "no need to set it again");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sticky<S> {
+    inner: S,
+    layer: StickyLayer,
+}
+
+impl<S> Sticky<S> {
+    /// Wraps `inner` (a [`Balance`](crate::balance::Balance), or a stack above one).
+    pub fn new(inner: S, layer: StickyLayer) -> Self {
+        Sticky { inner, layer }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Sticky<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let shared = &self.layer.shared;
+        let hit = shared.hit(&req);
+        // With a token, `Balance` tags the response only if it went elsewhere; without one,
+        // the response must name its target to get a cookie.
+        match &hit {
+            Some(hit) => req.extensions_mut().insert(shared.affinity(hit)).map(drop),
+            None => req.extensions_mut().insert(WantServedBy).map(drop),
+        };
+        ResponseFuture::new(self.inner.call(req), shared.clone(), hit)
+    }
+}
