@@ -92,7 +92,7 @@ impl<S> Retry<S> {
 impl<S, B, RB> Service<Request<B>> for Retry<S>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = BoxError> + Clone,
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Send + 'static,
 {
     type Response = Response<RB>;
     type Error = BoxError;
