@@ -727,6 +727,47 @@ fn clock_cost(rt: &Runtime) {
     println!("\n== one tokio Instant::now(): {ns:.1} ns");
 }
 
+/// What recording statistics (status class, outcome, latency window: two clock reads and a
+/// few atomic adds at the attempt's end) adds to a dispatch: the same balancer with
+/// recording on and off, interleaved.
+fn stats_overhead(rt: &Runtime) {
+    let _g = rt.enter();
+    let mut rows: Vec<(&str, Runner<'_>)> = vec![
+        (
+            "balance, statistics off",
+            runner(rt, balance().statistics(false)),
+        ),
+        ("balance, statistics on", runner(rt, balance())),
+    ];
+    const N: u64 = 20_000;
+    const ROUNDS: usize = 15;
+    let mut times = vec![Vec::new(); rows.len()];
+    for (_, run) in rows.iter_mut() {
+        run(N);
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in rows.iter_mut().enumerate() {
+            times[i].push(run(N).as_nanos() as f64 / N as f64);
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    println!("\n== statistics recording (median of {ROUNDS} interleaved rounds × {N} requests)");
+    for (i, (name, _)) in rows.iter().enumerate() {
+        println!("{name:<34} {:>9.1} ns/req", medians[i]);
+    }
+    println!(
+        "recording adds {:+.1} ns/req (ratio {:.3})",
+        medians[1] - medians[0],
+        medians[1] / medians[0]
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -738,6 +779,7 @@ fn main() {
         .configure_from_args();
     criterion_overhead(&mut c, &rt);
     clock_cost(&rt);
+    stats_overhead(&rt);
     overhead_table(&rt);
     header_allocs(&rt);
     sticky_overhead(&rt);

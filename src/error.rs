@@ -52,8 +52,13 @@ pub fn is_caused_by<E: Error + 'static>(err: &(dyn Error + 'static)) -> bool {
 /// A connection to a target could not be established: nothing of the request was sent, so it is
 /// always safe to send it elsewhere.
 ///
-/// Produced by `HttpClient` (feature `hyper`); wrap your own
-/// client's connect errors in it to get the same treatment from retries and outlier detection.
+/// Produced by `HttpClient` and `TargetClient` (feature `hyper`); wrap your own client's
+/// connect errors in it to get the same treatment from retries and outlier detection.
+///
+/// A client that still holds the request's body untouched (not a byte of it polled) can hand
+/// it back with [`with_body`](Self::with_body): the retry layer then sends it to another
+/// target even when the body is too large to replay (see `docs/resilience.md`, "When a
+/// request goes twice"). `TargetClient` always does.
 ///
 /// ```
 /// use tower_lb::error::{is_caused_by, ConnectFailed};
@@ -61,10 +66,16 @@ pub fn is_caused_by<E: Error + 'static>(err: &(dyn Error + 'static)) -> bool {
 /// let err = ConnectFailed::new(std::io::Error::other("connection refused"));
 /// assert_eq!(err.to_string(), "connection to target failed");
 /// assert!(is_caused_by::<ConnectFailed>(&err));
+///
+/// let err = ConnectFailed::with_body(std::io::Error::other("refused"), String::from("upload"));
+/// assert_eq!(err.take_body::<String>().as_deref(), Some("upload"));
+/// assert_eq!(err.take_body::<String>(), None, "handed back once");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub struct ConnectFailed {
     source: BoxError,
+    /// The request's body, untouched, for the retry layer to send elsewhere.
+    body: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 impl ConnectFailed {
@@ -72,7 +83,40 @@ impl ConnectFailed {
     pub fn new(source: impl Into<BoxError>) -> Self {
         ConnectFailed {
             source: source.into(),
+            body: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Wraps the connect error and hands back the request's body, which must be untouched:
+    /// not a byte of it was polled.
+    pub fn with_body<B: Send + 'static>(source: impl Into<BoxError>, body: B) -> Self {
+        ConnectFailed {
+            source: source.into(),
+            body: std::sync::Mutex::new(Some(Box::new(body))),
+        }
+    }
+
+    /// Takes the handed-back body if there is one of type `B` (once).
+    pub fn take_body<B: 'static>(&self) -> Option<B> {
+        let mut held = crate::util::lock(&self.body);
+        if !held.as_ref().is_some_and(|b| b.is::<B>()) {
+            return None;
+        }
+        held.take().and_then(|b| b.downcast::<B>().ok()).map(|b| *b)
+    }
+}
+
+impl std::fmt::Debug for ConnectFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self
+            .body
+            .lock()
+            .map(|b| b.is_some())
+            .unwrap_or_else(|e| e.into_inner().is_some());
+        f.debug_struct("ConnectFailed")
+            .field("source", &self.source)
+            .field("body_handed_back", &held)
+            .finish()
     }
 }
 
@@ -80,6 +124,38 @@ impl fmt::Display for ConnectFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The source names the address; the message does not.
         f.write_str("connection to target failed")
+    }
+}
+
+/// A reused (pooled, idle) connection was closed by the target as the request went out, before
+/// any byte of a response: the race between a server closing an idle keep-alive connection and
+/// a client reusing it.
+///
+/// It never counts against the target (it is classified
+/// [`Outcome::Rejected`](crate::classify::Outcome::Rejected): neither success nor failure), and
+/// the retry policy retries it for idempotent methods without drawing on the retry budget. A
+/// request of which nothing was sent never gets here: `TargetClient` resends it on a fresh
+/// connection itself. Answered `502` by [`error_response`](crate::http::error_response).
+///
+/// ```
+/// use tower_lb::classify::{Classify, DefaultClassifier, Outcome};
+/// use tower_lb::error::StaleConnection;
+///
+/// let err = StaleConnection::new(std::io::Error::other("connection reset"));
+/// assert_eq!(DefaultClassifier::new().classify_error(&err), Outcome::Rejected);
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("reused connection closed by the target")]
+pub struct StaleConnection {
+    source: BoxError,
+}
+
+impl StaleConnection {
+    /// Wraps the error the reused connection failed with.
+    pub fn new(source: impl Into<BoxError>) -> Self {
+        StaleConnection {
+            source: source.into(),
+        }
     }
 }
 

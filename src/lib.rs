@@ -76,6 +76,7 @@ pub mod key;
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod lb;
 pub mod limit;
+pub mod metrics;
 pub mod retry;
 pub mod route;
 #[cfg(feature = "server")]

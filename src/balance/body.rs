@@ -34,6 +34,7 @@ use pin_project_lite::pin_project;
 use super::ServedBy;
 use crate::body::{BodyGuard, GuardedBody};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
+use crate::metrics::TargetRecorder;
 use crate::target::{Entry, Hot, LatencyTracker, LiveTable, Snapshot, Status};
 
 /// What the requests picked from one snapshot share: its entries (each target and its live
@@ -54,6 +55,8 @@ pub(crate) struct Table {
     latency: Option<LatencyTracker>,
     group: Arc<str>,
     classifier: Option<Arc<dyn Classify>>,
+    /// The entries' statistics, indexed alike.
+    recorders: Arc<[Arc<TargetRecorder>]>,
 }
 
 impl Table {
@@ -61,6 +64,7 @@ impl Table {
         snapshot: &Snapshot,
         group: Arc<str>,
         classifier: Option<Arc<dyn Classify>>,
+        recorders: Arc<[Arc<TargetRecorder>]>,
     ) -> Self {
         Table {
             entries: snapshot.entries.clone(),
@@ -69,6 +73,7 @@ impl Table {
             latency: snapshot.latency().cloned(),
             group,
             classifier,
+            recorders,
         }
     }
 }
@@ -84,18 +89,32 @@ pub(crate) struct InFlight {
     /// When the attempt started, for groups whose selector tracks latency.
     started: Option<u64>,
     outcome: Option<Outcome>,
+    /// When the attempt began, for the statistics (see `crate::metrics`); `None` when the
+    /// balancer records none.
+    begun: Option<quanta::Instant>,
+    /// The response's status, once there is one (`0` before).
+    status: u16,
 }
 
 impl InFlight {
     /// Wraps entry `index` of `table`, whose in-flight count was already incremented.
     #[inline]
     pub(crate) fn acquired(table: Arc<Table>, index: usize) -> Self {
+        let begun = (!table.recorders.is_empty()).then(crate::metrics::now);
         InFlight {
             table,
             index,
             started: None,
             outcome: None,
+            begun,
+            status: 0,
         }
+    }
+
+    /// Notes the response's status for the statistics.
+    #[inline]
+    pub(crate) fn responded(&mut self, status: http::StatusCode) {
+        self.status = status.as_u16();
     }
 
     /// Starts timing the attempt if the group's selector tracks latency (reads the clock only
@@ -202,6 +221,9 @@ impl Drop for InFlight {
         let Some(e) = t.entries.get(self.index) else {
             return;
         };
+        if let (Some(r), Some(begun)) = (t.recorders.get(self.index), self.begun) {
+            r.record(self.status, self.outcome, begun, crate::metrics::now());
+        }
         // Taking `e` reads nothing yet: only the branches that need the entry touch it.
         if let Some(outcome) = self.outcome.take() {
             if outcome != Outcome::Success || t.watches_successes {

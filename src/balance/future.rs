@@ -183,6 +183,7 @@ fn respond<RB: Body>(
         return rsp.map(|body| TrackedBody::new(body, None));
     };
     let outcome = g.classify_status(rsp.status());
+    g.responded(rsp.status());
     if g.is_timed() {
         observe_response_latency(&mut g, &rsp);
     }

@@ -47,5 +47,6 @@ mod set_target;
 
 pub use self::extensions::{Affinity, AvoidTargets, ServedBy, WantServedBy};
 pub use self::layer::BalanceLayer;
+pub(crate) use self::service::Reporter;
 pub use self::service::{Balance, MakeTarget};
 pub use self::set_target::SetTarget;

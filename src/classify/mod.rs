@@ -28,7 +28,7 @@ use http::StatusCode;
 
 use crate::error::{
     CircuitOpen, ClientError, ConnectFailed, NoAvailableTarget, Overloaded, RateLimited,
-    is_caused_by,
+    StaleConnection, is_caused_by,
 };
 
 /// What one attempt says about the backend that handled it.
@@ -39,8 +39,9 @@ pub enum Outcome {
     Success,
     /// The backend failed.
     Failure(FailureKind),
-    /// Refused locally (rate limit, open breaker, overload, no target): says nothing about any
-    /// backend and must not count for or against one.
+    /// Refused locally (rate limit, open breaker, overload, no target), or a reused idle
+    /// connection the backend had closed ([`StaleConnection`]): says nothing about any backend
+    /// and must not count for or against one.
     Rejected,
     /// The request was at fault (its body aborted, it could not be sent as given; see
     /// [`ClientError`]): says nothing about the backend, never counts against it and is never
@@ -86,7 +87,7 @@ pub trait Classify: fmt::Debug + Send + Sync + 'static {
 }
 
 /// The default classification: `5xx` (and optionally other statuses) fail, connection errors
-/// and timeouts fail, local rejections are [`Outcome::Rejected`], request-side faults
+/// and timeouts fail, local rejections and [`StaleConnection`] races are [`Outcome::Rejected`], request-side faults
 /// ([`ClientError`]) are [`Outcome::Client`], any other error is a failure.
 #[derive(Debug, Clone)]
 pub struct DefaultClassifier {
@@ -123,7 +124,8 @@ impl Classify for DefaultClassifier {
     }
 
     fn classify_error(&self, err: &(dyn Error + 'static)) -> Outcome {
-        if is_local_rejection(err) {
+        if is_local_rejection(err) || is_caused_by::<StaleConnection>(err) {
+            // A reused connection the target closed while idle: nobody's failure.
             Outcome::Rejected
         } else if is_caused_by::<ClientError>(err) {
             Outcome::Client

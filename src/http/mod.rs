@@ -4,8 +4,11 @@
 //! - [`SetTarget`] rewrites a request's URI and `Host` for the picked target;
 //! - [`ErrorResponseLayer`] maps every error of a stack to a short `503`/`502`/`504` response
 //!   that never names a backend, making the stack's error type `Infallible` for axum;
+//! - `TargetClient` (feature `hyper`) is a pooled HTTP/1 client with a pool per target, on
+//!   hyper's connection API: the fast path, and the one that hands an unsent body back for
+//!   a retry elsewhere;
 //! - `HttpClient` (feature `hyper`) is a hyper-util pooled client usable as a
-//!   [`MakeTarget`](crate::balance::MakeTarget).
+//!   [`MakeTarget`](crate::balance::MakeTarget) (one pool for every target).
 //!
 //! # Examples
 //!
@@ -19,11 +22,16 @@
 
 #[cfg(feature = "hyper")]
 mod client;
+#[cfg(feature = "hyper")]
+mod pool;
 mod response;
 
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use self::client::{HttpClient, HttpClientBuilder, HttpClientFuture};
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub use self::pool::{PooledBody, TargetClient, TargetClientBuilder, TargetFuture, TargetService};
 pub use self::response::{
     ErrorResponse, ErrorResponseFuture, ErrorResponseLayer, ResponseBody, error_response,
     status_for_error,

@@ -19,13 +19,14 @@ use super::config::{CircuitBreaker as BreakerConfig, HealthCheck, StickySession}
 use super::error::{InvalidLoadBalancer, TargetExists};
 use crate::algorithm::{Algorithm, Selector, Targets};
 use crate::balance::body::TrackedBody;
-use crate::balance::{Balance, BalanceLayer};
+use crate::balance::{Balance, BalanceLayer, Reporter};
 use crate::breaker::{BreakerState, CircuitBreaker, CircuitBreakerLayer};
 use crate::client_ip::{ClientIpLayer, ClientIpResolver, ClientIpService, TrustedProxies};
 use crate::error::BoxError;
 use crate::group::TargetGroup;
 use crate::health::{HealthEvent, HealthSummary, OutlierDetection};
 use crate::http::{ErrorResponse, ErrorResponseLayer, HttpClient, SetTarget};
+use crate::metrics::GroupReport;
 use crate::retry::{ReplayBody, Retry, RetryLayer, RetryPolicy, RetryStats};
 use crate::route::error::InvalidRule;
 use crate::route::{Router, Rule};
@@ -111,6 +112,10 @@ struct Shared {
     group: TargetGroup,
     /// Every pool, the default one (`group`) first.
     pools: Vec<TargetGroup>,
+    /// Each pool's statistics, in the order of `pools`.
+    reporters: Vec<Reporter>,
+    #[cfg(feature = "governor")]
+    rate_limit: Option<crate::limit::RateLimitLayer>,
     breaker: Option<CircuitBreakerLayer>,
     retry: RetryLayer,
     sticky: Option<StickyLayer>,
@@ -218,6 +223,11 @@ impl<B, C> LoadBalancer<B, C> {
                 .iter()
                 .flat_map(TargetGroup::stats)
                 .collect(),
+            groups: self.shared.reporters.iter().map(|r| r()).collect(),
+            #[cfg(feature = "governor")]
+            rate_limited: self.shared.rate_limit.as_ref().map_or(0, |l| l.refused()),
+            #[cfg(not(feature = "governor"))]
+            rate_limited: 0,
             health: self.shared.group.health_summary(),
             breaker: self.shared.breaker.as_ref().map(CircuitBreakerLayer::state),
             retries: self.shared.retry.stats(),
@@ -301,6 +311,8 @@ where
 pub struct LoadBalancerStats {
     name: Arc<str>,
     targets: Vec<TargetStats>,
+    groups: Vec<GroupReport>,
+    rate_limited: u64,
     health: HealthSummary,
     breaker: Option<BreakerState>,
     retries: RetryStats,
@@ -315,6 +327,17 @@ impl LoadBalancerStats {
     /// Per-target counters: requests, failures, in flight, admin state.
     pub fn targets(&self) -> &[TargetStats] {
         &self.targets
+    }
+
+    /// Each pool's report (the default pool first): per target and in total, responses by
+    /// class, failures by kind, in flight, latency percentiles, health and admin state.
+    pub fn groups(&self) -> &[GroupReport] {
+        &self.groups
+    }
+
+    /// Requests refused by the rate limit (`429`).
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited
     }
 
     /// Targets in service, down, ejected; panic mode.
@@ -576,8 +599,10 @@ impl LoadBalancerBuilder {
         let retry = RetryLayer::new(self.retry.unwrap_or_default());
 
         let mut routes = Router::builder();
+        let mut reporters = Vec::with_capacity(pools.len());
         for pool in &pools {
             let balance = BalanceLayer::new(pool.clone()).layer(client.clone());
+            reporters.push(balance.reporter());
             let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
             routes = routes.destination(pool.name(), attempt);
         }
@@ -590,16 +615,17 @@ impl LoadBalancerBuilder {
         let retried = retry.layer(broken);
         let overall = either(self.timeout.map(TimeoutLayer::new), retried);
         #[cfg(feature = "governor")]
-        let limited = {
-            let limit = match &self.rate_limit {
-                Some(l) => Some(
-                    l.build()
-                        .map_err(|e| InvalidLoadBalancer::new("rate_limit", e))?,
-                ),
-                None => None,
-            };
-            either(limit, overall)
+        let limit = match &self.rate_limit {
+            Some(l) => Some(
+                l.build()
+                    .map_err(|e| InvalidLoadBalancer::new("rate_limit", e))?,
+            ),
+            None => None,
         };
+        #[cfg(feature = "governor")]
+        let refused = limit.clone();
+        #[cfg(feature = "governor")]
+        let limited = either(limit, overall);
         #[cfg(not(feature = "governor"))]
         let limited = overall;
         let stuck = either(sticky.clone(), limited);
@@ -620,6 +646,9 @@ impl LoadBalancerBuilder {
                 name,
                 group,
                 pools,
+                reporters,
+                #[cfg(feature = "governor")]
+                rate_limit: refused,
                 breaker,
                 retry,
                 sticky,

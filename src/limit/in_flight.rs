@@ -52,6 +52,8 @@ struct Shared {
     shards: Box<[Mutex<KeyMap<u32>>]>,
     keys: AtomicUsize,
     max_keys: usize,
+    /// Requests shed so far.
+    shed: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for InFlightLimitLayer {
@@ -85,6 +87,17 @@ impl InFlightLimitLayer {
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.shared.total.load(Ordering::Relaxed)
+    }
+
+    /// Requests shed so far (refused with [`Overloaded`]).
+    ///
+    /// ```
+    /// use tower_lb::limit::InFlightLimitLayer;
+    ///
+    /// assert_eq!(InFlightLimitLayer::new(10).shed(), 0);
+    /// ```
+    pub fn shed(&self) -> u64 {
+        self.shared.shed.load(Ordering::Relaxed)
     }
 
     /// Keys with requests in flight now.
@@ -135,6 +148,7 @@ impl InFlightLimitBuilder {
                 shards: (0..shards).map(|_| Mutex::new(KeyMap::default())).collect(),
                 keys: AtomicUsize::new(0),
                 max_keys: self.max_keys,
+                shed: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -174,6 +188,15 @@ impl Shared {
     }
 
     fn acquire<B>(self: &Arc<Self>, req: &Request<B>) -> Result<Permit, Overloaded> {
+        let r = self.try_acquire(req);
+        if r.is_err() {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    #[inline]
+    fn try_acquire<B>(self: &Arc<Self>, req: &Request<B>) -> Result<Permit, Overloaded> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.total.fetch_sub(1, Ordering::Release);
             return Err(Overloaded::new(false));

@@ -35,6 +35,8 @@ struct Shared {
     clock: TokioClock,
     rate: (u32, Duration),
     burst: u32,
+    /// Requests refused so far.
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// Keyed rate limiting (GCRA, on governor): requests over a key's rate are refused at once with
@@ -103,6 +105,25 @@ impl RateLimitLayer {
         self.shared.store.len()
     }
 
+    /// Requests refused so far (by every service this layer built, and [`check`](Self::check)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_lb::limit::{LimitKey, RateLimitLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let layer = RateLimitLayer::builder(LimitKey::global()).rate(1, Duration::from_secs(1)).build()?;
+    /// let _ = layer.check(&http::Request::new(()));
+    /// let _ = layer.check(&http::Request::new(()));
+    /// assert_eq!(layer.refused(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn refused(&self) -> u64 {
+        self.shared
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Drops every key whose state is back to fresh, now (sweeps also run by themselves).
     pub fn sweep(&self) {
         self.shared.store.sweep_all();
@@ -136,6 +157,8 @@ impl Shared {
             Limiter::Keyed(limiter) => limiter.check_key(&self.key.key_of(req)),
         };
         checked.map_err(|not_until| {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let wait = self.clock.wait_from_now(not_until.earliest_possible());
             tracing::trace!(?wait, "rate limited");
             RateLimited::new(wait)
@@ -233,6 +256,7 @@ impl RateLimitBuilder {
                 clock,
                 rate: self.rate,
                 burst: self.burst,
+                refused: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }

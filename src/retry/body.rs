@@ -145,6 +145,26 @@ impl<B> ReplayBody<B> {
 }
 
 impl<B> ReplayBody<B> {
+    /// For a body too large to replay that has not been polled yet: an empty stand-in, for a
+    /// retry copy that can only go out if the client hands the untouched body back (a connect
+    /// failure: see [`ConnectFailed::with_body`](crate::error::ConnectFailed::with_body)).
+    pub(crate) fn handover_slot(&self) -> Option<Self> {
+        match &self.kind {
+            Kind::Once(Some(_)) => Some(ReplayBody {
+                kind: Kind::Once(None),
+                held_headers: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Puts a handed-back body into this copy, keeping the copy's held headers.
+    pub(crate) fn adopt(&mut self, handed_back: Self) {
+        self.kind = handed_back.kind;
+    }
+}
+
+impl<B> ReplayBody<B> {
     /// Keeps a copy of `headers` with this body (see `held_headers`).
     pub(crate) fn hold_headers(&mut self, headers: &HeaderMap) {
         if headers.is_empty() {

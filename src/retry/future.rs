@@ -51,6 +51,7 @@ where
 
 impl<S, B, RB> Future for ResponseFuture<S, B>
 where
+    B: Send + 'static,
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = BoxError> + Clone,
 {
     type Output = Result<Response<RB>, BoxError>;

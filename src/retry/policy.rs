@@ -14,7 +14,7 @@ use super::backoff::{BackoffConfig, FullJitter};
 use super::error::InvalidRetryConfig;
 use crate::balance::{AvoidTargets, ServedBy};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
-use crate::error::{BoxError, find_cause};
+use crate::error::{BoxError, ConnectFailed, StaleConnection, find_cause, is_caused_by};
 use crate::util::{FastRng, retry_after};
 
 /// Response extension: how many attempts it took to get this response.
@@ -73,7 +73,11 @@ pub struct RetryStats {
 /// - A configured status (default `502`, `503`, `504`), a timeout or another error from the
 ///   backend is retried only for idempotent methods (default `GET`, `HEAD`, `OPTIONS`, `PUT`,
 ///   `DELETE`, `TRACE`).
-/// - Only a body that is still replayable is sent again (see [`ReplayBody`]).
+/// - Only a body that is still replayable is sent again (see [`ReplayBody`]), or a body too
+///   large to replay that a connect failure handed back untouched
+///   ([`ConnectFailed::with_body`](crate::error::ConnectFailed::with_body)).
+/// - A [`StaleConnection`](crate::error::StaleConnection) (a reused connection the target had
+///   closed) is retried for idempotent methods, without backoff and outside the budget.
 /// - Local rejections (no available target, open breaker, rate limit) are never retried.
 /// - At most `max_attempts` attempts (default 3), and only while the budget allows (default:
 ///   tower's [`TpsBudget`] with 20% of requests + 10 retries/s over 10 s, after Finagle).
@@ -241,6 +245,10 @@ impl RetryPolicy {
                     None => Some(Duration::ZERO),
                 }
             }
+            Err(e) if is_caused_by::<StaleConnection>(&**e) => {
+                // Whether the target saw the request is unknown: idempotent methods only.
+                c.methods.contains(req.method()).then_some(Duration::ZERO)
+            }
             Err(e) => match c.classifier.classify_error(&**e) {
                 Outcome::Failure(FailureKind::Connect) => Some(Duration::ZERO),
                 Outcome::Failure(_) if c.retry_errors && c.methods.contains(req.method()) => {
@@ -252,7 +260,7 @@ impl RetryPolicy {
     }
 }
 
-impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
+impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
     type Future = tokio::time::Sleep;
 
     fn retry(
@@ -263,10 +271,22 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
         self.attempts += 1;
         let attempts = self.attempts;
         let c = &*self.config;
-        let wanted = self
-            .wants_retry(req, result)
-            .filter(|_| attempts < c.max_attempts && req.body().is_replayable());
+        // A body too large to replay goes again only if the client hands it back untouched
+        // (nothing of it was sent: a connect failure).
+        let handed_back = if req.body().is_replayable() {
+            None
+        } else {
+            handed_back::<B, RB>(result)
+        };
+        let wanted = self.wants_retry(req, result).filter(|_| {
+            attempts < c.max_attempts && (handed_back.is_some() || req.body().is_replayable())
+        });
+        // A reused connection the target had closed is nobody's failure: its retry is free.
+        let stale = matches!(result, Err(e) if is_caused_by::<StaleConnection>(&**e));
         let granted = wanted.filter(|_| {
+            if stale {
+                return true;
+            }
             let ok = c.budget.withdraw();
             if !ok {
                 c.exhausted.fetch_add(1, Ordering::Relaxed);
@@ -285,6 +305,9 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
         let mut headers = std::mem::take(req.headers_mut());
         req.body_mut().restore_headers(&mut headers);
         *req.headers_mut() = headers;
+        if let Some(body) = handed_back {
+            req.body_mut().adopt(body);
+        }
 
         // Send the next attempt elsewhere when possible.
         let failed = match result {
@@ -325,7 +348,12 @@ impl<B, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPoli
         if c.max_attempts == 1 {
             return None;
         }
-        let mut body = req.body().try_clone()?;
+        // A body too large to replay, still untouched, gets an empty slot the client may
+        // fill by handing the body back (see `retry`).
+        let mut body = match req.body().try_clone() {
+            Some(body) => body,
+            None => req.body().handover_slot()?,
+        };
         // The headers ride in the copy's body as pairs (one allocation where a `HeaderMap`
         // copy takes two) and go back into its map in `retry`, only if a retry is granted.
         body.hold_headers(req.headers());
@@ -430,7 +458,8 @@ impl RetryPolicyBuilder {
         self
     }
 
-    /// The most request-body bytes kept for replay (default 64 KiB). A larger body is sent once.
+    /// The most request-body bytes kept for replay (default 64 KiB). A larger body is sent
+    /// once, unless a connect failure hands it back untouched (see `docs/resilience.md`).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
@@ -526,6 +555,16 @@ impl RetryPolicyBuilder {
             attempts: 0,
         })
     }
+}
+
+/// The request body a connect failure handed back untouched, if any.
+fn handed_back<B: Send + 'static, RB>(
+    result: &Result<Response<RB>, BoxError>,
+) -> Option<ReplayBody<B>> {
+    let Err(e) = result else {
+        return None;
+    };
+    find_cause::<ConnectFailed>(&**e)?.take_body::<ReplayBody<B>>()
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ impl Retry<()> {
 impl<S, B, RB> Service<Request<B>> for Retry<S>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = BoxError> + Clone,
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Send + 'static,
 {
     type Response = Response<RB>;
     type Error = BoxError;

@@ -389,3 +389,39 @@ fn route_matching_and_dispatch_do_not_allocate() {
     }
     assert_eq!(allocs() - before, 0, "dispatch allocated");
 }
+
+/// Statistics are recorded on every dispatch (status class, outcome, latency window) without
+/// allocating, and they count every request.
+#[test]
+fn recording_statistics_does_not_allocate() {
+    let group = TargetGroup::builder("g")
+        .targets((0..4).map(|i| Target::new(format!("t{i}"), "127.0.0.1:1").unwrap()))
+        .build()
+        .unwrap();
+    let mut balance = Balance::new(group, |_t: &Target| {
+        service_fn(|_r: Request<()>| async {
+            let mut rsp = Response::new(String::new());
+            *rsp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(rsp)
+        })
+    })
+    .served_by(false);
+    for _ in 0..10 {
+        drop(balance.call(Request::new(())).now_or_never());
+    }
+    let before = allocs();
+    for _ in 0..1000 {
+        drop(
+            balance
+                .call(Request::new(()))
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(allocs() - before, 0, "recording allocated");
+    let report = balance.report();
+    assert_eq!(report.responses().class(5), 1010);
+    assert_eq!(report.failures().status(), 1010);
+    assert_eq!(report.latency().count(), 1010);
+}

@@ -42,6 +42,8 @@ impl Seen {
 pub struct Recorder {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -72,9 +74,12 @@ pub async fn recorder(
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let status = Arc::new(status);
     let log = seen.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
     let task = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
             let (log, status) = (log.clone(), status.clone());
             tasks.spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -107,7 +112,12 @@ pub async fn recorder(
             });
         }
     });
-    Recorder { addr, seen, task }
+    Recorder {
+        addr,
+        seen,
+        connections,
+        task,
+    }
 }
 
 /// A backend that accepts connections and never answers (nor reads); counts connections.

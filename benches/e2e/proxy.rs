@@ -1,0 +1,201 @@
+//! The proxy and backends of the end-to-end benchmark (`benches/e2e/run.sh`), made of the
+//! library's public pieces: `Server`, `ErrorResponseLayer`, `ForwardLayer`, optionally the
+//! resilience layers, `Balance` and a target client.
+//!
+//! ```text
+//! # Three backends answering 100 bytes, on one thread:
+//! e2e_proxy backends 127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003
+//! # The proxy (one worker, the per-target client, forwarding layer only):
+//! e2e_proxy proxy --listen 127.0.0.1:18001 --workers 1 --client target --stack bare \
+//!     --backend 127.0.0.1:19001 --backend 127.0.0.1:19002 --backend 127.0.0.1:19003
+//! ```
+//!
+//! `--client legacy` uses hyper-util's client (`HttpClient`) instead of `TargetClient`;
+//! `--stack full` adds the resilience stack of `examples/proxy.rs` (deadline, retries,
+//! breaker, per-attempt timeout).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_lb::BoxError;
+use tower_lb::balance::Balance;
+use tower_lb::breaker::CircuitBreakerLayer;
+use tower_lb::forward::ForwardLayer;
+use tower_lb::http::{ErrorResponseLayer, HttpClient, TargetClient};
+use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
+use tower_lb::server::{RequestBody, Server};
+use tower_lb::timeout::TimeoutLayer;
+use tower_lb::{Target, TargetGroup};
+
+const BODY: &[u8; 100] = b"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789";
+
+async fn backends(addrs: Vec<SocketAddr>) -> Result<(), BoxError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for addr in addrs {
+        let listener = TcpListener::bind(addr).await?;
+        tasks.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(BODY))))
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Serves the proxy: `ErrorResponseLayer`, `ForwardLayer`, then (with `full`) the resilience
+/// stack of `examples/proxy.rs`, then `Balance` over `client`.
+async fn proxy(
+    listener: TcpListener,
+    group: TargetGroup,
+    client: &str,
+    full: bool,
+) -> Result<(), BoxError> {
+    let server = Server::builder().build()?;
+    let edge = || {
+        ServiceBuilder::new()
+            .layer(ErrorResponseLayer::new())
+            .layer(ForwardLayer::new())
+    };
+    macro_rules! serve {
+        ($client:ident) => {{
+            if full {
+                let balance =
+                    Balance::with_maker(group.clone(), $client::<ReplayBody<RequestBody>>::new());
+                let svc = edge()
+                    .layer(TimeoutLayer::new(Duration::from_secs(10)))
+                    .layer(RetryLayer::new(RetryPolicy::new()))
+                    .layer(CircuitBreakerLayer::builder(group.name().to_owned()).build()?)
+                    .layer(TimeoutLayer::new(Duration::from_secs(5)))
+                    .service(balance);
+                server.serve(listener, svc, std::future::pending()).await?
+            } else {
+                let balance = Balance::with_maker(group.clone(), $client::<RequestBody>::new());
+                let svc = edge().service(balance);
+                server.serve(listener, svc, std::future::pending()).await?
+            }
+        }};
+    }
+    match client {
+        "target" => serve!(TargetClient),
+        "legacy" => serve!(HttpClient),
+        other => return Err(format!("unknown client {other}").into()),
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_default();
+    let mut workers = 1;
+    let mut listen: SocketAddr = ([127, 0, 0, 1], 18001).into();
+    let mut targets = Vec::new();
+    let mut client = "target".to_owned();
+    let mut full = false;
+    let mut per_core = false;
+    let mut rest = Vec::new();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--workers" => workers = value()?.parse()?,
+            "--listen" => listen = value()?.parse()?,
+            "--backend" => targets.push(value()?),
+            "--client" => client = value()?,
+            "--stack" => full = value()? == "full",
+            "--per-core" => per_core = true,
+            _ => rest.push(arg.parse::<SocketAddr>()?),
+        }
+    }
+    if per_core && mode == "proxy" {
+        return per_core_proxy(workers, listen, targets, client, full);
+    }
+    let rt = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(async move {
+        match mode.as_str() {
+            "backends" => backends(rest).await,
+            "proxy" => {
+                let group = TargetGroup::builder("bench")
+                    .targets(
+                        targets
+                            .iter()
+                            .enumerate()
+                            .map(|(i, a)| Target::new(format!("b{i}"), a.as_str()))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    )
+                    .build()?;
+                let listener = TcpListener::bind(listen).await?;
+                proxy(listener, group, &client, full).await
+            }
+            _ => Err("usage: e2e_proxy backends ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] --backend ADDR...".into()),
+        }
+    })
+}
+
+/// `--per-core`: one single-threaded runtime per worker, each with its own listener on the same
+/// address (`SO_REUSEPORT`, the kernel spreads connections) and its own balancer and client
+/// over the one shared target group: a request never leaves its thread (nginx's worker model).
+fn per_core_proxy(
+    workers: usize,
+    listen: SocketAddr,
+    targets: Vec<String>,
+    client: String,
+    full: bool,
+) -> Result<(), BoxError> {
+    let group = TargetGroup::builder("bench")
+        .targets(
+            targets
+                .iter()
+                .enumerate()
+                .map(|(i, a)| Target::new(format!("b{i}"), a.as_str()))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .build()?;
+    let threads: Vec<_> = (0..workers.max(1))
+        .map(|_| {
+            let (group, client) = (group.clone(), client.clone());
+            std::thread::spawn(move || -> Result<(), BoxError> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.set_reuseport(true)?;
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(listen)?;
+                    let listener = socket.listen(1024)?;
+                    proxy(listener, group, &client, full).await
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "worker panicked")??;
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# End-to-end proxy benchmark: tower-lb's proxy against nginx and HAProxy on loopback.
+#
+#   benches/e2e/run.sh                  # ROUNDS=3 DURATION=6 RATE=10000 by default
+#   ROUNDS=5 DURATION=10 RATE=15000 benches/e2e/run.sh
+#
+# Installs what it needs (nginx, haproxy, wrk with apt-get; oha with `cargo install oha`),
+# builds the bench proxy (`benches/e2e/proxy.rs`), starts three loopback backends answering
+# 100 bytes (one thread), then measures, interleaved over ROUNDS rounds, one proxy at a time:
+#
+#   towerlb-1 / towerlb-2   tower-lb: Server + ForwardLayer + Balance + TargetClient, 1 / 2 workers
+#   towerlb-2pc             the same, 2 single-threaded runtimes with SO_REUSEPORT listeners
+#   towerlb-full-1          the same with the resilience stack of examples/proxy.rs, 1 worker
+#   towerlb-legacy-1        the same as towerlb-1 with hyper-util's client (HttpClient)
+#   nginx-1 / nginx-2       keepalive upstream (64), 1 / 2 worker processes
+#   haproxy-1 / haproxy-2   http-reuse always, 1 / 2 threads
+#
+# Closed loop: `wrk -t1 -c64` for DURATION seconds (req/s, p50, p99, p99.9, and proxy CPU per
+# request from /proc: user + system time of all the proxy's processes over the run, divided by
+# the requests served). Open loop: `oha -q RATE -c64 --latency-correction` (p50, p99, p99.9 at a
+# fixed rate; skipped if oha cannot be installed). Prints the medians over rounds and the ratios
+# against nginx and HAProxy at the same worker count. Takes about
+# 9 proxies x ROUNDS x (2 x DURATION + 2) seconds. Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-6}
+RATE=${RATE:-10000}
+WORK=$(mktemp -d /tmp/e2e.XXXXXX)
+
+need() { command -v "$1" >/dev/null 2>&1; }
+sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! need nginx || ! need haproxy || ! need wrk || ! need python3; then
+  sudo_if apt-get update -qq
+  sudo_if apt-get install -y -qq nginx haproxy wrk python3 >/dev/null
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! need oha; then
+  cargo install oha --locked >/dev/null 2>&1 || echo "note: oha could not be installed; open-loop runs skipped"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+cargo build --release --quiet --features server,governor --example e2e_proxy
+BIN=target/release/examples/e2e_proxy
+BACKENDS=(127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003)
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" backends "${BACKENDS[@]}" &
+PIDS+=($!)
+
+tower() { # name port workers client stack [--per-core]
+  local args=("${@:6}")
+  for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
+  "$BIN" proxy --listen "127.0.0.1:$2" --workers "$3" --client "$4" --stack "$5" "${args[@]}" &
+  PIDS+=($!)
+  echo "$1 $2 $! $3" >>"$WORK/proxies"
+}
+
+nginx_conf() { # workers port
+  local servers=""
+  for b in "${BACKENDS[@]}"; do servers+="server $b;"; done
+  mkdir -p "$WORK/nginx-$1"
+  cat >"$WORK/nginx-$1/nginx.conf" <<EOF
+worker_processes $1;
+daemon off;
+pid $WORK/nginx-$1/nginx.pid;
+error_log $WORK/nginx-$1/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-$1;
+  proxy_temp_path $WORK/nginx-$1;
+  fastcgi_temp_path $WORK/nginx-$1;
+  uwsgi_temp_path $WORK/nginx-$1;
+  scgi_temp_path $WORK/nginx-$1;
+  upstream backends { $servers keepalive 64; }
+  server {
+    listen 127.0.0.1:$2;
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+EOF
+  "$NGINX" -c "$WORK/nginx-$1/nginx.conf" -p "$WORK/nginx-$1" &
+  PIDS+=($!)
+  echo "nginx-$1 $2 $! $1" >>"$WORK/proxies"
+}
+
+haproxy_conf() { # threads port
+  local i=0 servers=""
+  for b in "${BACKENDS[@]}"; do i=$((i + 1)); servers+="  server s$i $b"$'\n'; done
+  cat >"$WORK/haproxy-$1.cfg" <<EOF
+global
+  nbthread $1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$2
+  default_backend b
+backend b
+  balance roundrobin
+$servers
+EOF
+  "$HAPROXY" -f "$WORK/haproxy-$1.cfg" -db &
+  PIDS+=($!)
+  echo "haproxy-$1 $2 $! $1" >>"$WORK/proxies"
+}
+
+tower towerlb-1 18001 1 target bare
+tower towerlb-2 18002 2 target bare
+tower towerlb-2pc 18005 2 target bare --per-core
+tower towerlb-full-1 18003 1 target full
+tower towerlb-legacy-1 18004 1 legacy bare
+nginx_conf 1 18011
+nginx_conf 2 18012
+haproxy_conf 1 18021
+haproxy_conf 2 18022
+sleep 1
+
+cat >"$WORK/pct.lua" <<'EOF'
+done = function(summary, latency, requests)
+  io.write(string.format("E2E %d %.3f %d %d %d\n", summary.requests,
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+EOF
+
+# CPU ticks of a process and all its descendants.
+ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    if [ -r "/proc/$p/stat" ]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    fi
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+echo "machine: $(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in $(seq "$ROUNDS"); do
+  while read -r name port pid workers; do
+    url="http://127.0.0.1:$port/"
+    curl -sf -o /dev/null "$url" || { echo "$name does not answer"; exit 1; }
+    wrk -t1 -c64 -d1s "$url" >/dev/null
+    t0=$(ticks "$pid")
+    line=$(wrk -t1 -c64 -d"${DURATION}s" -s "$WORK/pct.lua" "$url" | grep '^E2E')
+    t1=$(ticks "$pid")
+    read -r _ reqs rps p50 p99 p999 <<<"$line"
+    cpu=$(python3 -c "print(f'{($t1 - $t0) / $HZ * 1e6 / max($reqs, 1):.2f}')")
+    open="- - -"
+    if need oha; then
+      open=$(oha -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui \
+        --output-format json "$url" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)["latencyPercentiles"]
+us = lambda k: "%.0f" % ((p.get(k) or 0) * 1e6)
+print(us("p50"), us("p99"), us("p99.9"))')
+    fi
+    echo "$round $name $workers $rps $p50 $p99 $p999 $cpu $open" | tee -a "$WORK/results"
+  done <"$WORK/proxies"
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+python3 - "$WORK/results" "$RATE" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r[1], []).append(r)
+def med(name, i):
+    vals = [float(r[i]) for r in by[name] if r[i] != "-"]
+    return statistics.median(vals) if vals else float("nan")
+cols = [("req/s", 3), ("p50 us", 4), ("p99 us", 5), ("p99.9 us", 6), ("CPU us/req", 7),
+        (f"open p50", 8), ("open p99", 9), ("open p99.9", 10)]
+print(f"\nmedians over {len(set(r[0] for r in rows))} rounds (wrk -t1 -c64 closed loop; open loop: oha -q {sys.argv[2]} -c64 --latency-correction)")
+print("| proxy | " + " | ".join(c for c, _ in cols) + " |")
+print("|---|" + "---:|" * len(cols))
+for name in by:
+    print(f"| {name} | " + " | ".join(f"{med(name, i):.0f}" if i != 7 else f"{med(name, i):.2f}" for _, i in cols) + " |")
+print("\nratios (tower-lb / peer at the same worker count; req/s: higher is better, the rest: lower is better)")
+print("| tower-lb | peer | req/s | CPU/req | p99 | p99.9 | open p99 | open p99.9 |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for ours, w in [("towerlb-1", "1"), ("towerlb-full-1", "1"), ("towerlb-legacy-1", "1"), ("towerlb-2", "2"), ("towerlb-2pc", "2")]:
+    for peer in (f"nginx-{w}", f"haproxy-{w}"):
+        if ours in by and peer in by:
+            r = lambda i: med(ours, i) / med(peer, i)
+            print(f"| {ours} | {peer} | {r(3):.2f}x | {r(7):.2f}x | {r(5):.2f}x | {r(6):.2f}x | {r(9):.2f}x | {r(10):.2f}x |")
+EOF

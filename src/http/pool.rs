@@ -1,0 +1,841 @@
+//! A per-target pooled HTTP/1 client on hyper's connection API: the fast path for `Balance`.
+//!
+//! Why not hyper-util's client: it keys its pool by URI (parsing the authority of every
+//! request), keeps one pool for every host behind one mutex, and spawns a task per
+//! connection, so every request and response crosses between two tasks (often two threads).
+//! Here each target has its own pool, picked once when the balancer builds the target's
+//! service; idle connections sit in per-thread shards; and a connection is driven by whoever
+//! uses it (the request future, then the response body), so a request never wakes another
+//! task. Knowing whether a connection was reused, and holding the request until a
+//! connection is there, also lets this client tell apart what the retry layer must know:
+//! nothing sent (a failed connect, hands the untouched body back), a reused idle connection
+//! the server closed (nobody's failure), and a real failure of the target.
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http::uri::Authority;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::balance::MakeTarget;
+use crate::error::{BoxError, ClientError, ClientErrorKind, ConnectFailed, StaleConnection};
+use crate::target::Target;
+use crate::util::lock;
+
+/// A connection idle at least this long may have been closed by its server by the time a
+/// request goes out on it: an idempotent request without a body keeps a copy of its head
+/// while it uses one, to go again on a fresh connection if the server had closed it. No
+/// server closes idle connections sooner on purpose; under load connections are idle for
+/// microseconds, so the copy is never taken on the hot path.
+const INSURE_AFTER: Duration = Duration::from_millis(1);
+
+/// Default idle timeout: below the 5 s keep-alive of Node.js and Apache httpd.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A per-target pooled HTTP/1 client: the cheapest way to send `Balance`'s requests.
+///
+/// As a [`MakeTarget`] it gives each target a [`TargetService`] with a connection pool of its
+/// own. Requests go to the target's address whatever their URI says (they are sent in origin
+/// form, `/path?query`), with `Host` set to the target's address unless
+/// [`preserve_host`](TargetClientBuilder::preserve_host) is on, so no [`SetTarget`](super::SetTarget)
+/// is needed in front.
+///
+/// What it does on failure (see `docs/resilience.md`):
+///
+/// - a connect failure is a [`ConnectFailed`] that hands the untouched request body back, so
+///   the [`RetryLayer`](crate::retry::RetryLayer) sends it to another target whatever its size;
+/// - a request that a reused connection refused before anything of it was written goes again
+///   on a fresh connection, inside the client;
+/// - a reused connection closed by the target as the request went out, before any byte of a
+///   response, is a [`StaleConnection`]: never counted against the target, retried by the
+///   retry layer for idempotent methods; an idempotent request without a body is resent on a
+///   fresh connection by the client itself;
+/// - a request body that fails or ends early is a [`ClientError`].
+///
+/// `101 Switching Protocols` (and a successful `CONNECT`) hand back the upgraded connection
+/// through [`hyper::upgrade::on`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use tower::ServiceExt;
+/// use tower_lb::balance::Balance;
+/// use tower_lb::http::TargetClient;
+/// use tower_lb::{Target, TargetGroup};
+///
+/// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
+/// let group = TargetGroup::builder("api").target(Target::new("a", "127.0.0.1:8080")?).build()?;
+/// let balance = Balance::with_maker(group, TargetClient::<String>::new());
+/// let rsp = balance.oneshot(http::Request::get("/health").body(String::new())?).await?;
+/// println!("{}", rsp.status());
+/// # Ok(()) }
+/// ```
+pub struct TargetClient<B> {
+    config: Arc<Config>,
+    _body: PhantomData<fn(B)>,
+}
+
+struct Config {
+    connect_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    max_idle: usize,
+    preserve_host: bool,
+    shards: usize,
+    http1: http1::Builder,
+}
+
+impl<B> Clone for TargetClient<B> {
+    fn clone(&self) -> Self {
+        TargetClient {
+            config: self.config.clone(),
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<B> fmt::Debug for TargetClient<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetClient")
+            .field("connect_timeout", &self.config.connect_timeout)
+            .field("idle_timeout", &self.config.idle_timeout)
+            .field("max_idle", &self.config.max_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Default for TargetClient<B> {
+    fn default() -> Self {
+        TargetClient::new()
+    }
+}
+
+impl<B> TargetClient<B> {
+    /// A client with the default settings: connect timeout 5 s, idle connections kept 4 s,
+    /// `TCP_NODELAY` on, no limit on idle connections per target.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a client.
+    pub fn builder() -> TargetClientBuilder {
+        TargetClientBuilder {
+            connect_timeout: Some(Duration::from_secs(5)),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_idle: usize::MAX,
+            preserve_host: false,
+        }
+    }
+
+    /// The service for one target, with a pool of its own (what [`MakeTarget`] gives
+    /// `Balance`).
+    ///
+    /// ```no_run
+    /// use tower::ServiceExt;
+    /// use tower_lb::http::TargetClient;
+    /// use tower_lb::target::Target;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let svc = TargetClient::<String>::new().service(&Target::new("a", "127.0.0.1:8080")?);
+    /// let rsp = svc.oneshot(http::Request::get("/").body(String::new())?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn service(&self, target: &Target) -> TargetService<B> {
+        let authority = target.address().clone();
+        TargetService {
+            pool: Arc::new(Pool {
+                host: HeaderValue::from_str(authority.as_str()).ok(),
+                authority,
+                shards: (0..self.config.shards)
+                    .map(|_| Mutex::new(Vec::new()))
+                    .collect(),
+                idle: AtomicUsize::new(0),
+                config: self.config.clone(),
+            }),
+        }
+    }
+}
+
+/// Configures a [`TargetClient`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TargetClientBuilder {
+    connect_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    max_idle: usize,
+    preserve_host: bool,
+}
+
+impl TargetClientBuilder {
+    /// How long a connection attempt may take (`None`: no limit; default 5 s).
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout.map(crate::util::cap);
+        self
+    }
+
+    /// How long an idle connection is kept (`None`: until the server closes it; default 4 s,
+    /// below the 5 s keep-alive of Node.js and Apache httpd).
+    ///
+    /// Expired connections are dropped when the target's pool is next used. A connection the
+    /// server closed first costs nothing either way: the client notices the close when it
+    /// takes the connection, or resends (see the type's docs).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout.map(crate::util::cap);
+        self
+    }
+
+    /// The most idle connections kept per target (default: no limit).
+    pub fn max_idle_per_target(mut self, max: usize) -> Self {
+        self.max_idle = max;
+        self
+    }
+
+    /// Keeps the client's `Host` header rather than setting it to the target's address.
+    pub fn preserve_host(mut self, preserve: bool) -> Self {
+        self.preserve_host = preserve;
+        self
+    }
+
+    /// Builds the client. Connections are made on the current Tokio runtime when requests
+    /// need them.
+    pub fn build<B>(self) -> TargetClient<B> {
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        TargetClient {
+            config: Arc::new(Config {
+                connect_timeout: self.connect_timeout,
+                idle_timeout: self.idle_timeout,
+                max_idle: self.max_idle,
+                preserve_host: self.preserve_host,
+                shards,
+                http1: http1::Builder::new(),
+            }),
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<B> MakeTarget<TargetService<B>> for TargetClient<B>
+where
+    B: 'static,
+{
+    fn make_target(&self, target: &Target) -> TargetService<B> {
+        self.service(target)
+    }
+}
+
+/// One target's pooled HTTP/1 client (see [`TargetClient`]). Clones share the pool.
+pub struct TargetService<B> {
+    pool: Arc<Pool<B>>,
+}
+
+impl<B> Clone for TargetService<B> {
+    fn clone(&self) -> Self {
+        TargetService {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for TargetService<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetService")
+            .field("target", &self.pool.authority)
+            .field("idle", &self.pool.idle.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<B> TargetService<B> {
+    /// Idle connections in this target's pool right now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle.load(Ordering::Relaxed)
+    }
+}
+
+impl<B> TargetService<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Opens connections until `n` are idle in the pool (warming it before traffic), and
+    /// returns how many are idle. Connect failures stop the warming early; they are not
+    /// reported as target failures (nothing was asked of the target yet).
+    ///
+    /// ```no_run
+    /// use tower_lb::http::TargetClient;
+    /// use tower_lb::target::Target;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let svc = TargetClient::<String>::new().service(&Target::new("a", "127.0.0.1:8080")?);
+    /// let idle = svc.warm(4).await;
+    /// println!("{idle} connections ready");
+    /// # Ok(()) }
+    /// ```
+    pub async fn warm(&self, n: usize) -> usize {
+        let n = n.min(self.pool.config.max_idle);
+        while self.idle_connections() < n {
+            match self.pool.connect().await {
+                Ok(conn) => self.pool.checkin(conn),
+                Err(e) => {
+                    tracing::debug!(error = %e, "warming a pool: connect failed");
+                    break;
+                }
+            }
+        }
+        self.idle_connections()
+    }
+}
+
+impl<B> Service<Request<B>> for TargetService<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<PooledBody<B>>;
+    type Error = BoxError;
+    type Future = TargetFuture<B>;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        TargetFuture {
+            inner: Box::pin(send(self.pool.clone(), req)),
+        }
+    }
+}
+
+/// The future of [`TargetService`].
+pub struct TargetFuture<B> {
+    #[allow(clippy::type_complexity)]
+    inner: Pin<Box<dyn Future<Output = Result<Response<PooledBody<B>>, BoxError>> + Send>>,
+}
+
+impl<B> fmt::Debug for TargetFuture<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetFuture").finish_non_exhaustive()
+    }
+}
+
+impl<B> Future for TargetFuture<B> {
+    type Output = Result<Response<PooledBody<B>>, BoxError>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// The request body as handed to hyper: an empty body is replaced by a unit stand-in (same
+/// framing: hyper sees an ended body either way), so a request without a body can be rebuilt.
+enum Sendable<B> {
+    Body(B),
+    Empty,
+}
+
+impl<B> Body for Sendable<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        match self.get_mut() {
+            Sendable::Body(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Sendable::Empty => Poll::Ready(None),
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Sendable::Body(b) => b.is_end_stream(),
+            Sendable::Empty => true,
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Sendable::Body(b) => b.size_hint(),
+            Sendable::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+type ConnFuture = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One HTTP/1 connection: the sender, and the connection's own future, driven by whoever
+/// holds it.
+struct Conn<B> {
+    send: http1::SendRequest<Sendable<B>>,
+    conn: ConnFuture,
+    done: bool,
+}
+
+impl<B> Conn<B> {
+    /// Lets the connection make progress (write the request, read the response).
+    #[inline]
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if !self.done && self.conn.as_mut().poll(cx).is_ready() {
+            self.done = true;
+        }
+    }
+
+    /// Brings an idle connection up to date and says whether a request can go on it now.
+    fn usable(&mut self, cx: &mut Context<'_>) -> bool {
+        self.drive(cx);
+        !self.done && matches!(self.send.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+}
+
+struct Idle<B> {
+    conn: Conn<B>,
+    since: Instant,
+}
+
+struct Pool<B> {
+    authority: Authority,
+    host: Option<HeaderValue>,
+    /// Idle connections, LIFO, per thread shard (oldest first in each).
+    shards: Box<[Mutex<Vec<Idle<B>>>]>,
+    idle: AtomicUsize,
+    config: Arc<Config>,
+}
+
+thread_local! {
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+impl<B> Pool<B> {
+    fn expired(&self, since: Instant, now: Instant) -> bool {
+        self.config
+            .idle_timeout
+            .is_some_and(|t| now.saturating_duration_since(since) >= t)
+    }
+
+    /// The most recently used idle connection (this thread's shard first), dropping expired
+    /// ones on the way.
+    fn pop(&self, now: Instant) -> Option<Idle<B>> {
+        let n = self.shards.len();
+        let start = SHARD.try_with(|s| *s).unwrap_or(0) % n;
+        for k in 0..n {
+            let shard = &self.shards[(start + k) % n];
+            let mut idle = if k == 0 {
+                lock(shard)
+            } else {
+                match shard.try_lock() {
+                    Ok(g) => g,
+                    Err(_) => continue,
+                }
+            };
+            let Some(last) = idle.pop() else {
+                continue;
+            };
+            if !self.expired(last.since, now) {
+                self.idle.fetch_sub(1, Ordering::Relaxed);
+                return Some(last);
+            }
+            // The newest is expired: so is everything older in this shard.
+            let old = std::mem::take(&mut *idle);
+            drop(idle);
+            self.idle.fetch_sub(old.len() + 1, Ordering::Relaxed);
+            drop((old, last));
+        }
+        None
+    }
+
+    /// Returns a connection whose response has ended.
+    fn checkin(&self, conn: Conn<B>) {
+        if conn.done || conn.send.is_closed() {
+            return;
+        }
+        if self.idle.load(Ordering::Relaxed) >= self.config.max_idle {
+            return;
+        }
+        let now = Instant::now();
+        let n = self.shards.len();
+        let shard = &self.shards[SHARD.try_with(|s| *s).unwrap_or(0) % n];
+        let mut idle = lock(shard);
+        let expired = match idle.first() {
+            Some(oldest) if self.expired(oldest.since, now) => idle
+                .iter()
+                .take_while(|i| self.expired(i.since, now))
+                .count(),
+            _ => 0,
+        };
+        let old: Vec<Idle<B>> = idle.drain(..expired).collect();
+        idle.push(Idle { conn, since: now });
+        drop(idle);
+        self.idle.fetch_add(1, Ordering::Relaxed);
+        self.idle.fetch_sub(old.len(), Ordering::Relaxed);
+    }
+
+    /// Drops every idle connection that has been idle for `at_least`: after one such turned
+    /// out closed by the server, the others most likely are too.
+    #[cold]
+    fn evict_idle_for(&self, at_least: Duration) {
+        let now = Instant::now();
+        for shard in &*self.shards {
+            let mut idle = lock(shard);
+            let keep = idle
+                .iter()
+                .position(|i| now.saturating_duration_since(i.since) < at_least)
+                .unwrap_or(idle.len());
+            let old: Vec<Idle<B>> = idle.drain(..keep).collect();
+            drop(idle);
+            self.idle.fetch_sub(old.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<B> Pool<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// An idle connection that can take a request now, and how long it was idle.
+    async fn checkout(&self) -> Option<(Conn<B>, Duration)> {
+        let now = Instant::now();
+        loop {
+            let Idle { mut conn, since } = self.pop(now)?;
+            if poll_fn(|cx| Poll::Ready(conn.usable(cx))).await {
+                return Some((conn, now.saturating_duration_since(since)));
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn<B>, BoxError> {
+        let connecting = TcpStream::connect(self.authority.as_str());
+        let stream = match self.config.connect_timeout {
+            Some(t) => tokio::time::timeout(t, connecting)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
+            None => connecting.await?,
+        };
+        stream.set_nodelay(true)?;
+        let (send, conn) = self
+            .config
+            .http1
+            .handshake::<_, Sendable<B>>(TokioIo::new(stream))
+            .await?;
+        Ok(Conn {
+            send,
+            conn: Box::pin(conn.with_upgrades()),
+            done: false,
+        })
+    }
+
+    /// Origin-form URI, the target's `Host`, and an ended body replaced by a stand-in.
+    fn prepare(&self, req: Request<B>) -> Request<Sendable<B>> {
+        let (mut parts, body) = req.into_parts();
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            // Where the request goes is the target's business, not the request's.
+            let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+        }
+        if !self.config.preserve_host || !parts.headers.contains_key(HOST) {
+            match &self.host {
+                Some(h) => parts.headers.insert(HOST, h.clone()),
+                None => parts.headers.remove(HOST),
+            };
+        }
+        let body = if body.is_end_stream() {
+            Sendable::Empty
+        } else {
+            Sendable::Body(body)
+        };
+        Request::from_parts(parts, body)
+    }
+}
+
+/// Sends one request to the pool's target (see [`TargetClient`] for what happens on failure).
+async fn send<B>(pool: Arc<Pool<B>>, req: Request<B>) -> Result<Response<PooledBody<B>>, BoxError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut req = pool.prepare(req);
+    let upgrade_on_success = req.method() == Method::CONNECT;
+    // Set once the request goes again after a reused connection failed it: at most once, on a
+    // connection of its own.
+    let mut fresh = false;
+    loop {
+        let checked_out = if fresh { None } else { pool.checkout().await };
+        let (mut conn, reused) = match checked_out {
+            Some((conn, idle_for)) => (conn, Some(idle_for)),
+            None => match pool.connect().await {
+                Ok(conn) => (conn, None),
+                Err(e) => return Err(connect_failed(e, req)),
+            },
+        };
+        let insurance = match reused {
+            Some(idle_for) if !fresh && idle_for >= INSURE_AFTER => head_copy(&req),
+            _ => None,
+        };
+        let mut sent = pin!(conn.send.try_send_request(req));
+        let result = poll_fn(|cx| {
+            conn.drive(cx);
+            sent.as_mut().poll(cx)
+        })
+        .await;
+        let mut failed = match result {
+            Ok(rsp) => return Ok(respond(pool, conn, rsp, upgrade_on_success)),
+            Err(failed) => failed,
+        };
+        drop(conn);
+        match (failed.take_message(), reused) {
+            // Nothing of it was written: a reused connection goes again on a fresh one.
+            (Some(back), Some(_)) if !fresh => {
+                req = back;
+                fresh = true;
+            }
+            // A fresh connection that took nothing: as good as a failed connect.
+            (Some(back), _) => return Err(connect_failed(failed.into_error().into(), back)),
+            (None, reused) => {
+                let err = failed.into_error();
+                if is_client_fault(&err) {
+                    return Err(Box::new(ClientError::new(
+                        ClientErrorKind::BodyAborted,
+                        err,
+                    )));
+                }
+                let Some(idle_for) = reused.filter(|_| closed_by_peer(&err)) else {
+                    return Err(Box::new(err));
+                };
+                pool.evict_idle_for(idle_for);
+                match insurance {
+                    Some(copy) => {
+                        req = copy;
+                        fresh = true;
+                    }
+                    None => return Err(Box::new(StaleConnection::new(err))),
+                }
+            }
+        }
+    }
+}
+
+/// A copy of an idempotent request without a body, to resend if a long-idle connection turns
+/// out closed.
+#[cold]
+fn head_copy<B>(req: &Request<Sendable<B>>) -> Option<Request<Sendable<B>>> {
+    if !matches!(req.body(), Sendable::Empty) || !req.method().is_idempotent() {
+        return None;
+    }
+    let mut copy = Request::new(Sendable::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    Some(copy)
+}
+
+/// Nothing of the request was sent: hand its body back untouched.
+#[cold]
+fn connect_failed<B: Send + 'static>(e: BoxError, req: Request<Sendable<B>>) -> BoxError {
+    match req.into_body() {
+        Sendable::Body(b) => Box::new(ConnectFailed::with_body(e, b)),
+        Sendable::Empty => Box::new(ConnectFailed::new(e)),
+    }
+}
+
+/// hyper reports the request body's own error as a user error carrying it as its source, and
+/// a body shorter than its `Content-Length` as an aborted body write (as `HttpClient` does).
+fn is_client_fault(e: &hyper::Error) -> bool {
+    e.is_body_write_aborted() || (e.is_user() && std::error::Error::source(e).is_some())
+}
+
+/// The connection was closed or reset under the request, before any response.
+fn closed_by_peer(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::*;
+    e.is_incomplete_message()
+        || e.is_canceled()
+        || crate::error::find_cause::<std::io::Error>(e).is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+            )
+        })
+}
+
+fn respond<B>(
+    pool: Arc<Pool<B>>,
+    conn: Conn<B>,
+    rsp: Response<Incoming>,
+    connect: bool,
+) -> Response<PooledBody<B>> {
+    let upgraded =
+        rsp.status() == StatusCode::SWITCHING_PROTOCOLS || (connect && rsp.status().is_success());
+    if upgraded {
+        // The connection now belongs to whoever takes the upgrade: let it finish handing
+        // over the socket.
+        if !conn.done {
+            let fut = conn.conn;
+            tokio::spawn(async move {
+                let _ = fut.await;
+            });
+        }
+        return rsp.map(|body| PooledBody {
+            body,
+            conn: None,
+            pool,
+        });
+    }
+    rsp.map(|body| PooledBody {
+        body,
+        conn: Some(conn),
+        pool,
+    })
+}
+
+/// The body of a response from [`TargetService`]: streams the target's response (no copy) and
+/// returns the connection to the pool when it ends. Dropped before its end, it closes the
+/// connection.
+pub struct PooledBody<B> {
+    body: Incoming,
+    conn: Option<Conn<B>>,
+    pool: Arc<Pool<B>>,
+}
+
+impl<B> fmt::Debug for PooledBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> PooledBody<B> {
+    /// The response has been read whole: the connection can serve again.
+    fn finish(&mut self, cx: Option<&mut Context<'_>>) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if let Some(cx) = cx {
+            // Lets the connection notice a `Connection: close` and go back to idle.
+            conn.drive(cx);
+        }
+        self.pool.checkin(conn);
+    }
+}
+
+impl<B> Drop for PooledBody<B> {
+    fn drop(&mut self) {
+        // A body that ended without being read to its end (empty, `HEAD`, `204`) leaves the
+        // connection reusable; one dropped midway does not.
+        if self.conn.is_some() && self.body.is_end_stream() {
+            self.finish(None);
+        }
+    }
+}
+
+impl<B> Body for PooledBody<B> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let mut drove = false;
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    this.finish(Some(cx));
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if this.body.is_end_stream() {
+                        this.finish(Some(cx));
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => {}
+            }
+            // The connection feeds the body: drive it, then look again (once).
+            match &mut this.conn {
+                Some(conn) if !drove && !conn.done => {
+                    conn.drive(cx);
+                    drove = true;
+                }
+                _ => return Poll::Pending,
+            }
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_caps() {
+        let b = TargetClient::<String>::builder();
+        assert!(b.idle_timeout.is_some_and(|d| d < Duration::from_secs(5)));
+        let b = b
+            .idle_timeout(Some(Duration::MAX))
+            .connect_timeout(Some(Duration::MAX));
+        assert_eq!(b.idle_timeout, Some(crate::util::FOREVER));
+        assert_eq!(b.connect_timeout, Some(crate::util::FOREVER));
+    }
+
+    #[tokio::test]
+    async fn the_request_cannot_choose_where_it_goes() {
+        let client = TargetClient::<String>::new();
+        let svc = client.service(&Target::new("a", "127.0.0.1:9").unwrap());
+        let req = Request::get("https://evil.example/x?y=1")
+            .header(HOST, "evil.example")
+            .body(String::new())
+            .unwrap();
+        let req = svc.pool.prepare(req);
+        assert_eq!(req.uri(), "/x?y=1");
+        assert_eq!(req.headers()[HOST], "127.0.0.1:9");
+        assert!(matches!(req.body(), Sendable::Empty));
+    }
+}
