@@ -3,7 +3,8 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,8 +45,8 @@ pub type ResponseBody =
 // Optional layers are `Either`s, so the type is one whatever is configured.
 type Bal<C> = Balance<SetTarget<C>>;
 type Attempt<C> = Either<Timeout<Bal<C>>, Bal<C>>;
-type Routes<C> = Router<Attempt<C>>;
-type Broken<C> = Either<CircuitBreaker<Routes<C>>, Routes<C>>;
+type Routed<C> = super::Routes<Attempt<C>>;
+type Broken<C> = Either<CircuitBreaker<Routed<C>>, Routed<C>>;
 type Retried<C> = Retry<Broken<C>>;
 type Overall<C> = Either<Timeout<Retried<C>>, Retried<C>>;
 #[cfg(feature = "governor")]
@@ -100,7 +101,7 @@ fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
 /// ```
 pub struct LoadBalancer<B, C = DefaultClient<B>> {
     stack: Stack<C>,
-    router: Routes<C>,
+    router: Router<Attempt<C>>,
     shared: Arc<Shared>,
     _body: PhantomData<fn(B)>,
 }
@@ -113,6 +114,10 @@ struct Shared {
     breaker: Option<CircuitBreakerLayer>,
     retry: RetryLayer,
     sticky: Option<StickyLayer>,
+    /// Whether the router has rules (read by the stack's [`Routes`](super::Routes)).
+    has_rules: Arc<AtomicBool>,
+    /// Serializes rule changes, so `has_rules` follows the last one.
+    rules_lock: Mutex<()>,
 }
 
 impl<B, C: Clone> Clone for LoadBalancer<B, C> {
@@ -172,7 +177,11 @@ impl<B, C> LoadBalancer<B, C> {
     /// Replaces the traffic rules at once; an invalid set is refused whole, with an error
     /// naming the rule and the field, and the rules in force stay.
     pub fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
-        self.router.set_rules(rules)
+        let _lock = self.shared.rules_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.router.set_rules(rules)?;
+        let any = !self.router.rules().is_empty();
+        self.shared.has_rules.store(any, Ordering::Release);
+        Ok(())
     }
 
     /// The rules in force.
@@ -575,17 +584,24 @@ impl LoadBalancerBuilder {
         let retry = RetryLayer::new(self.retry.unwrap_or_default());
 
         let mut routes = Router::builder();
-        for pool in &pools {
+        let attempt = |pool: &TargetGroup| {
             let balance = BalanceLayer::new(pool.clone()).layer(client.clone());
-            let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
-            routes = routes.destination(pool.name(), attempt);
+            either(self.attempt_timeout.map(TimeoutLayer::new), balance)
+        };
+        // The default pool's service: the router's fallback, and the direct path.
+        let direct = attempt(&group);
+        for (i, pool) in pools.iter().enumerate() {
+            let a = if i == 0 { direct.clone() } else { attempt(pool) };
+            routes = routes.destination(pool.name(), a);
         }
         let router = routes
             .fallback(&*name)
             .rules(self.rules)
             .build()
             .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
-        let broken = either(breaker.clone(), router.clone());
+        let has_rules = Arc::new(AtomicBool::new(!router.rules().is_empty()));
+        let routed = super::Routes::new(router.clone(), direct, has_rules.clone());
+        let broken = either(breaker.clone(), routed);
         let retried = retry.layer(broken);
         let overall = either(self.timeout.map(TimeoutLayer::new), retried);
         #[cfg(feature = "governor")]
@@ -622,6 +638,8 @@ impl LoadBalancerBuilder {
                 breaker,
                 retry,
                 sticky,
+                has_rules,
+                rules_lock: Mutex::new(()),
             }),
             _body: PhantomData,
         })
