@@ -55,10 +55,7 @@ type Limited<C> = Either<crate::limit::RateLimit<Overall<C>>, Overall<C>>;
 type Limited<C> = Overall<C>;
 type Stuck<C> = Either<Sticky<Limited<C>>, Limited<C>>;
 type Ip<C> = Either<ClientIpService<Stuck<C>>, Stuck<C>>;
-/// The stack with no optional layer above the router (the defaults, perhaps with pools, rules
-/// or a per-attempt timeout): no `Either` level for each absent layer.
-type Plain<C> = ErrorResponse<Retry<Routed<C>>>;
-type Stack<C> = Either<Plain<C>, ErrorResponse<Ip<C>>>;
+type Stack<C> = ErrorResponse<Ip<C>>;
 
 /// The pooled HTTP client a [`LoadBalancer`] sends requests with by default.
 pub type DefaultClient<B> = HttpClient<ReplayBody<B>>;
@@ -604,47 +601,33 @@ impl LoadBalancerBuilder {
             .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
         let has_rules = Arc::new(AtomicBool::new(!router.rules().is_empty()));
         let routed = super::Routes::new(router.clone(), direct, has_rules.clone());
+        let broken = either(breaker.clone(), routed);
+        let retried = retry.layer(broken);
+        let overall = either(self.timeout.map(TimeoutLayer::new), retried);
         #[cfg(feature = "governor")]
-        let limit = match &self.rate_limit {
-            Some(l) => Some(
-                l.build()
-                    .map_err(|e| InvalidLoadBalancer::new("rate_limit", e))?,
-            ),
-            None => None,
+        let limited = {
+            let limit = match &self.rate_limit {
+                Some(l) => Some(
+                    l.build()
+                        .map_err(|e| InvalidLoadBalancer::new("rate_limit", e))?,
+                ),
+                None => None,
+            };
+            either(limit, overall)
         };
+        #[cfg(not(feature = "governor"))]
+        let limited = overall;
+        let stuck = either(sticky.clone(), limited);
         #[cfg(feature = "governor")]
         let needs_ip = self.rate_limit.is_some() || self.trusted_proxies.is_some();
         #[cfg(not(feature = "governor"))]
         let needs_ip = self.trusted_proxies.is_some();
-        #[cfg(feature = "governor")]
-        let limited_on = limit.is_some();
-        #[cfg(not(feature = "governor"))]
-        let limited_on = false;
-        let plain = breaker.is_none()
-            && self.timeout.is_none()
-            && !limited_on
-            && sticky.is_none()
-            && !needs_ip;
-        let stack = if plain {
-            // Nothing optional above the router: the layers as one would compose them by
-            // hand, without a branch per absent layer.
-            Either::Left(ErrorResponseLayer::new().layer(retry.layer(routed)))
-        } else {
-            let broken = either(breaker.clone(), routed);
-            let retried = retry.layer(broken);
-            let overall = either(self.timeout.map(TimeoutLayer::new), retried);
-            #[cfg(feature = "governor")]
-            let limited = either(limit, overall);
-            #[cfg(not(feature = "governor"))]
-            let limited = overall;
-            let stuck = either(sticky.clone(), limited);
-            let ip = needs_ip.then(|| {
-                ClientIpLayer::new(ClientIpResolver::new(
-                    self.trusted_proxies.unwrap_or_else(TrustedProxies::none),
-                ))
-            });
-            Either::Right(ErrorResponseLayer::new().layer(either(ip, stuck)))
-        };
+        let ip = needs_ip.then(|| {
+            ClientIpLayer::new(ClientIpResolver::new(
+                self.trusted_proxies.unwrap_or_else(TrustedProxies::none),
+            ))
+        });
+        let stack = ErrorResponseLayer::new().layer(either(ip, stuck));
         Ok(LoadBalancer {
             stack,
             router,
