@@ -427,7 +427,10 @@ fn sticky_overhead(rt: &Runtime) {
     interleaved_table(
         "the same, every request also carrying a ClientAddr extension (as from a server)",
         vec![
-            ("balance, cookie + ClientAddr", run_addr(rt, balance(), &valid)),
+            (
+                "balance, cookie + ClientAddr",
+                run_addr(rt, balance(), &valid),
+            ),
             (
                 "sticky + balance: hit",
                 run_addr(rt, layer.layer(balance()), &valid),

@@ -177,7 +177,11 @@ impl<B, C> LoadBalancer<B, C> {
     /// Replaces the traffic rules at once; an invalid set is refused whole, with an error
     /// naming the rule and the field, and the rules in force stay.
     pub fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
-        let _lock = self.shared.rules_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _lock = self
+            .shared
+            .rules_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         self.router.set_rules(rules)?;
         let any = !self.router.rules().is_empty();
         self.shared.has_rules.store(any, Ordering::Release);
@@ -591,7 +595,11 @@ impl LoadBalancerBuilder {
         // The default pool's service: the router's fallback, and the direct path.
         let direct = attempt(&group);
         for (i, pool) in pools.iter().enumerate() {
-            let a = if i == 0 { direct.clone() } else { attempt(pool) };
+            let a = if i == 0 {
+                direct.clone()
+            } else {
+                attempt(pool)
+            };
             routes = routes.destination(pool.name(), a);
         }
         let router = routes
