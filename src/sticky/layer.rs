@@ -551,8 +551,8 @@ impl StickyBuilder {
         self
     }
 
-    /// The wall clock tokens expire by (default [`SystemTime::now`]); for tests and
-    /// simulations.
+    /// The wall clock tokens expire by, for tests and simulations (default: the system's
+    /// real-time clock read at seconds resolution, its cheap coarse variant on Linux).
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Some(Arc::new(clock));
         self
