@@ -72,7 +72,6 @@
 mod config;
 pub mod error;
 mod registry;
-mod routes;
 mod service;
 
 #[cfg(feature = "governor")]
@@ -80,7 +79,6 @@ pub use self::config::RateLimit;
 pub use self::config::{CircuitBreaker, HealthCheck, StickySession};
 pub use self::error::{InvalidLoadBalancer, NameTaken, TargetExists, UnknownLoadBalancer};
 pub use self::registry::Registry;
-pub use self::routes::{Routes, RoutesFuture};
 pub use self::service::{
     DefaultClient, LoadBalancer, LoadBalancerBuilder, LoadBalancerStats, ResponseBody,
     ResponseFuture,

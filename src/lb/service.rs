@@ -3,8 +3,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,8 +44,8 @@ pub type ResponseBody =
 // Optional layers are `Either`s, so the type is one whatever is configured.
 type Bal<C> = Balance<SetTarget<C>>;
 type Attempt<C> = Either<Timeout<Bal<C>>, Bal<C>>;
-type Routed<C> = super::Routes<Attempt<C>>;
-type Broken<C> = Either<CircuitBreaker<Routed<C>>, Routed<C>>;
+type Routes<C> = Router<Attempt<C>>;
+type Broken<C> = Either<CircuitBreaker<Routes<C>>, Routes<C>>;
 type Retried<C> = Retry<Broken<C>>;
 type Overall<C> = Either<Timeout<Retried<C>>, Retried<C>>;
 #[cfg(feature = "governor")]
@@ -101,7 +100,7 @@ fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
 /// ```
 pub struct LoadBalancer<B, C = DefaultClient<B>> {
     stack: Stack<C>,
-    router: Router<Attempt<C>>,
+    router: Routes<C>,
     shared: Arc<Shared>,
     _body: PhantomData<fn(B)>,
 }
@@ -114,10 +113,6 @@ struct Shared {
     breaker: Option<CircuitBreakerLayer>,
     retry: RetryLayer,
     sticky: Option<StickyLayer>,
-    /// Whether the router has rules (read by the stack's [`Routes`](super::Routes)).
-    has_rules: Arc<AtomicBool>,
-    /// Serializes rule changes, so `has_rules` follows the last one.
-    rules_lock: Mutex<()>,
 }
 
 impl<B, C: Clone> Clone for LoadBalancer<B, C> {
@@ -177,15 +172,7 @@ impl<B, C> LoadBalancer<B, C> {
     /// Replaces the traffic rules at once; an invalid set is refused whole, with an error
     /// naming the rule and the field, and the rules in force stay.
     pub fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
-        let _lock = self
-            .shared
-            .rules_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        self.router.set_rules(rules)?;
-        let any = !self.router.rules().is_empty();
-        self.shared.has_rules.store(any, Ordering::Release);
-        Ok(())
+        self.router.set_rules(rules)
     }
 
     /// The rules in force.
@@ -588,28 +575,17 @@ impl LoadBalancerBuilder {
         let retry = RetryLayer::new(self.retry.unwrap_or_default());
 
         let mut routes = Router::builder();
-        let attempt = |pool: &TargetGroup| {
+        for pool in &pools {
             let balance = BalanceLayer::new(pool.clone()).layer(client.clone());
-            either(self.attempt_timeout.map(TimeoutLayer::new), balance)
-        };
-        // The default pool's service: the router's fallback, and the direct path.
-        let direct = attempt(&group);
-        for (i, pool) in pools.iter().enumerate() {
-            let a = if i == 0 {
-                direct.clone()
-            } else {
-                attempt(pool)
-            };
-            routes = routes.destination(pool.name(), a);
+            let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
+            routes = routes.destination(pool.name(), attempt);
         }
         let router = routes
             .fallback(&*name)
             .rules(self.rules)
             .build()
             .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
-        let has_rules = Arc::new(AtomicBool::new(!router.rules().is_empty()));
-        let routed = super::Routes::new(router.clone(), direct, has_rules.clone());
-        let broken = either(breaker.clone(), routed);
+        let broken = either(breaker.clone(), router.clone());
         let retried = retry.layer(broken);
         let overall = either(self.timeout.map(TimeoutLayer::new), retried);
         #[cfg(feature = "governor")]
@@ -646,8 +622,6 @@ impl LoadBalancerBuilder {
                 breaker,
                 retry,
                 sticky,
-                has_rules,
-                rules_lock: Mutex::new(()),
             }),
             _body: PhantomData,
         })
