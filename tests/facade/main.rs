@@ -651,9 +651,9 @@ async fn sticky_sessions_hold_across_a_weighted_split() {
     assert!(seen.len() >= 2, "the split spreads new clients: {seen:?}");
 }
 
-/// A load balancer built without rules (whose requests skip the router while none are set)
-/// still normalizes or refuses paths, takes rules set at run time, and goes back to its own
-/// pool when they are cleared.
+/// A load balancer built without rules still normalizes or refuses paths, takes rules set at
+/// run time, and goes back to its own pool when they are cleared (what any fast path that
+/// skips the router while no rule is set must keep).
 #[tokio::test]
 async fn rules_set_at_run_time_on_a_load_balancer_built_without_any() {
     use tower_lb::lb::Rule;
