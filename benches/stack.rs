@@ -31,6 +31,7 @@ use tower_lb::BoxError;
 use tower_lb::balance::{Balance, BalanceLayer};
 use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::http::ErrorResponseLayer;
+use tower_lb::key::ClientAddr;
 use tower_lb::lb::{CircuitBreaker as LbBreaker, LoadBalancer};
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
@@ -283,7 +284,12 @@ fn header_allocs(rt: &Runtime) {
 
 // ---- Sticky sessions and the facade ----------------------------------------------------------
 
-async fn drive_with<S>(svc: &mut S, headers: &http::HeaderMap, n: u64) -> Duration
+async fn drive_with<S>(
+    svc: &mut S,
+    headers: &http::HeaderMap,
+    addr: Option<ClientAddr>,
+    n: u64,
+) -> Duration
 where
     S: Service<Request<Empty<Bytes>>>,
     S::Error: std::fmt::Debug,
@@ -292,6 +298,9 @@ where
     for _ in 0..n {
         let mut req = Request::new(Empty::new());
         *req.headers_mut() = headers.clone();
+        if let Some(a) = addr {
+            req.extensions_mut().insert(a);
+        }
         let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
         black_box(rsp);
     }
@@ -305,7 +314,18 @@ where
     S: Service<Request<Empty<Bytes>>> + 'a,
     S::Error: std::fmt::Debug,
 {
-    Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, n)))
+    Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, None, n)))
+}
+
+/// As [`run`], each request carrying a [`ClientAddr`] extension as a server's requests do (so
+/// their extension map exists before the layers under test add to it).
+fn run_addr<'a, S>(rt: &'a Runtime, mut svc: S, headers: &'a http::HeaderMap) -> Run<'a>
+where
+    S: Service<Request<Empty<Bytes>>> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    let addr = ClientAddr("192.0.2.7:51000".parse().unwrap());
+    Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, Some(addr), n)))
 }
 
 /// Runs the rows in interleaved rounds and prints medians against the first row.
@@ -401,6 +421,19 @@ fn sticky_overhead(rt: &Runtime) {
             (
                 "sticky + balance: forged",
                 run(rt, layer.layer(balance()), &forged),
+            ),
+        ],
+    );
+    interleaved_table(
+        "the same, every request also carrying a ClientAddr extension (as from a server)",
+        vec![
+            (
+                "balance, cookie + ClientAddr",
+                run_addr(rt, balance(), &valid),
+            ),
+            (
+                "sticky + balance: hit",
+                run_addr(rt, layer.layer(balance()), &valid),
             ),
         ],
     );

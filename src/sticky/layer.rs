@@ -186,9 +186,12 @@ struct Named {
 
 impl Shared {
     pub(crate) fn now(&self) -> u64 {
-        let now = self.clock.as_ref().map_or_else(SystemTime::now, |c| c());
-        now.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        match &self.clock {
+            Some(c) => c()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            None => coarse_unix_secs(),
+        }
     }
 
     fn stale(&self, table: &Table) -> bool {
@@ -335,6 +338,24 @@ impl Shared {
             }
             Mode::Header(name) => Some((name.clone(), HeaderValue::from_str(token).ok()?)),
         }
+    }
+}
+
+/// The wall clock in Unix seconds, read where it is cheap: tokens expire by the second, so
+/// the kernel's coarse real-time clock (updated every tick, a few milliseconds behind at most,
+/// read without touching the hardware counter) is precise enough and costs a fraction of
+/// `SystemTime::now`. Elsewhere, `SystemTime::now`.
+fn coarse_unix_secs() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        u64::try_from(t.tv_sec).unwrap_or(0)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 }
 
@@ -531,8 +552,8 @@ impl StickyBuilder {
         self
     }
 
-    /// The wall clock tokens expire by (default [`SystemTime::now`]); for tests and
-    /// simulations.
+    /// The wall clock tokens expire by, for tests and simulations (default: the system's
+    /// real-time clock read at seconds resolution, its cheap coarse variant on Linux).
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Some(Arc::new(clock));
         self

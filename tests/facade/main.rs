@@ -650,3 +650,55 @@ async fn sticky_sessions_hold_across_a_weighted_split() {
     }
     assert!(seen.len() >= 2, "the split spreads new clients: {seen:?}");
 }
+
+/// A load balancer built without rules still normalizes or refuses paths, takes rules set at
+/// run time, and goes back to its own pool when they are cleared (what any fast path that
+/// skips the router while no rule is set must keep).
+#[tokio::test]
+async fn rules_set_at_run_time_on_a_load_balancer_built_without_any() {
+    use tower_lb::lb::Rule;
+    let own = backend("own-1").await;
+    let other = backend("other-1").await;
+    let lb = LoadBalancer::builder()
+        .with_name("plain")
+        .with_target(Target::new("own-1", own.addr).unwrap())
+        .with_pool("other", vec![Target::new("other-1", other.addr).unwrap()])
+        .build::<Body>()
+        .unwrap();
+    assert!(lb.rules().is_empty());
+    let send = |path: &str| {
+        let (lb, req) = (lb.clone(), get(path));
+        async move {
+            let rsp = lb.route(req).await.unwrap();
+            let status = rsp.status();
+            (status, body_of(rsp).await)
+        }
+    };
+
+    assert_eq!(send("/x").await.1, "own-1");
+    assert_eq!(own.hits("/x"), 1);
+    // Paths are normalized (or refused) without rules too.
+    assert_eq!(send("/a/../y//z").await.1, "own-1");
+    assert_eq!(own.hits("/y/z"), 1, "the backend got the normalized path");
+    assert_eq!(send("/a%2Fb").await.0, 400, "an encoded slash is refused");
+    assert_eq!(own.hits("/a%2Fb") + other.hits("/a%2Fb"), 0);
+
+    lb.set_rules(vec![Rule::new("to-other").prefix("/x").to("other")])
+        .unwrap();
+    assert_eq!(
+        send("/x").await.1,
+        "other-1",
+        "a rule set at run time applies"
+    );
+    assert_eq!(other.hits("/x"), 1);
+    assert_eq!(send("/w").await.1, "own-1", "unmatched: the default pool");
+
+    lb.set_rules(Vec::new()).unwrap();
+    assert!(lb.rules().is_empty());
+    assert_eq!(
+        send("/x").await.1,
+        "own-1",
+        "cleared: back to the default pool"
+    );
+    assert_eq!((own.hits("/x"), other.hits("/x")), (2, 1));
+}
