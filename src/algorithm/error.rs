@@ -15,3 +15,10 @@ pub struct InvalidTableSize {
 pub struct InvalidLoadFactor {
     pub(super) factor: f64,
 }
+
+/// The P2C in-flight bias was not a finite number of at least 0.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid p2c bias {bias}: must be finite and at least 0")]
+pub struct InvalidBias {
+    pub(super) bias: f64,
+}

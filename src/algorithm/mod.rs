@@ -78,7 +78,7 @@ mod smooth;
 mod tests;
 mod turns;
 
-pub use self::error::{InvalidLoadFactor, InvalidTableSize};
+pub use self::error::{InvalidBias, InvalidLoadFactor, InvalidTableSize};
 pub use self::least_conn::LeastConnections;
 pub use self::maglev::{DEFAULT_TABLE_SIZE, MAX_TABLE_SIZE, Maglev};
 pub use self::p2c::P2cInFlight;

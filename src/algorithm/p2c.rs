@@ -1,6 +1,6 @@
 use std::sync::atomic::Ordering;
 
-use super::{Algorithm, Context, FastRng, Selector, Targets};
+use super::{Algorithm, Context, FastRng, InvalidBias, Selector, Targets};
 use crate::target::{Hot, Status, Target};
 
 /// Power of two choices on requests in flight (Mitzenmacher, "The Power of Two Choices in
@@ -26,7 +26,7 @@ use crate::target::{Hot, Status, Target};
 /// use tower_lb::algorithm::P2cInFlight;
 /// use tower_lb::TargetGroup;
 ///
-/// let group = TargetGroup::builder("api").algorithm(P2cInFlight::new().bias(1.0)).build()?;
+/// let group = TargetGroup::builder("api").algorithm(P2cInFlight::new().bias(1.0)?).build()?;
 /// # Ok::<(), tower_lb::BoxError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -50,13 +50,14 @@ impl P2cInFlight {
         }
     }
 
-    /// How strongly requests in flight count against weight (default 1). A negative or
-    /// non-finite value is ignored (the bias stays as it was).
-    pub fn bias(mut self, bias: f64) -> Self {
-        if bias.is_finite() && bias >= 0.0 {
-            self.bias = bias;
+    /// How strongly requests in flight count against weight (default 1): a finite number of
+    /// at least 0, or [`InvalidBias`].
+    pub fn bias(mut self, bias: f64) -> Result<Self, InvalidBias> {
+        if !(bias.is_finite() && bias >= 0.0) {
+            return Err(InvalidBias { bias });
         }
-        self
+        self.bias = bias;
+        Ok(self)
     }
 
     /// Uses a fixed seed for the random draws.

@@ -182,7 +182,7 @@ proptest! {
             if ewma {
                 Snapshot::build(1, es, &P2cPeakEwma::new().seed(seed))
             } else {
-                Snapshot::build(1, es, &P2cInFlight::new().bias(bias).seed(seed))
+                Snapshot::build(1, es, &P2cInFlight::new().bias(bias).unwrap().seed(seed))
             }
         };
         let (dense, mapped, scattered) = (make(Layout::Dense), make(Layout::Mapped), make(Layout::Scattered));

@@ -57,8 +57,8 @@ impl CircuitBreakerLayer {
     }
 
     /// Starts configuring a breaker named `name` (the name appears in errors, events and logs).
-    pub fn builder(name: impl Into<Arc<str>>) -> CircuitBreakerBuilder {
-        CircuitBreakerBuilder {
+    pub fn builder(name: impl Into<Arc<str>>) -> CircuitBreakerLayerBuilder {
+        CircuitBreakerLayerBuilder {
             name: name.into(),
             failure_rate: 0.5,
             min_requests: 100,
@@ -117,7 +117,7 @@ impl<S> Layer<S> for CircuitBreakerLayer {
 
 /// Configures a [`CircuitBreakerLayer`].
 #[must_use]
-pub struct CircuitBreakerBuilder {
+pub struct CircuitBreakerLayerBuilder {
     name: Arc<str>,
     failure_rate: f64,
     min_requests: u32,
@@ -128,9 +128,9 @@ pub struct CircuitBreakerBuilder {
     callbacks: Vec<Callback>,
 }
 
-impl fmt::Debug for CircuitBreakerBuilder {
+impl fmt::Debug for CircuitBreakerLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerBuilder")
+        f.debug_struct("CircuitBreakerLayerBuilder")
             .field("name", &self.name)
             .field("failure_rate", &self.failure_rate)
             .field("min_requests", &self.min_requests)
@@ -141,7 +141,7 @@ impl fmt::Debug for CircuitBreakerBuilder {
     }
 }
 
-impl CircuitBreakerBuilder {
+impl CircuitBreakerLayerBuilder {
     /// The failure share (in `(0, 1]`) over the window that opens the circuit (default 0.5).
     pub fn failure_rate(mut self, rate: f64) -> Self {
         self.failure_rate = rate;

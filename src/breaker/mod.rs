@@ -18,13 +18,13 @@
 //! breaker's own refusals) never count. A probe cancelled mid-flight hands its permit back.
 //! Every state change is a `tracing` line (`warn!` when it opens, `info!` otherwise), an event
 //! on [`CircuitBreakerLayer::events`] and a call to the
-//! [`on_state_change`](CircuitBreakerBuilder::on_state_change) callbacks. The move from open to
+//! [`on_state_change`](CircuitBreakerLayerBuilder::on_state_change) callbacks. The move from open to
 //! half-open happens with the first request after the open period (the breaker has no timer), so
 //! that is when its event comes.
 //!
 //! # The window, exactly
 //!
-//! The window is ten buckets of a tenth of [`window`](CircuitBreakerBuilder::window) each,
+//! The window is ten buckets of a tenth of [`window`](CircuitBreakerLayerBuilder::window) each,
 //! numbered from the breaker's creation (bucket `n` covers `[n, n + 1)` tenths). An outcome
 //! counts in the bucket of the instant it completes; after each outcome the rate is judged over
 //! that bucket and the nine before it, so the window spans between nine and ten tenths of
@@ -83,6 +83,6 @@ mod service;
 mod state;
 
 pub use self::events::{BreakerEvent, BreakerEvents};
-pub use self::layer::{CircuitBreakerBuilder, CircuitBreakerLayer};
+pub use self::layer::{CircuitBreakerLayer, CircuitBreakerLayerBuilder};
 pub use self::service::CircuitBreaker;
 pub use self::state::{BreakerState, StateChange};

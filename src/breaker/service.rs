@@ -92,7 +92,7 @@ impl<S> CircuitBreaker<S> {
 /// Constructors that need no type annotation: the wrapped service is not known yet.
 impl CircuitBreaker<()> {
     /// A builder for a [`CircuitBreakerLayer`] named `name`.
-    pub fn layer(name: impl Into<Arc<str>>) -> super::CircuitBreakerBuilder {
+    pub fn layer(name: impl Into<Arc<str>>) -> super::CircuitBreakerLayerBuilder {
         CircuitBreakerLayer::builder(name)
     }
 }

@@ -53,7 +53,7 @@ impl fmt::Display for BreakerState {
 }
 
 /// One state change of a circuit breaker, as given to
-/// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) callbacks and sent on
+/// [`on_state_change`](super::CircuitBreakerLayerBuilder::on_state_change) callbacks and sent on
 /// [`events`](super::CircuitBreakerLayer::events) streams.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -16,8 +16,8 @@ use super::InvalidHealthConfig;
 /// until an active check passes. The multiplier decays by one for every `base_ejection_time`
 /// the target then spends without being ejected.
 ///
-/// At most [`max_ejection_percent`](OutlierDetectionBuilder::max_ejection_percent) of the group
-/// is ejected at once: `max(1, ⌊members × percent / 100⌋)` targets, rounding down but always
+/// At most [`max_ejection_share`](OutlierDetectionBuilder::max_ejection_share) of the group
+/// is ejected at once: `max(1, ⌊members × share⌋)` targets, rounding down but always
 /// allowing one, except that a group of one target never ejects it (ejecting the only target
 /// could never help). With the default 10%: 1 of 2–19 targets, 2 of 20–29, and so on.
 ///
@@ -33,7 +33,7 @@ use super::InvalidHealthConfig;
 ///
 /// let outliers = OutlierDetection::builder()
 ///     .consecutive_failures(3)
-///     .failure_rate(50, Duration::from_secs(10), 20)
+///     .failure_rate(0.5, Duration::from_secs(10), 20)
 ///     .base_ejection_time(Duration::from_secs(10))
 ///     .build()?;
 /// let group = TargetGroup::builder("api").outlier_detection(outliers).build()?;
@@ -45,7 +45,8 @@ pub struct OutlierDetection {
     rate: Option<FailureRate>,
     base: Duration,
     max: Duration,
-    max_percent: u32,
+    /// In basis points (1/10 000); above 10 000 when set out of range (refused by `build`).
+    max_bp: u32,
 }
 
 impl Default for OutlierDetection {
@@ -55,7 +56,7 @@ impl Default for OutlierDetection {
             rate: None,
             base: Duration::from_secs(30),
             max: Duration::from_secs(300),
-            max_percent: 10,
+            max_bp: 1_000,
         }
     }
 }
@@ -63,15 +64,16 @@ impl Default for OutlierDetection {
 /// The failure-rate rule of [`OutlierDetection`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureRate {
-    percent: u32,
+    /// In basis points (1/10 000); out of range when set so (refused by `build`).
+    bp: u32,
     window: Duration,
     min_requests: u32,
 }
 
 impl FailureRate {
-    /// The failure share that ejects, in percent.
-    pub fn percent(&self) -> u32 {
-        self.percent
+    /// The failure share that ejects, a fraction in `(0.0, 1.0]`.
+    pub fn share(&self) -> f64 {
+        f64::from(self.bp) / 10_000.0
     }
     /// How long a window lasts. It opens with the first failure after the previous one closed
     /// (successes alone never read the clock).
@@ -85,7 +87,7 @@ impl FailureRate {
 
     pub(crate) fn exceeded(&self, failures: u32, requests: u32) -> bool {
         requests >= self.min_requests
-            && u64::from(failures) * 100 >= u64::from(self.percent) * u64::from(requests)
+            && u64::from(failures) * 10_000 >= u64::from(self.bp) * u64::from(requests)
     }
 }
 
@@ -113,9 +115,9 @@ impl OutlierDetection {
     pub fn max_ejection_time(&self) -> Duration {
         self.max
     }
-    /// The largest share of the group ejected at once, in percent.
-    pub fn max_ejection_percent(&self) -> u32 {
-        self.max_percent
+    /// The largest share of the group ejected at once, a fraction in `0.0..=1.0`.
+    pub fn max_ejection_share(&self) -> f64 {
+        f64::from(self.max_bp) / 10_000.0
     }
 
     /// How long the `times`-th ejection lasts.
@@ -128,7 +130,7 @@ impl OutlierDetection {
         if members < 2 {
             0
         } else {
-            (members * self.max_percent as usize / 100).max(1)
+            (members.saturating_mul(self.max_bp as usize) / 10_000).max(1)
         }
     }
 }
@@ -147,12 +149,12 @@ impl OutlierDetectionBuilder {
         self
     }
 
-    /// Also eject when at least `percent`% of the requests in a `window` failed, once the
-    /// window saw at least `min_requests` requests.
-    pub fn failure_rate(mut self, percent: u32, window: Duration, min_requests: u32) -> Self {
+    /// Also eject when at least `share` of the requests in a `window` failed (a fraction in
+    /// `(0.0, 1.0]`, 0.5 = half), once the window saw at least `min_requests` requests.
+    pub fn failure_rate(mut self, share: f64, window: Duration, min_requests: u32) -> Self {
         let window = crate::util::cap(window);
         self.cfg.rate = Some(FailureRate {
-            percent,
+            bp: crate::util::share_bp(share).unwrap_or(u32::MAX),
             window,
             min_requests,
         });
@@ -173,9 +175,9 @@ impl OutlierDetectionBuilder {
         self
     }
 
-    /// The largest share of the group ejected at once (default 10%).
-    pub fn max_ejection_percent(mut self, percent: u32) -> Self {
-        self.cfg.max_percent = percent;
+    /// The largest share of the group ejected at once, a fraction in `0.0..=1.0` (default 0.1).
+    pub fn max_ejection_share(mut self, share: f64) -> Self {
+        self.cfg.max_bp = crate::util::share_bp(share).unwrap_or(u32::MAX);
         self
     }
 
@@ -194,17 +196,17 @@ impl OutlierDetectionBuilder {
                 "must be at least base_ejection_time",
             ));
         }
-        if c.max_percent > 100 {
+        if c.max_bp > 10_000 {
             return Err(InvalidHealthConfig::new(
-                "max_ejection_percent",
-                "must be at most 100",
+                "max_ejection_share",
+                "must be a fraction in 0.0..=1.0",
             ));
         }
         if let Some(r) = &c.rate {
-            if !(1..=100).contains(&r.percent) {
+            if !(1..=10_000).contains(&r.bp) {
                 return Err(InvalidHealthConfig::new(
-                    "failure_rate.percent",
-                    "must be in 1..=100",
+                    "failure_rate.share",
+                    "must be a fraction in (0.0, 1.0]",
                 ));
             }
             if r.window.is_zero() {
@@ -253,7 +255,7 @@ mod tests {
         assert_eq!(o.max_ejected(20), 2);
         assert_eq!(o.max_ejected(29), 2);
         let none = OutlierDetection::builder()
-            .max_ejection_percent(0)
+            .max_ejection_share(0.0)
             .build()
             .unwrap();
         assert_eq!(none.max_ejected(10), 1);
@@ -268,27 +270,27 @@ mod tests {
                 .build()
                 .is_err()
         );
-        assert!(b().max_ejection_percent(101).build().is_err());
+        assert!(b().max_ejection_share(1.01).build().is_err());
         assert!(
-            b().failure_rate(0, Duration::from_secs(1), 1)
+            b().failure_rate(0.0, Duration::from_secs(1), 1)
                 .build()
                 .is_err()
         );
-        assert!(b().failure_rate(50, Duration::ZERO, 1).build().is_err());
+        assert!(b().failure_rate(0.5, Duration::ZERO, 1).build().is_err());
         assert!(
-            b().failure_rate(50, Duration::from_secs(1), 0)
+            b().failure_rate(0.5, Duration::from_secs(1), 0)
                 .build()
                 .is_err()
         );
         assert!(b().consecutive_failures(0).build().is_err());
-        let e = b().max_ejection_percent(200).build().unwrap_err();
-        assert_eq!(e.setting(), "max_ejection_percent");
+        let e = b().max_ejection_share(2.0).build().unwrap_err();
+        assert_eq!(e.setting(), "max_ejection_share");
     }
 
     #[test]
     fn failure_rate_needs_volume() {
         let r = FailureRate {
-            percent: 50,
+            bp: 5_000,
             window: Duration::from_secs(1),
             min_requests: 10,
         };

@@ -14,7 +14,7 @@ use super::InvalidHealthConfig;
 ///
 /// Envoy's behaviour, panic as soon as fewer than 50% of the targets are healthy (sending the
 /// survivors' share to the unhealthy ones too, so a partial outage does not overload the
-/// rest), is one call away: [`PanicThreshold::new(50)`](PanicThreshold::new).
+/// rest), is one call away: [`PanicThreshold::new(0.5)`](PanicThreshold::new).
 ///
 /// Admin state is honoured in panic mode too: disabled and draining targets never get traffic.
 /// Entering and leaving panic is logged (`warn!`/`info!`), sent as a
@@ -32,14 +32,14 @@ use super::InvalidHealthConfig;
 /// use tower_lb::TargetGroup;
 ///
 /// let group = TargetGroup::builder("payments")
-///     .panic_threshold(PanicThreshold::new(30)?.fail_fast())
+///     .panic_threshold(PanicThreshold::new(0.3)?.fail_fast())
 ///     .build()?;
 /// # Ok::<(), tower_lb::BoxError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PanicThreshold {
-    /// `None`: panic only when no target is available.
-    percent: Option<u32>,
+    /// In basis points (1/10 000); `None`: panic only when no target is available.
+    bp: Option<u32>,
     mode: PanicMode,
 }
 
@@ -61,17 +61,17 @@ impl Default for PanicThreshold {
 }
 
 impl PanicThreshold {
-    /// Panic when fewer than `percent`% of the targets in service are available (0..=100; 0
-    /// never panics).
-    pub fn new(percent: u32) -> Result<Self, InvalidHealthConfig> {
-        if percent > 100 {
+    /// Panic when fewer than `share` of the targets in service are available (a fraction in
+    /// `0.0..=1.0`, 0.5 = half; 0 never panics). The share is kept to 1/10 000.
+    pub fn new(share: f64) -> Result<Self, InvalidHealthConfig> {
+        let Some(bp) = crate::util::share_bp(share) else {
             return Err(InvalidHealthConfig::new(
                 "panic_threshold",
-                "must be at most 100",
+                "must be a fraction in 0.0..=1.0",
             ));
-        }
+        };
         Ok(PanicThreshold {
-            percent: Some(percent),
+            bp: Some(bp),
             mode: PanicMode::FailOpen,
         })
     }
@@ -80,7 +80,7 @@ impl PanicThreshold {
     /// all the traffic while there is at least one.
     pub fn none_available() -> Self {
         PanicThreshold {
-            percent: None,
+            bp: None,
             mode: PanicMode::FailOpen,
         }
     }
@@ -88,7 +88,7 @@ impl PanicThreshold {
     /// Never panic: unhealthy targets are always skipped, even if that leaves none.
     pub fn disabled() -> Self {
         PanicThreshold {
-            percent: Some(0),
+            bp: Some(0),
             mode: PanicMode::FailOpen,
         }
     }
@@ -105,18 +105,18 @@ impl PanicThreshold {
         self
     }
 
-    /// The threshold in percent (`None`: panic only when no target is available, the
-    /// default).
-    pub fn percent(&self) -> Option<u32> {
-        self.percent
+    /// The threshold as a fraction of the targets in service (`None`: panic only when no
+    /// target is available, the default).
+    pub fn share(&self) -> Option<f64> {
+        self.bp.map(|bp| f64::from(bp) / 10_000.0)
     }
 
     /// Whether a group with `available` of `total` targets in service available is in panic.
     pub(crate) fn is_panic(&self, available: usize, total: usize) -> bool {
         total > 0
-            && match self.percent {
+            && match self.bp {
                 None => available == 0,
-                Some(p) => available.saturating_mul(100) < (p as usize).saturating_mul(total),
+                Some(bp) => available.saturating_mul(10_000) < (bp as usize).saturating_mul(total),
             }
     }
 
@@ -133,14 +133,14 @@ mod tests {
     #[test]
     fn default_panics_only_when_none_is_available() {
         let d = PanicThreshold::default();
-        assert_eq!(d.percent(), None);
+        assert_eq!(d.share(), None);
         assert!(!d.is_panic(1, 100) && d.is_panic(0, 100) && !d.is_panic(0, 0));
-        let envoy = PanicThreshold::new(50).unwrap();
+        let envoy = PanicThreshold::new(0.5).unwrap();
         assert!(!envoy.is_panic(2, 4) && envoy.is_panic(1, 4));
         let off = PanicThreshold::disabled();
         assert!(!off.is_panic(0, 4));
         assert!(
-            !PanicThreshold::new(100)
+            !PanicThreshold::new(1.0)
                 .unwrap()
                 .is_panic(usize::MAX, usize::MAX)
         );

@@ -7,7 +7,7 @@ use super::InvalidHealthConfig;
 /// of traffic at once, so cold caches, JIT warm-up and connection pools can catch up.
 ///
 /// The effective weight `t` after the start of the ramp is Envoy's
-/// `weight × max(min_weight_percent / 100, (t / window)^(1 / aggression))`, at least 1. An
+/// `weight × max(min_weight_share, (t / window)^(1 / aggression))`, at least 1. An
 /// aggression of 1 ramps linearly; above 1 the weight climbs faster early on.
 ///
 /// Every weight-aware algorithm honours it through
@@ -33,7 +33,7 @@ use super::InvalidHealthConfig;
 pub struct SlowStart {
     window: Duration,
     aggression: f64,
-    min_percent: u32,
+    min_share: f64,
 }
 
 impl SlowStart {
@@ -44,7 +44,7 @@ impl SlowStart {
             cfg: SlowStart {
                 window,
                 aggression: 1.0,
-                min_percent: 10,
+                min_share: 0.1,
             },
         }
     }
@@ -67,11 +67,7 @@ impl SlowStart {
             return None;
         }
         let t = elapsed.as_secs_f64() / self.window.as_secs_f64();
-        Some(
-            t.powf(1.0 / self.aggression)
-                .max(f64::from(self.min_percent) / 100.0)
-                .min(1.0),
-        )
+        Some(t.powf(1.0 / self.aggression).max(self.min_share).min(1.0))
     }
 }
 
@@ -89,9 +85,10 @@ impl SlowStartBuilder {
         self
     }
 
-    /// The weight a target starts at, in percent of its full weight (default 10).
-    pub fn min_weight_percent(mut self, percent: u32) -> Self {
-        self.cfg.min_percent = percent;
+    /// The weight a target starts at, as a share of its full weight (a fraction in
+    /// `0.0..=1.0`, default 0.1).
+    pub fn min_weight_share(mut self, share: f64) -> Self {
+        self.cfg.min_share = share;
         self
     }
 
@@ -110,10 +107,10 @@ impl SlowStartBuilder {
                 "must be a positive number",
             ));
         }
-        if c.min_percent > 100 {
+        if !(0.0..=1.0).contains(&c.min_share) {
             return Err(InvalidHealthConfig::new(
-                "slow_start.min_weight_percent",
-                "must be at most 100",
+                "slow_start.min_weight_share",
+                "must be a fraction in 0.0..=1.0",
             ));
         }
         Ok(c)
@@ -141,6 +138,6 @@ mod tests {
         assert!(SlowStart::builder(Duration::ZERO).build().is_err());
         assert!(b().aggression(0.0).build().is_err());
         assert!(b().aggression(f64::NAN).build().is_err());
-        assert!(b().min_weight_percent(101).build().is_err());
+        assert!(b().min_weight_share(1.01).build().is_err());
     }
 }

@@ -28,13 +28,24 @@ mod response;
 
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
-pub use self::client::{HttpClient, HttpClientBuilder, HttpClientFuture};
+pub use self::client::{HttpClient, HttpClientBuilder};
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
-pub use self::pool::{PooledBody, TargetClient, TargetClientBuilder, TargetFuture, TargetService};
+pub use self::pool::{PooledBody, TargetClient, TargetClientBuilder, TargetService};
 pub use self::response::{
-    ErrorResponse, ErrorResponseFuture, ErrorResponseLayer, ResponseBody, error_response,
-    status_for_error,
+    ErrorResponse, ErrorResponseLayer, ResponseBody, error_response, status_for_error,
 };
 pub use crate::balance::SetTarget;
+
+/// The futures of this module's services: [`ResponseFuture`](future::ResponseFuture) for
+/// [`ErrorResponse`], and (feature `hyper`) one per client named after it.
+pub mod future {
+    #[cfg(feature = "hyper")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+    pub use super::client::HttpClientFuture;
+    #[cfg(feature = "hyper")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+    pub use super::pool::TargetClientFuture;
+    pub use super::response::ResponseFuture;
+}
 pub use crate::util::retry_after;

@@ -309,7 +309,7 @@ where
 {
     type Response = Response<PooledBody<B>>;
     type Error = BoxError;
-    type Future = TargetFuture<B>;
+    type Future = TargetClientFuture<B>;
 
     #[inline]
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -317,25 +317,25 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        TargetFuture {
+        TargetClientFuture {
             inner: Box::pin(send(self.pool.clone(), req)),
         }
     }
 }
 
 /// The future of [`TargetService`].
-pub struct TargetFuture<B> {
+pub struct TargetClientFuture<B> {
     #[allow(clippy::type_complexity)]
     inner: Pin<Box<dyn Future<Output = Result<Response<PooledBody<B>>, BoxError>> + Send>>,
 }
 
-impl<B> fmt::Debug for TargetFuture<B> {
+impl<B> fmt::Debug for TargetClientFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TargetFuture").finish_non_exhaustive()
+        f.debug_struct("TargetClientFuture").finish_non_exhaustive()
     }
 }
 
-impl<B> Future for TargetFuture<B> {
+impl<B> Future for TargetClientFuture<B> {
     type Output = Result<Response<PooledBody<B>>, BoxError>;
 
     #[inline]

@@ -270,7 +270,7 @@ where
 {
     type Response = Response<ResponseBody<B>>;
     type Error = Infallible;
-    type Future = ErrorResponseFuture<S::Future, B>;
+    type Future = ResponseFuture<S::Future, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.ready_error.is_none() {
@@ -284,12 +284,12 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         match self.ready_error.take() {
-            Some(e) => ErrorResponseFuture {
+            Some(e) => ResponseFuture {
                 state: State::Ready {
                     rsp: Some(error_response(&*e)),
                 },
             },
-            None => ErrorResponseFuture {
+            None => ResponseFuture {
                 state: State::Inner {
                     fut: self.inner.call(req),
                 },
@@ -300,7 +300,7 @@ where
 
 pin_project! {
     /// The future of [`ErrorResponse`].
-    pub struct ErrorResponseFuture<F, B> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
         state: State<F, B>,
     }
@@ -314,14 +314,13 @@ pin_project! {
     }
 }
 
-impl<F, B> fmt::Debug for ErrorResponseFuture<F, B> {
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorResponseFuture")
-            .finish_non_exhaustive()
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ErrorResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,

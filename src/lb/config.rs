@@ -6,7 +6,7 @@ use crate::breaker::CircuitBreakerLayer;
 use crate::breaker::error::InvalidBreakerConfig;
 use crate::group::TargetGroup;
 use crate::health::{ActiveCheck, HttpCheck, InvalidHealthConfig, TcpCheck};
-use crate::sticky::{InvalidSticky, SameSite, StickyBuilder, StickyLayer};
+use crate::sticky::{InvalidSticky, SameSite, StickyLayer, StickyLayerBuilder};
 
 /// Active health checks, as the seeds write them: path, interval, timeout, healthy and
 /// unhealthy thresholds. Becomes an [`ActiveCheck`] with an [`HttpCheck`] (or a
@@ -297,13 +297,13 @@ impl StickySession {
         self
     }
 
-    /// The signing key (at least 32 bytes); see [`StickyBuilder::key`].
+    /// The signing key (at least 32 bytes); see [`StickyLayerBuilder::key`].
     pub fn key(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.key = Some(secret.as_ref().to_vec());
         self
     }
 
-    /// A previous key that still verifies; see [`StickyBuilder::old_key`].
+    /// A previous key that still verifies; see [`StickyLayerBuilder::old_key`].
     pub fn old_key(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.old_keys.push(secret.as_ref().to_vec());
         self
@@ -334,7 +334,7 @@ impl StickySession {
     }
 
     pub(crate) fn build(&self, groups: &[TargetGroup]) -> Result<StickyLayer, InvalidSticky> {
-        let mut b: StickyBuilder = StickyLayer::cookie(self.cookie.clone());
+        let mut b: StickyLayerBuilder = StickyLayer::cookie(self.cookie.clone());
         for group in groups {
             b = b.group(group);
         }

@@ -81,6 +81,10 @@ pub use self::error::{InvalidLoadBalancer, NameTaken, TargetExists, UnknownLoadB
 pub use self::registry::Registry;
 pub use self::service::{
     DefaultClient, LoadBalancer, LoadBalancerBuilder, LoadBalancerStats, ResponseBody,
-    ResponseFuture,
 };
+
+/// The future the [`LoadBalancer`] returns.
+pub mod future {
+    pub use super::service::ResponseFuture;
+}
 pub use crate::route::{Rule, Split};

@@ -1,5 +1,5 @@
 //! The futures returned by the limit services: [`ResponseFuture`] for the rate limit,
-//! [`InFlightFuture`] (which hands its permit to the response body) for the in-flight limit.
+//! [`InFlightLimitFuture`] (which hands its permit to the response body) for the in-flight limit.
 
 use std::fmt;
 use std::future::Future;
@@ -77,38 +77,38 @@ pin_project! {
     /// [`InFlightLimit`](super::InFlightLimit): holds the request's in-flight permit until the
     /// response arrives, then hands it to the response's [`InFlightBody`]. An error (or
     /// dropping the future) releases it.
-    pub struct InFlightFuture<F> {
+    pub struct InFlightLimitFuture<F> {
         #[pin]
         inner: ResponseFuture<F>,
         permit: Option<Permit>,
     }
 }
 
-impl<F> InFlightFuture<F> {
+impl<F> InFlightLimitFuture<F> {
     pub(crate) fn admitted(fut: F, permit: Permit) -> Self {
-        InFlightFuture {
+        InFlightLimitFuture {
             inner: ResponseFuture::admitted(fut),
             permit: Some(permit),
         }
     }
 
     pub(crate) fn refused(error: BoxError) -> Self {
-        InFlightFuture {
+        InFlightLimitFuture {
             inner: ResponseFuture::refused(error),
             permit: None,
         }
     }
 }
 
-impl<F> fmt::Debug for InFlightFuture<F> {
+impl<F> fmt::Debug for InFlightLimitFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InFlightFuture")
+        f.debug_struct("InFlightLimitFuture")
             .field("admitted", &self.permit.is_some())
             .finish()
     }
 }
 
-impl<F, B, E> Future for InFlightFuture<F>
+impl<F, B, E> Future for InFlightLimitFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,

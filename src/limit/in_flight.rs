@@ -10,7 +10,7 @@ use tower_service::Service;
 use super::LimitKey;
 use super::body::InFlightBody;
 use super::error::{InvalidLimit, Overloaded};
-use super::future::InFlightFuture;
+use super::future::InFlightLimitFuture;
 use super::key::KeyMap;
 use crate::error::BoxError;
 use crate::util::lock;
@@ -76,8 +76,8 @@ impl InFlightLimitLayer {
     }
 
     /// Starts configuring a limit (default: no limit at all).
-    pub fn builder() -> InFlightLimitBuilder {
-        InFlightLimitBuilder {
+    pub fn builder() -> InFlightLimitLayerBuilder {
+        InFlightLimitLayerBuilder {
             max: usize::MAX,
             per_key: None,
             max_keys: 100_000,
@@ -109,13 +109,13 @@ impl InFlightLimitLayer {
 /// Configures an [`InFlightLimitLayer`].
 #[derive(Debug)]
 #[must_use]
-pub struct InFlightLimitBuilder {
+pub struct InFlightLimitLayerBuilder {
     max: usize,
     per_key: Option<(LimitKey, u32)>,
     max_keys: usize,
 }
 
-impl InFlightLimitBuilder {
+impl InFlightLimitLayerBuilder {
     /// At most `max` requests in flight through every service of this layer.
     pub fn max_in_flight(mut self, max: usize) -> Self {
         self.max = max;
@@ -311,7 +311,7 @@ where
 {
     type Response = Response<InFlightBody<RB>>;
     type Error = BoxError;
-    type Future = InFlightFuture<S::Future>;
+    type Future = InFlightLimitFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -319,10 +319,10 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match self.shared.acquire(&req) {
-            Ok(permit) => InFlightFuture::admitted(self.inner.call(req), permit),
+            Ok(permit) => InFlightLimitFuture::admitted(self.inner.call(req), permit),
             Err(e) => {
                 tracing::trace!(per_key = e.is_per_key(), "shed: too many in flight");
-                InFlightFuture::refused(Box::new(e))
+                InFlightLimitFuture::refused(Box::new(e))
             }
         }
     }

@@ -36,10 +36,10 @@ mod rate;
 #[cfg(feature = "governor")]
 mod store;
 
-pub use self::in_flight::{InFlightLimit, InFlightLimitBuilder, InFlightLimitLayer};
+pub use self::in_flight::{InFlightLimit, InFlightLimitLayer, InFlightLimitLayerBuilder};
 pub use self::key::LimitKey;
 #[cfg(feature = "governor")]
 #[cfg_attr(docsrs, doc(cfg(feature = "governor")))]
-pub use self::rate::{RateLimit, RateLimitBuilder, RateLimitLayer};
+pub use self::rate::{RateLimit, RateLimitLayer, RateLimitLayerBuilder};
 /// Re-exported from [`crate::key`]: the request extension client-IP keys read.
 pub use crate::key::ClientAddr;

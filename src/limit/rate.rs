@@ -89,8 +89,8 @@ impl fmt::Debug for RateLimitLayer {
 
 impl RateLimitLayer {
     /// Starts configuring a limit keyed by `key` (default: 10 requests per second, no burst).
-    pub fn builder(key: LimitKey) -> RateLimitBuilder {
-        RateLimitBuilder {
+    pub fn builder(key: LimitKey) -> RateLimitLayerBuilder {
+        RateLimitLayerBuilder {
             key,
             rate: (10, Duration::from_secs(1)),
             burst: 0,
@@ -169,7 +169,7 @@ impl Shared {
 /// Configures a [`RateLimitLayer`].
 #[derive(Debug)]
 #[must_use]
-pub struct RateLimitBuilder {
+pub struct RateLimitLayerBuilder {
     key: LimitKey,
     rate: (u32, Duration),
     burst: u32,
@@ -177,7 +177,7 @@ pub struct RateLimitBuilder {
     sweep_every: Duration,
 }
 
-impl RateLimitBuilder {
+impl RateLimitLayerBuilder {
     /// `n` requests per `period` per key, evenly spaced.
     pub fn rate(mut self, n: u32, period: Duration) -> Self {
         let period = crate::util::cap(period);

@@ -168,7 +168,7 @@ impl RetryPolicy {
         RetryPolicyBuilder {
             budget_ttl: Duration::from_secs(10),
             budget_min_per_sec: 10,
-            budget_percent: 0.2,
+            budget_share: 0.2,
             max_attempts: 3,
             statuses: vec![
                 StatusCode::BAD_GATEWAY,
@@ -366,23 +366,23 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
     }
 }
 
-/// Requests per budget deposit for a budget of `percent` (0.2 = 20%).
+/// Requests per budget deposit for a budget of `share` (0.2 = 20%).
 ///
 /// A deposit into tower's [`TpsBudget`] takes a mutex and reads the clock; paying for every
 /// request costs more than the rest of the retry layer. So the policy counts requests with the
 /// relaxed atomic its stats need anyway and deposits once per [`DEPOSIT_BATCH`] requests, into a
-/// budget built with `percent × DEPOSIT_BATCH`. That is exact in tower's arithmetic: above
-/// 100% a deposit is 1000 units and a retry costs `⌊1000 / percent⌋`, so at the default 20% ten
+/// budget built with `share × DEPOSIT_BATCH`. That is exact in tower's arithmetic: above
+/// 100% a deposit is 1000 units and a retry costs `⌊1000 / share⌋`, so at the default 20% ten
 /// requests deposit 1000 units and a retry costs 500: two retries per ten requests, as one
-/// deposit of 1 unit per request with a retry costing 5. For `percent` in (0.1, 1.0] the
+/// deposit of 1 unit per request with a retry costing 5. For `share` in (0.1, 1.0] the
 /// batched amounts round by under 1% (tower's own per-request amounts round by up to 50% there,
 /// e.g. 30% becomes 33%); outside that range the policy deposits per request, as tower does.
 ///
 /// The price is a lag: the last `DEPOSIT_BATCH - 1` requests may not have paid in yet, i.e. at
-/// most `(DEPOSIT_BATCH - 1) × percent` retries (1.8 at the default) are missing from the
+/// most `(DEPOSIT_BATCH - 1) × share` retries (1.8 at the default) are missing from the
 /// budget at any moment. It only ever makes the budget stricter.
-fn deposit_batch(percent: f32) -> u64 {
-    if percent > 0.1 && percent <= 1.0 {
+fn deposit_batch(share: f32) -> u64 {
+    if share > 0.1 && share <= 1.0 {
         DEPOSIT_BATCH
     } else {
         1
@@ -397,7 +397,7 @@ const DEPOSIT_BATCH: u64 = 10;
 pub struct RetryPolicyBuilder {
     budget_ttl: Duration,
     budget_min_per_sec: u32,
-    budget_percent: f32,
+    budget_share: f32,
     max_attempts: u32,
     statuses: Vec<StatusCode>,
     methods: Vec<Method>,
@@ -420,13 +420,16 @@ impl fmt::Debug for RetryPolicyBuilder {
 }
 
 impl RetryPolicyBuilder {
-    /// The retry budget: over a sliding `ttl` (1 to 60 s), retries may add `percent` (0.0 to
-    /// 1000.0; 0.2 = 20%) of requests, plus `min_per_sec` retries per second regardless.
-    pub fn budget(mut self, ttl: Duration, min_per_sec: u32, percent: f32) -> Self {
+    /// The retry budget: over a sliding `ttl` (1 to 60 s), retries may add `share` of the
+    /// requests (a fraction, 0.0 to 1000.0; 0.2 = 20%), plus `min_per_sec` retries per second
+    /// regardless.
+    pub fn budget(mut self, ttl: Duration, min_per_sec: u32, share: f64) -> Self {
         let ttl = crate::util::cap(ttl);
         self.budget_ttl = ttl;
         self.budget_min_per_sec = min_per_sec;
-        self.budget_percent = percent;
+        // tower's budget keeps the share as an f32; out-of-range values (NaN included) still
+        // fail `build`'s range check after the conversion.
+        self.budget_share = share as f32;
         self
     }
 
@@ -504,9 +507,9 @@ impl RetryPolicyBuilder {
                 "budget window must be between 1 and 60 seconds",
             ));
         }
-        if !(0.0..=1000.0).contains(&self.budget_percent) {
+        if !(0.0..=1000.0).contains(&self.budget_share) {
             return Err(InvalidRetryConfig::new(
-                "budget percent must be between 0 and 1000",
+                "budget share must be between 0 and 1000",
             ));
         }
         if self.budget_min_per_sec >= i32::MAX as u32 {
@@ -529,13 +532,13 @@ impl RetryPolicyBuilder {
             cap: self.cap,
             rng,
         };
-        let batch = deposit_batch(self.budget_percent);
+        let batch = deposit_batch(self.budget_share);
         Ok(RetryPolicy {
             config: Arc::new(Config {
                 budget: TpsBudget::new(
                     self.budget_ttl,
                     self.budget_min_per_sec,
-                    self.budget_percent * batch as f32,
+                    self.budget_share * batch as f32,
                 ),
                 batch,
                 max_attempts: self.max_attempts,
@@ -692,7 +695,7 @@ mod tests {
         );
         assert!(
             RetryPolicy::builder()
-                .budget(Duration::from_secs(1), 1, f32::NAN)
+                .budget(Duration::from_secs(1), 1, f64::NAN)
                 .build()
                 .is_err()
         );

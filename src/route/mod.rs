@@ -76,5 +76,10 @@ mod table;
 pub use self::access::Access;
 pub use self::path::{EscapedSlashes, MalformedPath, normalize_path};
 pub use self::rule::{Action, HeaderMatch, PathMatch, Routed, Rule, Split, SplitKey};
-pub use self::service::{ResponseFuture, Router, RouterBuilder, RuleName};
+pub use self::service::{Router, RouterBuilder, RuleName};
+
+/// The future the [`Router`] returns.
+pub mod future {
+    pub use super::service::ResponseFuture;
+}
 pub use self::table::MAX_REGEX_LEN;

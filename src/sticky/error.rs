@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// A sticky-session configuration that cannot work, from
-/// [`StickyBuilder::build`](super::StickyBuilder::build).
+/// [`StickyLayerBuilder::build`](super::StickyLayerBuilder::build).
 ///
 /// # Examples
 ///

@@ -361,8 +361,8 @@ fn coarse_unix_secs() -> u64 {
 
 impl StickyLayer {
     /// Sticky sessions carried in a cookie named `name` (nginx's `sticky cookie SERVERID`).
-    pub fn cookie(name: impl Into<String>) -> StickyBuilder {
-        StickyBuilder::new(Carrier::Cookie(name.into()))
+    pub fn cookie(name: impl Into<String>) -> StickyLayerBuilder {
+        StickyLayerBuilder::new(Carrier::Cookie(name.into()))
     }
 
     /// Sticky sessions carried in a request header named `name`, for clients that keep no
@@ -378,8 +378,8 @@ impl StickyLayer {
     /// # let _ = sticky;
     /// # Ok::<(), tower_lb::BoxError>(())
     /// ```
-    pub fn header(name: impl Into<String>) -> StickyBuilder {
-        StickyBuilder::new(Carrier::Header(name.into()))
+    pub fn header(name: impl Into<String>) -> StickyLayerBuilder {
+        StickyLayerBuilder::new(Carrier::Header(name.into()))
     }
 
     /// A token for `target` of the group named `group` (what a response from it would carry),
@@ -441,7 +441,7 @@ enum Carrier {
 /// # let _ = sticky;
 /// # Ok::<(), tower_lb::BoxError>(())
 /// ```
-pub struct StickyBuilder {
+pub struct StickyLayerBuilder {
     carrier: Carrier,
     keys: Vec<Vec<u8>>,
     signing: bool,
@@ -455,9 +455,9 @@ pub struct StickyBuilder {
     clock: Option<Clock>,
 }
 
-impl fmt::Debug for StickyBuilder {
+impl fmt::Debug for StickyLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StickyBuilder")
+        f.debug_struct("StickyLayerBuilder")
             .field("carrier", &self.carrier)
             .field("keys", &self.keys.len())
             .field("groups", &self.groups.len())
@@ -471,9 +471,9 @@ impl fmt::Debug for StickyBuilder {
     }
 }
 
-impl StickyBuilder {
+impl StickyLayerBuilder {
     fn new(carrier: Carrier) -> Self {
-        StickyBuilder {
+        StickyLayerBuilder {
             carrier,
             keys: Vec::new(),
             signing: false,

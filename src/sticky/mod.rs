@@ -11,8 +11,8 @@
 //! - **Opaque and unforgeable.** The value is a token signed with HMAC-SHA256 over the group,
 //!   the target and an expiry; it names the target by a keyed tag, never by its address or
 //!   id. A forged, tampered, expired or foreign token is ignored (the MAC is compared in
-//!   constant time). Keys rotate: [`key`](StickyBuilder::key) signs,
-//!   [`old_key`](StickyBuilder::old_key)s still verify, and a token from an old key is
+//!   constant time). Keys rotate: [`key`](StickyLayerBuilder::key) signs,
+//!   [`old_key`](StickyLayerBuilder::old_key)s still verify, and a token from an old key is
 //!   replaced on its next response.
 //! - **Never a failure because of a cookie.** An unknown, forged, expired or stale token
 //!   (target removed, draining, disabled, unhealthy, ejected, or at its connection limit) is
@@ -78,5 +78,5 @@ mod service;
 
 pub use self::cookie::{SameSite, cookie_value};
 pub use self::error::InvalidSticky;
-pub use self::layer::{StickyBuilder, StickyLayer};
+pub use self::layer::{StickyLayer, StickyLayerBuilder};
 pub use self::service::Sticky;

@@ -46,6 +46,17 @@ pub(crate) fn cap(d: Duration) -> Duration {
     d.min(FOREVER)
 }
 
+/// A share (a fraction in `0.0..=1.0`, the crate's one unit for shares) in basis points
+/// (1/10 000, rounded), so the checks that use it stay in exact integer arithmetic; `None` when
+/// the value is NaN or out of range.
+pub(crate) fn share_bp(share: f64) -> Option<u32> {
+    if (0.0..=1.0).contains(&share) {
+        Some((share * 10_000.0).round() as u32)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

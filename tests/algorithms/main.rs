@@ -41,7 +41,10 @@ fn all_algorithms() -> Vec<(&'static str, SetAlgorithm)> {
         ("random", set(WeightedRandom::new().seed(1))),
         ("least_conn", set(LeastConnections::new().seed(1))),
         ("p2c", set(P2cInFlight::new().seed(1))),
-        ("p2c_bias2", set(P2cInFlight::new().bias(2.0).seed(1))),
+        (
+            "p2c_bias2",
+            set(P2cInFlight::new().bias(2.0).unwrap().seed(1)),
+        ),
         ("peak_ewma", set(P2cPeakEwma::new().seed(1))),
         ("ring", set(HashRing::new().vnodes(20))),
         (

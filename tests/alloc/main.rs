@@ -119,7 +119,7 @@ fn picks_do_not_allocate() {
         Box::new(|g| g.set_algorithm(WeightedRandom::new())),
         Box::new(|g| g.set_algorithm(LeastConnections::new())),
         Box::new(|g| g.set_algorithm(P2cInFlight::new())),
-        Box::new(|g| g.set_algorithm(P2cInFlight::new().bias(2.0))),
+        Box::new(|g| g.set_algorithm(P2cInFlight::new().bias(2.0).unwrap())),
         Box::new(|g| g.set_algorithm(P2cPeakEwma::new())),
         Box::new(|g| g.set_algorithm(HashRing::new())),
         Box::new(|g| g.set_algorithm(HashRing::new().bounded_load(1.25).unwrap())),

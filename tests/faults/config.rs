@@ -172,22 +172,22 @@ fn exercise(c: &Config) -> u32 {
         let (cf, pf, base, minr, window, max, pct) = c.outlier;
         if let Ok(o) = OutlierDetection::builder()
             .consecutive_failures(cf)
-            .failure_rate(pf, window, minr)
+            .failure_rate(f64::from(pf) / 100.0, window, minr)
             .base_ejection_time(base)
             .max_ejection_time(max)
-            .max_ejection_percent(pct)
+            .max_ejection_share(f64::from(pct) / 100.0)
             .build()
         {
             group = group.outlier_detection(o);
         }
         if let Ok(s) = SlowStart::builder(c.slow.0)
             .aggression(c.slow.1)
-            .min_weight_percent(c.slow.2)
+            .min_weight_share(f64::from(c.slow.2) / 100.0)
             .build()
         {
             group = group.slow_start(s);
         }
-        if let Ok(p) = PanicThreshold::new(c.panic_percent) {
+        if let Ok(p) = PanicThreshold::new(f64::from(c.panic_percent) / 100.0) {
             group = group.panic_threshold(p);
         }
         let group = group.build().unwrap();
@@ -235,7 +235,7 @@ fn exercise(c: &Config) -> u32 {
         );
         let (ttl, minps, pct, attempts, limit, base, cap, ra) = c.retry;
         let built = RetryPolicy::builder()
-            .budget(ttl, minps, pct)
+            .budget(ttl, minps, f64::from(pct))
             .max_attempts(attempts)
             .body_limit(limit)
             .backoff(base, cap)
@@ -379,7 +379,12 @@ fn algorithm_knobs_at_their_extremes_build_or_refuse() {
     for &s in &shares {
         groups.push(
             base()
-                .algorithm(P2cInFlight::new().bias(s).seed(1))
+                .algorithm(
+                    P2cInFlight::new()
+                        .bias(s)
+                        .unwrap_or_else(|_| P2cInFlight::new())
+                        .seed(1),
+                )
                 .build()
                 .unwrap(),
         );

@@ -87,7 +87,7 @@ async fn client_body_abort_is_the_clients_fault() {
         .outlier_detection(
             OutlierDetection::builder()
                 .consecutive_failures(1)
-                .max_ejection_percent(100)
+                .max_ejection_share(1.0)
                 .build()
                 .unwrap(),
         )
@@ -201,7 +201,7 @@ async fn a_timeout_counts_against_the_target_it_hit() {
         .outlier_detection(
             OutlierDetection::builder()
                 .consecutive_failures(2)
-                .max_ejection_percent(50)
+                .max_ejection_share(0.5)
                 .build()
                 .unwrap(),
         )
@@ -289,7 +289,7 @@ async fn a_caller_that_goes_away_blames_nobody() {
         .outlier_detection(
             OutlierDetection::builder()
                 .consecutive_failures(1)
-                .max_ejection_percent(50)
+                .max_ejection_share(0.5)
                 .build()
                 .unwrap(),
         )

@@ -354,7 +354,7 @@ async fn failure_rate_ejects_with_enough_volume() {
     let sw = Switches::default();
     let outliers = OutlierDetection::builder()
         .consecutive_failures(0)
-        .failure_rate(50, Duration::from_secs(10), 10)
+        .failure_rate(0.5, Duration::from_secs(10), 10)
         .build()
         .unwrap();
     let g = TargetGroup::builder("g")
@@ -616,7 +616,7 @@ async fn panic_fails_open_and_is_counted() {
     let sw = Switches::default();
     // Envoy's 50% threshold, one call away.
     let g = group(&["a", "b", "c", "d"])
-        .panic_threshold(PanicThreshold::new(50).unwrap())
+        .panic_threshold(PanicThreshold::new(0.5).unwrap())
         .build()
         .unwrap();
     let b = balance(&g, &sw);
@@ -674,7 +674,7 @@ async fn panic_fails_open_and_is_counted() {
 async fn panic_can_fail_fast() {
     let sw = Switches::default();
     let g = group(&["a", "b", "c"])
-        .panic_threshold(PanicThreshold::new(50).unwrap().fail_fast())
+        .panic_threshold(PanicThreshold::new(0.5).unwrap().fail_fast())
         .build()
         .unwrap();
     let b = balance(&g, &sw);
@@ -1179,7 +1179,7 @@ mod props {
                 let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let outliers = OutlierDetection::builder()
                     .consecutive_failures(2)
-                    .max_ejection_percent(percent)
+                    .max_ejection_share(f64::from(percent) / 100.0)
                     .build()
                     .unwrap();
                 let g = group(&refs).outlier_detection(outliers).build().unwrap();
@@ -1209,7 +1209,7 @@ mod props {
                 let ids: Vec<String> = (0..down.len()).map(|i| format!("t{i:02}")).collect();
                 let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let g = group(&refs)
-                    .panic_threshold(PanicThreshold::new(threshold).unwrap())
+                    .panic_threshold(PanicThreshold::new(f64::from(threshold) / 100.0).unwrap())
                     .build()
                     .unwrap();
                 match algorithm {

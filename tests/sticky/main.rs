@@ -150,7 +150,7 @@ impl Setup {
         }
     }
 
-    fn layer(&self) -> tower_lb::sticky::StickyBuilder {
+    fn layer(&self) -> tower_lb::sticky::StickyLayerBuilder {
         StickyLayer::cookie("SERVERID")
             .group(&self.group)
             .key(KEY)
@@ -658,7 +658,7 @@ async fn an_unhealthy_target_loses_its_sessions() {
 async fn an_ejected_target_loses_its_sessions_and_a_5xx_sets_no_cookie() {
     let outliers = OutlierDetection::builder()
         .consecutive_failures(1)
-        .max_ejection_percent(100)
+        .max_ejection_share(1.0)
         .build()
         .unwrap();
     let group = stub_group(TargetGroup::builder(GROUP).outlier_detection(outliers));
