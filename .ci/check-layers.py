@@ -28,7 +28,7 @@ LAYERS = [
     # the Balance service
     ("balancing", ["balance"]),
     # resilience layers and HTTP glue (error -> response, target client)
-    ("layers", ["retry", "breaker", "limit", "timeout", "http"]),
+    ("layers", ["retry", "breaker", "limit", "timeout", "upstream"]),
     # the edge, bottom to top
     ("edge: client_ip", ["client_ip"]),
     ("edge: forward", ["forward"]),

@@ -30,13 +30,13 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::BoxError;
 use tower_lb::balance::{Balance, BalanceLayer};
 use tower_lb::breaker::CircuitBreakerLayer;
-use tower_lb::http::ErrorResponseLayer;
 use tower_lb::key::ClientAddr;
 use tower_lb::lb::{CircuitBreaker as LbBreaker, LoadBalancer};
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::sticky::StickyLayer;
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::upstream::ErrorResponseLayer;
 use tower_lb::{Target, TargetGroup};
 
 #[global_allocator]
@@ -543,7 +543,7 @@ fn facade_over_http(rt: &Runtime) {
         .layer(ErrorResponseLayer::new())
         .layer(RetryLayer::new(RetryPolicy::new()))
         .layer(BalanceLayer::new(group))
-        .service(tower_lb::http::HttpClient::<ReplayBody<Empty<Bytes>>>::new());
+        .service(tower_lb::upstream::HttpClient::<ReplayBody<Empty<Bytes>>>::new());
 
     async fn drive_http<S, RB>(svc: &mut S, n: u64) -> Duration
     where

@@ -26,10 +26,10 @@ use tower::util::MapRequestLayer;
 use tower_lb::BoxError;
 use tower_lb::balance::Balance;
 use tower_lb::breaker::CircuitBreakerLayer;
-use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::limit::{ClientAddr, LimitKey, RateLimitLayer};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
 use tower_lb::{Target, TargetGroup};
 
 /// A loopback backend; `flaky` answers every other request with 503.

@@ -23,8 +23,8 @@ use tower::{Layer, ServiceExt};
 use tower_lb::BoxError;
 use tower_lb::balance::Balance;
 use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
-use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::route::{Access, Router, Rule, Split};
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
 use tower_lb::{Target, TargetGroup};
 
 /// A loopback backend answering with its name.

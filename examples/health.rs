@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_lb::balance::{Balance, ServedBy};
 use tower_lb::health::{ActiveCheck, HttpCheck, OutlierDetection, SlowStart};
-use tower_lb::http::HttpClient;
+use tower_lb::upstream::HttpClient;
 use tower_lb::{Target, TargetGroup};
 
 /// A backend that answers 200, or 500 while `broken` is set.

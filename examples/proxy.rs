@@ -41,10 +41,10 @@ use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
 use tower_lb::forward::ForwardLayer;
 use tower_lb::health::{ActiveCheck, HttpCheck};
-use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::server::{RequestBody, Server, TlsAcceptor};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
 use tower_lb::{Target, TargetGroup};
 
 /// What the proxy needs to know.

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_lb::algorithm::SmoothWeightedRoundRobin;
 use tower_lb::balance::{Balance, ServedBy};
-use tower_lb::http::HttpClient;
+use tower_lb::upstream::HttpClient;
 use tower_lb::{Target, TargetGroup};
 
 const REQUESTS: usize = 300;

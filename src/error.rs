@@ -135,7 +135,7 @@ impl fmt::Display for ConnectFailed {
 /// [`Outcome::Rejected`](crate::classify::Outcome::Rejected): neither success nor failure), and
 /// the retry policy retries it for idempotent methods without drawing on the retry budget. A
 /// request of which nothing was sent never gets here: `TargetClient` resends it on a fresh
-/// connection itself. Answered `502` by [`error_response`](crate::http::error_response).
+/// connection itself. Answered `502` by [`error_response`](crate::upstream::error_response).
 ///
 /// ```
 /// use tower_lb::classify::{Classify, DefaultClassifier, Outcome};
@@ -178,7 +178,7 @@ pub enum ClientErrorKind {
 /// An attempt failed because of the request, not the target: it never counts against a
 /// target (outlier detection, breaker, latency penalty, failure counters) and is never
 /// retried. Classified as [`Outcome::Client`](crate::classify::Outcome::Client) and answered
-/// with a `400`, `413` or `431` by [`error_response`](crate::http::error_response).
+/// with a `400`, `413` or `431` by [`error_response`](crate::upstream::error_response).
 ///
 /// Produced by `HttpClient` (feature `hyper`); wrap your own client's request-side errors in
 /// it to get the same treatment.
@@ -230,13 +230,13 @@ impl fmt::Display for ClientError {
 // ---- local rejections: refused by this process, never a backend's failure ----
 //
 // They live here, below every layer, so that `classify` (which must recognise them) and
-// `http` (which maps them to responses) name them without depending on the layers that raise
+// `upstream` (which maps them to responses) name them without depending on the layers that raise
 // them. Each is re-exported from the `error` module of the layer that raises it.
 
 /// No target of the group could take the request: the group is empty, or every target is
 /// disabled, draining or at its connection limit. Returned at once, never after a wait.
 ///
-/// Maps to `503 Service Unavailable` in [`crate::http::error_response`].
+/// Maps to `503 Service Unavailable` in [`crate::upstream::error_response`].
 ///
 /// # Examples
 ///
@@ -270,7 +270,7 @@ impl NoAvailableTarget {
 /// once, without reaching any backend.
 ///
 /// A local rejection: it never counts against a backend, and maps to `503` with a
-/// `Retry-After` in [`crate::http::error_response`].
+/// `Retry-After` in [`crate::upstream::error_response`].
 ///
 /// # Examples
 ///
@@ -310,7 +310,7 @@ impl CircuitOpen {
 }
 
 /// Too many requests for this key: refused at once. Maps to `429 Too Many Requests` with
-/// `Retry-After` in [`crate::http::error_response`]; a local rejection, never a backend failure.
+/// `Retry-After` in [`crate::upstream::error_response`]; a local rejection, never a backend failure.
 ///
 /// # Examples
 ///

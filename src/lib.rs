@@ -41,7 +41,7 @@
 //!
 //! # Features
 //!
-//! - `hyper`: `http::HttpClient`, a pooled hyper-util client to send requests to targets, and
+//! - `hyper`: `upstream::HttpClient`, a pooled hyper-util client to send requests to targets, and
 //!   `health::HttpCheck`, active HTTP health checks.
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
@@ -70,7 +70,6 @@ pub mod error;
 pub mod forward;
 pub mod group;
 pub mod health;
-pub mod http;
 pub mod key;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
@@ -85,6 +84,7 @@ pub mod server;
 pub mod sticky;
 pub mod target;
 pub mod timeout;
+pub mod upstream;
 mod util;
 
 pub use crate::balance::{Balance, BalanceLayer};
@@ -107,7 +107,7 @@ mod tests {
         let _ = crate::balance::Balance::layer(group);
         let _ = crate::timeout::Timeout::layer(Duration::from_secs(1));
         let _ = crate::retry::Retry::layer(crate::retry::RetryPolicy::default());
-        let _ = crate::http::ErrorResponse::layer();
+        let _ = crate::upstream::ErrorResponse::layer();
         assert!(crate::breaker::CircuitBreaker::layer("b").build().is_ok());
         let _ = crate::forward::Forward::layer();
     }

@@ -30,10 +30,10 @@ use tower_lb::BoxError;
 use tower_lb::balance::Balance;
 use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::forward::ForwardLayer;
-use tower_lb::http::{ErrorResponseLayer, HttpClient, TargetClient};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::server::{RequestBody, Server};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient, TargetClient};
 use tower_lb::{Target, TargetGroup};
 
 const BODY: &[u8; 100] = b"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789";

@@ -56,7 +56,7 @@ where
 /// a request, such as the one a router clones for each request, holds none. With no available
 /// target it fails at once with
 /// [`NoAvailableTarget`]; an error from a target's service fails that request only (the target
-/// stays in the group). Map errors to responses with [`crate::http::ErrorResponseLayer`].
+/// stays in the group). Map errors to responses with [`crate::upstream::ErrorResponseLayer`].
 ///
 /// # Examples
 ///

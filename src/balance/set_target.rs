@@ -24,7 +24,7 @@ use crate::target::Target;
 /// use std::convert::Infallible;
 /// use http::Request;
 /// use tower::{service_fn, ServiceExt};
-/// use tower_lb::http::SetTarget;
+/// use tower_lb::upstream::SetTarget;
 /// use tower_lb::target::Target;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use super::headers;
 use super::upgrade::{self, ClientSide};
-use crate::http::ResponseBody;
+use crate::upstream::ResponseBody;
 
 pin_project! {
     /// The response future of [`Forward`](super::Forward).

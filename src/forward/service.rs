@@ -12,8 +12,8 @@ use super::future::ResponseFuture;
 use super::headers::{self, Hop};
 use super::layer::Config;
 use super::upgrade;
-use crate::http::ResponseBody;
 use crate::key::{ClientAddr, ClientIp};
+use crate::upstream::ResponseBody;
 
 /// Marks a request that arrived over TLS (inserted by the server glue that terminated it).
 /// `X-Forwarded-Proto` says `https` for such requests, `http` otherwise.

@@ -25,7 +25,6 @@ use crate::client_ip::{ClientIpLayer, ClientIpResolver, ClientIpService, Trusted
 use crate::error::BoxError;
 use crate::group::TargetGroup;
 use crate::health::{HealthEvent, HealthSummary, OutlierDetection};
-use crate::http::{ErrorResponse, ErrorResponseLayer, HttpClient, SetTarget};
 use crate::metrics::GroupReport;
 use crate::retry::{ReplayBody, Retry, RetryLayer, RetryPolicy, RetryStats};
 use crate::route::error::InvalidRule;
@@ -34,11 +33,13 @@ use crate::sticky::{Sticky, StickyLayer};
 use crate::target::error::UnknownTarget;
 use crate::target::{Target, TargetId, TargetStats};
 use crate::timeout::{Timeout, TimeoutLayer};
+use crate::upstream::{ErrorResponse, ErrorResponseLayer, HttpClient, SetTarget};
 use futures_core::Stream;
 
 /// The body of a [`LoadBalancer`]'s responses: the target's body, or a short error body.
-pub type ResponseBody =
-    crate::http::ResponseBody<crate::http::ResponseBody<TrackedBody<hyper::body::Incoming>>>;
+pub type ResponseBody = crate::upstream::ResponseBody<
+    crate::upstream::ResponseBody<TrackedBody<hyper::body::Incoming>>,
+>;
 
 // The stack, innermost first, in the order of docs/resilience.md, over the client `C`; the
 // router picks a pool (one `Balance` each) inside the breaker, so retries and the breaker see

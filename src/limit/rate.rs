@@ -284,7 +284,7 @@ impl<S> Layer<S> for RateLimitLayer {
 /// use std::time::Duration;
 /// use http::{Request, Response};
 /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-/// use tower_lb::http::error_response;
+/// use tower_lb::upstream::error_response;
 /// use tower_lb::limit::{LimitKey, RateLimitLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower_lb::BoxError> {

@@ -609,7 +609,7 @@ mod tests {
         assert_eq!(retry_after(&h), None);
         h.insert(RETRY_AFTER, "2".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        // An HTTP-date in the past means no wait (see `crate::http::retry_after`).
+        // An HTTP-date in the past means no wait (see `crate::upstream::retry_after`).
         h.insert(
             RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),

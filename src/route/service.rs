@@ -22,8 +22,8 @@ use super::path::{EscapedSlashes, normalize_path};
 use super::rule::{Routed, Rule};
 use super::table::Table;
 use crate::balance::Affinity;
-use crate::http::{ResponseBody, error_response};
 use crate::key::client_ip_of;
+use crate::upstream::{ResponseBody, error_response};
 
 /// Routes each request by the first matching [`Rule`] to a named destination service; see
 /// the [module docs](super).

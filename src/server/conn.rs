@@ -25,8 +25,8 @@ use super::RequestBody;
 use crate::body::{BodyGuard, GuardedBody};
 use crate::error::BoxError;
 use crate::forward::ClientTls;
-use crate::http::{ResponseBody, error_response};
 use crate::key::ClientAddr;
+use crate::upstream::{ResponseBody, error_response};
 
 /// What a connection's requests and its socket share: requests in flight (the connection is
 /// idle only when none is).

@@ -2,7 +2,7 @@
 //!
 //! [`Timeout`] fails a request with tower's [`Elapsed`] when its inner future has not completed
 //! within the duration, like tower's own `Timeout` (the same error, so
-//! [`status_for_error`](crate::http::status_for_error) maps it to `504` and the retry policy
+//! [`status_for_error`](crate::upstream::status_for_error) maps it to `504` and the retry policy
 //! treats it as a timeout). The difference is when the clock starts: tower's reads the clock and
 //! arms a timer in `call`, for every request; this one polls the inner future first and arms the
 //! timer only when that first poll returns `Pending`. A response that is ready at once (a cache,
@@ -26,7 +26,7 @@
 //! use http::{Request, Response};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use tower_lb::timeout::TimeoutLayer;
-//! use tower_lb::http::status_for_error;
+//! use tower_lb::upstream::status_for_error;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let slow = service_fn(|_req: Request<()>| async {

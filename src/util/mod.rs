@@ -1,7 +1,7 @@
 //! Small helpers shared by the core and the layers: a fast seedable random source, stable
 //! hashing, a poison-tolerant lock, `Retry-After` parsing and the cap on durations.
 //!
-//! Private to the crate (only `retry_after` is re-exported, from `crate::http`), and a leaf:
+//! Private to the crate (only `retry_after` is re-exported, from `crate::upstream`), and a leaf:
 //! it imports no other module of the crate, so every layer may use it.
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

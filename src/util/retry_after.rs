@@ -15,7 +15,7 @@ use http::header::RETRY_AFTER;
 /// ```
 /// use std::time::Duration;
 /// use http::HeaderMap;
-/// use tower_lb::http::retry_after;
+/// use tower_lb::upstream::retry_after;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("retry-after", "120".parse()?);

@@ -20,7 +20,7 @@ use tower_lb::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
 use tower_lb::discover::{self, Change};
 use tower_lb::error::find_cause;
 use tower_lb::error::is_caused_by;
-use tower_lb::http::{ErrorResponseLayer, HttpClient};
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
 use tower_lb::{Target, TargetGroup, target::AdminState};
 use tower_test::mock;
 
@@ -505,7 +505,7 @@ async fn balance_layer_with_shared_client_and_axum() {
 fn balance_future_and_layer_are_send_sync() {
     fn send_sync<T: Send + Sync>() {}
     fn clone<T: Clone>() {}
-    type Svc = tower_lb::http::SetTarget<HttpClient<Empty<Bytes>>>;
+    type Svc = tower_lb::upstream::SetTarget<HttpClient<Empty<Bytes>>>;
     send_sync::<Balance<Svc>>();
     clone::<Balance<Svc>>();
     send_sync::<BalanceLayer>();

@@ -12,7 +12,7 @@ use tower_lb::balance::error::NoAvailableTarget;
 use tower_lb::breaker::error::CircuitOpen;
 use tower_lb::breaker::{BreakerState, CircuitBreakerLayer, StateChange};
 use tower_lb::error::{BoxError, is_caused_by};
-use tower_lb::http::error_response;
+use tower_lb::upstream::error_response;
 use tower_test::mock;
 
 type Handle = mock::Handle<Request<()>, Response<()>>;

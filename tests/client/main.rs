@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use tower_lb::balance::Balance;
 use tower_lb::classify::{Classify, DefaultClassifier, Outcome};
 use tower_lb::error::BoxError;
-use tower_lb::http::TargetClient;
+use tower_lb::upstream::TargetClient;
 use tower_lb::{Target, TargetGroup};
 
 type Body = UnsyncBoxBody<Bytes, BoxError>;

@@ -21,10 +21,10 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_lb::algorithm::RoundRobin;
 use tower_lb::health::HealthEventKind;
-use tower_lb::http::HttpClient;
 use tower_lb::key::ClientAddr;
 use tower_lb::lb::{CircuitBreaker, HealthCheck, LoadBalancer, RateLimit, Registry, StickySession};
 use tower_lb::target::Target;
+use tower_lb::upstream::HttpClient;
 
 /// A loopback backend answering with its name; `/health` answers 503 while `down` is set.
 /// Counts requests by path.

@@ -22,9 +22,9 @@ use tower_lb::balance::Balance;
 use tower_lb::classify::{Classify, DefaultClassifier, Outcome};
 use tower_lb::error::BoxError;
 use tower_lb::health::OutlierDetection;
-use tower_lb::http::{ErrorResponseLayer, HttpClient, TargetClient, status_for_error};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::timeout::TimeoutLayer;
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient, TargetClient, status_for_error};
 use tower_lb::{Target, TargetGroup};
 
 type Body = UnsyncBoxBody<Bytes, BoxError>;

@@ -1003,7 +1003,7 @@ mod real {
             .unwrap();
         let bal = tower_lb::balance::Balance::with_maker(
             g.clone(),
-            tower_lb::http::HttpClient::<String>::new(),
+            tower_lb::upstream::HttpClient::<String>::new(),
         );
         for _ in 0..20 {
             let rsp = tower::ServiceExt::oneshot(
@@ -1076,7 +1076,7 @@ mod real {
         let mut ev = g.events();
         let bal = tower_lb::balance::Balance::with_maker(
             g.clone(),
-            tower_lb::http::HttpClient::<String>::new(),
+            tower_lb::upstream::HttpClient::<String>::new(),
         );
         let (mut ok, mut failed, mut outcomes) = (0usize, 0usize, 0usize);
         let c = backends.pop().unwrap();

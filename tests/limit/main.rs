@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::breaker::{BreakerState, CircuitBreakerLayer};
 use tower_lb::error::{BoxError, is_caused_by};
-use tower_lb::http::{ErrorResponseLayer, error_response};
 use tower_lb::limit::error::{Overloaded, RateLimited};
 use tower_lb::limit::{ClientAddr, InFlightLimitLayer, LimitKey, RateLimitLayer};
+use tower_lb::upstream::{ErrorResponseLayer, error_response};
 use tower_test::mock;
 
 fn ok_svc() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone {

@@ -20,8 +20,8 @@ use tower::ServiceBuilder;
 use tower_lb::balance::Balance;
 use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
 use tower_lb::forward::ForwardLayer;
-use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::server::{RequestBody, Server, ServerBuilder, TlsAcceptor};
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
 use tower_lb::{Target, TargetGroup};
 
 /// Every loop and wait in this file ends within this.

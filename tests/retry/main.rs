@@ -510,7 +510,7 @@ async fn per_attempt_timeout_is_retried_only_when_idempotent() {
 async fn fault_test_with_loopback_backends() {
     use std::collections::HashMap;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tower_lb::http::{ErrorResponseLayer, HttpClient};
+    use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
 
     type Seen = Arc<Mutex<HashMap<String, u32>>>;
     let seen: Seen = Arc::default();

@@ -19,10 +19,10 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_lb::balance::Balance;
 use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
-use tower_lb::http::HttpClient;
 use tower_lb::key::{ClientAddr, ClientIp};
 use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::route::{Access, EscapedSlashes, Routed, Router, Rule, Split};
+use tower_lb::upstream::HttpClient;
 use tower_lb::{Target, TargetGroup};
 
 type Dest = BoxCloneSyncService<Request<()>, Response<String>, Infallible>;

@@ -24,8 +24,8 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_lb::algorithm::{Algorithm, Context, Selector, Targets};
 use tower_lb::balance::Balance;
 use tower_lb::health::{ActiveCheck, OutlierDetection, check_fn};
-use tower_lb::http::{ErrorResponseLayer, HttpClient};
 use tower_lb::sticky::{StickyLayer, cookie_value};
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
 use tower_lb::{Target, TargetGroup, target::AdminState};
 
 const KEY: [u8; 32] = *b"sticky test key: 32 bytes long!!";

@@ -12,8 +12,8 @@ use http::{Request, Response, StatusCode};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::error::is_caused_by;
-use tower_lb::http::{ErrorResponseLayer, status_for_error};
 use tower_lb::timeout::{Timeout, TimeoutLayer};
+use tower_lb::upstream::{ErrorResponseLayer, status_for_error};
 
 type Elapsed = tower::timeout::error::Elapsed;
 

@@ -33,7 +33,7 @@ use crate::target::Target;
 /// ```no_run
 /// use tower::ServiceExt;
 /// use tower_lb::balance::Balance;
-/// use tower_lb::http::HttpClient;
+/// use tower_lb::upstream::HttpClient;
 /// use tower_lb::{Target, TargetGroup};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
@@ -149,7 +149,7 @@ impl HttpClientBuilder {
     /// # Examples
     ///
     /// ```
-    /// use tower_lb::http::HttpClient;
+    /// use tower_lb::upstream::HttpClient;
     ///
     /// let grpc = HttpClient::<String>::builder().http2_only(true).build::<String>();
     /// # let _ = grpc;

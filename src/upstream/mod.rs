@@ -1,4 +1,5 @@
-//! HTTP glue: pointing requests at targets, turning errors into responses, and (with the
+//! HTTP glue towards targets (named `upstream` so that `http::…` always means the `http`
+//! crate): pointing requests at targets, turning errors into responses, and (with the
 //! `hyper` feature) a pooled client to send requests with.
 //!
 //! - [`SetTarget`] rewrites a request's URI and `Host` for the picked target;
@@ -14,7 +15,7 @@
 //!
 //! ```
 //! use tower_lb::balance::error::NoAvailableTarget;
-//! use tower_lb::http::{error_response, ResponseBody};
+//! use tower_lb::upstream::{error_response, ResponseBody};
 //!
 //! let rsp = error_response::<ResponseBody<String>>(&NoAvailableTarget::new("api"));
 //! assert_eq!(rsp.status(), 503);

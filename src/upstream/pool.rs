@@ -75,7 +75,7 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// ```no_run
 /// use tower::ServiceExt;
 /// use tower_lb::balance::Balance;
-/// use tower_lb::http::TargetClient;
+/// use tower_lb::upstream::TargetClient;
 /// use tower_lb::{Target, TargetGroup};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
@@ -146,7 +146,7 @@ impl<B> TargetClient<B> {
     ///
     /// ```no_run
     /// use tower::ServiceExt;
-    /// use tower_lb::http::TargetClient;
+    /// use tower_lb::upstream::TargetClient;
     /// use tower_lb::target::Target;
     ///
     /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {
@@ -277,7 +277,7 @@ where
     /// reported as target failures (nothing was asked of the target yet).
     ///
     /// ```no_run
-    /// use tower_lb::http::TargetClient;
+    /// use tower_lb::upstream::TargetClient;
     /// use tower_lb::target::Target;
     ///
     /// # #[tokio::main] async fn main() -> Result<(), tower_lb::BoxError> {

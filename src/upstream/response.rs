@@ -27,7 +27,7 @@ use crate::error::{
 /// ```
 /// use http::StatusCode;
 /// use tower_lb::balance::error::NoAvailableTarget;
-/// use tower_lb::http::status_for_error;
+/// use tower_lb::upstream::status_for_error;
 ///
 /// assert_eq!(status_for_error(&NoAvailableTarget::new("api")), StatusCode::SERVICE_UNAVAILABLE);
 /// assert_eq!(status_for_error(&std::io::Error::other("reset")), StatusCode::BAD_GATEWAY);
@@ -61,7 +61,7 @@ pub fn status_for_error(err: &(dyn Error + 'static)) -> StatusCode {
 ///
 /// ```
 /// use tower_lb::balance::error::NoAvailableTarget;
-/// use tower_lb::http::{error_response, ResponseBody};
+/// use tower_lb::upstream::{error_response, ResponseBody};
 ///
 /// let rsp = error_response::<ResponseBody<String>>(&NoAvailableTarget::new("api"));
 /// assert_eq!(rsp.status(), 503);
@@ -181,7 +181,7 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
 /// use http::{Request, Response};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 /// use tower_lb::balance::Balance;
-/// use tower_lb::http::ErrorResponseLayer;
+/// use tower_lb::upstream::ErrorResponseLayer;
 /// use tower_lb::{Target, TargetGroup};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
