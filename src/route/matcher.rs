@@ -248,7 +248,7 @@ fn decoded_eq(encoded: &str, plain: &str) -> bool {
     let (mut i, mut j) = (0, 0);
     while i < e.len() {
         let b = if e[i] == b'%' && i + 2 < e.len() {
-            match (hex(e[i + 1]), hex(e[i + 2])) {
+            match (super::path::hex(e[i + 1]), super::path::hex(e[i + 2])) {
                 (Some(h), Some(l)) => {
                     i += 3;
                     h << 4 | l
@@ -268,15 +268,6 @@ fn decoded_eq(encoded: &str, plain: &str) -> bool {
         j += 1;
     }
     j == p.len()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// A compiled host condition: lower-case, without port or trailing dot.

@@ -153,7 +153,8 @@ fn is_normal(path: &str, slashes: EscapedSlashes) -> bool {
     !(last == b"." || last == b"..")
 }
 
-fn hex(b: u8) -> Option<u8> {
+/// The value of one hexadecimal digit (percent-decoding here and in query matching).
+pub(super) fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
