@@ -75,7 +75,7 @@ pub mod key;
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod lb;
 pub mod limit;
-pub mod metrics;
+pub mod stats;
 pub mod retry;
 pub mod route;
 #[cfg(feature = "server")]

@@ -25,7 +25,7 @@ use crate::client_ip::{ClientIpLayer, ClientIpResolver, ClientIpService, Trusted
 use crate::error::BoxError;
 use crate::group::TargetGroup;
 use crate::health::{HealthEvent, HealthSummary, OutlierDetection};
-use crate::metrics::GroupReport;
+use crate::stats::GroupReport;
 use crate::retry::{ReplayBody, Retry, RetryLayer, RetryPolicy, RetryStats};
 use crate::route::error::InvalidRule;
 use crate::route::{Router, Rule};

@@ -137,7 +137,7 @@ impl Recorders {
 /// # Examples
 ///
 /// ```
-/// use tower_lb::metrics::ResponseCounts;
+/// use tower_lb::stats::ResponseCounts;
 ///
 /// let none = ResponseCounts::default();
 /// assert_eq!(none.class(5), 0);
@@ -178,7 +178,7 @@ impl ResponseCounts {
 /// # Examples
 ///
 /// ```
-/// use tower_lb::metrics::FailureCounts;
+/// use tower_lb::stats::FailureCounts;
 ///
 /// assert_eq!(FailureCounts::default().total(), 0);
 /// ```

@@ -152,7 +152,7 @@ fn rotate(slice: &Slice, seen: u64, epoch: u64) {
 /// # Examples
 ///
 /// ```
-/// use tower_lb::metrics::LatencySummary;
+/// use tower_lb::stats::LatencySummary;
 ///
 /// let empty = LatencySummary::default();
 /// assert_eq!(empty.count(), 0);
