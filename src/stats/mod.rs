@@ -35,6 +35,6 @@ mod recorder;
 
 pub use self::histogram::LatencySummary;
 pub use self::recorder::{
-    FailureCounts, GroupReport, LATENCY_WINDOW, ResponseCounts, TargetReport,
+    FailureCounts, GroupReport, LATENCY_WINDOW, LatencyHistogram, ResponseCounts, TargetReport,
 };
 pub(crate) use self::recorder::{Recorders, TargetFacts, TargetRecorder, now, report};

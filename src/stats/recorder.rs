@@ -15,6 +15,14 @@ use crate::target::{AdminState, TargetId};
 /// How long the latency window of a report reaches back.
 pub const LATENCY_WINDOW: Duration = Duration::from_secs(60);
 
+/// The upper bounds (inclusive) of the cumulative latency buckets of a [`LatencyHistogram`],
+/// in microseconds; one more bucket takes everything slower. Prometheus' usual bounds, from
+/// 1 ms to 10 s.
+const BOUNDS_US: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+
 /// Now, on the statistics' clock: `quanta`'s (the CPU's time-stamp counter where it is
 /// reliable, a few nanoseconds per read; the system's monotonic clock otherwise).
 #[inline]
@@ -33,6 +41,10 @@ pub(crate) struct TargetRecorder {
     /// Failures by kind: connect, timeout, status, other.
     failures: [AtomicU64; 4],
     latency: Window,
+    /// Every latency since the target joined, in the fixed buckets of `BOUNDS_US` (the last one
+    /// unbounded), and their sum in microseconds: what a Prometheus histogram exports.
+    totals: [AtomicU64; BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
 }
 
 impl Default for TargetRecorder {
@@ -42,6 +54,8 @@ impl Default for TargetRecorder {
             no_response: AtomicU64::new(0),
             failures: Default::default(),
             latency: Window::new(LATENCY_WINDOW),
+            totals: Default::default(),
+            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -78,6 +92,15 @@ impl TargetRecorder {
         let took = ended.saturating_duration_since(started);
         let us = took.as_secs().saturating_mul(1_000_000) + u64::from(took.subsec_micros());
         self.latency.record(end, us);
+        self.totals[BOUNDS_US.partition_point(|&b| b < us)].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn histogram(&self) -> LatencyHistogram {
+        LatencyHistogram {
+            counts: self.totals.each_ref().map(|a| a.load(Ordering::Relaxed)),
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+        }
     }
 
     fn read(&self) -> (ResponseCounts, FailureCounts) {
@@ -219,6 +242,58 @@ impl FailureCounts {
     }
 }
 
+/// Every latency a target recorded since it joined its group, in fixed cumulative buckets
+/// (Prometheus' usual bounds, 1 ms to 10 s, and one for anything slower): what a Prometheus
+/// histogram exports, where [`LatencySummary`] is the recent window. Exact at the bounds (a
+/// latency counts in the first bucket whose bound is at least it, to the microsecond).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::stats::LatencyHistogram;
+///
+/// let h = LatencyHistogram::default();
+/// assert_eq!(LatencyHistogram::bounds()[0], Duration::from_millis(1));
+/// assert_eq!(h.counts().len(), LatencyHistogram::bounds().len() + 1);
+/// assert_eq!((h.count(), h.sum()), (0, Duration::ZERO));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyHistogram {
+    counts: [u64; BOUNDS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// The buckets' upper bounds (inclusive), ascending; the last bucket of
+    /// [`counts`](Self::counts) has none.
+    pub fn bounds() -> &'static [Duration] {
+        const B: [Duration; BOUNDS_US.len()] = {
+            let mut b = [Duration::ZERO; BOUNDS_US.len()];
+            let mut i = 0;
+            while i < b.len() {
+                b[i] = Duration::from_micros(BOUNDS_US[i]);
+                i += 1;
+            }
+            b
+        };
+        &B
+    }
+    /// Latencies per bucket (not cumulative): `counts()[i]` above `bounds()[i - 1]` and at most
+    /// `bounds()[i]`; the last one above every bound.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+    /// Every latency recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+    /// Their sum (to the microsecond).
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us)
+    }
+}
+
 /// One target's figures; part of a [`GroupReport`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetReport {
@@ -231,6 +306,7 @@ pub struct TargetReport {
     responses: ResponseCounts,
     failures: FailureCounts,
     latency: LatencySummary,
+    histogram: LatencyHistogram,
 }
 
 impl TargetReport {
@@ -269,6 +345,10 @@ impl TargetReport {
     /// Latency percentiles over the last [`LATENCY_WINDOW`].
     pub fn latency(&self) -> &LatencySummary {
         &self.latency
+    }
+    /// Every latency since it joined the group, in fixed buckets (for a Prometheus histogram).
+    pub fn latency_histogram(&self) -> &LatencyHistogram {
+        &self.histogram
     }
 }
 
@@ -363,7 +443,7 @@ pub(crate) fn report(
     let targets = facts
         .into_iter()
         .map(|f| {
-            let (r, fl, latency) = match recorder(&f.id) {
+            let (r, fl, latency, histogram) = match recorder(&f.id) {
                 Some(rec) => {
                     let (r, fl) = rec.read();
                     let mut counts = [0u64; BUCKETS];
@@ -372,7 +452,8 @@ pub(crate) fn report(
                         *g += c;
                     }
                     group_max = group_max.max(max);
-                    (r, fl, LatencySummary::from_counts(&counts, max))
+                    let h = rec.histogram();
+                    (r, fl, LatencySummary::from_counts(&counts, max), h)
                 }
                 None => Default::default(),
             };
@@ -388,6 +469,7 @@ pub(crate) fn report(
                 responses: r,
                 failures: fl,
                 latency,
+                histogram,
             }
         })
         .collect();
@@ -397,5 +479,31 @@ pub(crate) fn report(
         responses,
         failures,
         latency: LatencySummary::from_counts(&group_counts, group_max),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_inclusive_at_their_bounds() {
+        let r = TargetRecorder::default();
+        let t0 = now();
+        for us in [0, 1_000, 1_001, 2_500, 10_000_000, 10_000_001, 3_600_000_000] {
+            r.record(200, None, t0, t0 + Duration::from_micros(us));
+        }
+        let h = r.histogram();
+        assert_eq!(h.counts()[0], 2, "0 and 1 ms");
+        assert_eq!(h.counts()[1], 2, "1.001 and 2.5 ms");
+        assert_eq!(h.counts()[BOUNDS_US.len() - 1], 1, "10 s");
+        assert_eq!(h.counts()[BOUNDS_US.len()], 2, "above 10 s");
+        assert_eq!(h.count(), 7);
+        assert_eq!(
+            h.sum(),
+            Duration::from_micros(1_000 + 1_001 + 2_500 + 10_000_000 + 10_000_001 + 3_600_000_000)
+        );
+        assert_eq!(LatencyHistogram::bounds().len(), BOUNDS_US.len());
+        assert_eq!(LatencyHistogram::bounds()[12], Duration::from_secs(10));
     }
 }
