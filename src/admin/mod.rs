@@ -28,7 +28,7 @@
 //! values). Responses are as large as the configuration (targets × a few hundred bytes); the
 //! request body is never read.
 //!
-//! With feature `metrics`, [`MetricsExporter`] also feeds the same figures to the `metrics`
+//! With feature `metrics`, `MetricsExporter` also feeds the same figures to the `metrics`
 //! facade, for any exporter. Metric names and example alert rules: `docs/operations.md`.
 //!
 //! # Examples
@@ -57,6 +57,8 @@
 
 mod body;
 pub mod error;
+#[cfg(feature = "metrics")]
+mod exporter;
 mod families;
 mod service;
 mod source;
@@ -64,6 +66,9 @@ mod status;
 
 pub use self::body::AdminBody;
 pub use self::error::AdminError;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use self::exporter::MetricsExporter;
 pub use self::service::{Admin, AdminBuilder};
 
 /// The header an admin action must carry (any value): a cross-site HTML form cannot send it,
