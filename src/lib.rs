@@ -81,12 +81,12 @@ pub mod key;
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod lb;
 pub mod limit;
-pub mod stats;
 pub mod retry;
 pub mod route;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+pub mod stats;
 pub mod sticky;
 pub mod target;
 pub mod timeout;

@@ -54,28 +54,117 @@ macro_rules! family {
     };
 }
 
-family!(REQUESTS, "tower_lb_requests_total", Counter, "Requests dispatched to the target.");
-family!(RESPONSES, "tower_lb_responses_total", Counter, "Finished attempts by status class (none: no response).");
-family!(FAILURES, "tower_lb_failures_total", Counter, "Failed attempts by kind, as the group's classifier judged them.");
-family!(IN_FLIGHT, "tower_lb_in_flight", Gauge, "Requests in flight to the target.");
-family!(UP, "tower_lb_target_up", Gauge, "1 if picks may choose the target now (enabled, healthy, not ejected), else 0.");
-family!(ADMIN, "tower_lb_target_admin_state", Gauge, "1 for the target's admin state (enabled, draining, disabled), 0 for the others.");
-family!(EJECTED, "tower_lb_target_ejected", Gauge, "1 if outlier detection has ejected the target.");
-family!(DURATION, "tower_lb_request_duration_seconds", Histogram, "Attempt latency, from dispatch to the end of the response body.");
-family!(GROUP_TARGETS, "tower_lb_group_targets", Gauge, "Targets in the group.");
-family!(GROUP_UP, "tower_lb_group_healthy_targets", Gauge, "Targets of the group that picks may choose now.");
+family!(
+    REQUESTS,
+    "tower_lb_requests_total",
+    Counter,
+    "Requests dispatched to the target."
+);
+family!(
+    RESPONSES,
+    "tower_lb_responses_total",
+    Counter,
+    "Finished attempts by status class (none: no response)."
+);
+family!(
+    FAILURES,
+    "tower_lb_failures_total",
+    Counter,
+    "Failed attempts by kind, as the group's classifier judged them."
+);
+family!(
+    IN_FLIGHT,
+    "tower_lb_in_flight",
+    Gauge,
+    "Requests in flight to the target."
+);
+family!(
+    UP,
+    "tower_lb_target_up",
+    Gauge,
+    "1 if picks may choose the target now (enabled, healthy, not ejected), else 0."
+);
+family!(
+    ADMIN,
+    "tower_lb_target_admin_state",
+    Gauge,
+    "1 for the target's admin state (enabled, draining, disabled), 0 for the others."
+);
+family!(
+    EJECTED,
+    "tower_lb_target_ejected",
+    Gauge,
+    "1 if outlier detection has ejected the target."
+);
+family!(
+    DURATION,
+    "tower_lb_request_duration_seconds",
+    Histogram,
+    "Attempt latency, from dispatch to the end of the response body."
+);
+family!(
+    GROUP_TARGETS,
+    "tower_lb_group_targets",
+    Gauge,
+    "Targets in the group."
+);
+family!(
+    GROUP_UP,
+    "tower_lb_group_healthy_targets",
+    Gauge,
+    "Targets of the group that picks may choose now."
+);
 family!(RETRIES, "tower_lb_retries_total", Counter, "Retries sent.");
-family!(BUDGET, "tower_lb_retry_budget_exhausted_total", Counter, "Retries refused because the retry budget was empty.");
-family!(RATE_LIMITED, "tower_lb_rate_limited_total", Counter, "Requests refused by the rate limit (429).");
-family!(BREAKER, "tower_lb_circuit_breaker_state", Gauge, "1 for the circuit breaker's state (closed, open, half-open), 0 for the others.");
-family!(PANIC, "tower_lb_panic_mode", Gauge, "1 while the load balancer's own group is in panic mode.");
-family!(EJECTIONS, "tower_lb_ejections_total", Counter, "Ejections made by outlier detection in the load balancer's own group.");
+family!(
+    BUDGET,
+    "tower_lb_retry_budget_exhausted_total",
+    Counter,
+    "Retries refused because the retry budget was empty."
+);
+family!(
+    RATE_LIMITED,
+    "tower_lb_rate_limited_total",
+    Counter,
+    "Requests refused by the rate limit (429)."
+);
+family!(
+    BREAKER,
+    "tower_lb_circuit_breaker_state",
+    Gauge,
+    "1 for the circuit breaker's state (closed, open, half-open), 0 for the others."
+);
+family!(
+    PANIC,
+    "tower_lb_panic_mode",
+    Gauge,
+    "1 while the load balancer's own group is in panic mode."
+);
+family!(
+    EJECTIONS,
+    "tower_lb_ejections_total",
+    Counter,
+    "Ejections made by outlier detection in the load balancer's own group."
+);
 
 /// Every family, in the order [`visit`] emits them.
 #[cfg(test)]
 pub(crate) static ALL: [&Family; 16] = [
-    &REQUESTS, &RESPONSES, &FAILURES, &IN_FLIGHT, &UP, &ADMIN, &EJECTED, &DURATION, &GROUP_TARGETS,
-    &GROUP_UP, &RETRIES, &BUDGET, &RATE_LIMITED, &BREAKER, &PANIC, &EJECTIONS,
+    &REQUESTS,
+    &RESPONSES,
+    &FAILURES,
+    &IN_FLIGHT,
+    &UP,
+    &ADMIN,
+    &EJECTED,
+    &DURATION,
+    &GROUP_TARGETS,
+    &GROUP_UP,
+    &RETRIES,
+    &BUDGET,
+    &RATE_LIMITED,
+    &BREAKER,
+    &PANIC,
+    &EJECTIONS,
 ];
 
 pub(crate) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -189,7 +278,10 @@ pub(crate) fn visit(stats: &[LoadBalancerStats], sink: &mut impl Sink) {
         }
     }
     for (family, value) in [
-        (&RETRIES, (|lb: &LoadBalancerStats| lb.retries().retries) as fn(&_) -> u64),
+        (
+            &RETRIES,
+            (|lb: &LoadBalancerStats| lb.retries().retries) as fn(&_) -> u64,
+        ),
         (&BUDGET, |lb| lb.retries().budget_exhausted),
         (&RATE_LIMITED, |lb| lb.rate_limited()),
     ] {
@@ -266,7 +358,11 @@ impl Sink for Text {
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         };
-        let _ = write!(self.0, "# HELP {} {}\n# TYPE {} {kind}\n", f.name, f.help, f.name);
+        let _ = write!(
+            self.0,
+            "# HELP {} {}\n# TYPE {} {kind}\n",
+            f.name, f.help, f.name
+        );
     }
 
     fn sample(&mut self, f: &'static Family, labels: &Labels<'_>, value: Value<'_>) {

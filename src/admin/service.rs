@@ -137,8 +137,10 @@ impl Admin {
             let (content_type, body) = page(inner);
             let mut rsp = ok(content_type, if head { AdminBody::empty() } else { body });
             if content_type.starts_with("text/html") {
-                rsp.headers_mut()
-                    .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+                rsp.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(CSP),
+                );
             }
             Ok(rsp)
         };
@@ -181,8 +183,12 @@ impl Admin {
                 let id = TargetId::from(target.as_str());
                 match admin {
                     // Draining through `drain` (the waiter is not needed: the state is set now).
-                    AdminState::Draining => drop(pool.drain(&id).map_err(|_| AdminError::UnknownTarget)?),
-                    other => pool.set_admin(&id, other).map_err(|_| AdminError::UnknownTarget)?,
+                    AdminState::Draining => {
+                        drop(pool.drain(&id).map_err(|_| AdminError::UnknownTarget)?)
+                    }
+                    other => pool
+                        .set_admin(&id, other)
+                        .map_err(|_| AdminError::UnknownTarget)?,
                 }
                 tracing::info!(load_balancer = %lb, group = %group, target = %target, action, "admin action");
                 let body = serde_json::json!({
@@ -236,7 +242,10 @@ fn ok(content_type: &'static str, body: AdminBody) -> Response<AdminBody> {
     let h = rsp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     rsp
 }
 
@@ -402,11 +411,20 @@ mod tests {
     #[test]
     fn prefixes_are_normalized() {
         let r: Registry<String> = Registry::new();
-        for (given, want) in [("", ""), ("/", ""), ("admin", "/admin"), ("/admin/", "/admin")] {
+        for (given, want) in [
+            ("", ""),
+            ("/", ""),
+            ("admin", "/admin"),
+            ("/admin/", "/admin"),
+        ] {
             assert_eq!(Admin::builder(&r).prefix(given).build().inner.prefix, want);
         }
         assert_eq!(
-            Admin::builder(&r).refresh(Duration::ZERO).build().inner.refresh,
+            Admin::builder(&r)
+                .refresh(Duration::ZERO)
+                .build()
+                .inner
+                .refresh,
             MIN_REFRESH
         );
     }

@@ -490,7 +490,15 @@ mod tests {
     fn histogram_buckets_are_inclusive_at_their_bounds() {
         let r = TargetRecorder::default();
         let t0 = now();
-        for us in [0, 1_000, 1_001, 2_500, 10_000_000, 10_000_001, 3_600_000_000] {
+        for us in [
+            0,
+            1_000,
+            1_001,
+            2_500,
+            10_000_000,
+            10_000_001,
+            3_600_000_000,
+        ] {
             r.record(200, None, t0, t0 + Duration::from_micros(us));
         }
         let h = r.histogram();
