@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::families::{self, Family, Kind, Labels, Sink, Value};
-use super::source::Source;
+use super::source::Sources;
+use crate::balance::Balance;
 use crate::lb::Registry;
 use crate::stats::LatencyHistogram;
 
@@ -57,8 +58,9 @@ type Series = (&'static str, Vec<(&'static str, String)>);
 /// // In an application: `exporter.spawn(Duration::from_secs(5));` inside a Tokio runtime.
 /// # Ok(()) }
 /// ```
+#[derive(Default)]
 pub struct MetricsExporter {
-    source: Arc<dyn Source>,
+    sources: Sources,
     state: Mutex<State>,
 }
 
@@ -88,16 +90,34 @@ impl MetricsExporter {
         B: 'static,
         C: Clone + Send + Sync + 'static,
     {
-        MetricsExporter {
-            source: Arc::new(registry.clone()),
-            state: Mutex::default(),
-        }
+        MetricsExporter::default().registry(registry)
+    }
+
+    /// Also exports every load balancer of `registry`.
+    pub fn registry<B, C>(mut self, registry: &Registry<B, C>) -> Self
+    where
+        B: 'static,
+        C: Clone + Send + Sync + 'static,
+    {
+        self.sources.registry(registry);
+        self
+    }
+
+    /// Also exports a standalone [`Balance`] as a group of the load balancer named
+    /// `load_balancer` (see [`AdminBuilder::balance`](super::AdminBuilder::balance)).
+    pub fn balance<S: Clone + 'static>(
+        mut self,
+        load_balancer: &str,
+        balance: &Balance<S>,
+    ) -> Self {
+        self.sources.balance(load_balancer, balance);
+        self
     }
 
     /// Exports the current statistics once, into the recorder in effect (the global one, or a
     /// local one of `metrics::with_local_recorder`).
     pub fn export(&self) {
-        let stats = self.source.stats();
+        let stats = self.sources.views();
         let mut state = crate::util::lock(&self.state);
         if !state.described {
             state.described = true;

@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
+use super::source::{Stack, View};
 use crate::breaker::BreakerState;
-use crate::lb::LoadBalancerStats;
 use crate::stats::{LatencyHistogram, TargetReport};
 use crate::target::AdminState;
 
@@ -191,15 +191,15 @@ pub(crate) fn is_up(t: &TargetReport) -> bool {
 }
 
 fn each_target<'a>(
-    stats: &'a [LoadBalancerStats],
+    stats: &'a [View],
     mut f: impl FnMut([(&'static str, &'a str); 3], &'a TargetReport),
 ) {
     for lb in stats {
-        for g in lb.groups() {
+        for g in &lb.groups {
             for t in g.targets() {
                 f(
                     [
-                        ("load_balancer", lb.name()),
+                        ("load_balancer", &lb.name),
                         ("group", g.name()),
                         ("target", t.id().as_str()),
                     ],
@@ -211,7 +211,7 @@ fn each_target<'a>(
 }
 
 /// Emits every family and its samples from `stats`.
-pub(crate) fn visit(stats: &[LoadBalancerStats], sink: &mut impl Sink) {
+pub(crate) fn visit(stats: &[View], sink: &mut impl Sink) {
     sink.family(&REQUESTS);
     each_target(stats, |l, t| {
         sink.sample(&REQUESTS, &l, Value::Counter(t.requests()))
@@ -264,58 +264,58 @@ pub(crate) fn visit(stats: &[LoadBalancerStats], sink: &mut impl Sink) {
     });
     sink.family(&GROUP_TARGETS);
     for lb in stats {
-        for g in lb.groups() {
-            let l = [("load_balancer", lb.name()), ("group", g.name())];
+        for g in &lb.groups {
+            let l = [("load_balancer", &*lb.name), ("group", g.name())];
             sink.sample(&GROUP_TARGETS, &l, Value::Gauge(g.targets().len() as f64));
         }
     }
     sink.family(&GROUP_UP);
     for lb in stats {
-        for g in lb.groups() {
-            let l = [("load_balancer", lb.name()), ("group", g.name())];
+        for g in &lb.groups {
+            let l = [("load_balancer", &*lb.name), ("group", g.name())];
             let up = g.targets().iter().filter(|t| is_up(t)).count();
             sink.sample(&GROUP_UP, &l, Value::Gauge(up as f64));
         }
     }
+    // What a `LoadBalancer` adds (standalone balancers have none of it).
+    let stacks = || {
+        stats
+            .iter()
+            .filter_map(|v| Some((&*v.name, v.stack.as_ref()?)))
+    };
     for (family, value) in [
         (
             &RETRIES,
-            (|lb: &LoadBalancerStats| lb.retries().retries) as fn(&_) -> u64,
+            (|s: &Stack| s.retries.retries) as fn(&Stack) -> u64,
         ),
-        (&BUDGET, |lb| lb.retries().budget_exhausted),
-        (&RATE_LIMITED, |lb| lb.rate_limited()),
+        (&BUDGET, |s| s.retries.budget_exhausted),
+        (&RATE_LIMITED, |s| s.rate_limited),
+        (&EJECTIONS, |s| s.health.ejections),
     ] {
         sink.family(family);
-        for lb in stats {
-            let l = [("load_balancer", lb.name())];
-            sink.sample(family, &l, Value::Counter(value(lb)));
+        for (name, s) in stacks() {
+            sink.sample(family, &[("load_balancer", name)], Value::Counter(value(s)));
         }
     }
     sink.family(&BREAKER);
-    for lb in stats {
-        if let Some(state) = lb.breaker() {
+    for (name, s) in stacks() {
+        if let Some(state) = s.breaker {
             let now = breaker_name(state);
-            for s in ["closed", "open", "half-open"] {
-                let l = [("load_balancer", lb.name()), ("state", s)];
-                sink.sample(&BREAKER, &l, Value::Gauge(f64::from(u8::from(s == now))));
+            for st in ["closed", "open", "half-open"] {
+                let l = [("load_balancer", name), ("state", st)];
+                sink.sample(&BREAKER, &l, Value::Gauge(f64::from(u8::from(st == now))));
             }
         }
     }
     sink.family(&PANIC);
-    for lb in stats {
-        let l = [("load_balancer", lb.name())];
-        let v = f64::from(u8::from(lb.health().in_panic));
-        sink.sample(&PANIC, &l, Value::Gauge(v));
-    }
-    sink.family(&EJECTIONS);
-    for lb in stats {
-        let l = [("load_balancer", lb.name())];
-        sink.sample(&EJECTIONS, &l, Value::Counter(lb.health().ejections));
+    for (name, s) in stacks() {
+        let v = f64::from(u8::from(s.health.in_panic));
+        sink.sample(&PANIC, &[("load_balancer", name)], Value::Gauge(v));
     }
 }
 
 /// The Prometheus text exposition format (version 0.0.4) of `stats`.
-pub(crate) fn prometheus_text(stats: &[LoadBalancerStats]) -> String {
+pub(crate) fn prometheus_text(stats: &[View]) -> String {
     let mut text = Text(String::with_capacity(4096));
     visit(stats, &mut text);
     text.0

@@ -13,8 +13,9 @@ use tower_service::Service;
 
 use super::body::AdminBody;
 use super::error::AdminError;
-use super::source::Source;
+use super::source::Sources;
 use super::{ACTION_HEADER, families, status};
+use crate::balance::Balance;
 use crate::lb::Registry;
 use crate::target::{AdminState, TargetId};
 
@@ -50,7 +51,7 @@ const MAX_REFRESH: Duration = Duration::from_secs(3600);
 /// registry.register(
 ///     LoadBalancer::builder().with_name("api").with_target(Target::new("a", "127.0.0.1:1")?).build::<String>()?,
 /// )?;
-/// let admin = Admin::builder(&registry).actions(true).build();
+/// let admin = Admin::builder().registry(&registry).actions(true).build();
 ///
 /// let rsp = admin.clone().oneshot(Request::get("/status.json").body(())?).await?;
 /// assert_eq!(rsp.status(), StatusCode::OK);
@@ -66,7 +67,7 @@ pub struct Admin {
 }
 
 struct Inner {
-    source: Arc<dyn Source>,
+    sources: Sources,
     prefix: String,
     actions: bool,
     addresses: bool,
@@ -92,17 +93,14 @@ impl Admin {
         B: 'static,
         C: Clone + Send + Sync + 'static,
     {
-        Admin::builder(registry).build()
+        Admin::builder().registry(registry).build()
     }
 
-    /// A builder over every load balancer of `registry`.
-    pub fn builder<B, C>(registry: &Registry<B, C>) -> AdminBuilder
-    where
-        B: 'static,
-        C: Clone + Send + Sync + 'static,
-    {
+    /// A builder showing nothing yet: add [registries](AdminBuilder::registry) and
+    /// [balancers](AdminBuilder::balance).
+    pub fn builder() -> AdminBuilder {
         AdminBuilder {
-            source: Arc::new(registry.clone()),
+            sources: Sources::default(),
             prefix: String::new(),
             actions: false,
             addresses: false,
@@ -148,8 +146,8 @@ impl Admin {
             "" | "/" => get(|i| ("text/html; charset=utf-8", i.page().into())),
             "/status.json" => get(|i| ("application/json", i.status_json().into())),
             "/metrics" => get(|i| {
-                let stats = i.source.stats();
-                (PROMETHEUS, families::prometheus_text(&stats).into())
+                let views = i.sources.views();
+                (PROMETHEUS, families::prometheus_text(&views).into())
             }),
             _ => {
                 let action = rest.strip_prefix("/targets/").ok_or(AdminError::NotFound)?;
@@ -179,7 +177,7 @@ impl Admin {
                     "enable" => AdminState::Enabled,
                     _ => return Err(AdminError::UnknownAction),
                 };
-                let pool = inner.source.pool(&lb, &group)?;
+                let pool = inner.sources.pool(&lb, &group)?;
                 let id = TargetId::from(target.as_str());
                 match admin {
                     // Draining through `drain` (the waiter is not needed: the state is set now).
@@ -210,8 +208,8 @@ const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'un
 
 impl Inner {
     fn status_json(&self) -> String {
-        let stats = self.source.stats();
-        status::status(&stats, self.addresses, self.actions).to_string()
+        let views = self.sources.views();
+        status::status(&views, self.addresses, self.actions).to_string()
     }
 
     fn page(&self) -> String {
@@ -318,7 +316,8 @@ impl<B> Service<Request<B>> for Admin {
 /// use tower_lb::lb::Registry;
 ///
 /// let registry: Registry<String> = Registry::new();
-/// let admin = Admin::builder(&registry)
+/// let admin = Admin::builder()
+///     .registry(&registry)
 ///     .prefix("/admin")
 ///     .actions(true)
 ///     .show_addresses(false)
@@ -327,7 +326,7 @@ impl<B> Service<Request<B>> for Admin {
 /// # let _ = admin;
 /// ```
 pub struct AdminBuilder {
-    source: Arc<dyn Source>,
+    sources: Sources,
     prefix: String,
     actions: bool,
     addresses: bool,
@@ -346,6 +345,28 @@ impl fmt::Debug for AdminBuilder {
 }
 
 impl AdminBuilder {
+    /// Shows every load balancer of `registry`, those registered later too.
+    pub fn registry<B, C>(mut self, registry: &Registry<B, C>) -> Self
+    where
+        B: 'static,
+        C: Clone + Send + Sync + 'static,
+    {
+        self.sources.registry(registry);
+        self
+    }
+
+    /// Shows a standalone [`Balance`] (one built from the layers, not a `LoadBalancer`) as a
+    /// group of the load balancer named `load_balancer`; several balancers may share a name.
+    /// The endpoint reads its statistics and acts on its group; it does not keep its services.
+    pub fn balance<S: Clone + 'static>(
+        mut self,
+        load_balancer: &str,
+        balance: &Balance<S>,
+    ) -> Self {
+        self.sources.balance(load_balancer, balance);
+        self
+    }
+
     /// The path the endpoint is mounted at, as the service sees it (default: none). With
     /// axum's `nest_service`, which strips the prefix, leave it empty. A trailing `/` is
     /// dropped and a leading one added.
@@ -384,7 +405,7 @@ impl AdminBuilder {
     pub fn build(self) -> Admin {
         Admin {
             inner: Arc::new(Inner {
-                source: self.source,
+                sources: self.sources,
                 prefix: self.prefix,
                 actions: self.actions,
                 addresses: self.addresses,
@@ -417,7 +438,15 @@ mod tests {
             ("admin", "/admin"),
             ("/admin/", "/admin"),
         ] {
-            assert_eq!(Admin::builder(&r).prefix(given).build().inner.prefix, want);
+            assert_eq!(
+                Admin::builder()
+                    .registry(&r)
+                    .prefix(given)
+                    .build()
+                    .inner
+                    .prefix,
+                want
+            );
         }
         assert_eq!(
             Admin::builder(&r)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::families::{CLASSES, admin_name, breaker_name, is_up};
-use crate::lb::LoadBalancerStats;
+use super::source::View;
 use crate::stats::{FailureCounts, LatencySummary, ResponseCounts, TargetReport};
 use crate::target::AdminState;
 
@@ -82,12 +82,12 @@ fn target(t: &TargetReport, addresses: bool) -> Value {
 }
 
 /// The status document of `stats`; target addresses only if `addresses`.
-pub(crate) fn status(stats: &[LoadBalancerStats], addresses: bool, actions: bool) -> Value {
+pub(crate) fn status(stats: &[View], addresses: bool, actions: bool) -> Value {
     let lbs: Vec<Value> = stats
         .iter()
         .map(|lb| {
             let groups: Vec<Value> = lb
-                .groups()
+                .groups
                 .iter()
                 .map(|g| {
                     json!({
@@ -102,17 +102,17 @@ pub(crate) fn status(stats: &[LoadBalancerStats], addresses: bool, actions: bool
                     })
                 })
                 .collect();
-            let h = lb.health();
-            json!({
-                "name": lb.name(),
-                "breaker": lb.breaker().map(breaker_name),
-                "rate_limited": lb.rate_limited(),
-                "retries": {
-                    "requests": lb.retries().requests,
-                    "retries": lb.retries().retries,
-                    "budget_exhausted": lb.retries().budget_exhausted,
-                },
-                "health": {
+            let mut v = json!({ "name": &*lb.name, "groups": groups });
+            if let Some(s) = &lb.stack {
+                let h = &s.health;
+                v["breaker"] = s.breaker.map(breaker_name).into();
+                v["rate_limited"] = s.rate_limited.into();
+                v["retries"] = json!({
+                    "requests": s.retries.requests,
+                    "retries": s.retries.retries,
+                    "budget_exhausted": s.retries.budget_exhausted,
+                });
+                v["health"] = json!({
                     "members": h.members,
                     "in_service": h.in_service,
                     "down": h.down,
@@ -121,9 +121,9 @@ pub(crate) fn status(stats: &[LoadBalancerStats], addresses: bool, actions: bool
                     "in_panic": h.in_panic,
                     "panics": h.panics,
                     "ejections": h.ejections,
-                },
-                "groups": groups,
-            })
+                });
+            }
+            v
         })
         .collect();
     json!({

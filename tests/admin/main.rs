@@ -261,7 +261,13 @@ async fn status_json_lists_every_target_with_figures_and_no_address() {
     }
 
     // Asked for: addresses shown.
-    let (addr, _) = serve(Admin::builder(&f.registry).show_addresses(true).build()).await;
+    let (addr, _) = serve(
+        Admin::builder()
+            .registry(&f.registry)
+            .show_addresses(true)
+            .build(),
+    )
+    .await;
     let status = send(addr, "GET", "/status.json", &[]).await.json();
     assert_eq!(target_of(&status, "a")["address"], f.addrs[0].to_string());
 
@@ -310,7 +316,8 @@ async fn actions_are_off_by_default() {
 #[tokio::test]
 async fn actions_change_the_target_state_when_enabled() {
     let f = fixture().await;
-    let admin = Admin::builder(&f.registry)
+    let admin = Admin::builder()
+        .registry(&f.registry)
         .prefix("/admin")
         .actions(true)
         .build();
@@ -603,6 +610,75 @@ async fn metrics_exporter_feeds_prometheus_and_drops_departed_targets() {
     );
 }
 
+/// A standalone `Balance` (the layers, no `LoadBalancer`) is shown under the name it is given,
+/// and actions reach its group.
+#[tokio::test]
+async fn standalone_balancers_are_shown_and_take_actions() {
+    use tower_lb::TargetGroup;
+    use tower_lb::balance::Balance;
+
+    let group = |name: &str| {
+        TargetGroup::builder(name)
+            .target(Target::new("x", "127.0.0.1:1").unwrap())
+            .target(Target::new("y", "127.0.0.1:2").unwrap())
+            .build()
+            .unwrap()
+    };
+    let ok = |_t: &Target| {
+        tower::service_fn(|_r: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        })
+    };
+    let web = Balance::new(group("web"), ok);
+    let grpc = Balance::new(group("grpc"), ok);
+    for _ in 0..4 {
+        drop(web.clone().oneshot(Request::new(())).await.unwrap());
+    }
+    let admin = Admin::builder()
+        .balance("proxy", &web)
+        .balance("proxy", &grpc)
+        .actions(true)
+        .build();
+    let (addr, _) = serve(admin).await;
+    let status = send(addr, "GET", "/status.json", &[]).await.json();
+    let lbs = status["load_balancers"].as_array().unwrap();
+    assert_eq!(lbs.len(), 1);
+    assert_eq!(lbs[0]["name"], "proxy");
+    assert!(
+        lbs[0].get("retries").is_none(),
+        "a standalone balancer has no stack figures"
+    );
+    let groups = lbs[0]["groups"].as_array().unwrap();
+    assert_eq!(
+        (groups[0]["name"].clone(), groups[1]["name"].clone()),
+        ("web".into(), "grpc".into())
+    );
+    assert_eq!(groups[0]["requests"], 4);
+    assert_eq!(groups[0]["responses"]["2xx"], 4);
+
+    let rsp = send(
+        addr,
+        "POST",
+        "/targets/proxy/grpc/y/disable",
+        &[(ACTION_HEADER, "1")],
+    )
+    .await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(
+        grpc.group().admin(&"y".into()).unwrap(),
+        AdminState::Disabled
+    );
+    assert_eq!(web.group().admin(&"y".into()).unwrap(), AdminState::Enabled);
+    let rsp = send(
+        addr,
+        "POST",
+        "/targets/proxy/nope/y/disable",
+        &[(ACTION_HEADER, "1")],
+    )
+    .await;
+    assert_eq!(rsp.json()["error"], "unknown_group");
+}
+
 // ---------------------------------------------------------------------------------------
 // The page in a real browser.
 
@@ -696,7 +772,8 @@ async fn page_renders_in_a_real_browser_and_a_drained_target_changes_colour() {
     };
     let f = fixture().await;
     f.traffic(6, "/ok").await;
-    let admin: AdminBuilder = Admin::builder(&f.registry)
+    let admin: AdminBuilder = Admin::builder()
+        .registry(&f.registry)
         .prefix("/admin")
         .actions(true)
         .refresh(Duration::from_secs(1));
