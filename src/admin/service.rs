@@ -449,7 +449,7 @@ mod tests {
             );
         }
         assert_eq!(
-            Admin::builder(&r)
+            Admin::builder().registry(&r)
                 .refresh(Duration::ZERO)
                 .build()
                 .inner
