@@ -449,7 +449,8 @@ mod tests {
             );
         }
         assert_eq!(
-            Admin::builder().registry(&r)
+            Admin::builder()
+                .registry(&r)
                 .refresh(Duration::ZERO)
                 .build()
                 .inner
