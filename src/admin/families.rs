@@ -400,3 +400,40 @@ impl Sink for Text {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_emitted_once_with_its_type() {
+        let text = prometheus_text(&[]);
+        let mut names: Vec<_> = ALL.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "duplicate metric names");
+        for f in ALL {
+            assert!(f.name.starts_with("tower_lb_"));
+            assert_eq!(
+                text.matches(&format!("# TYPE {} ", f.name)).count(),
+                1,
+                "{}",
+                f.name
+            );
+            assert_eq!(
+                f.name.ends_with("_total"),
+                f.kind == Kind::Counter,
+                "{}",
+                f.name
+            );
+        }
+        assert_eq!(text.matches("# TYPE ").count(), ALL.len());
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut t = Text(String::new());
+        t.labels(&[("target", "a\"b\\c\nd")], Some("+Inf"));
+        assert_eq!(t.0, r#"{target="a\"b\\c\nd",le="+Inf"}"#);
+    }
+}

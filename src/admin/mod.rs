@@ -74,4 +74,15 @@ pub use self::service::{Admin, AdminBuilder};
 /// The header an admin action must carry (any value): a cross-site HTML form cannot send it,
 /// so a browser that holds the operator's credentials cannot be made to drain a target by
 /// another site.
+///
+/// ```
+/// use http::Request;
+/// use tower_lb::admin::ACTION_HEADER;
+///
+/// let drain = Request::post("/admin/targets/api/api/api-1/drain")
+///     .header(ACTION_HEADER, "1")
+///     .body(())
+///     .unwrap();
+/// # let _ = drain;
+/// ```
 pub const ACTION_HEADER: &str = "x-tower-lb-admin";

@@ -53,7 +53,7 @@ where
                     breaker: s.breaker(),
                     retries: *s.retries(),
                     rate_limited: s.rate_limited(),
-                    health: s.health().clone(),
+                    health: *s.health(),
                 }),
             });
         }
