@@ -54,7 +54,7 @@ async fn backend(delay: Duration) -> std::io::Result<SocketAddr> {
 
 #[tokio::main]
 async fn main() -> Result<(), tower_lb::BoxError> {
-    // The exporter: our bucket bounds for the latency histogram (so its buckets are exact),
+    // The exporter: our bucket bounds for the latency histogram (so its buckets are ours),
     // and an idle timeout that drops the series of targets that left.
     let bounds: Vec<f64> = LatencyHistogram::bounds()
         .iter()

@@ -29,10 +29,10 @@ type Series = (&'static str, Vec<(&'static str, String)>);
 /// - **gauges** are set;
 /// - **histograms** (`tower_lb_request_duration_seconds`) get each latency recorded since the
 ///   previous export, as the upper bound of its bucket of [`LatencyHistogram::bounds`] (above
-///   the last bound: the bucket's mean, from the exact sum). Give the exporter those bounds
-///   (`PrometheusBuilder::set_buckets_for_metric`) and its bucket counts are exact; its `_sum`
-///   counts each latency at its bucket's bound. This records one sample per request, at export
-///   time.
+///   the last bound: the bucket's mean, from the sum). Give the exporter those bounds
+///   (`PrometheusBuilder::set_buckets_for_metric`) and its bucket counts are ours exactly; its
+///   `_sum` counts each latency at its bucket's bound. This records one sample per request, at
+///   export time.
 ///
 /// **Stale series**: the `metrics` facade cannot remove a series. When a target leaves, the
 /// next export sets its gauges to 0 once and stops updating all its series; an exporter's idle
@@ -240,7 +240,7 @@ fn record_delta(h: &::metrics::Histogram, last: &LatencyHistogram, now: &Latency
         }
     }
     if overflow > 0 {
-        // Above the last bound: their mean, from the exact sum less the bounded ones' bounds
+        // Above the last bound: their mean, from the sum less the bounded ones' bounds
         // (at least just above the last bound).
         let floor = bounds.last().map_or(0.0, Duration::as_secs_f64) + 1e-6;
         let sum = now.sum().saturating_sub(last.sum()).as_secs_f64();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use quanta::Instant;
 
-use super::histogram::{BUCKETS, LatencySummary, Window};
+use super::histogram::{BUCKETS, LatencySummary, Window, lower_of, upper_of};
 use crate::classify::{FailureKind, Outcome};
 use crate::health::TargetHealthStatus;
 use crate::target::{AdminState, TargetId};
@@ -17,7 +17,7 @@ pub const LATENCY_WINDOW: Duration = Duration::from_secs(60);
 
 /// The upper bounds (inclusive) of the cumulative latency buckets of a [`LatencyHistogram`],
 /// in microseconds; one more bucket takes everything slower. Prometheus' usual bounds, from
-/// 1 ms to 10 s.
+/// 1 ms to 10 s. Filled from the window's finer buckets (see [`LatencyHistogram::from_fine`]).
 const BOUNDS_US: [u64; 13] = [
     1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
     5_000_000, 10_000_000,
@@ -41,10 +41,6 @@ pub(crate) struct TargetRecorder {
     /// Failures by kind: connect, timeout, status, other.
     failures: [AtomicU64; 4],
     latency: Window,
-    /// Every latency since the target joined, in the fixed buckets of `BOUNDS_US` (the last one
-    /// unbounded), and their sum in microseconds: what a Prometheus histogram exports.
-    totals: [AtomicU64; BOUNDS_US.len() + 1],
-    sum_us: AtomicU64,
 }
 
 impl Default for TargetRecorder {
@@ -54,8 +50,6 @@ impl Default for TargetRecorder {
             no_response: AtomicU64::new(0),
             failures: Default::default(),
             latency: Window::new(LATENCY_WINDOW),
-            totals: Default::default(),
-            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -92,15 +86,14 @@ impl TargetRecorder {
         let took = ended.saturating_duration_since(started);
         let us = took.as_secs().saturating_mul(1_000_000) + u64::from(took.subsec_micros());
         self.latency.record(end, us);
-        self.totals[BOUNDS_US.partition_point(|&b| b < us)].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
+    /// Every latency since the target joined, from the window's totals (nothing is recorded
+    /// for it per request).
     fn histogram(&self) -> LatencyHistogram {
-        LatencyHistogram {
-            counts: self.totals.each_ref().map(|a| a.load(Ordering::Relaxed)),
-            sum_us: self.sum_us.load(Ordering::Relaxed),
-        }
+        let mut fine = [0u64; BUCKETS];
+        self.latency.totals(&mut fine);
+        LatencyHistogram::from_fine(&fine)
     }
 
     fn read(&self) -> (ResponseCounts, FailureCounts) {
@@ -242,10 +235,16 @@ impl FailureCounts {
     }
 }
 
-/// Every latency a target recorded since it joined its group, in fixed cumulative buckets
-/// (Prometheus' usual bounds, 1 ms to 10 s, and one for anything slower): what a Prometheus
-/// histogram exports, where [`LatencySummary`] is the recent window. Exact at the bounds (a
-/// latency counts in the first bucket whose bound is at least it, to the microsecond).
+/// Every latency a target recorded since it joined its group, in fixed buckets (Prometheus'
+/// usual bounds, 1 ms to 10 s, and one for anything slower): what a Prometheus histogram
+/// exports, where [`LatencySummary`] is the recent window.
+///
+/// It is read from the same fine buckets as the window (at most 12.5 % wide), so it costs
+/// nothing per request: a latency counts in the first bucket whose bound is at least the upper
+/// edge of its fine bucket (like a percentile, it never understates: near a bound, up to
+/// 12.5 % faster latencies may count in the next bucket; below 16 µs and at bounds that are
+/// fine edges, it is exact). The sum takes each latency at its fine bucket's midpoint (within
+/// 6.25 %).
 ///
 /// # Examples
 ///
@@ -265,6 +264,21 @@ pub struct LatencyHistogram {
 }
 
 impl LatencyHistogram {
+    /// From counts of the window's fine buckets.
+    fn from_fine(fine: &[u64; BUCKETS]) -> Self {
+        let mut h = LatencyHistogram::default();
+        for (b, &n) in fine.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let upper = upper_of(b);
+            h.counts[BOUNDS_US.partition_point(|&x| x < upper)] += n;
+            let mid = lower_of(b) + (upper - lower_of(b)) / 2;
+            h.sum_us = h.sum_us.saturating_add(n.saturating_mul(mid));
+        }
+        h
+    }
+
     /// The buckets' upper bounds (inclusive), ascending; the last bucket of
     /// [`counts`](Self::counts) has none.
     pub fn bounds() -> &'static [Duration] {
@@ -288,7 +302,7 @@ impl LatencyHistogram {
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
-    /// Their sum (to the microsecond).
+    /// Their sum (each at its fine bucket's midpoint: within 6.25 %).
     pub fn sum(&self) -> Duration {
         Duration::from_micros(self.sum_us)
     }
@@ -487,30 +501,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_inclusive_at_their_bounds() {
+    fn histogram_buckets_from_the_fine_ones_and_across_reused_slices() {
         let r = TargetRecorder::default();
         let t0 = now();
-        for us in [
-            0,
-            1_000,
-            1_001,
-            2_500,
-            10_000_000,
-            10_000_001,
-            3_600_000_000,
-        ] {
-            r.record(200, None, t0, t0 + Duration::from_micros(us));
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        // 0 and 500 µs: the first bucket; 1000 µs is in the fine bucket 960..=1023, so the
+        // second, as is 2000; 20 s and 2 h above every bound.
+        for us in [0, 500, 1_000, 2_000, 20_000_000, 7_200_000_000] {
+            r.record(200, None, t0, at(us));
         }
         let h = r.histogram();
-        assert_eq!(h.counts()[0], 2, "0 and 1 ms");
-        assert_eq!(h.counts()[1], 2, "1.001 and 2.5 ms");
-        assert_eq!(h.counts()[BOUNDS_US.len() - 1], 1, "10 s");
-        assert_eq!(h.counts()[BOUNDS_US.len()], 2, "above 10 s");
-        assert_eq!(h.count(), 7);
-        assert_eq!(
-            h.sum(),
-            Duration::from_micros(1_000 + 1_001 + 2_500 + 10_000_000 + 10_000_001 + 3_600_000_000)
-        );
+        assert_eq!(h.counts()[0], 2);
+        assert_eq!(h.counts()[1], 2);
+        assert_eq!(h.counts()[BOUNDS_US.len()], 2);
+        assert_eq!(h.count(), 6);
+        // Sums at fine midpoints: within 6.25 % of the latencies.
+        let m = TargetRecorder::default();
+        for us in [500, 1_000, 2_000, 20_000_000] {
+            m.record(200, None, t0, at(us));
+        }
+        let (sum, exact) = (m.histogram().sum().as_micros() as f64, 20_003_500.0);
+        assert!((sum - exact).abs() <= exact * 0.0625, "{sum} vs {exact}");
+        // Samples of slices that the window reuses stay counted: minutes later, all are there.
+        let later = t0 + Duration::from_secs(300);
+        r.record(200, None, later, later + Duration::from_micros(3));
+        let h2 = r.histogram();
+        assert_eq!(h2.count(), 7);
+        assert!(h2.counts().iter().zip(h.counts()).all(|(a, b)| a >= b));
         assert_eq!(LatencyHistogram::bounds().len(), BOUNDS_US.len());
         assert_eq!(LatencyHistogram::bounds()[12], Duration::from_secs(10));
     }
