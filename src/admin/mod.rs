@@ -49,7 +49,7 @@
 //! registry.register(api.clone())?;
 //!
 //! let app: axum::Router = axum::Router::new()
-//!     .nest_service("/admin", Admin::builder(&registry).actions(true).build())
+//!     .nest_service("/admin", Admin::builder().registry(&registry).actions(true).build())
 //!     .fallback_service(api);
 //! # let _ = app;
 //! # Ok(()) }
