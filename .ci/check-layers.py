@@ -22,7 +22,7 @@ LAYERS = [
     # the core: targets, live state, snapshot, selection contract, hooks
     ("core", ["target"]),
     # built on the core only
-    ("core users", ["algorithm", "key", "discover", "health", "metrics"]),
+    ("core users", ["algorithm", "key", "discover", "health", "stats"]),
     # the TargetGroup handle: ties health and discovery to the core
     ("group", ["group"]),
     # the Balance service

@@ -14,8 +14,12 @@
 //! cargo run --example proxy --features full -- --listen 127.0.0.1:8080 \
 //!     --tls-listen 127.0.0.1:8443 --cert cert.pem --key key.pem \
 //!     --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --grpc-backend 127.0.0.1:50051 \
-//!     --trusted-proxy 10.0.0.0/8
+//!     --trusted-proxy 10.0.0.0/8 --admin 127.0.0.1:8404
 //! ```
+//!
+//! `--admin ADDR` serves the admin endpoint (`tower_lb::admin`: status page at `/admin/`,
+//! `/admin/status.json`, `/admin/metrics`) on its own listener; its actions are on only when
+//! `ADDR` is a loopback address.
 //!
 //! See `docs/proxy.md` for what it does to headers and why.
 
@@ -57,6 +61,7 @@ struct Config {
     backends: Vec<SocketAddr>,
     grpc_backends: Vec<SocketAddr>,
     trusted: Vec<String>,
+    admin: Option<SocketAddr>,
 }
 
 fn targets(prefix: &str, addrs: &[SocketAddr]) -> Result<Vec<Target>, BoxError> {
@@ -95,16 +100,23 @@ async fn run(
         .http2_only(true)
         .build();
     // Innermost first: per-attempt timeout, breaker, retries, overall deadline.
-    let resilient = |group: &TargetGroup, client| -> Result<_, BoxError> {
+    let (web_balance, grpc_balance) = (
+        Balance::with_maker(web.clone(), h1),
+        Balance::with_maker(grpc.clone(), h2c),
+    );
+    if let Some(addr) = cfg.admin {
+        admin(addr, &web_balance, &grpc_balance, stop.clone()).await?;
+    }
+    let resilient = |balance: Balance<_>| -> Result<_, BoxError> {
         Ok(ServiceBuilder::new()
             .layer(TimeoutLayer::new(Duration::from_secs(10)))
             .layer(RetryLayer::new(RetryPolicy::new()))
-            .layer(CircuitBreakerLayer::builder(group.name().to_owned()).build()?)
+            .layer(CircuitBreakerLayer::builder(balance.group().name().to_owned()).build()?)
             .layer(TimeoutLayer::new(Duration::from_secs(5)))
-            .service(Balance::with_maker(group.clone(), client)))
+            .service(balance))
     };
     let routes = Steer::new(
-        vec![resilient(&web, h1)?, resilient(&grpc, h2c)?],
+        vec![resilient(web_balance)?, resilient(grpc_balance)?],
         |req: &Request<_>, _: &[_]| {
             let grpc = req
                 .headers()
@@ -159,6 +171,39 @@ async fn run(
     Ok(())
 }
 
+/// Where the admin endpoint listens, once bound (read by the self-test).
+static ADMIN_BOUND: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+
+/// Serves the admin endpoint for both groups on `addr` under `/admin` until `stop` flips.
+/// It has no authentication: bind it to a private address, or put it behind your auth layer.
+async fn admin<S: Clone + 'static>(
+    addr: SocketAddr,
+    web: &Balance<S>,
+    grpc: &Balance<S>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let endpoint = tower_lb::admin::Admin::builder()
+        .balance("proxy", web)
+        .balance("proxy", grpc)
+        .prefix("/admin")
+        .actions(addr.ip().is_loopback())
+        .build();
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let _ = ADMIN_BOUND.set(bound);
+    println!("proxy: admin on http://{bound}/admin/");
+    let server = Server::builder().build()?;
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = server.serve(listener, endpoint, stopped).await {
+            eprintln!("proxy: admin endpoint: {e}");
+        }
+    });
+    Ok(())
+}
+
 fn parse_args() -> Result<(Config, bool), BoxError> {
     let mut cfg = Config::default();
     let mut self_test = false;
@@ -174,6 +219,7 @@ fn parse_args() -> Result<(Config, bool), BoxError> {
             "--backend" => cfg.backends.push(value()?.parse()?),
             "--grpc-backend" => cfg.grpc_backends.push(value()?.parse()?),
             "--trusted-proxy" => cfg.trusted.push(value()?),
+            "--admin" => cfg.admin = Some(value()?.parse()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -328,6 +374,7 @@ async fn self_test_run() -> Result<(), BoxError> {
         backends,
         grpc_backends,
         trusted: Vec::new(),
+        admin: Some(([127, 0, 0, 1], 0).into()),
     };
     let (stop_tx, stop) = watch::channel(false);
     let (bound_tx, bound) = tokio::sync::oneshot::channel();
@@ -350,6 +397,14 @@ async fn self_test_run() -> Result<(), BoxError> {
     println!("self-test: 30 HTTP/1.1 requests served by {names:?}");
     if names.len() != 3 {
         return Err("not every backend served".into());
+    }
+    let admin = *ADMIN_BOUND.get().ok_or("no admin endpoint")?;
+    let (status, body) = h1_get(admin, "/admin/status.json".into(), 0).await?;
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    let web_requests = &json["load_balancers"][0]["groups"][0]["requests"];
+    println!("self-test: admin status.json -> {status}, web requests {web_requests}");
+    if status != StatusCode::OK || web_requests != 30 {
+        return Err("admin status disagrees with the traffic".into());
     }
 
     // 2. HTTPS with ALPN h2: a web request and a gRPC-style call with trailers.

@@ -46,6 +46,9 @@
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
 //! - `regex`: regular-expression path and header conditions in [`route`] rules.
+//! - `admin`: `admin::Admin`, the admin endpoint (JSON status, actions, Prometheus text, an
+//!   HTML status page).
+//! - `metrics`: `admin::MetricsExporter` feeds the statistics to the `metrics` facade.
 //! - `full`: everything.
 //!
 //! The short path: `lb::LoadBalancer` (feature `hyper`) builds the whole stack from one builder
@@ -59,6 +62,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod algorithm;
 pub mod balance;
 mod body;
@@ -75,12 +81,12 @@ pub mod key;
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod lb;
 pub mod limit;
-pub mod metrics;
 pub mod retry;
 pub mod route;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+pub mod stats;
 pub mod sticky;
 pub mod target;
 pub mod timeout;

@@ -34,7 +34,7 @@ use pin_project_lite::pin_project;
 use super::ServedBy;
 use crate::body::{BodyGuard, GuardedBody};
 use crate::classify::{Classify, DefaultClassifier, FailureKind, Outcome};
-use crate::metrics::TargetRecorder;
+use crate::stats::TargetRecorder;
 use crate::target::{Entry, Hot, LatencyTracker, LiveTable, Snapshot, Status};
 
 /// What the requests picked from one snapshot share: its entries (each target and its live
@@ -89,7 +89,7 @@ pub(crate) struct InFlight {
     /// When the attempt started, for groups whose selector tracks latency.
     started: Option<u64>,
     outcome: Option<Outcome>,
-    /// When the attempt began, for the statistics (see `crate::metrics`); `None` when the
+    /// When the attempt began, for the statistics (see `crate::stats`); `None` when the
     /// balancer records none.
     begun: Option<quanta::Instant>,
     /// The response's status, once there is one (`0` before).
@@ -100,7 +100,7 @@ impl InFlight {
     /// Wraps entry `index` of `table`, whose in-flight count was already incremented.
     #[inline]
     pub(crate) fn acquired(table: Arc<Table>, index: usize) -> Self {
-        let begun = (!table.recorders.is_empty()).then(crate::metrics::now);
+        let begun = (!table.recorders.is_empty()).then(crate::stats::now);
         InFlight {
             table,
             index,
@@ -222,7 +222,7 @@ impl Drop for InFlight {
             return;
         };
         if let (Some(r), Some(begun)) = (t.recorders.get(self.index), self.begun) {
-            r.record(self.status, self.outcome, begun, crate::metrics::now());
+            r.record(self.status, self.outcome, begun, crate::stats::now());
         }
         // Taking `e` reads nothing yet: only the branches that need the entry touch it.
         if let Some(outcome) = self.outcome.take() {

@@ -15,7 +15,7 @@ use super::{Affinity, AvoidTargets, BalanceLayer, WantServedBy};
 use crate::error::BoxError;
 use crate::group::TargetGroup;
 use crate::key::Key;
-use crate::metrics::{self, GroupReport, Recorders, TargetFacts};
+use crate::stats::{self, GroupReport, Recorders, TargetFacts};
 use crate::target::{Snapshot, Target, TargetId};
 
 /// How many times a pick is retried when the picked target filled up in the meantime.
@@ -130,7 +130,7 @@ fn report(group: &TargetGroup, recorders: &Recorders) -> GroupReport {
             }
         })
         .collect();
-    metrics::report(group.name(), facts, |id| recorders.get(id))
+    stats::report(group.name(), facts, |id| recorders.get(id))
 }
 
 /// One snapshot of the group and the per-target services made for it, indexed alike. Held in
@@ -328,8 +328,8 @@ impl<S: Clone + 'static> Balance<S> {
 
     /// What this balancer's requests did, per target and in total: requests, responses by
     /// class, failures by kind, in flight, latency percentiles over the last
-    /// [`LATENCY_WINDOW`](crate::metrics::LATENCY_WINDOW), health and admin state. Shared by
-    /// every clone. See [`crate::metrics`].
+    /// [`LATENCY_WINDOW`](crate::stats::LATENCY_WINDOW), health and admin state. Shared by
+    /// every clone. See [`crate::stats`].
     ///
     /// ```
     /// use std::convert::Infallible;

@@ -25,10 +25,10 @@ use crate::client_ip::{ClientIpLayer, ClientIpResolver, ClientIpService, Trusted
 use crate::error::BoxError;
 use crate::group::TargetGroup;
 use crate::health::{HealthEvent, HealthSummary, OutlierDetection};
-use crate::metrics::GroupReport;
 use crate::retry::{ReplayBody, Retry, RetryLayer, RetryPolicy, RetryStats};
 use crate::route::error::InvalidRule;
 use crate::route::{Router, Rule};
+use crate::stats::GroupReport;
 use crate::sticky::{Sticky, StickyLayer};
 use crate::target::error::UnknownTarget;
 use crate::target::{Target, TargetId, TargetStats};

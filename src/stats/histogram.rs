@@ -1,5 +1,6 @@
 //! A bounded, lock-free latency histogram over a sliding window.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -27,6 +28,14 @@ pub(crate) fn bucket_of(us: u64) -> usize {
     }
     let sub = (us >> (exp - SUB_BITS)) & (SUB - 1);
     LINEAR as usize + (exp as usize - 4) * SUB as usize + sub as usize
+}
+
+/// The smallest latency (microseconds) that falls in `bucket`.
+pub(crate) fn lower_of(bucket: usize) -> u64 {
+    match bucket {
+        0 => 0,
+        b => upper_of(b - 1) + 1,
+    }
 }
 
 /// The largest latency (microseconds) that falls in `bucket`: what a percentile reports, so a
@@ -61,14 +70,21 @@ impl Slice {
 }
 
 /// Latencies of the last `window`, in `SLICES` slices of fixed buckets: a fixed size (about
-/// 4 KiB), no allocation after construction, one atomic add per sample (plus a reset when a
+/// 6 KiB), no allocation after construction, one atomic add per sample (plus a reset when a
 /// slice is reused, once per slice length).
+///
+/// A slice's counts are moved into `retired` when it is reused, so every sample since the
+/// window was made is also known ([`totals`](Self::totals), for cumulative histograms) at no
+/// cost per sample.
 #[derive(Debug)]
 pub(crate) struct Window {
     slices: [Slice; SLICES],
     slice_ns: u64,
     /// Where the window's time starts (on the clock samples are taken from).
     origin: quanta::Instant,
+    /// Counts of the slices reused so far, by bucket. Locked to move a slice's counts in (once
+    /// per slice length) and to read the totals, so a reader sees each sample exactly once.
+    retired: Mutex<[u64; BUCKETS]>,
 }
 
 impl Window {
@@ -79,6 +95,7 @@ impl Window {
             slices: std::array::from_fn(|_| Slice::new()),
             slice_ns: (ns / SLICES as u64).max(1_000_000),
             origin: quanta::Instant::now(),
+            retired: Mutex::new([0; BUCKETS]),
         }
     }
 
@@ -98,7 +115,7 @@ impl Window {
         let slice = &self.slices[(epoch % SLICES as u64) as usize];
         let seen = slice.epoch.load(Ordering::Acquire);
         if seen != epoch {
-            rotate(slice, seen, epoch);
+            self.rotate(slice, seen, epoch);
         }
         slice.counts[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
         if us > slice.max_us.load(Ordering::Relaxed) {
@@ -123,24 +140,39 @@ impl Window {
         }
         max
     }
-}
 
-/// Claims `slice` for `epoch` and clears it. Only a newer epoch takes a slice over: a late
-/// sample of an old slice is counted in the newer one rather than reviving stale counts.
-#[cold]
-fn rotate(slice: &Slice, seen: u64, epoch: u64) {
-    if seen != u64::MAX && seen > epoch {
-        return;
-    }
-    if slice
-        .epoch
-        .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        for c in slice.counts.iter() {
-            c.store(0, Ordering::Relaxed);
+    /// Adds every sample recorded since the window was made into `into`, by bucket.
+    pub(crate) fn totals(&self, into: &mut [u64; BUCKETS]) {
+        let retired = crate::util::lock(&self.retired);
+        for (sum, r) in into.iter_mut().zip(retired.iter()) {
+            *sum += r;
         }
-        slice.max_us.store(0, Ordering::Relaxed);
+        for s in &self.slices {
+            for (sum, c) in into.iter_mut().zip(s.counts.iter()) {
+                *sum += u64::from(c.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// Claims `slice` for `epoch` and clears it, moving its counts to the retired ones. Only a
+    /// newer epoch takes a slice over: a late sample of an old slice is counted in the newer
+    /// one rather than reviving stale counts.
+    #[cold]
+    fn rotate(&self, slice: &Slice, seen: u64, epoch: u64) {
+        if seen != u64::MAX && seen > epoch {
+            return;
+        }
+        if slice
+            .epoch
+            .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let mut retired = crate::util::lock(&self.retired);
+            for (r, c) in retired.iter_mut().zip(slice.counts.iter()) {
+                *r += u64::from(c.swap(0, Ordering::Relaxed));
+            }
+            slice.max_us.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -152,7 +184,7 @@ fn rotate(slice: &Slice, seen: u64, epoch: u64) {
 /// # Examples
 ///
 /// ```
-/// use tower_lb::metrics::LatencySummary;
+/// use tower_lb::stats::LatencySummary;
 ///
 /// let empty = LatencySummary::default();
 /// assert_eq!(empty.count(), 0);

@@ -7,13 +7,21 @@ use std::time::Duration;
 
 use quanta::Instant;
 
-use super::histogram::{BUCKETS, LatencySummary, Window};
+use super::histogram::{BUCKETS, LatencySummary, Window, lower_of, upper_of};
 use crate::classify::{FailureKind, Outcome};
 use crate::health::TargetHealthStatus;
 use crate::target::{AdminState, TargetId};
 
 /// How long the latency window of a report reaches back.
 pub const LATENCY_WINDOW: Duration = Duration::from_secs(60);
+
+/// The upper bounds (inclusive) of the cumulative latency buckets of a [`LatencyHistogram`],
+/// in microseconds; one more bucket takes everything slower. Prometheus' usual bounds, from
+/// 1 ms to 10 s. Filled from the window's finer buckets (see [`LatencyHistogram::from_fine`]).
+const BOUNDS_US: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
 
 /// Now, on the statistics' clock: `quanta`'s (the CPU's time-stamp counter where it is
 /// reliable, a few nanoseconds per read; the system's monotonic clock otherwise).
@@ -80,6 +88,14 @@ impl TargetRecorder {
         self.latency.record(end, us);
     }
 
+    /// Every latency since the target joined, from the window's totals (nothing is recorded
+    /// for it per request).
+    fn histogram(&self) -> LatencyHistogram {
+        let mut fine = [0u64; BUCKETS];
+        self.latency.totals(&mut fine);
+        LatencyHistogram::from_fine(&fine)
+    }
+
     fn read(&self) -> (ResponseCounts, FailureCounts) {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         (
@@ -137,7 +153,7 @@ impl Recorders {
 /// # Examples
 ///
 /// ```
-/// use tower_lb::metrics::ResponseCounts;
+/// use tower_lb::stats::ResponseCounts;
 ///
 /// let none = ResponseCounts::default();
 /// assert_eq!(none.class(5), 0);
@@ -178,7 +194,7 @@ impl ResponseCounts {
 /// # Examples
 ///
 /// ```
-/// use tower_lb::metrics::FailureCounts;
+/// use tower_lb::stats::FailureCounts;
 ///
 /// assert_eq!(FailureCounts::default().total(), 0);
 /// ```
@@ -219,6 +235,79 @@ impl FailureCounts {
     }
 }
 
+/// Every latency a target recorded since it joined its group, in fixed buckets (Prometheus'
+/// usual bounds, 1 ms to 10 s, and one for anything slower): what a Prometheus histogram
+/// exports, where [`LatencySummary`] is the recent window.
+///
+/// It is read from the same fine buckets as the window (at most 12.5 % wide), so it costs
+/// nothing per request: a latency counts in the first bucket whose bound is at least the upper
+/// edge of its fine bucket (like a percentile, it never understates: near a bound, up to
+/// 12.5 % faster latencies may count in the next bucket; below 16 µs and at bounds that are
+/// fine edges, it is exact). The sum takes each latency at its fine bucket's midpoint (within
+/// 6.25 %).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::stats::LatencyHistogram;
+///
+/// let h = LatencyHistogram::default();
+/// assert_eq!(LatencyHistogram::bounds()[0], Duration::from_millis(1));
+/// assert_eq!(h.counts().len(), LatencyHistogram::bounds().len() + 1);
+/// assert_eq!((h.count(), h.sum()), (0, Duration::ZERO));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyHistogram {
+    counts: [u64; BOUNDS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// From counts of the window's fine buckets.
+    fn from_fine(fine: &[u64; BUCKETS]) -> Self {
+        let mut h = LatencyHistogram::default();
+        for (b, &n) in fine.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let upper = upper_of(b);
+            h.counts[BOUNDS_US.partition_point(|&x| x < upper)] += n;
+            let mid = lower_of(b) + (upper - lower_of(b)) / 2;
+            h.sum_us = h.sum_us.saturating_add(n.saturating_mul(mid));
+        }
+        h
+    }
+
+    /// The buckets' upper bounds (inclusive), ascending; the last bucket of
+    /// [`counts`](Self::counts) has none.
+    pub fn bounds() -> &'static [Duration] {
+        const B: [Duration; BOUNDS_US.len()] = {
+            let mut b = [Duration::ZERO; BOUNDS_US.len()];
+            let mut i = 0;
+            while i < b.len() {
+                b[i] = Duration::from_micros(BOUNDS_US[i]);
+                i += 1;
+            }
+            b
+        };
+        &B
+    }
+    /// Latencies per bucket (not cumulative): `counts()[i]` above `bounds()[i - 1]` and at most
+    /// `bounds()[i]`; the last one above every bound.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+    /// Every latency recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+    /// Their sum (each at its fine bucket's midpoint: within 6.25 %).
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us)
+    }
+}
+
 /// One target's figures; part of a [`GroupReport`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetReport {
@@ -231,6 +320,7 @@ pub struct TargetReport {
     responses: ResponseCounts,
     failures: FailureCounts,
     latency: LatencySummary,
+    histogram: LatencyHistogram,
 }
 
 impl TargetReport {
@@ -269,6 +359,10 @@ impl TargetReport {
     /// Latency percentiles over the last [`LATENCY_WINDOW`].
     pub fn latency(&self) -> &LatencySummary {
         &self.latency
+    }
+    /// Every latency since it joined the group, in fixed buckets (for a Prometheus histogram).
+    pub fn latency_histogram(&self) -> &LatencyHistogram {
+        &self.histogram
     }
 }
 
@@ -363,7 +457,7 @@ pub(crate) fn report(
     let targets = facts
         .into_iter()
         .map(|f| {
-            let (r, fl, latency) = match recorder(&f.id) {
+            let (r, fl, latency, histogram) = match recorder(&f.id) {
                 Some(rec) => {
                     let (r, fl) = rec.read();
                     let mut counts = [0u64; BUCKETS];
@@ -372,7 +466,8 @@ pub(crate) fn report(
                         *g += c;
                     }
                     group_max = group_max.max(max);
-                    (r, fl, LatencySummary::from_counts(&counts, max))
+                    let h = rec.histogram();
+                    (r, fl, LatencySummary::from_counts(&counts, max), h)
                 }
                 None => Default::default(),
             };
@@ -388,6 +483,7 @@ pub(crate) fn report(
                 responses: r,
                 failures: fl,
                 latency,
+                histogram,
             }
         })
         .collect();
@@ -397,5 +493,42 @@ pub(crate) fn report(
         responses,
         failures,
         latency: LatencySummary::from_counts(&group_counts, group_max),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_from_the_fine_ones_and_across_reused_slices() {
+        let r = TargetRecorder::default();
+        let t0 = now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        // 0 and 500 µs: the first bucket; 1000 µs is in the fine bucket 960..=1023, so the
+        // second, as is 2000; 20 s and 2 h above every bound.
+        for us in [0, 500, 1_000, 2_000, 20_000_000, 7_200_000_000] {
+            r.record(200, None, t0, at(us));
+        }
+        let h = r.histogram();
+        assert_eq!(h.counts()[0], 2);
+        assert_eq!(h.counts()[1], 2);
+        assert_eq!(h.counts()[BOUNDS_US.len()], 2);
+        assert_eq!(h.count(), 6);
+        // Sums at fine midpoints: within 6.25 % of the latencies.
+        let m = TargetRecorder::default();
+        for us in [500, 1_000, 2_000, 20_000_000] {
+            m.record(200, None, t0, at(us));
+        }
+        let (sum, exact) = (m.histogram().sum().as_micros() as f64, 20_003_500.0);
+        assert!((sum - exact).abs() <= exact * 0.0625, "{sum} vs {exact}");
+        // Samples of slices that the window reuses stay counted: minutes later, all are there.
+        let later = t0 + Duration::from_secs(300);
+        r.record(200, None, later, later + Duration::from_micros(3));
+        let h2 = r.histogram();
+        assert_eq!(h2.count(), 7);
+        assert!(h2.counts().iter().zip(h.counts()).all(|(a, b)| a >= b));
+        assert_eq!(LatencyHistogram::bounds().len(), BOUNDS_US.len());
+        assert_eq!(LatencyHistogram::bounds()[12], Duration::from_secs(10));
     }
 }
