@@ -46,6 +46,8 @@
 //! - `governor`: keyed rate limits (`limit::RateLimitLayer`, GCRA on governor).
 //! - `axum`: [`client_ip::ClientIpLayer`] also reads axum's `ConnectInfo<SocketAddr>`.
 //! - `regex`: regular-expression path and header conditions in [`route`] rules.
+//! - `config`: `config::Config`, a registry of load balancers from TOML or YAML files, and
+//!   `config::Runtime::reload`, which applies a new file without losing a request.
 //! - `full`: everything.
 //!
 //! The short path: `lb::LoadBalancer` (feature `hyper`) builds the whole stack from one builder
@@ -65,6 +67,9 @@ mod body;
 pub mod breaker;
 pub mod classify;
 pub mod client_ip;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 pub mod discover;
 pub mod error;
 pub mod forward;
