@@ -787,7 +787,7 @@ fn check_sticky(s: &StickyConfig, path: &str) -> Result<(), ConfigError> {
     }
     // The layer's own checks (cookie name, path, domain, TTL), with a stand-in key.
     super::build::sticky_session(s, &[7u8; 32])
-        .build(&[])
+        .build(&[crate::group::TargetGroup::new("check")])
         .map_err(|e| ConfigError::invalid(path, e))?;
     Ok(())
 }

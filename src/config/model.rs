@@ -182,7 +182,7 @@ impl Default for LoadBalancerConfig {
 }
 
 /// A listener, carried as data (the library serves nothing by itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ListenerConfig {
