@@ -55,10 +55,10 @@ pub(crate) fn new_group(
         b = b.outlier_detection(o.clone());
     }
     if let Some(p) = &plan.panic {
-        b = b.panic_threshold(p.clone());
+        b = b.panic_threshold(*p);
     }
     if let Some(s) = &plan.slow_start {
-        b = b.slow_start(s.clone());
+        b = b.slow_start(*s);
     }
     let group = b
         .build()
@@ -71,12 +71,12 @@ pub(crate) fn new_group(
 pub(crate) fn start_health_check(plan: &Plan, group: &TargetGroup) -> Result<(), ConfigError> {
     match &plan.health_check {
         Some(check) => {
-            let check = check.build().map_err(|e| {
-                ConfigError::invalid(format!("{}.health_check", plan.path), e)
-            })?;
-            group.health_check(check).map_err(|e| {
-                ConfigError::invalid(format!("{}.health_check", plan.path), e)
-            })?;
+            let check = check
+                .build()
+                .map_err(|e| ConfigError::invalid(format!("{}.health_check", plan.path), e))?;
+            group
+                .health_check(check)
+                .map_err(|e| ConfigError::invalid(format!("{}.health_check", plan.path), e))?;
         }
         None => {
             group.stop_health_check();

@@ -10,8 +10,8 @@ use http::Method;
 use super::error::ConfigError;
 use super::model::*;
 use crate::algorithm::{
-    Algorithm, HashRing, LeastConnections, Maglev, P2cInFlight, P2cPeakEwma, RoundRobin,
-    Selector, SmoothWeightedRoundRobin, Targets, WeightedRandom,
+    Algorithm, HashRing, LeastConnections, Maglev, P2cInFlight, P2cPeakEwma, RoundRobin, Selector,
+    SmoothWeightedRoundRobin, Targets, WeightedRandom,
 };
 use crate::client_ip::TrustedProxies;
 use crate::health::{OutlierDetection, PanicThreshold, SlowStart};
@@ -130,7 +130,10 @@ pub(crate) fn compile(config: &Config) -> Result<Vec<Plan>, ConfigError> {
         if let Some(first) = names.get(&plan.name) {
             return Err(ConfigError::invalid(
                 format!("{}.name", plan.path),
-                format!("load balancer `{}` is already defined at {first}", plan.name),
+                format!(
+                    "load balancer `{}` is already defined at {first}",
+                    plan.name
+                ),
             ));
         }
         names.insert(plan.name.clone(), plan.path.clone());
@@ -139,7 +142,10 @@ pub(crate) fn compile(config: &Config) -> Result<Vec<Plan>, ConfigError> {
     };
     for (i, lb) in config.load_balancers.iter().enumerate() {
         let path = format!("load_balancers[{i}]");
-        add(compile_lb(lb.clone(), &path, &format!("{path}.rules"))?, &mut names)?;
+        add(
+            compile_lb(lb.clone(), &path, &format!("{path}.rules"))?,
+            &mut names,
+        )?;
     }
     match &config.load_balancer {
         Some(lb) => {
@@ -247,14 +253,18 @@ fn compile_lb(c: LoadBalancerConfig, path: &str, rules_base: &str) -> Result<Pla
                 if name == c.name || pools.iter().any(|(n, _)| *n == name) {
                     return Err(ConfigError::invalid(
                         format!("{rp}.targets"),
-                        format!("the pool of this rule's targets would be named `{name}`, which is taken"),
+                        format!(
+                            "the pool of this rule's targets would be named `{name}`, which is taken"
+                        ),
                     ));
                 }
                 for id in &set {
                     if let Some(other) = claimed.get(id) {
                         return Err(ConfigError::invalid(
                             format!("{rp}.targets"),
-                            format!("target `{id}` is already in the pool of rule `{other}` with other targets; rules that share a target must name the same targets"),
+                            format!(
+                                "target `{id}` is already in the pool of rule `{other}` with other targets; rules that share a target must name the same targets"
+                            ),
                         ));
                     }
                     claimed.insert(id.clone(), name.clone());
@@ -395,7 +405,10 @@ fn compile_lb(c: LoadBalancerConfig, path: &str, rules_base: &str) -> Result<Pla
         Some(r) => Some(retry(r, &p("retry"))?),
     };
 
-    for (field, d) in [("timeout", c.timeout), ("attempt_timeout", c.attempt_timeout)] {
+    for (field, d) in [
+        ("timeout", c.timeout),
+        ("attempt_timeout", c.attempt_timeout),
+    ] {
         if d.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::invalid(p(field), "must be longer than zero"));
         }
@@ -407,13 +420,20 @@ fn compile_lb(c: LoadBalancerConfig, path: &str, rules_base: &str) -> Result<Pla
                 None | Some("client_ip") => LimitKey::client_ip(),
                 Some("global") => LimitKey::global(),
                 Some(k) => match k.strip_prefix("header:") {
-                    Some(h) => LimitKey::header(http::HeaderName::from_bytes(h.trim().as_bytes()).map_err(
-                        |_| ConfigError::invalid(p("rate_limit.key"), format!("`{h}` is not a header name")),
-                    )?),
+                    Some(h) => LimitKey::header(
+                        http::HeaderName::from_bytes(h.trim().as_bytes()).map_err(|_| {
+                            ConfigError::invalid(
+                                p("rate_limit.key"),
+                                format!("`{h}` is not a header name"),
+                            )
+                        })?,
+                    ),
                     None => {
                         return Err(ConfigError::invalid(
                             p("rate_limit.key"),
-                            format!("unknown key `{k}`: use `client_ip`, `global` or `header:NAME`"),
+                            format!(
+                                "unknown key `{k}`: use `client_ip`, `global` or `header:NAME`"
+                            ),
                         ));
                     }
                 },
@@ -452,7 +472,9 @@ fn compile_lb(c: LoadBalancerConfig, path: &str, rules_base: &str) -> Result<Pla
                 Some((first, at)) if first != s => {
                     return Err(ConfigError::invalid(
                         sp,
-                        format!("sticky sessions cover the whole load balancer; this differs from the one at {at}"),
+                        format!(
+                            "sticky sessions cover the whole load balancer; this differs from the one at {at}"
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -461,7 +483,9 @@ fn compile_lb(c: LoadBalancerConfig, path: &str, rules_base: &str) -> Result<Pla
         }
     }
     let sticky = match (&c.sticky_sessions, sticky) {
-        (Some(lb), Some((rule, at))) if lb.enabled && *lb != StickyConfig::default() && *lb != rule => {
+        (Some(lb), Some((rule, at)))
+            if lb.enabled && *lb != StickyConfig::default() && *lb != rule =>
+        {
             return Err(ConfigError::invalid(
                 p("sticky_sessions"),
                 format!("differs from the sticky session at {at}; give it in one place"),
@@ -482,7 +506,10 @@ fn compile_lb(c: LoadBalancerConfig, path: &str, rules_base: &str) -> Result<Pla
     for (j, r) in c.rules.rules.iter().enumerate() {
         let rp = c.rules.path_of(&rules_base, j);
         if r.name.is_empty() {
-            return Err(ConfigError::invalid(format!("{rp}.name"), "a rule needs a name"));
+            return Err(ConfigError::invalid(
+                format!("{rp}.name"),
+                "a rule needs a name",
+            ));
         }
         if rule_paths.insert(r.name.clone(), rp.clone()).is_some() {
             return Err(ConfigError::invalid(
@@ -613,7 +640,14 @@ fn algorithm(a: &AlgorithmConfig, path: &str) -> Result<AnyAlgorithm, ConfigErro
     only(
         "seed",
         a.seed.is_some(),
-        &[K::Random, K::LeastConn, K::P2c, K::LeastTime, K::Ring, K::Maglev],
+        &[
+            K::Random,
+            K::LeastConn,
+            K::P2c,
+            K::LeastTime,
+            K::Ring,
+            K::Maglev,
+        ],
     )?;
     let seed = a.seed.map(u64::from);
     let bad = |field: &str, e: &dyn std::fmt::Display| {
@@ -884,13 +918,18 @@ fn rule(
                 at,
                 format!(
                     "unknown pool `{name}` (pools: {})",
-                    pools.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                    pools
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ))
         }
     };
-    let actions =
-        usize::from(r.pool.is_some()) + usize::from(!r.targets.is_empty()) + usize::from(!r.split.is_empty());
+    let actions = usize::from(r.pool.is_some())
+        + usize::from(!r.targets.is_empty())
+        + usize::from(!r.split.is_empty());
     if actions != 1 {
         return Err(ConfigError::invalid(
             path,
@@ -898,10 +937,16 @@ fn rule(
         ));
     }
     if r.weight.is_some() && r.targets.is_empty() {
-        return Err(ConfigError::invalid(p("weight"), "`weight` goes with `targets`"));
+        return Err(ConfigError::invalid(
+            p("weight"),
+            "`weight` goes with `targets`",
+        ));
     }
     if r.split_by.is_some() && r.split.is_empty() && r.weight.is_none() {
-        return Err(ConfigError::invalid(p("split_by"), "`split_by` goes with a split"));
+        return Err(ConfigError::invalid(
+            p("split_by"),
+            "`split_by` goes with a split",
+        ));
     }
     let split_key = |mut s: Split| -> Result<Split, ConfigError> {
         s = match r.split_by.as_deref() {
@@ -913,7 +958,9 @@ fn rule(
                 _ => {
                     return Err(ConfigError::invalid(
                         p("split_by"),
-                        format!("unknown split key `{k}`: use `random`, `client_ip`, `header:NAME` or `cookie:NAME`"),
+                        format!(
+                            "unknown split key `{k}`: use `random`, `client_ip`, `header:NAME` or `cookie:NAME`"
+                        ),
                     ));
                 }
             },
@@ -947,7 +994,10 @@ fn rule(
     }
     if let Some(d) = r.timeout {
         if d.is_zero() {
-            return Err(ConfigError::invalid(p("timeout"), "must be longer than zero"));
+            return Err(ConfigError::invalid(
+                p("timeout"),
+                "must be longer than zero",
+            ));
         }
         rule = rule.timeout(d);
     }

@@ -42,7 +42,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(kind: ConfigErrorKind, path: impl Into<String>, message: impl fmt::Display) -> Self {
+    pub(crate) fn new(
+        kind: ConfigErrorKind,
+        path: impl Into<String>,
+        message: impl fmt::Display,
+    ) -> Self {
         // Messages may quote input; keep them short.
         let mut message = message.to_string();
         if message.len() > 512 {

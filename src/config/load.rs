@@ -57,6 +57,20 @@ fn blank(text: &str) -> bool {
     })
 }
 
+/// The parser's message without the path and location it adds (kept apart here).
+fn yaml_message(e: &serde_norway::Error) -> String {
+    let mut message = e.to_string();
+    if let Some(at) = message.find(" at line ") {
+        message.truncate(at);
+    }
+    if let Some((head, rest)) = message.split_once(": ") {
+        if !head.contains(char::is_whitespace) && !rest.is_empty() {
+            message = rest.to_owned();
+        }
+    }
+    message
+}
+
 fn path_of(p: &serde_path_to_error::Path) -> String {
     let s = p.to_string();
     if s == "." { String::new() } else { s }
@@ -88,22 +102,19 @@ impl Config {
         if blank(text) {
             return Ok(Config::default());
         }
+        // Syntax first, so that a syntax error is reported as one (without a path).
+        if let Err(e) = serde_norway::from_str::<serde_norway::Value>(text) {
+            let location = e.location().map(|l| (l.line(), l.column()));
+            return Err(
+                ConfigError::new(ConfigErrorKind::Syntax, "", yaml_message(&e)).at(location),
+            );
+        }
         let de = serde_norway::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = path_of(e.path());
             let inner = e.into_inner();
             let location = inner.location().map(|l| (l.line(), l.column()));
-            let mut message = inner.to_string();
-            // The location is kept apart; drop its copy from the message.
-            if let Some(at) = message.find(" at line ") {
-                message.truncate(at);
-            }
-            let kind = if path.is_empty() && !message.contains("unknown field") {
-                ConfigErrorKind::Syntax
-            } else {
-                ConfigErrorKind::Invalid
-            };
-            ConfigError::new(kind, path, message).at(location)
+            ConfigError::new(ConfigErrorKind::Invalid, path, yaml_message(&inner)).at(location)
         })
     }
 
@@ -129,17 +140,28 @@ impl Config {
             }
         };
         let meta = std::fs::metadata(path).map_err(|e| {
-            ConfigError::new(ConfigErrorKind::Io, "", format_args!("`{}`: {e}", path.display()))
+            ConfigError::new(
+                ConfigErrorKind::Io,
+                "",
+                format_args!("`{}`: {e}", path.display()),
+            )
         })?;
         if meta.len() > MAX_CONFIG_BYTES as u64 {
             return Err(ConfigError::new(
                 ConfigErrorKind::Io,
                 "",
-                format_args!("`{}` is larger than {MAX_CONFIG_BYTES} bytes", path.display()),
+                format_args!(
+                    "`{}` is larger than {MAX_CONFIG_BYTES} bytes",
+                    path.display()
+                ),
             ));
         }
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(ConfigErrorKind::Io, "", format_args!("`{}`: {e}", path.display()))
+            ConfigError::new(
+                ConfigErrorKind::Io,
+                "",
+                format_args!("`{}`: {e}", path.display()),
+            )
         })?;
         parse(&text)
     }
@@ -184,13 +206,11 @@ impl Config {
 
     /// Writes the configuration as TOML (it reads back equal).
     pub fn to_toml_string(&self) -> Result<String, ConfigError> {
-        toml::to_string(self)
-            .map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, "", e))
+        toml::to_string(self).map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, "", e))
     }
 
     /// Writes the configuration as YAML (it reads back equal).
     pub fn to_yaml_string(&self) -> Result<String, ConfigError> {
-        serde_norway::to_string(self)
-            .map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, "", e))
+        serde_norway::to_string(self).map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, "", e))
     }
 }

@@ -130,10 +130,18 @@ pub struct LoadBalancerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryConfig>,
     /// A deadline for the whole request, retries included.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// A deadline for each attempt.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attempt_timeout: Option<Duration>,
     /// A rate limit per client (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,13 +353,25 @@ pub struct AlgorithmConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u32>,
     /// `least_time`: how fast old latency is forgotten.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub decay: Option<Duration>,
     /// `least_time`: the latency assumed for a target not measured yet.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_rtt: Option<Duration>,
     /// `least_time`: the latency a failure counts as.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_penalty: Option<Duration>,
     /// `ring` and `maglev`: what requests are placed by: `client_ip`, `path`,
     /// `header:NAME`, `cookie:NAME` or `query:NAME`.
@@ -396,10 +416,18 @@ pub struct HealthCheckConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Time between two checks of one target.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interval: Option<Duration>,
     /// How long one check may take.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Passing checks in a row that make a target healthy (`rise`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -435,10 +463,18 @@ pub struct OutlierConfig {
     pub failure_rate: Option<FailureRateConfig>,
     /// The first ejection's length, multiplied by the number of ejections (nginx
     /// `fail_timeout`).
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub base_ejection_time: Option<Duration>,
     /// The longest ejection.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_ejection_time: Option<Duration>,
     /// The largest share of the group ejected at once, `0..=1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -507,10 +543,18 @@ pub struct BreakerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_requests: Option<u32>,
     /// The window (default 60 s).
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interval: Option<Duration>,
     /// How long it stays open before half-open probes (default 30 s).
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub half_open_timeout: Option<Duration>,
 }
 
@@ -553,7 +597,11 @@ pub struct RetryConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<bool>,
     /// The longest `Retry-After` honoured.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retry_after_cap: Option<Duration>,
     /// The retry budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -636,7 +684,11 @@ pub struct StickyConfig {
     #[serde(default = "default_cookie")]
     pub cookie: String,
     /// The cookie's lifetime (default 1 h).
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl: Option<Duration>,
     /// The signing key, at least 32 bytes, shared by every instance. When absent, a random
     /// key is made once per load balancer and process (cookies then hold across reloads but
@@ -814,7 +866,11 @@ pub struct RuleConfig {
     )]
     pub sticky_session: Option<StickyConfig>,
     /// A deadline for requests this rule takes.
-    #[serde(default, with = "de::opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "de::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Remove this path prefix before forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]

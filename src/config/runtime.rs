@@ -107,7 +107,10 @@ impl<B> Clone for Runtime<B> {
 impl<B> fmt::Debug for Runtime<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
-            .field("load_balancers", &self.inner.state.load().lbs.keys().collect::<Vec<_>>())
+            .field(
+                "load_balancers",
+                &self.inner.state.load().lbs.keys().collect::<Vec<_>>(),
+            )
             .field("stats", &self.stats())
             .finish()
     }
@@ -421,7 +424,10 @@ where
         for live in lbs.values() {
             if report.updated.contains(&live.plan.name) || report.rebuilt.contains(&live.plan.name)
             {
-                let old_health = old.lbs.get(&live.plan.name).map(|l| &l.plan.config.health_check);
+                let old_health = old
+                    .lbs
+                    .get(&live.plan.name)
+                    .map(|l| &l.plan.config.health_check);
                 if old_health != Some(&live.plan.config.health_check) {
                     for group in live.lb.pools() {
                         if let Err(e) = build::start_health_check(&live.plan, group) {
@@ -503,20 +509,19 @@ impl<B> Clone for LiveService<B> {
 
 impl<B> fmt::Debug for LiveService<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LiveService").field("name", &self.name).finish()
+        f.debug_struct("LiveService")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 /// The future of a [`LiveService`].
-pub type LiveFuture<B> = Either<
-    Oneshot<LoadBalancer<B>, Request<B>>,
-    Ready<Result<Response<ResponseBody>, Infallible>>,
->;
+pub type LiveFuture<B> =
+    Either<Oneshot<LoadBalancer<B>, Request<B>>, Ready<Result<Response<ResponseBody>, Infallible>>>;
 
 impl<B> Service<Request<B>> for LiveService<B>
 where
-    LoadBalancer<B>:
-        Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    LoadBalancer<B>: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
@@ -596,20 +601,21 @@ where
         };
         let name = file.file_name().map(|n| n.to_os_string());
         let (tx, mut rx) = tokio::sync::watch::channel(0u64);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if event.kind.is_access() {
-                return;
-            }
-            if event
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-            {
-                tx.send_modify(|n| *n += 1);
-            }
-        })
-        .map_err(|e| io(&e))?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                if event.kind.is_access() {
+                    return;
+                }
+                if event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+                {
+                    tx.send_modify(|n| *n += 1);
+                }
+            })
+            .map_err(|e| io(&e))?;
         watcher
             .watch(&dir, notify::RecursiveMode::NonRecursive)
             .map_err(|e| io(&e))?;

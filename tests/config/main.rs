@@ -47,9 +47,19 @@ async fn every_example_config_loads_validates_builds_and_round_trips() {
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(!runtime.registry().list().is_empty(), "{}", file.display());
         let toml = config.to_toml_string().unwrap();
-        assert_eq!(Config::from_toml_str(&toml).unwrap(), config, "{}", file.display());
+        assert_eq!(
+            Config::from_toml_str(&toml).unwrap(),
+            config,
+            "{}",
+            file.display()
+        );
         let yaml = config.to_yaml_string().unwrap();
-        assert_eq!(Config::from_yaml_str(&yaml).unwrap(), config, "{}", file.display());
+        assert_eq!(
+            Config::from_yaml_str(&yaml).unwrap(),
+            config,
+            "{}",
+            file.display()
+        );
     }
 }
 
@@ -88,7 +98,10 @@ async fn the_seed_api_blocks_load_as_written() {
     let listeners = &config.load_balancer.as_ref().unwrap().listeners;
     assert_eq!(listeners.len(), 2);
     assert!(listeners[0].ssl.is_none());
-    assert_eq!(listeners[1].ssl.as_ref().unwrap().certificate, "/etc/ssl/cert.pem");
+    assert_eq!(
+        listeners[1].ssl.as_ref().unwrap().certificate,
+        "/etc/ssl/cert.pem"
+    );
 }
 
 fn refused(yaml: &str) -> ConfigError {
@@ -111,7 +124,11 @@ fn a_zero_weight_is_refused_at_its_path() {
     ));
     assert_eq!(e.kind(), ConfigErrorKind::Invalid);
     assert_eq!(e.path(), "load_balancers[1].targets[1].weight");
-    assert!(e.to_string().starts_with("load_balancers[1].targets[1].weight: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("load_balancers[1].targets[1].weight: "),
+        "{e}"
+    );
 }
 
 #[test]
@@ -143,7 +160,9 @@ rules:
 
 #[test]
 fn a_bad_duration_is_refused_at_its_path() {
-    let e = refused(&format!("{TWO}    health_check: {{ interval: 10 parsecs }}\n"));
+    let e = refused(&format!(
+        "{TWO}    health_check: {{ interval: 10 parsecs }}\n"
+    ));
     assert_eq!(e.path(), "load_balancers[0].health_check.interval");
     assert!(e.message().contains("invalid duration"), "{e}");
     let e = refused(&format!("{TWO}    health_check: {{ interval: 10 }}\n"));
@@ -168,7 +187,8 @@ fn an_unknown_field_is_refused_at_its_path() {
         e.path()
     );
     assert!(e.message().contains("unknown field `intervall`"), "{e}");
-    let e = Config::from_toml_str("[[load_balancers]]\nname = \"x\"\nalgoritm = \"p2c\"\n").unwrap_err();
+    let e = Config::from_toml_str("[[load_balancers]]\nname = \"x\"\nalgoritm = \"p2c\"\n")
+        .unwrap_err();
     assert!(e.path().starts_with("load_balancers[0]"), "{}", e.path());
     assert!(e.message().contains("unknown field `algoritm`"), "{e}");
 }
@@ -187,7 +207,9 @@ fn a_bad_address_is_refused_at_its_path() {
 fn more_values_are_refused_at_their_paths() {
     let cases = [
         (
-            format!("{TWO}  - name: two\n    rules:\n      - {{ name: r, path: 'api/*', pool: two }}\n"),
+            format!(
+                "{TWO}  - name: two\n    rules:\n      - {{ name: r, path: 'api/*', pool: two }}\n"
+            ),
             "load_balancers[1].rules[0].path",
         ),
         (
@@ -210,10 +232,7 @@ fn more_values_are_refused_at_their_paths() {
             format!("{TWO}    trusted_proxies: [10.0.0.0/8, not-an-ip]\n"),
             "load_balancers[0].trusted_proxies[1]",
         ),
-        (
-            format!("{TWO}  - name: one\n"),
-            "load_balancers[1].name",
-        ),
+        (format!("{TWO}  - name: one\n"), "load_balancers[1].name"),
         (
             format!("{TWO}    circuit_breaker: {{ threshold: 1.5 }}\n"),
             "load_balancers[0].circuit_breaker",
@@ -253,13 +272,14 @@ async fn backend(name: &'static str, hits: Arc<AtomicUsize>) -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             let hits = hits.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name))))
-                    }
-                });
+                let svc =
+                    hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name))))
+                        }
+                    });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -274,7 +294,11 @@ async fn backend(name: &'static str, hits: Arc<AtomicUsize>) -> SocketAddr {
 /// coming and going; every 10th is invalid in one of several ways.
 fn churn_config(i: usize, addr: &BTreeMap<&str, SocketAddr>) -> String {
     let mut targets = vec![
-        format!("{{ id = \"a\", address = \"{}\", weight = {} }}", addr["a"], 1 + i % 3),
+        format!(
+            "{{ id = \"a\", address = \"{}\", weight = {} }}",
+            addr["a"],
+            1 + i % 3
+        ),
         format!("{{ id = \"d\", address = \"{}\" }}", addr["d"]),
     ];
     if i % 2 == 0 {
@@ -284,10 +308,16 @@ fn churn_config(i: usize, addr: &BTreeMap<&str, SocketAddr>) -> String {
     }
     if i % 10 == 9 {
         match i / 10 % 4 {
-            0 => targets.push(format!("{{ id = \"z\", address = \"{}\", weight = 0 }}", addr["a"])),
+            0 => targets.push(format!(
+                "{{ id = \"z\", address = \"{}\", weight = 0 }}",
+                addr["a"]
+            )),
             1 => targets.push("{ id = \"z\", address = \"http://nope/\" }".into()),
             2 => targets.push(format!("{{ id = \"a\", address = \"{}\" }}", addr["a"])),
-            _ => targets.push(format!("{{ id = \"z\", address = \"{}\", wieght = 2 }}", addr["a"])),
+            _ => targets.push(format!(
+                "{{ id = \"z\", address = \"{}\", wieght = 2 }}",
+                addr["a"]
+            )),
         }
     }
     let mut text = format!(
@@ -336,13 +366,16 @@ async fn reloads_under_load() {
     let sent = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for c in 0..4 {
-        let (api, stop, statuses, sent) = (api.clone(), stop.clone(), statuses.clone(), sent.clone());
+        let (api, stop, statuses, sent) =
+            (api.clone(), stop.clone(), statuses.clone(), sent.clone());
         clients.push(tokio::spawn(async move {
             let mut n = 0usize;
             while !stop.load(Ordering::SeqCst) && n < 100_000 {
                 n += 1;
                 sent.fetch_add(1, Ordering::SeqCst);
-                let req = Request::get(format!("/p/{c}/{n}")).body(String::new()).unwrap();
+                let req = Request::get(format!("/p/{c}/{n}"))
+                    .body(String::new())
+                    .unwrap();
                 let rsp = api.clone().oneshot(req).await.unwrap();
                 let status = rsp.status().as_u16();
                 rsp.into_body().collect().await.expect("whole body");
@@ -360,21 +393,46 @@ async fn reloads_under_load() {
         std::fs::write(&file, churn_config(i, &addr)).unwrap();
         let result = runtime.reload_from_path(&file);
         let lb = runtime.registry().get("api").unwrap();
-        let ids: Vec<String> = lb.group().targets().iter().map(|t| t.id().to_string()).collect();
+        let ids: Vec<String> = lb
+            .group()
+            .targets()
+            .iter()
+            .map(|t| t.id().to_string())
+            .collect();
         if i % 10 == 9 {
             let e = result.expect_err("every 10th is invalid");
             assert!(e.path().starts_with("load_balancers[0].targets["), "{e}");
-            assert!(Arc::ptr_eq(&in_force, &runtime.config()), "refused: nothing changed");
-            let expected = if (i - 1) % 2 == 0 { ["a", "b", "d"] } else { ["a", "c", "d"] };
+            assert!(
+                Arc::ptr_eq(&in_force, &runtime.config()),
+                "refused: nothing changed"
+            );
+            let expected = if (i - 1) % 2 == 0 {
+                ["a", "b", "d"]
+            } else {
+                ["a", "c", "d"]
+            };
             assert_eq!(ids, expected, "reload {i}: targets unchanged");
-            assert_eq!(runtime.registry().list().contains(&"side".to_owned()), (i - 1) % 5 < 2);
+            assert_eq!(
+                runtime.registry().list().contains(&"side".to_owned()),
+                (i - 1) % 5 < 2
+            );
         } else {
             let report = result.unwrap_or_else(|e| panic!("reload {i}: {e}"));
-            assert!(report.unchanged.is_empty() || report.unchanged == ["side"], "{report:?}");
+            assert!(
+                report.unchanged.is_empty() || report.unchanged == ["side"],
+                "{report:?}"
+            );
             in_force = runtime.config();
-            let expected = if i % 2 == 0 { ["a", "b", "d"] } else { ["a", "c", "d"] };
+            let expected = if i % 2 == 0 {
+                ["a", "b", "d"]
+            } else {
+                ["a", "c", "d"]
+            };
             assert_eq!(ids, expected, "reload {i}");
-            assert_eq!(runtime.registry().list().contains(&"side".to_owned()), i % 5 < 2);
+            assert_eq!(
+                runtime.registry().list().contains(&"side".to_owned()),
+                i % 5 < 2
+            );
         }
         // The same group, the same live state for the targets that stay.
         assert_eq!(lb.group().stats().len(), 3);
@@ -385,7 +443,10 @@ async fn reloads_under_load() {
             .map(|s| (s.id().to_string(), s))
             .collect();
         assert_eq!(stats["d"].admin(), AdminState::Disabled, "reload {i}");
-        assert!(stats["a"].requests() >= last_a, "reload {i}: a's counters went back");
+        assert!(
+            stats["a"].requests() >= last_a,
+            "reload {i}: a's counters went back"
+        );
         last_a = stats["a"].requests();
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
@@ -400,12 +461,30 @@ async fn reloads_under_load() {
     let statuses = statuses.lock().unwrap().clone();
     let answered: usize = statuses.values().sum();
     let reached: usize = hits.values().map(|h| h.load(Ordering::SeqCst)).sum();
-    println!("sent {}, statuses {statuses:?}, backends {:?}", sent.load(Ordering::SeqCst), hits);
-    assert_eq!(answered, sent.load(Ordering::SeqCst), "one outcome per request");
-    assert_eq!(statuses.keys().copied().collect::<Vec<_>>(), [200], "no request lost");
-    assert_eq!(reached, answered, "each request reached exactly one backend once");
+    println!(
+        "sent {}, statuses {statuses:?}, backends {:?}",
+        sent.load(Ordering::SeqCst),
+        hits
+    );
+    assert_eq!(
+        answered,
+        sent.load(Ordering::SeqCst),
+        "one outcome per request"
+    );
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "no request lost"
+    );
+    assert_eq!(
+        reached, answered,
+        "each request reached exactly one backend once"
+    );
     assert_eq!(hits["d"].load(Ordering::SeqCst), 0, "disabled all along");
-    assert!(answered > 100, "traffic flowed during the reloads: {answered}");
+    assert!(
+        answered > 100,
+        "traffic flowed during the reloads: {answered}"
+    );
     // `a` stayed through all 100 reloads: its counter saw every request it served.
     let a = runtime.registry().get("api").unwrap().group().stats();
     let a = a.iter().find(|s| s.id().as_str() == "a").unwrap();
@@ -418,7 +497,8 @@ async fn a_watched_file_is_reloaded_on_change_and_a_broken_one_is_refused() {
     let dir = std::env::temp_dir().join(format!("tower-lb-config-watch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("lb.toml");
-    let one = "[[load_balancers]]\nname = \"w\"\ntargets = [{ id = \"a\", address = \"127.0.0.1:1\" }]\n";
+    let one =
+        "[[load_balancers]]\nname = \"w\"\ntargets = [{ id = \"a\", address = \"127.0.0.1:1\" }]\n";
     std::fs::write(&file, one).unwrap();
     let runtime = Config::from_path(&file).unwrap().build::<String>().unwrap();
     let _watcher = runtime.watch(&file, Duration::from_millis(50)).unwrap();
@@ -432,7 +512,11 @@ async fn a_watched_file_is_reloaded_on_change_and_a_broken_one_is_refused() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(len(), 2, "the change was applied");
-    std::fs::write(&file, "[[load_balancers]]\nname = \"w\"\ntargets = [{ id = \"a\" }]\n").unwrap();
+    std::fs::write(
+        &file,
+        "[[load_balancers]]\nname = \"w\"\ntargets = [{ id = \"a\" }]\n",
+    )
+    .unwrap();
     for _ in 0..200 {
         if runtime.stats().rejected == 1 {
             break;
@@ -441,7 +525,13 @@ async fn a_watched_file_is_reloaded_on_change_and_a_broken_one_is_refused() {
     }
     assert_eq!(runtime.stats().rejected, 1, "the broken file was refused");
     assert_eq!(len(), 2, "and the configuration in force stayed");
-    assert!(runtime.last_error().unwrap().path().starts_with("load_balancers[0].targets[0]"));
+    assert!(
+        runtime
+            .last_error()
+            .unwrap()
+            .path()
+            .starts_with("load_balancers[0].targets[0]")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -449,8 +539,12 @@ async fn a_watched_file_is_reloaded_on_change_and_a_broken_one_is_refused() {
 /// changes outlier detection starts the groups afresh, and says so.
 #[tokio::test]
 async fn the_report_says_what_changed_and_how() {
-    let base = "[[load_balancers]]\nname = \"x\"\ntargets = [{ id = \"a\", address = \"127.0.0.1:1\" }]\n";
-    let runtime = Config::from_toml_str(base).unwrap().build::<String>().unwrap();
+    let base =
+        "[[load_balancers]]\nname = \"x\"\ntargets = [{ id = \"a\", address = \"127.0.0.1:1\" }]\n";
+    let runtime = Config::from_toml_str(base)
+        .unwrap()
+        .build::<String>()
+        .unwrap();
     let group = runtime.registry().get("x").unwrap().group().clone();
     group.set_admin(&"a".into(), AdminState::Disabled).unwrap();
 
@@ -459,14 +553,27 @@ async fn the_report_says_what_changed_and_how() {
         .unwrap();
     assert_eq!(r.updated, ["x"]);
     let r = runtime
-        .reload(Config::from_toml_str(&format!("{base}algorithm = \"p2c\"\n[load_balancers.circuit_breaker]\nthreshold = 0.3\n")).unwrap())
+        .reload(
+            Config::from_toml_str(&format!(
+                "{base}algorithm = \"p2c\"\n[load_balancers.circuit_breaker]\nthreshold = 0.3\n"
+            ))
+            .unwrap(),
+        )
         .unwrap();
     assert_eq!(r.rebuilt, ["x"]);
     let now = runtime.registry().get("x").unwrap();
-    assert_eq!(now.group().admin(&"a".into()).unwrap(), AdminState::Disabled);
+    assert_eq!(
+        now.group().admin(&"a".into()).unwrap(),
+        AdminState::Disabled
+    );
     assert!(now.stats().breaker().is_some());
     let r = runtime
-        .reload(Config::from_toml_str(&format!("{base}[load_balancers.outlier_detection]\nconsecutive_failures = 2\n")).unwrap())
+        .reload(
+            Config::from_toml_str(&format!(
+                "{base}[load_balancers.outlier_detection]\nconsecutive_failures = 2\n"
+            ))
+            .unwrap(),
+        )
         .unwrap();
     assert_eq!(r.reset, ["x"]);
     let now = runtime.registry().get("x").unwrap();

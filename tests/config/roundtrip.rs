@@ -32,8 +32,15 @@ fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
 }
 
 fn target() -> impl Strategy<Value = TargetConfig> {
-    (name(), text(), any::<u32>(), any::<Option<u32>>(), any::<bool>(), labels()).prop_map(
-        |(id, address, weight, max_conns, backup, labels)| {
+    (
+        name(),
+        text(),
+        any::<u32>(),
+        any::<Option<u32>>(),
+        any::<bool>(),
+        labels(),
+    )
+        .prop_map(|(id, address, weight, max_conns, backup, labels)| {
             let mut t = TargetConfig::default();
             t.id = id;
             t.address = address;
@@ -42,8 +49,7 @@ fn target() -> impl Strategy<Value = TargetConfig> {
             t.backup = backup;
             t.labels = labels;
             t
-        },
-    )
+        })
 }
 
 fn algorithm() -> impl Strategy<Value = AlgorithmConfig> {
@@ -68,19 +74,21 @@ fn algorithm() -> impl Strategy<Value = AlgorithmConfig> {
         proptest::option::of(duration()),
         proptest::option::of(text()),
     )
-        .prop_map(|(kind, seed, bias, vnodes, bounded_load, table_size, decay, rtt, key)| {
-            let mut a = AlgorithmConfig::new(kind);
-            a.seed = seed;
-            a.bias = bias;
-            a.vnodes = vnodes;
-            a.bounded_load = bounded_load;
-            a.table_size = table_size;
-            a.decay = decay;
-            a.default_rtt = rtt;
-            a.failure_penalty = decay;
-            a.key = key;
-            a
-        })
+        .prop_map(
+            |(kind, seed, bias, vnodes, bounded_load, table_size, decay, rtt, key)| {
+                let mut a = AlgorithmConfig::new(kind);
+                a.seed = seed;
+                a.bias = bias;
+                a.vnodes = vnodes;
+                a.bounded_load = bounded_load;
+                a.table_size = table_size;
+                a.decay = decay;
+                a.default_rtt = rtt;
+                a.failure_penalty = decay;
+                a.key = key;
+                a
+            },
+        )
 }
 
 fn sticky() -> impl Strategy<Value = StickyConfig> {
@@ -100,18 +108,20 @@ fn sticky() -> impl Strategy<Value = StickyConfig> {
         proptest::option::of(text()),
         proptest::option::of(text()),
     )
-        .prop_map(|(enabled, cookie, ttl, key, old_keys, secure, same_site, path, domain)| {
-            let mut s = StickyConfig::from(enabled);
-            s.cookie = cookie;
-            s.ttl = ttl;
-            s.key = key;
-            s.old_keys = old_keys;
-            s.secure = secure;
-            s.same_site = same_site;
-            s.path = path;
-            s.domain = domain;
-            s
-        })
+        .prop_map(
+            |(enabled, cookie, ttl, key, old_keys, secure, same_site, path, domain)| {
+                let mut s = StickyConfig::from(enabled);
+                s.cookie = cookie;
+                s.ttl = ttl;
+                s.key = key;
+                s.old_keys = old_keys;
+                s.secure = secure;
+                s.same_site = same_site;
+                s.path = path;
+                s.domain = domain;
+                s
+            },
+        )
 }
 
 fn rule() -> impl Strategy<Value = RuleConfig> {
@@ -151,16 +161,15 @@ fn rule() -> impl Strategy<Value = RuleConfig> {
         r.pool = a.0;
         r.targets = a.1;
         r.weight = a.2;
-        r.split = a
-            .3
-            .into_iter()
-            .map(|(pool, weight)| {
-                let mut s = SplitConfig::default();
-                s.pool = pool;
-                s.weight = weight;
-                s
-            })
-            .collect();
+        r.split =
+            a.3.into_iter()
+                .map(|(pool, weight)| {
+                    let mut s = SplitConfig::default();
+                    s.pool = pool;
+                    s.weight = weight;
+                    s
+                })
+                .collect();
         r.split_by = a.4;
         r.sticky_session = a.5;
         r.timeout = a.6;
@@ -194,12 +203,22 @@ fn load_balancer() -> impl Strategy<Value = LoadBalancerConfig> {
             proptest::option::of(duration()),
             any::<Option<u32>>(),
         )),
-        proptest::option::of((any::<Option<u32>>(), proptest::option::of((float(), duration(), any::<u32>())), proptest::option::of(duration()), proptest::option::of(float()))),
+        proptest::option::of((
+            any::<Option<u32>>(),
+            proptest::option::of((float(), duration(), any::<u32>())),
+            proptest::option::of(duration()),
+            proptest::option::of(float()),
+        )),
         proptest::option::of((proptest::option::of(float()), any::<bool>(), any::<bool>())),
         proptest::option::of((duration(), proptest::option::of(float()))),
     );
     let b = (
-        proptest::option::of((any::<bool>(), proptest::option::of(float()), any::<Option<u32>>(), proptest::option::of(duration()))),
+        proptest::option::of((
+            any::<bool>(),
+            proptest::option::of(float()),
+            any::<Option<u32>>(),
+            proptest::option::of(duration()),
+        )),
         proptest::option::of((
             any::<Option<u32>>(),
             proptest::option::of(proptest::collection::vec(any::<u16>(), 0..3)),
@@ -209,27 +228,39 @@ fn load_balancer() -> impl Strategy<Value = LoadBalancerConfig> {
             proptest::option::of((duration(), any::<u32>(), float())),
         )),
         proptest::option::of(duration()),
-        proptest::option::of((any::<bool>(), any::<u32>(), duration(), proptest::option::of(text()))),
+        proptest::option::of((
+            any::<bool>(),
+            any::<u32>(),
+            duration(),
+            proptest::option::of(text()),
+        )),
         proptest::option::of(sticky()),
         proptest::collection::vec(text(), 0..2),
         rules(),
-        proptest::collection::vec((any::<u16>(), proptest::option::of(text()), proptest::option::of((text(), text())), any::<bool>()), 0..2),
+        proptest::collection::vec(
+            (
+                any::<u16>(),
+                proptest::option::of(text()),
+                proptest::option::of((text(), text())),
+                any::<bool>(),
+            ),
+            0..2,
+        ),
     );
     (a, b).prop_map(|(a, b)| {
         let mut lb = LoadBalancerConfig::default();
         lb.name = a.0;
         lb.algorithm = a.1;
         lb.targets = a.2;
-        lb.pools = a
-            .3
-            .into_iter()
-            .map(|(name, targets)| {
-                let mut p = PoolConfig::default();
-                p.name = name;
-                p.targets = targets;
-                p
-            })
-            .collect();
+        lb.pools =
+            a.3.into_iter()
+                .map(|(name, targets)| {
+                    let mut p = PoolConfig::default();
+                    p.name = name;
+                    p.targets = targets;
+                    p
+                })
+                .collect();
         lb.health_check = a.4.map(|(enabled, path, interval, rise)| {
             let mut h = HealthCheckConfig::default();
             h.enabled = enabled;
@@ -278,30 +309,31 @@ fn load_balancer() -> impl Strategy<Value = LoadBalancerConfig> {
             c.half_open_timeout = interval;
             c
         });
-        lb.retry = b.1.map(|(max, statuses, methods, errors, backoff, budget)| {
-            let mut r = RetryConfig::default();
-            r.max_attempts = max;
-            r.statuses = statuses;
-            r.idempotent_methods = methods;
-            r.retry_errors = errors;
-            r.jitter = errors;
-            r.body_limit = max;
-            r.backoff = backoff.map(|(base, cap)| {
-                let mut x = BackoffConfig::default();
-                x.base = base;
-                x.cap = cap;
-                x
+        lb.retry =
+            b.1.map(|(max, statuses, methods, errors, backoff, budget)| {
+                let mut r = RetryConfig::default();
+                r.max_attempts = max;
+                r.statuses = statuses;
+                r.idempotent_methods = methods;
+                r.retry_errors = errors;
+                r.jitter = errors;
+                r.body_limit = max;
+                r.backoff = backoff.map(|(base, cap)| {
+                    let mut x = BackoffConfig::default();
+                    x.base = base;
+                    x.cap = cap;
+                    x
+                });
+                r.retry_after_cap = backoff.map(|b| b.0);
+                r.budget = budget.map(|(ttl, min_per_sec, share)| {
+                    let mut x = BudgetConfig::default();
+                    x.ttl = ttl;
+                    x.min_per_sec = min_per_sec;
+                    x.share = share;
+                    x
+                });
+                r
             });
-            r.retry_after_cap = backoff.map(|b| b.0);
-            r.budget = budget.map(|(ttl, min_per_sec, share)| {
-                let mut x = BudgetConfig::default();
-                x.ttl = ttl;
-                x.min_per_sec = min_per_sec;
-                x.share = share;
-                x
-            });
-            r
-        });
         lb.timeout = b.2;
         lb.attempt_timeout = b.2;
         lb.rate_limit = b.3.map(|(enabled, limit, interval, key)| {
@@ -315,23 +347,26 @@ fn load_balancer() -> impl Strategy<Value = LoadBalancerConfig> {
         lb.sticky_sessions = b.4;
         lb.trusted_proxies = b.5;
         lb.rules = b.6;
-        lb.listeners = b
-            .7
-            .into_iter()
-            .map(|(port, address, tls, https)| {
-                let mut l = ListenerConfig::default();
-                l.port = port;
-                l.address = address;
-                l.protocol = if https { Protocol::Https } else { Protocol::Http };
-                l.ssl = tls.map(|(certificate, private_key)| {
-                    let mut t = TlsConfig::default();
-                    t.certificate = certificate;
-                    t.private_key = private_key;
-                    t
-                });
-                l
-            })
-            .collect();
+        lb.listeners =
+            b.7.into_iter()
+                .map(|(port, address, tls, https)| {
+                    let mut l = ListenerConfig::default();
+                    l.port = port;
+                    l.address = address;
+                    l.protocol = if https {
+                        Protocol::Https
+                    } else {
+                        Protocol::Http
+                    };
+                    l.ssl = tls.map(|(certificate, private_key)| {
+                        let mut t = TlsConfig::default();
+                        t.certificate = certificate;
+                        t.private_key = private_key;
+                        t
+                    });
+                    l
+                })
+                .collect();
         lb
     })
 }
