@@ -54,12 +54,14 @@
 //!     targets: [api-canary-1]
 //!     weight: 10
 //! "#)?;
-//! let runtime = config.build::<axum::body::Body>()?;
+//! let runtime = config.build::<String>()?;
 //! let lb = runtime.registry().get("api-lb").unwrap();
 //! let pools: Vec<_> = lb.pools().iter().map(|g| g.name().to_owned()).collect();
 //! assert_eq!(pools, ["api-lb", "api_v2", "api_canary"]);
 //! # Ok(()) }
 //! ```
+
+#![doc = include_str!("../../docs/configuration.md")]
 
 mod build;
 mod compile;
