@@ -119,6 +119,14 @@ impl Config {
     }
 
     /// Reads a configuration file: TOML for `.toml`, YAML for `.yaml` and `.yml`.
+    ///
+    /// ```no_run
+    /// use tower_lb::config::Config;
+    ///
+    /// let config = Config::from_path("examples/config/seed_api.yaml")?;
+    /// config.validate()?;
+    /// # Ok::<(), tower_lb::config::ConfigError>(())
+    /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let ext = path
@@ -210,6 +218,16 @@ impl Config {
     }
 
     /// Writes the configuration as YAML (it reads back equal).
+    ///
+    /// ```
+    /// use tower_lb::config::Config;
+    ///
+    /// let config = Config::from_toml_str("[[load_balancers]]\nname = \"api\"\ntimeout = \"1500ms\"\n")?;
+    /// let yaml = config.to_yaml_string()?;
+    /// assert!(yaml.contains("timeout: 1s 500ms"));
+    /// assert_eq!(Config::from_yaml_str(&yaml)?, config);
+    /// # Ok::<(), tower_lb::config::ConfigError>(())
+    /// ```
     pub fn to_yaml_string(&self) -> Result<String, ConfigError> {
         serde_norway::to_string(self).map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, "", e))
     }

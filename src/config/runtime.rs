@@ -240,6 +240,20 @@ impl<B> Runtime<B> {
     /// at that moment, so it follows reloads (mount this, not a clone of one
     /// [`LoadBalancer`], when the configuration can change). A request that arrives while no
     /// load balancer has that name gets a `503`.
+    ///
+    /// ```
+    /// use tower::ServiceExt;
+    /// use tower_lb::config::Config;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// use axum::body::Body;
+    /// let runtime = Config::from_toml_str("[[load_balancers]]\nname = \"api\"\n")?.build::<Body>()?;
+    /// let app: axum::Router = axum::Router::new().fallback_service(runtime.service("api"));
+    /// # let _ = app;
+    /// let rsp = runtime.service("gone").oneshot(http::Request::new(Body::empty())).await?;
+    /// assert_eq!(rsp.status(), 503);
+    /// # Ok(()) }
+    /// ```
     pub fn service(&self, name: &str) -> LiveService<B> {
         LiveService {
             name: name.into(),
@@ -255,6 +269,29 @@ where
 {
     /// Checks `config` whole and applies it at once; on any error nothing changes, the error
     /// is counted, logged and returned, and the configuration in force stays.
+    ///
+    /// ```
+    /// use tower_lb::config::Config;
+    ///
+    /// # fn main() -> Result<(), tower_lb::BoxError> {
+    /// let one = "[[load_balancers]]\nname = \"api\"\ntargets = [{ id = \"a\", address = \"127.0.0.1:8080\" }]\n";
+    /// let runtime = Config::from_toml_str(one)?.build::<String>()?;
+    /// let group = runtime.registry().get("api").unwrap().group().clone();
+    ///
+    /// // A heavier `a` and a new `b`: the same group, `a` keeps its live state.
+    /// let two = "[[load_balancers]]\nname = \"api\"\ntargets = [{ id = \"a\", address = \"127.0.0.1:8080\", weight = 3 }, { id = \"b\", address = \"127.0.0.1:8081\" }]\n";
+    /// let report = runtime.reload(Config::from_toml_str(two)?)?;
+    /// assert_eq!(report.updated, ["api"]);
+    /// assert_eq!((report.targets_added, report.targets_updated), (1, 1));
+    /// assert_eq!(group.len(), 2);
+    ///
+    /// // Refused whole: nothing changes.
+    /// let bad = two.replace("weight = 3", "weight = 0");
+    /// let err = runtime.reload(Config::from_toml_str(&bad)?).unwrap_err();
+    /// assert_eq!(err.path(), "load_balancers[0].targets[0].weight");
+    /// assert_eq!(group.targets()[0].weight(), 3);
+    /// # Ok(()) }
+    /// ```
     pub fn reload(&self, config: Config) -> Result<ReloadReport, ConfigError> {
         match self.apply(config) {
             Ok(report) => {
@@ -437,6 +474,8 @@ where
                 }
             }
         }
+        // Keys made for load balancers that are not (or no longer) in force go.
+        crate::util::lock(&self.inner.keys).retain(|name, _| lbs.contains_key(name));
         self.inner.state.store(Arc::new(State {
             config: Arc::new(config),
             lbs: lbs.clone(),
@@ -450,7 +489,6 @@ where
         for live in removed {
             report.removed.push(live.plan.name.clone());
             report.targets_removed += live.lb.pools().iter().map(TargetGroup::len).sum::<usize>();
-            crate::util::lock(&self.inner.keys).remove(&live.plan.name);
             // Out of the registry; its targets drain (requests in flight finish).
             let _ = self.inner.registry.deregister(&live.plan.name);
         }
@@ -585,10 +623,7 @@ where
         &self,
         path: impl AsRef<Path>,
         settle: std::time::Duration,
-    ) -> Result<ConfigWatcher, ConfigError>
-    where
-        B: Sync,
-    {
+    ) -> Result<ConfigWatcher, ConfigError> {
         use notify::Watcher;
         let io = |e: &dyn fmt::Display| {
             ConfigError::new(ConfigErrorKind::Io, "", format_args!("cannot watch: {e}"))

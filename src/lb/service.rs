@@ -509,6 +509,20 @@ impl LoadBalancerBuilder {
     /// The request key that hash-based algorithms ([`HashRing`](crate::algorithm::HashRing),
     /// [`Maglev`](crate::algorithm::Maglev)) place requests by, in every pool (none by
     /// default: such an algorithm then spreads requests as if each had a fresh key).
+    ///
+    /// ```
+    /// use tower_lb::algorithm::HashRing;
+    /// use tower_lb::key::Key;
+    /// use tower_lb::lb::LoadBalancer;
+    ///
+    /// let lb = LoadBalancer::builder()
+    ///     .with_name("ws")
+    ///     .with_algorithm(HashRing::new()) // nginx `ip_hash`, HAProxy `balance source`
+    ///     .with_key(Key::client_ip())
+    ///     .build::<String>()?;
+    /// # let _ = lb;
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
     pub fn with_key(mut self, key: crate::key::Key) -> Self {
         self.key = Some(key);
         self
