@@ -80,6 +80,9 @@ pub use self::model::{
     RetryConfig, RuleConfig, Rules, SameSiteConfig, SlowStartConfig, SplitConfig, StickyConfig,
     TargetConfig, TlsConfig,
 };
-pub use self::runtime::{
-    ConfigWatcher, LiveFuture, LiveService, ReloadReport, ReloadStats, Runtime,
-};
+pub use self::runtime::{ConfigWatcher, LiveService, ReloadReport, ReloadStats, Runtime};
+
+/// The future [`LiveService`] returns.
+pub mod future {
+    pub use super::runtime::LiveFuture;
+}

@@ -590,3 +590,41 @@ async fn the_report_says_what_changed_and_how() {
         .unwrap();
     assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A sticky cookie issued before a reload still names its target after one that rebuilds the
+/// layers (same groups, same signing key) and after one that changes the targets in place.
+#[tokio::test]
+async fn sticky_cookies_stay_valid_across_reloads() {
+    let v = |timeout: &str, extra: &str| {
+        format!(
+            "[[load_balancers]]\nname = \"s\"\nsticky_sessions = true\ntimeout = \"{timeout}\"\ntargets = [{{ id = \"a\", address = \"127.0.0.1:1\" }}{extra}]\n"
+        )
+    };
+    let runtime = Config::from_toml_str(&v("5s", ""))
+        .unwrap()
+        .build::<String>()
+        .unwrap();
+    let lb = runtime.registry().get("s").unwrap();
+    let token = lb.sticky().unwrap().issue("s", &"a".into()).unwrap();
+
+    let r = runtime
+        .reload(Config::from_toml_str(&v("6s", "")).unwrap())
+        .unwrap();
+    assert_eq!(r.rebuilt, ["s"]);
+    let after = runtime.registry().get("s").unwrap();
+    let affinity = after
+        .sticky()
+        .unwrap()
+        .resolve(&token)
+        .expect("still valid");
+    assert_eq!(affinity.target().as_str(), "a");
+
+    let r = runtime
+        .reload(
+            Config::from_toml_str(&v("6s", ", { id = \"b\", address = \"127.0.0.1:2\" }")).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(r.updated, ["s"]);
+    let after = runtime.registry().get("s").unwrap();
+    assert!(after.sticky().unwrap().resolve(&token).is_some());
+}
