@@ -553,9 +553,39 @@ impl<B> fmt::Debug for LiveService<B> {
     }
 }
 
-/// The future of a [`LiveService`].
-pub type LiveFuture<B> =
+type LiveInner<B> =
     Either<Oneshot<LoadBalancer<B>, Request<B>>, Ready<Result<Response<ResponseBody>, Infallible>>>;
+
+pin_project_lite::pin_project! {
+    /// The future of a [`LiveService`].
+    pub struct LiveFuture<B>
+    where
+        LoadBalancer<B>: Service<Request<B>>,
+    {
+        #[pin]
+        inner: LiveInner<B>,
+    }
+}
+
+impl<B> fmt::Debug for LiveFuture<B>
+where
+    LoadBalancer<B>: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveFuture").finish_non_exhaustive()
+    }
+}
+
+impl<B> std::future::Future for LiveFuture<B>
+where
+    LoadBalancer<B>: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
 
 impl<B> Service<Request<B>> for LiveService<B>
 where
@@ -572,13 +602,17 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let state = self.inner.state.load();
         match state.lbs.get(&*self.name) {
-            Some(live) => Either::Left(live.lb.clone().oneshot(req)),
+            Some(live) => LiveFuture {
+                inner: Either::Left(live.lb.clone().oneshot(req)),
+            },
             None => {
                 let mut rsp = Response::new(ResponseBody::full(Bytes::from_static(
                     b"no such load balancer\n",
                 )));
                 *rsp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                Either::Right(std::future::ready(Ok(rsp)))
+                LiveFuture {
+                    inner: Either::Right(std::future::ready(Ok(rsp))),
+                }
             }
         }
     }
