@@ -5,9 +5,14 @@ use http_body::Body;
 
 use super::compile::Plan;
 use super::error::ConfigError;
-use super::model::{SameSiteConfig, StickyConfig};
+use std::time::Duration;
+
+use http::Method;
+
+use super::model::{HealthCheckConfig, SameSiteConfig, StickyConfig};
 use crate::error::BoxError;
 use crate::group::TargetGroup;
+use crate::health::{ActiveCheck, HttpCheck, TcpCheck};
 use crate::lb::{LoadBalancer, StickySession};
 use crate::sticky::SameSite;
 use crate::target::Target;
@@ -67,13 +72,84 @@ pub(crate) fn new_group(
     Ok(group)
 }
 
+/// The active check `h` describes; on error, the field at fault (empty: the whole table).
+pub(crate) fn active_check(h: &HealthCheckConfig) -> Result<ActiveCheck, (&'static str, String)> {
+    let builder = match &h.path {
+        Some(path) => {
+            let mut http = HttpCheck::builder(path);
+            if let Some(m) = &h.method {
+                let m = Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| ("method", format!("`{m}` is not a method")))?;
+                http = http.method(m);
+            }
+            if let Some(host) = &h.host {
+                http = http.host(host.clone());
+            }
+            for (k, v) in &h.headers {
+                http = http.header(k.clone(), v.clone());
+            }
+            for (i, s) in h.expected_status.iter().enumerate() {
+                let range = status_range(s).ok_or_else(|| {
+                    (
+                        "expected_status",
+                        format!("entry {i}: `{s}` is not a status (`200`), a class (`2xx`) or a range (`200-204`)"),
+                    )
+                })?;
+                http = http.expect_status(range);
+            }
+            if let Some(b) = &h.expected_body {
+                http = http.expect_body(Bytes::from(b.clone()));
+            }
+            ActiveCheck::builder(http.build().map_err(|e| ("", e.to_string()))?)
+        }
+        None => {
+            let http_only = [
+                ("method", h.method.is_some()),
+                ("host", h.host.is_some()),
+                ("headers", !h.headers.is_empty()),
+                ("expected_status", !h.expected_status.is_empty()),
+                ("expected_body", h.expected_body.is_some()),
+            ];
+            if let Some((field, _)) = http_only.iter().find(|(_, set)| *set) {
+                return Err((field, "applies to HTTP checks only (set `path`)".to_owned()));
+            }
+            ActiveCheck::builder(TcpCheck::new())
+        }
+    };
+    let mut builder = builder
+        .interval(h.interval.unwrap_or(Duration::from_secs(2)))
+        .timeout(h.timeout.unwrap_or(Duration::from_secs(1)))
+        .rise(h.healthy_threshold.unwrap_or(2))
+        .fall(h.unhealthy_threshold.unwrap_or(3));
+    if let Some(j) = h.jitter {
+        builder = builder.jitter(j);
+    }
+    builder.build().map_err(|e| ("", e.to_string()))
+}
+
+/// `200`, `2xx` or `200-204`.
+fn status_range(s: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let s = s.trim();
+    let code = |x: &str| x.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+    if let Some(class) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+        let d = class.parse::<u16>().ok().filter(|d| (1..=5).contains(d))?;
+        return Some(d * 100..=d * 100 + 99);
+    }
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (code(a.trim())?, code(b.trim())?);
+            (a <= b).then_some(a..=b)
+        }
+        None => code(s).map(|c| c..=c),
+    }
+}
+
 /// Starts (or replaces) the plan's active checks on `group`, or stops them when it has none.
 pub(crate) fn start_health_check(plan: &Plan, group: &TargetGroup) -> Result<(), ConfigError> {
     match &plan.health_check {
-        Some(check) => {
-            let check = check
-                .build()
-                .map_err(|e| ConfigError::invalid(format!("{}.health_check", plan.path), e))?;
+        Some(h) => {
+            let check = active_check(h)
+                .map_err(|(_, e)| ConfigError::invalid(format!("{}.health_check", plan.path), e))?;
             group
                 .health_check(check)
                 .map_err(|e| ConfigError::invalid(format!("{}.health_check", plan.path), e))?;

@@ -16,7 +16,7 @@ use crate::algorithm::{
 use crate::client_ip::TrustedProxies;
 use crate::health::{OutlierDetection, PanicThreshold, SlowStart};
 use crate::key::Key;
-use crate::lb::{CircuitBreaker, HealthCheck, RateLimit};
+use crate::lb::{CircuitBreaker, RateLimit};
 use crate::limit::LimitKey;
 use crate::retry::{Jitter, RetryPolicy};
 use crate::route::{Access, Router, Rule, Split};
@@ -41,7 +41,7 @@ pub(crate) struct Plan {
     /// Its pools, its own first, each with its targets.
     pub(crate) pools: Vec<(String, Vec<Target>)>,
     pub(crate) algorithm: AnyAlgorithm,
-    pub(crate) health_check: Option<HealthCheck>,
+    pub(crate) health_check: Option<HealthCheckConfig>,
     pub(crate) outlier: Option<OutlierDetection>,
     pub(crate) panic: Option<PanicThreshold>,
     pub(crate) slow_start: Option<SlowStart>,
@@ -292,26 +292,15 @@ fn compile_lb(c: LoadBalancerConfig, path: &str, rules_base: &str) -> Result<Pla
 
     let health_check = match &c.health_check {
         Some(h) if h.enabled => {
-            let mut check = match &h.path {
-                Some(path) => HealthCheck::http(path.clone()),
-                None => HealthCheck::tcp(),
-            };
-            if let Some(d) = h.interval {
-                check = check.interval(d);
-            }
-            if let Some(d) = h.timeout {
-                check = check.timeout(d);
-            }
-            if let Some(n) = h.healthy_threshold {
-                check = check.healthy_threshold(n);
-            }
-            if let Some(n) = h.unhealthy_threshold {
-                check = check.unhealthy_threshold(n);
-            }
-            check
-                .build()
-                .map_err(|e| ConfigError::invalid(p("health_check"), e))?;
-            Some(check)
+            super::build::active_check(h).map_err(|(field, e)| {
+                let at = if field.is_empty() {
+                    p("health_check")
+                } else {
+                    format!("{path}.health_check.{field}")
+                };
+                ConfigError::invalid(at, e)
+            })?;
+            Some(h.clone())
         }
         _ => None,
     };

@@ -405,16 +405,36 @@ impl FromStr for AlgorithmConfig {
 
 /// Active health checks: HTTP `GET path` when `path` is set, a TCP connect otherwise.
 /// Defaults after HAProxy: every 2 s, timeout 1 s, rise 2, fall 3.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HealthCheckConfig {
     /// `false` turns the checks off (default `true`).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enabled: bool,
-    /// The HTTP path to `GET`; a `2xx` or `3xx` passes.
+    /// The HTTP path to request; a `2xx` or `3xx` passes unless `expected_status` says
+    /// otherwise. Without it the check is a TCP connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// HTTP: the method (default `GET`; nginx's `check_http_send "HEAD …"` is `HEAD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// HTTP: the `Host` header (default: the target's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP: request headers (e.g. `User-Agent`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// HTTP: statuses that pass: `200`, `2xx`, `200-204` (default `2xx` and `3xx`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_status: Vec<String>,
+    /// HTTP: text the first KiB of the body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_body: Option<String>,
+    /// Spread of the interval, a fraction in `0..=1` (default 0.1), so checks of many
+    /// targets do not fire at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<f64>,
     /// Time between two checks of one target.
     #[serde(
         default,
@@ -442,6 +462,12 @@ impl Default for HealthCheckConfig {
         HealthCheckConfig {
             enabled: true,
             path: None,
+            method: None,
+            host: None,
+            headers: BTreeMap::new(),
+            expected_status: Vec::new(),
+            expected_body: None,
+            jitter: None,
             interval: None,
             timeout: None,
             healthy_threshold: None,

@@ -245,6 +245,14 @@ fn more_values_are_refused_at_their_paths() {
             format!("{TWO}admin: {{ enabled: true, path: admin }}\n"),
             "admin.path",
         ),
+        (
+            format!("{TWO}    health_check: {{ path: /h, expected_status: [2xx, 7xx] }}\n"),
+            "load_balancers[0].health_check.expected_status",
+        ),
+        (
+            format!("{TWO}    health_check: {{ method: HEAD }}\n"),
+            "load_balancers[0].health_check.method",
+        ),
     ];
     for (yaml, path) in cases {
         let e = refused(&yaml);
@@ -627,4 +635,57 @@ async fn sticky_cookies_stay_valid_across_reloads() {
     assert_eq!(r.updated, ["s"]);
     let after = runtime.registry().get("s").unwrap();
     assert!(after.sticky().unwrap().resolve(&token).is_some());
+}
+
+/// A backend whose `/health` answers `health`, everything else `200` with its name.
+async fn checked_backend(name: &'static str, health: StatusCode) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let mut rsp = Response::new(Full::new(Bytes::from(name)));
+                    if req.uri().path() == "/health" {
+                        *rsp.status_mut() = health;
+                    }
+                    async move { Ok::<_, Infallible>(rsp) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The configured HTTP check runs against the targets: the one whose `/health` fails stops
+/// taking traffic.
+#[tokio::test]
+async fn the_configured_health_check_takes_a_failing_target_out() {
+    let up = checked_backend("up", StatusCode::OK).await;
+    let down = checked_backend("down", StatusCode::SERVICE_UNAVAILABLE).await;
+    let yaml = format!(
+        "load_balancers:\n  - name: h\n    targets:\n      - {{ id: up, address: '{up}' }}\n      - {{ id: down, address: '{down}' }}\n    health_check: {{ path: /health, method: GET, expected_status: [2xx], interval: 50ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1, jitter: 0.0 }}\n"
+    );
+    let runtime = Config::load_yaml(&yaml).unwrap().build::<String>().unwrap();
+    let group = runtime.registry().get("h").unwrap().group().clone();
+    for _ in 0..200 {
+        if !group.health(&"down".into()).unwrap().is_healthy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!group.health(&"down".into()).unwrap().is_healthy());
+    assert!(group.health(&"up".into()).unwrap().is_healthy());
+    for _ in 0..10 {
+        let rsp = runtime
+            .service("h")
+            .oneshot(Request::get("/x").body(String::new()).unwrap())
+            .await
+            .unwrap();
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "up");
+    }
 }

@@ -269,6 +269,9 @@ fn load_balancer() -> impl Strategy<Value = LoadBalancerConfig> {
             h.timeout = interval;
             h.healthy_threshold = rise;
             h.unhealthy_threshold = rise;
+            h.method = h.path.clone();
+            h.expected_status = h.path.iter().cloned().collect();
+            h.headers = h.path.iter().map(|p| (p.clone(), p.clone())).collect();
             h
         });
         lb.outlier_detection = a.5.map(|(n, rate, base, share)| {
