@@ -49,6 +49,8 @@
 //! - `admin`: `admin::Admin`, the admin endpoint (JSON status, actions, Prometheus text, an
 //!   HTML status page).
 //! - `metrics`: `admin::MetricsExporter` feeds the statistics to the `metrics` facade.
+//! - `config`: `config::Config`, a registry of load balancers from TOML or YAML files, and
+//!   `config::Runtime::reload`, which applies a new file without losing a request.
 //! - `full`: everything.
 //!
 //! The short path: `lb::LoadBalancer` (feature `hyper`) builds the whole stack from one builder
@@ -71,6 +73,9 @@ mod body;
 pub mod breaker;
 pub mod classify;
 pub mod client_ip;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 pub mod discover;
 pub mod error;
 pub mod forward;

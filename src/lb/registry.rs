@@ -74,6 +74,25 @@ impl<B, C: Clone> Registry<B, C> {
         Ok(())
     }
 
+    /// Puts `lb` under its name, in place of the one registered there, and returns that one
+    /// untouched: nothing is drained or stopped, so a load balancer rebuilt over the same
+    /// groups (a configuration reload) takes over without losing a request.
+    ///
+    /// ```
+    /// use tower_lb::lb::{LoadBalancer, Registry};
+    ///
+    /// # fn main() -> Result<(), tower_lb::BoxError> {
+    /// let registry = Registry::new();
+    /// assert!(registry.replace(LoadBalancer::builder().with_name("api-lb").build::<String>()?).is_none());
+    /// assert!(registry.replace(LoadBalancer::builder().with_name("api-lb").build::<String>()?).is_some());
+    /// assert_eq!(registry.list(), ["api-lb"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn replace(&self, lb: LoadBalancer<B, C>) -> Option<LoadBalancer<B, C>> {
+        let mut map = crate::util::write(&self.inner);
+        map.insert(lb.name().to_string(), lb)
+    }
+
     /// The load balancer named `name` (a clone sharing everything with the registered one).
     pub fn get(&self, name: &str) -> Option<LoadBalancer<B, C>> {
         let map = crate::util::read(&self.inner);

@@ -384,6 +384,8 @@ pub struct LoadBalancerBuilder {
     sticky: Option<StickySession>,
     trusted_proxies: Option<TrustedProxies>,
     pools: Vec<(String, Vec<Target>)>,
+    groups: Option<Vec<TargetGroup>>,
+    key: Option<crate::key::Key>,
     rules: Vec<Rule>,
 }
 
@@ -504,6 +506,55 @@ impl LoadBalancerBuilder {
         self
     }
 
+    /// The request key that hash-based algorithms ([`HashRing`](crate::algorithm::HashRing),
+    /// [`Maglev`](crate::algorithm::Maglev)) place requests by, in every pool (none by
+    /// default: such an algorithm then spreads requests as if each had a fresh key).
+    ///
+    /// ```
+    /// use tower_lb::algorithm::HashRing;
+    /// use tower_lb::key::Key;
+    /// use tower_lb::lb::LoadBalancer;
+    ///
+    /// let lb = LoadBalancer::builder()
+    ///     .with_name("ws")
+    ///     .with_algorithm(HashRing::new()) // nginx `ip_hash`, HAProxy `balance source`
+    ///     .with_key(Key::client_ip())
+    ///     .build::<String>()?;
+    /// # let _ = lb;
+    /// # Ok::<(), tower_lb::BoxError>(())
+    /// ```
+    pub fn with_key(mut self, key: crate::key::Key) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Uses these groups as the pools, as they are, instead of building them: the first is
+    /// the load balancer's own (it must be named after the load balancer), the others are
+    /// pools that rules name. Their targets, algorithm, health policies and active checks are
+    /// left as they are, so [`with_targets`](Self::with_targets), [`with_pool`](Self::with_pool),
+    /// [`with_algorithm`](Self::with_algorithm), [`with_outlier_detection`](Self::with_outlier_detection)
+    /// and [`with_health_check`](Self::with_health_check) are ignored.
+    ///
+    /// This is how a configuration reload rebuilds a load balancer's layers (a new breaker,
+    /// new timeouts) over the same groups, so every target keeps its live state.
+    ///
+    /// ```
+    /// use tower_lb::lb::LoadBalancer;
+    /// use tower_lb::{Target, TargetGroup};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_lb::BoxError> {
+    /// let own = TargetGroup::builder("api-lb").target(Target::new("a", "127.0.0.1:8080")?).build()?;
+    /// let first = LoadBalancer::builder().with_name("api-lb").with_groups([own.clone()]).build::<String>()?;
+    /// let second = LoadBalancer::builder().with_name("api-lb").with_groups([own]).build::<String>()?;
+    /// first.remove_target("a")?;
+    /// assert!(second.group().is_empty()); // one group, shared
+    /// # Ok(()) }
+    /// ```
+    pub fn with_groups(mut self, groups: impl IntoIterator<Item = TargetGroup>) -> Self {
+        self.groups = Some(groups.into_iter().collect());
+        self
+    }
+
     /// Sticky sessions (off by default); see [`StickySession`].
     pub fn with_sticky_session(mut self, sticky: StickySession) -> Self {
         self.sticky = Some(sticky);
@@ -555,6 +606,30 @@ impl LoadBalancerBuilder {
         let name: Arc<str> = Arc::from(self.name.as_deref().unwrap_or("default"));
         let mut pools = Vec::with_capacity(1 + self.pools.len());
         let all = std::iter::once((name.to_string(), self.targets)).chain(self.pools);
+        let all = match self.groups {
+            Some(groups) => {
+                match groups.first() {
+                    Some(g) if g.name() == &*name => {}
+                    _ => {
+                        return Err(InvalidLoadBalancer::new(
+                            "groups",
+                            format!("the first group must be named `{name}`"),
+                        ));
+                    }
+                }
+                for g in groups {
+                    if pools.iter().any(|p: &TargetGroup| p.name() == g.name()) {
+                        return Err(InvalidLoadBalancer::new(
+                            "pools",
+                            format!("pool name `{}` is used twice", g.name()),
+                        ));
+                    }
+                    pools.push(g);
+                }
+                Vec::new()
+            }
+            None => all.collect(),
+        };
         for (pool, targets) in all {
             if pools.iter().any(|g: &TargetGroup| g.name() == pool) {
                 return Err(InvalidLoadBalancer::new(
@@ -602,7 +677,11 @@ impl LoadBalancerBuilder {
         let mut routes = Router::builder();
         let mut reporters = Vec::with_capacity(pools.len());
         for pool in &pools {
-            let balance = BalanceLayer::new(pool.clone()).layer(client.clone());
+            let mut balance = BalanceLayer::new(pool.clone());
+            if let Some(key) = &self.key {
+                balance = balance.key(key.clone());
+            }
+            let balance = balance.layer(client.clone());
             reporters.push(balance.reporter());
             let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
             routes = routes.destination(pool.name(), attempt);
