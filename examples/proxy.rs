@@ -24,7 +24,9 @@
 //!
 //! `--admin ADDR` serves the admin endpoint (`tower_lb::admin`: status page at `/admin/`,
 //! `/admin/status.json`, `/admin/metrics`) on its own listener; its actions are on only when
-//! `ADDR` is a loopback address.
+//! `ADDR` is a loopback address. With `--config`, the file's `[admin]` section (`enabled`,
+//! `actions`, `path`) turns it on instead, at `--admin ADDR` or 127.0.0.1:8404, and it shows
+//! the load balancers as they are after each reload.
 //!
 //! See `docs/proxy.md` for what it does to headers and why.
 
@@ -543,12 +545,16 @@ mod config_mode {
     use tower_lb::forward::ForwardLayer;
     use tower_lb::server::{RequestBody, Server};
 
+    /// Where the configured admin endpoint listens, once bound (read by the self-test).
+    static ADMIN_BOUND: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+
     /// Serves the first load balancer of the file at `path` on `listen` until `stop`; each
     /// message on `reload` re-reads the file (SIGHUP), and so does every change of the file.
     pub(super) async fn serve(
         path: PathBuf,
         listen: SocketAddr,
         trusted: Vec<String>,
+        admin: Option<SocketAddr>,
         mut stop: watch::Receiver<bool>,
         mut reload: mpsc::Receiver<()>,
         bound: oneshot::Sender<SocketAddr>,
@@ -557,6 +563,29 @@ mod config_mode {
         let name = runtime.registry().list().into_iter().next();
         let name = name.ok_or("the configuration has no load balancer")?;
         let _watcher = runtime.watch(&path, Duration::from_millis(200))?;
+        // The file's `[admin]` section turns the admin endpoint on (on `--admin ADDR`, default
+        // 127.0.0.1:8404); it shows whatever the registry holds after each reload.
+        if let Some(settings) = runtime.admin().filter(|a| a.enabled) {
+            let endpoint = tower_lb::admin::Admin::builder()
+                .registry(runtime.registry())
+                .prefix(settings.path)
+                .actions(settings.actions)
+                .build();
+            let listener =
+                TcpListener::bind(admin.unwrap_or(([127, 0, 0, 1], 8404).into())).await?;
+            let _ = ADMIN_BOUND.set(listener.local_addr()?);
+            println!("proxy: admin on http://{}", listener.local_addr()?);
+            let server = Server::builder().build()?;
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server.serve(listener, endpoint, stopped).await {
+                    eprintln!("proxy: admin endpoint: {e}");
+                }
+            });
+        }
         let reloader = runtime.clone();
         tokio::spawn(async move {
             while reload.recv().await.is_some() {
@@ -588,7 +617,15 @@ mod config_mode {
         let (stop_tx, stop) = watch::channel(false);
         let (reload_tx, reload) = mpsc::channel(1);
         let (bound_tx, bound) = oneshot::channel();
-        let proxy = tokio::spawn(serve(path, listen, cfg.trusted, stop, reload, bound_tx));
+        let proxy = tokio::spawn(serve(
+            path,
+            listen,
+            cfg.trusted,
+            cfg.admin,
+            stop,
+            reload,
+            bound_tx,
+        ));
         if let Ok(addr) = bound.await {
             println!("proxy: http on {addr}; SIGHUP reloads the configuration; Ctrl-C stops");
         }
@@ -610,7 +647,7 @@ mod config_mode {
             .map(|(id, addr)| format!("{{ id = \"{id}\", address = \"{addr}\" }}"))
             .collect();
         let text = format!(
-            "[[load_balancers]]\nname = \"web\"\ntargets = [{}]\n",
+            "[admin]\nenabled = true\n\n[[load_balancers]]\nname = \"web\"\ntargets = [{}]\n",
             targets.join(", ")
         );
         // Written whole and renamed into place, as a config manager does.
@@ -621,11 +658,15 @@ mod config_mode {
     }
 
     async fn get(addr: SocketAddr) -> Result<String, BoxError> {
+        get_path(addr, "/config").await
+    }
+
+    async fn get_path(addr: SocketAddr, path: &str) -> Result<String, BoxError> {
         let (mut send, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await?))
                 .await?;
         tokio::spawn(conn);
-        let req = Request::get("/config").body(Full::new(bytes::Bytes::new()))?;
+        let req = Request::get(path).body(Full::new(bytes::Bytes::new()))?;
         let rsp = send.send_request(req).await?;
         let body = rsp.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8_lossy(&body).into_owned())
@@ -651,6 +692,7 @@ mod config_mode {
             path.clone(),
             listen,
             Vec::new(),
+            Some(([127, 0, 0, 1], 0).into()),
             stop,
             reload,
             bound_tx,
@@ -679,10 +721,17 @@ mod config_mode {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         println!("self-test (config): broken file refused -> {kept}; new file -> {now}");
+        // The file's [admin] section serves the registry as it is after the reload.
+        let admin = *ADMIN_BOUND
+            .get()
+            .ok_or("no admin endpoint from the [admin] section")?;
+        let status = get_path(admin, "/admin/status.json").await?;
+        let admin_ok = status.contains("\"web\"") && status.contains("\"b\"");
+        println!("self-test (config): admin status.json names the reloaded target: {admin_ok}");
         let _ = stop_tx.send(true);
         tokio::time::timeout(Duration::from_secs(30), proxy).await???;
         let _ = std::fs::remove_dir_all(&dir);
-        if first != "web-a" || kept != "web-a" || now != "web-b" {
+        if first != "web-a" || kept != "web-a" || now != "web-b" || !admin_ok {
             return Err("configuration reload self-test failed".into());
         }
         println!("self-test (config): ok");
