@@ -18,10 +18,6 @@ pub struct Context<'a> {
     entries: &'a [Entry],
     /// The targets' counters (status bits, requests in flight), dense.
     live: &'a LiveTable,
-    /// Target `i`'s counters at index `i`, when the snapshot has them so.
-    dense: Option<&'a [Hot]>,
-    /// Otherwise, the one chunk holding every target's counters, and target `i`'s place in it.
-    mapped: Option<(&'a [Hot], &'a [u32])>,
     /// No target is a backup or has a connection limit and none is to be avoided: a target's
     /// counters alone decide whether it is available.
     plain: bool,
@@ -48,8 +44,6 @@ impl<'a> Context<'a> {
         Context {
             entries,
             live,
-            dense: live.dense(),
-            mapped: live.mapped(),
             plain: !has_backups && !backup && !has_limits && avoid.is_none(),
             blocking: Status::BLOCKING,
             backup,
@@ -60,18 +54,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The counters of the target at `index` (`index < len()`); when the counters sit in
-    /// snapshot order, without reading the target's entry.
+    /// The counters of the target at `index` (`index < len()`), found the one way
+    /// ([`LiveTable::hot`]): when they sit in snapshot order, without reading the target's entry.
     #[inline(always)]
     fn hot(&self, index: usize) -> &'a Hot {
-        if let Some(dense) = self.dense {
-            &dense[index]
-        } else if let Some((chunk, map)) = self.mapped {
-            &chunk[map[index] as usize]
-        } else {
-            let e = &self.entries[index];
-            self.live.at(e.chunk, e.slot)
-        }
+        self.live.hot(index, self.entries)
     }
 
     /// The targets' counters by index, when they alone decide availability (no backups, no
@@ -85,7 +72,7 @@ impl<'a> Context<'a> {
     /// accessors, and both paths answer alike (a property test checks every layout).
     #[inline(always)]
     pub(crate) fn plain_counters(&self) -> Option<(&'a [Hot], Status)> {
-        match self.dense {
+        match self.live.dense() {
             Some(dense) if self.plain => Some((dense, self.blocking)),
             _ => None,
         }
@@ -103,6 +90,12 @@ impl<'a> Context<'a> {
             return false;
         }
         self.avoid.is_none_or(|a| !a.contains(e.target.id()))
+    }
+
+    /// The status bits of the target at `index` (`index < len()`).
+    #[inline(always)]
+    fn status(&self, index: usize) -> Status {
+        Hot::status_of(self.hot(index).load(Ordering::Relaxed))
     }
 
     /// Adds the group's health view: slow-start weights and panic mode.
@@ -190,7 +183,7 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn weight(&self, index: usize) -> u32 {
         let e = &self.entries[index];
-        if !e.state.status().intersects(Status::RAMP) {
+        if !self.status(index).intersects(Status::RAMP) {
             return e.weight;
         }
         let milli = self.weight_milli(index);
@@ -209,7 +202,7 @@ impl<'a> Context<'a> {
         let e = &self.entries[index];
         let w = u64::from(e.weight) * 1000;
         match self.health {
-            Some(h) if e.state.status().intersects(Status::RAMP) => {
+            Some(h) if self.status(index).intersects(Status::RAMP) => {
                 let now = match self.now.get() {
                     Some(now) => now,
                     None => {

@@ -3,8 +3,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::hooks::{HealthView, PanicState};
-use super::slots::{Acquire, IN_FLIGHT_MASK, LiveTable};
-use super::state::TargetState;
+use super::slots::LiveTable;
+use super::state::{TargetState, acquire};
 use super::{Algorithm, AvoidTargets, Context, LatencyTracker, Selector, Targets};
 use super::{Target, TargetId};
 
@@ -115,23 +115,18 @@ impl Snapshot {
     }
 
     /// Counts one more request in flight (and one more request) to target `i`, unless it is
-    /// at its connection limit. Without limits in the group, straight on the live table: the
-    /// target's entry and state are not read.
+    /// at its connection limit: [`acquire`] on the word the live table finds. Without limits
+    /// in the group, the target's entry and state are not read.
     #[inline]
     pub(crate) fn try_acquire(&self, i: usize) -> bool {
-        let e = || &self.entries[i];
-        if self.has_limits {
-            return e().state.try_acquire(e().max_conns);
-        }
-        match self
-            .live
-            .hot(i, || (e().chunk, e().slot))
-            .try_acquire(IN_FLIGHT_MASK)
-        {
-            Acquire::Done => true,
-            Acquire::Full => false,
-            Acquire::Wrap => e().state.acquire_wrapping(0),
-        }
+        let max_conns = if self.has_limits {
+            self.entries[i].max_conns
+        } else {
+            0
+        };
+        acquire(self.live.hot(i, &self.entries), max_conns, || {
+            &self.entries[i].state
+        })
     }
 
     /// Attaches the group's health view.
