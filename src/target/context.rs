@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use super::hooks::HealthView;
-use super::slots::{Hot, LiveTable};
+use super::slots::{Hot, LiveTable, Words};
 use super::snapshot::Entry;
 use super::state::TargetState;
 use super::status::Status;
@@ -16,8 +16,8 @@ use super::{LatencyTracker, Selector};
 #[derive(Debug)]
 pub struct Context<'a> {
     entries: &'a [Entry],
-    /// The targets' counters (status bits, requests in flight), dense.
-    live: &'a LiveTable,
+    /// The targets' counters (status bits, requests in flight), borrowed once for the pick.
+    live: Words<'a>,
     /// No target is a backup or has a connection limit and none is to be avoided: a target's
     /// counters alone decide whether it is available.
     plain: bool,
@@ -43,7 +43,7 @@ impl<'a> Context<'a> {
     ) -> Self {
         Context {
             entries,
-            live,
+            live: live.words(),
             plain: !has_backups && !backup && !has_limits && avoid.is_none(),
             blocking: Status::BLOCKING,
             backup,
@@ -55,7 +55,7 @@ impl<'a> Context<'a> {
     }
 
     /// The counters of the target at `index` (`index < len()`), found the one way
-    /// ([`LiveTable::hot`]): when they sit in snapshot order, without reading the target's entry.
+    /// ([`Words::hot`]): when they sit in snapshot order, without reading the target's entry.
     #[inline(always)]
     fn hot(&self, index: usize) -> &'a Hot {
         self.live.hot(index, self.entries)
@@ -90,12 +90,6 @@ impl<'a> Context<'a> {
             return false;
         }
         self.avoid.is_none_or(|a| !a.contains(e.target.id()))
-    }
-
-    /// The status bits of the target at `index` (`index < len()`).
-    #[inline(always)]
-    fn status(&self, index: usize) -> Status {
-        Hot::status_of(self.hot(index).load(Ordering::Relaxed))
     }
 
     /// Adds the group's health view: slow-start weights and panic mode.
@@ -183,7 +177,7 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn weight(&self, index: usize) -> u32 {
         let e = &self.entries[index];
-        if !self.status(index).intersects(Status::RAMP) {
+        if !e.state.status().intersects(Status::RAMP) {
             return e.weight;
         }
         let milli = self.weight_milli(index);
@@ -202,7 +196,7 @@ impl<'a> Context<'a> {
         let e = &self.entries[index];
         let w = u64::from(e.weight) * 1000;
         match self.health {
-            Some(h) if self.status(index).intersects(Status::RAMP) => {
+            Some(h) if e.state.status().intersects(Status::RAMP) => {
                 let now = match self.now.get() {
                     Some(now) => now,
                     None => {

@@ -251,7 +251,7 @@ impl LiveTable {
     }
 
     /// The one chunk holding target `i` at index `i`, if there is one.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn dense(&self) -> Option<&[Hot]> {
         self.dense.as_deref()
     }
@@ -263,25 +263,58 @@ impl LiveTable {
         self.mapped.as_ref().map(|(c, m)| (&c[..], &m[..]))
     }
 
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn at(&self, chunk: u32, index: u32) -> &Hot {
         &self.chunks[chunk as usize][index as usize]
     }
 
-    /// Target `i`'s word, `entries` being the snapshot's entries this table was built for:
+    /// What finding a word needs, borrowed once: a pick keeps it for all its lookups.
+    #[inline(always)]
+    pub(crate) fn words(&self) -> Words<'_> {
+        Words {
+            dense: self.dense.as_deref(),
+            mapped: self.mapped.as_ref().map(|(c, m)| (&c[..], &m[..])),
+            chunks: &self.chunks,
+        }
+    }
+
+    /// Target `i`'s word: [`Words::hot`] (the one way to find it).
+    #[inline(always)]
+    pub(crate) fn hot<'a>(&'a self, i: usize, entries: &[Entry]) -> &'a Hot {
+        self.words().hot(i, entries)
+    }
+}
+
+/// A [`LiveTable`] borrowed for one pick or one release: the dense chunk, or the one mapped
+/// chunk and its map, or every chunk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Words<'a> {
+    dense: Option<&'a [Hot]>,
+    mapped: Option<(&'a [Hot], &'a [u32])>,
+    chunks: &'a [Chunk],
+}
+
+impl<'a> Words<'a> {
+    /// Target `i`'s word, `entries` being the snapshot's entries the table was built for:
     /// the one way the request path finds a target's counters (a pick through `Context`, an
     /// acquire through `Snapshot::try_acquire`, a release through the balancer's table). The
     /// entry is read only when the table is neither dense nor mapped.
     #[inline(always)]
-    pub(crate) fn hot<'a>(&'a self, i: usize, entries: &[Entry]) -> &'a Hot {
-        if let Some(dense) = &self.dense {
+    pub(crate) fn hot(self, i: usize, entries: &[Entry]) -> &'a Hot {
+        if let Some(dense) = self.dense {
             return &dense[i];
         }
-        if let Some((chunk, map)) = &self.mapped {
+        if let Some((chunk, map)) = self.mapped {
             return &chunk[map[i] as usize];
         }
         let e = &entries[i];
-        self.at(e.chunk, e.slot)
+        &self.chunks[e.chunk as usize][e.slot as usize]
+    }
+
+    /// The one chunk holding target `i` at index `i`, if there is one.
+    #[inline(always)]
+    pub(crate) fn dense(self) -> Option<&'a [Hot]> {
+        self.dense
     }
 }
 
