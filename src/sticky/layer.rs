@@ -108,11 +108,12 @@ pub(crate) struct Shared {
 }
 
 /// Recently verified tokens of the signing key, so that a session's every request does not pay
-/// for two SHA-256 blocks: a fixed table of 128-bit fingerprints (SipHash-1-3 under a key
-/// derived from the signing key, so only this layer can compute one). A token is taken as
-/// verified if its fingerprint is in the table; finding one for a token that was never
-/// verified means guessing 128 secret bits. Fixed size, whatever the traffic: an entry is
-/// overwritten by the next token that maps to its slot.
+/// for two SHA-256 blocks (nor for decoding its MAC): a fixed table of 128-bit fingerprints of
+/// the tokens' exact encoded bytes (SipHash-1-3 under a key derived from the signing key, so
+/// only this layer can compute one). A token is taken as verified if its fingerprint is in the
+/// table; finding one for a token that was never verified means guessing 128 secret bits.
+/// Fixed size, whatever the traffic: an entry is overwritten by the next token that maps to
+/// its slot.
 struct Verified {
     key: (u64, u64),
     slots: Box<[[AtomicU64; 2]]>,
@@ -222,7 +223,8 @@ impl Shared {
         for (g, group) in self.groups.iter().enumerate() {
             let name = &self.names[g];
             let mut by_id = HashMap::new();
-            for target in group.targets() {
+            // In snapshot order: each target's position is its affinity's hint.
+            for (position, target) in group.targets().into_iter().enumerate() {
                 let id = target.id();
                 for (k, key) in self.keys.iter().enumerate() {
                     let tag = key.tag(name, id.as_str());
@@ -235,7 +237,7 @@ impl Shared {
                             key: k as u8,
                             group: g as u16,
                             target: id.clone(),
-                            affinity: Affinity::in_group(name.clone(), id.clone()),
+                            affinity: Affinity::in_group_at(name.clone(), id.clone(), position),
                         },
                     );
                 }
@@ -251,7 +253,9 @@ impl Shared {
     /// in the future than this configuration's TTL allows, names a current target and carries
     /// a valid MAC; with the affinity it asks for.
     pub(crate) fn verify(&self, token: &[u8], now: u64) -> Option<(Hit, Affinity)> {
-        let (raw, claims) = codec::open(token)?;
+        // The signed part only: the MAC is decoded and checked below unless these exact bytes
+        // were verified before.
+        let claims = codec::peek(token)?;
         if claims.expiry < now || claims.expiry > now.saturating_add(self.ttl_secs + SKEW_SECS) {
             return None;
         }
@@ -267,15 +271,16 @@ impl Shared {
                 table.by_tag.get(&claims.tag)?
             }
         };
+        let verified = |key: &Keyed| codec::open(token).is_some_and(|(raw, _)| key.verify(&raw));
         if named.key == 0 {
-            let fp = self.verified.fingerprint(&raw);
+            let fp = self.verified.fingerprint(token);
             if !self.verified.contains(fp) {
-                if !self.keys[0].verify(&raw) {
+                if !verified(&self.keys[0]) {
                     return None;
                 }
                 self.verified.insert(fp);
             }
-        } else if !self.keys[usize::from(named.key)].verify(&raw) {
+        } else if !verified(&self.keys[usize::from(named.key)]) {
             return None;
         }
         let hit = Hit {

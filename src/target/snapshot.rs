@@ -165,8 +165,20 @@ impl Snapshot {
 
     /// The index of target `id` if it is a primary that could be picked now (the checks of a
     /// pick: status, panic mode, connection limit, `avoid`); a backup is left to [`pick`](Self::pick).
-    pub(crate) fn affine(&self, id: &TargetId, avoid: Option<&AvoidTargets>) -> Option<usize> {
-        let i = self.position(id)?;
+    ///
+    /// `hint` is where the caller believes the target sits: taken if the entry there has the
+    /// id, which saves hashing it.
+    pub(crate) fn affine(
+        &self,
+        id: &TargetId,
+        hint: Option<usize>,
+        avoid: Option<&AvoidTargets>,
+    ) -> Option<usize> {
+        let hinted = hint.filter(|&h| self.entries.get(h).is_some_and(|e| e.target.id() == id));
+        let i = match hinted {
+            Some(i) => i,
+            None => self.position(id)?,
+        };
         if self.entries[i].backup {
             return None;
         }
