@@ -82,7 +82,7 @@ impl<'a> Iterator for CookieValues<'a, '_> {
     #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         while let Some(rest) = self.rest {
-            let (pair, next) = match rest.iter().position(|&b| b == b';') {
+            let (pair, next) = match memchr::memchr(b';', rest) {
                 Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                 None => (rest, None),
             };
