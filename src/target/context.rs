@@ -32,6 +32,7 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    #[inline(always)]
     pub(crate) fn new(
         entries: &'a [Entry],
         live: &'a LiveTable,

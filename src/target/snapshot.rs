@@ -119,14 +119,14 @@ impl Snapshot {
     /// in the group, the target's entry and state are not read.
     #[inline]
     pub(crate) fn try_acquire(&self, i: usize) -> bool {
-        let max_conns = if self.has_limits {
-            self.entries[i].max_conns
+        let hot = self.live.hot(i, &self.entries);
+        let state = || &*self.entries[i].state;
+        // Two calls, so that without limits the word's own limit is a constant.
+        if self.has_limits {
+            acquire(hot, self.entries[i].max_conns, state)
         } else {
-            0
-        };
-        acquire(self.live.hot(i, &self.entries), max_conns, || {
-            &self.entries[i].state
-        })
+            acquire(hot, 0, state)
+        }
     }
 
     /// Attaches the group's health view.
