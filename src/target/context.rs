@@ -177,6 +177,9 @@ impl<'a> Context<'a> {
     /// If `index >= self.len()`.
     #[inline]
     pub fn weight(&self, index: usize) -> u32 {
+        // The ramp flag is read through the target's state (the entry is in hand for the
+        // weight): through the live table it cost more, least_conn at n = 100 taking 15.4k
+        // instead of 13.5k instructions per pick (callgrind).
         let e = &self.entries[index];
         if !e.state.status().intersects(Status::RAMP) {
             return e.weight;
