@@ -422,6 +422,12 @@ fn sticky_overhead(rt: &Runtime) {
                 "sticky + balance: forged",
                 run(rt, layer.layer(balance()), &forged),
             ),
+            // The floor of any layer that hands its choice to `Balance` in the request: a
+            // prebuilt `Affinity` inserted (boxed) and honoured, no cookie work at all.
+            (
+                "balance + Affinity inserted",
+                run(rt, affinity_inserted(balance()), &valid),
+            ),
         ],
     );
     interleaved_table(
@@ -437,6 +443,22 @@ fn sticky_overhead(rt: &Runtime) {
             ),
         ],
     );
+}
+
+/// `inner` with a prebuilt `Affinity` (to target "b" of group "bench") added to every request.
+fn affinity_inserted<S, B>(
+    inner: S,
+) -> impl Service<Request<B>, Response = S::Response, Error = S::Error>
+where
+    S: Service<Request<B>>,
+{
+    let affinity = tower_lb::balance::Affinity::in_group("bench", "b".into());
+    ServiceBuilder::new()
+        .map_request(move |mut r: Request<B>| {
+            r.extensions_mut().insert(affinity.clone());
+            r
+        })
+        .service(inner)
 }
 
 /// The `LoadBalancer` facade against the same layers composed by hand, over the same stub
@@ -486,6 +508,18 @@ fn facade_overhead(rt: &Runtime) {
         .layer(TimeoutLayer::new(Duration::from_secs(5)))
         .layer(BalanceLayer::new(group("f")))
         .service(client());
+    // What the facade always has that the minimal stack by hand does not: a router (so rules
+    // can be set at run time), with one destination and no rules.
+    let routed_hand = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .service(
+            tower_lb::route::Router::builder()
+                .destination("m", BalanceLayer::new(group("m")).layer(client()))
+                .fallback("m")
+                .build()
+                .unwrap(),
+        );
     let no_headers = http::HeaderMap::new();
     interleaved_table(
         "LoadBalancer facade vs the same layers by hand",
@@ -493,6 +527,10 @@ fn facade_overhead(rt: &Runtime) {
             (
                 "by hand: error+retry+balance",
                 run(rt, minimal_hand, &no_headers),
+            ),
+            (
+                "by hand: error+retry+router+balance",
+                run(rt, routed_hand, &no_headers),
             ),
             ("facade: defaults", run(rt, minimal_facade, &no_headers)),
             (

@@ -230,7 +230,7 @@ impl Drop for InFlight {
                 e.state.observe(outcome);
             }
         }
-        let prev = t.live.hot(self.index, || (e.chunk, e.slot)).release();
+        let prev = t.live.hot(self.index, &t.entries).release();
         if Hot::status_of(prev).intersects(Status::DRAINING) {
             e.state.released(prev);
         }

@@ -121,42 +121,85 @@ pub struct WantServedBy;
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Affinity {
+///
+/// Cloning one costs one reference count (the group name and the target id sit behind one
+/// shared pointer), so a layer that sets the same affinity on many requests builds it once.
+#[derive(Clone)]
+pub struct Affinity(Arc<AffinityInner>);
+
+struct AffinityInner {
     group: Option<Arc<str>>,
     target: TargetId,
+    /// Where the target probably sits in its group's current snapshot (set by the sticky
+    /// layer, which knows): checked against the id before use, so a stale hint only costs the
+    /// lookup by id it was meant to save.
+    hint: Option<u32>,
+}
+
+impl PartialEq for Affinity {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.group == other.0.group && self.0.target == other.0.target
+    }
+}
+
+impl Eq for Affinity {}
+
+impl std::fmt::Debug for Affinity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Affinity")
+            .field("group", &self.0.group)
+            .field("target", &self.0.target)
+            .finish()
+    }
 }
 
 impl Affinity {
     /// Affinity to `target` in whichever group a balancer serves.
     pub fn new(target: TargetId) -> Self {
-        Affinity {
+        Affinity(Arc::new(AffinityInner {
             group: None,
             target,
-        }
+            hint: None,
+        }))
     }
 
     /// Affinity to `target` in the group named `group` only.
     pub fn in_group(group: impl Into<Arc<str>>, target: TargetId) -> Self {
-        Affinity {
+        Affinity(Arc::new(AffinityInner {
             group: Some(group.into()),
             target,
-        }
+            hint: None,
+        }))
+    }
+
+    /// [`in_group`](Self::in_group), with where the target sits in the group's snapshot now.
+    pub(crate) fn in_group_at(group: Arc<str>, target: TargetId, position: usize) -> Self {
+        Affinity(Arc::new(AffinityInner {
+            group: Some(group),
+            target,
+            hint: u32::try_from(position).ok(),
+        }))
+    }
+
+    /// Where the target probably sits in its group's snapshot (unchecked).
+    #[inline]
+    pub(crate) fn hint(&self) -> Option<usize> {
+        self.0.hint.map(|h| h as usize)
     }
 
     /// The group this affinity is for, if it names one.
     pub fn group(&self) -> Option<&str> {
-        self.group.as_deref()
+        self.0.group.as_deref()
     }
 
     /// The target asked for.
     pub fn target(&self) -> &TargetId {
-        &self.target
+        &self.0.target
     }
 
     /// Whether a balancer over the group `name` should honour this affinity.
     #[inline]
     pub(crate) fn applies_to(&self, name: &str) -> bool {
-        self.group.as_deref().is_none_or(|g| g == name)
+        self.0.group.as_deref().is_none_or(|g| g == name)
     }
 }

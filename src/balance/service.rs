@@ -510,7 +510,7 @@ impl<S: Clone + 'static> Balance<S> {
         if !affinity.applies_to(self.shared.group.name()) {
             return None;
         }
-        let i = snap.affine(affinity.target(), avoid)?;
+        let i = snap.affine(affinity.target(), affinity.hint(), avoid)?;
         snap.try_acquire(i).then_some(i)
     }
 
@@ -639,5 +639,39 @@ mod tests {
         assert!(a.in_flight() >= 1, "the streaming request still counts");
         drop((streaming, second));
         assert_eq!(group.stats().iter().map(|s| s.in_flight()).sum::<u32>(), 0);
+    }
+
+    /// An affinity's position hint only saves the lookup by id: a hint past the end, at
+    /// another target, or one the group's changes made stale still lands on the target named.
+    #[tokio::test]
+    async fn a_wrong_or_stale_position_hint_still_lands_on_the_named_target() {
+        let group = TargetGroup::builder("g")
+            .targets(["a", "b", "c"].map(|id| Target::new(id, "127.0.0.1:1").unwrap()))
+            .build()
+            .unwrap();
+        let balance = Balance::new(group.clone(), |t: &Target| {
+            let id = t.id().clone();
+            tower::service_fn(move |_r: Request<()>| {
+                ready(Ok::<_, Infallible>(Response::new(id.to_string())))
+            })
+        });
+        let send = |affinity: Affinity| {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(affinity);
+            balance.clone().oneshot(req)
+        };
+        for (hint, expect) in [(1, "b"), (0, "b"), (2, "b"), (7, "b"), (2, "c")] {
+            let affinity = Affinity::in_group_at("g".into(), expect.into(), hint);
+            let rsp = send(affinity).await.unwrap();
+            assert_eq!(rsp.body().get_ref(), expect, "hint {hint}");
+        }
+        // "b" moves to position 2 when "a0" joins: its old hint is stale.
+        group.insert(Target::new("a0", "127.0.0.1:1").unwrap());
+        for _ in 0..5 {
+            let rsp = send(Affinity::in_group_at("g".into(), "b".into(), 1))
+                .await
+                .unwrap();
+            assert_eq!(rsp.body().get_ref(), "b");
+        }
     }
 }

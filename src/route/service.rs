@@ -486,7 +486,7 @@ where
                 svc: self.services[dest].clone(),
                 req: Some(req),
             },
-            sleep: timeout.map(tokio::time::sleep),
+            sleep: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
             post: Some(post),
         }
     }
@@ -526,8 +526,9 @@ pin_project! {
     {
         #[pin]
         state: State<S, B, S::Future>,
-        #[pin]
-        sleep: Option<tokio::time::Sleep>,
+        // Boxed: only a rule with a timeout arms one, and inline it would add its size to
+        // every routed request's future (and to every move of the futures around it).
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
         post: Option<Post>,
     }
 }
@@ -626,8 +627,8 @@ where
                 },
             }
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            ready!(sleep.poll(cx));
+        if let Some(sleep) = this.sleep.as_mut() {
+            ready!(sleep.as_mut().poll(cx));
             tracing::debug!("route timeout elapsed");
             return Poll::Ready(Ok(error_response(&tower::timeout::error::Elapsed::new())));
         }

@@ -74,14 +74,17 @@ fn renew<B>(shared: &Shared, hit: Option<Hit>, rsp: &mut Response<B>) {
         // `Balance` tags a request with an affinity only if it went elsewhere: untagged, it
         // was served by the target its token names.
         (None, Some(hit)) if keep(&hit) => return,
-        (None, Some(hit)) => (hit.group, hit.target, hit.now),
+        (None, Some(hit)) => match shared.target_of(&hit) {
+            Some(target) => (hit.group, target, hit.now),
+            None => return,
+        },
         (None, None) => return,
         (Some(served), hit) => {
             let Some(g) = shared.group_index(served.group()) else {
                 return;
             };
             match hit {
-                Some(hit) if hit.group == g && hit.target == *served.target() && keep(&hit) => {
+                Some(hit) if keep(&hit) && shared.names(&hit, g, served.target()) => {
                     return;
                 }
                 Some(hit) => (g, served.target().clone(), hit.now),

@@ -80,11 +80,13 @@ pub(crate) enum Mode {
     Header(HeaderName),
 }
 
-/// A verified token found on a request.
-#[derive(Debug, Clone)]
+/// A verified token found on a request: `Copy`, so carrying it to the response costs no
+/// reference count; the target is found again by its tag only when a token is reissued.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Hit {
     pub(crate) group: u16,
-    pub(crate) target: TargetId,
+    /// The target's tag under the key that signed the token.
+    pub(crate) tag: Tag,
     pub(crate) expiry: u64,
     /// The clock when the request was read, in Unix seconds.
     pub(crate) now: u64,
@@ -106,11 +108,12 @@ pub(crate) struct Shared {
 }
 
 /// Recently verified tokens of the signing key, so that a session's every request does not pay
-/// for two SHA-256 blocks: a fixed table of 128-bit fingerprints (SipHash-1-3 under a key
-/// derived from the signing key, so only this layer can compute one). A token is taken as
-/// verified if its fingerprint is in the table; finding one for a token that was never
-/// verified means guessing 128 secret bits. Fixed size, whatever the traffic: an entry is
-/// overwritten by the next token that maps to its slot.
+/// for two SHA-256 blocks (nor for decoding its MAC): a fixed table of 128-bit fingerprints of
+/// the tokens' exact encoded bytes (SipHash-1-3 under a key derived from the signing key, so
+/// only this layer can compute one). A token is taken as verified if its fingerprint is in the
+/// table; finding one for a token that was never verified means guessing 128 secret bits.
+/// Fixed size, whatever the traffic: an entry is overwritten by the next token that maps to
+/// its slot.
 struct Verified {
     key: (u64, u64),
     slots: Box<[[AtomicU64; 2]]>,
@@ -182,6 +185,9 @@ struct Named {
     key: u8,
     group: u16,
     target: TargetId,
+    /// The affinity a token with this tag asks for, built once: a request clones it (one
+    /// reference count) rather than building one from the group name and the target id.
+    affinity: Affinity,
 }
 
 impl Shared {
@@ -217,7 +223,8 @@ impl Shared {
         for (g, group) in self.groups.iter().enumerate() {
             let name = &self.names[g];
             let mut by_id = HashMap::new();
-            for target in group.targets() {
+            // In snapshot order: each target's position is its affinity's hint.
+            for (position, target) in group.targets().into_iter().enumerate() {
                 let id = target.id();
                 for (k, key) in self.keys.iter().enumerate() {
                     let tag = key.tag(name, id.as_str());
@@ -230,6 +237,7 @@ impl Shared {
                             key: k as u8,
                             group: g as u16,
                             target: id.clone(),
+                            affinity: Affinity::in_group_at(name.clone(), id.clone(), position),
                         },
                     );
                 }
@@ -243,43 +251,51 @@ impl Shared {
 
     /// The (group, target) a token names, if it is well formed, unexpired, not from further
     /// in the future than this configuration's TTL allows, names a current target and carries
-    /// a valid MAC.
-    pub(crate) fn verify(&self, token: &[u8], now: u64) -> Option<Hit> {
-        let (raw, claims) = codec::open(token)?;
+    /// a valid MAC; with the affinity it asks for.
+    pub(crate) fn verify(&self, token: &[u8], now: u64) -> Option<(Hit, Affinity)> {
+        // The signed part only: the MAC is decoded and checked below unless these exact bytes
+        // were verified before.
+        let claims = codec::peek(token)?;
         if claims.expiry < now || claims.expiry > now.saturating_add(self.ttl_secs + SKEW_SECS) {
             return None;
         }
         let mut table = self.table.load();
-        if !table.by_tag.contains_key(&claims.tag) {
-            if !self.stale(&table) {
-                return None;
+        let named = match table.by_tag.get(&claims.tag) {
+            Some(named) => named,
+            None => {
+                if !self.stale(&table) {
+                    return None;
+                }
+                self.rebuild();
+                table = self.table.load();
+                table.by_tag.get(&claims.tag)?
             }
-            self.rebuild();
-            table = self.table.load();
-        }
-        let named = table.by_tag.get(&claims.tag)?;
+        };
+        let verified = |key: &Keyed| codec::open(token).is_some_and(|(raw, _)| key.verify(&raw));
         if named.key == 0 {
-            let fp = self.verified.fingerprint(&raw);
+            let fp = self.verified.fingerprint(token);
             if !self.verified.contains(fp) {
-                if !self.keys[0].verify(&raw) {
+                if !verified(&self.keys[0]) {
                     return None;
                 }
                 self.verified.insert(fp);
             }
-        } else if !self.keys[usize::from(named.key)].verify(&raw) {
+        } else if !verified(&self.keys[usize::from(named.key)]) {
             return None;
         }
-        Some(Hit {
+        let hit = Hit {
             group: named.group,
-            target: named.target.clone(),
+            tag: claims.tag,
             expiry: claims.expiry,
             now,
             current_key: named.key == 0,
-        })
+        };
+        Some((hit, named.affinity.clone()))
     }
 
-    /// The first valid token on `req`, among at most [`MAX_CANDIDATES`].
-    pub(crate) fn hit<B>(&self, req: &Request<B>) -> Option<Hit> {
+    /// The first valid token on `req`, among at most [`MAX_CANDIDATES`], and the affinity it
+    /// asks for.
+    pub(crate) fn hit<B>(&self, req: &Request<B>) -> Option<(Hit, Affinity)> {
         let mut now = None;
         let mut check = |v: &[u8]| self.verify(v, *now.get_or_insert_with(|| self.now()));
         match &self.mode {
@@ -299,12 +315,25 @@ impl Shared {
         }
     }
 
-    /// The affinity a hit asks for.
-    pub(crate) fn affinity(&self, hit: &Hit) -> Affinity {
-        Affinity::in_group(
-            self.names[usize::from(hit.group)].clone(),
-            hit.target.clone(),
-        )
+    /// The target a verified token names, if it is still in this layer's table (off the hit
+    /// path: only to reissue a token).
+    pub(crate) fn target_of(&self, hit: &Hit) -> Option<TargetId> {
+        self.table
+            .load()
+            .by_tag
+            .get(&hit.tag)
+            .map(|n| n.target.clone())
+    }
+
+    /// Whether `target` of group `g` is the one a verified token names.
+    pub(crate) fn names(&self, hit: &Hit, g: u16, target: &TargetId) -> bool {
+        hit.group == g
+            && self
+                .table
+                .load()
+                .by_tag
+                .get(&hit.tag)
+                .is_some_and(|n| n.target == *target)
     }
 
     pub(crate) fn group_index(&self, name: &str) -> Option<u16> {
@@ -395,8 +424,8 @@ impl StickyLayer {
         if self.shared.stale(&self.shared.table.load()) {
             self.shared.rebuild();
         }
-        let hit = self.shared.verify(token.as_bytes(), self.shared.now())?;
-        Some(self.shared.affinity(&hit))
+        let (_, affinity) = self.shared.verify(token.as_bytes(), self.shared.now())?;
+        Some(affinity)
     }
 }
 

@@ -90,12 +90,17 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let shared = &self.layer.shared;
-        let hit = shared.hit(&req);
         // With a token, `Balance` tags the response only if it went elsewhere; without one,
         // the response must name its target to get a cookie.
-        match &hit {
-            Some(hit) => req.extensions_mut().insert(shared.affinity(hit)).map(drop),
-            None => req.extensions_mut().insert(WantServedBy).map(drop),
+        let hit = match shared.hit(&req) {
+            Some((hit, affinity)) => {
+                req.extensions_mut().insert(affinity);
+                Some(hit)
+            }
+            None => {
+                req.extensions_mut().insert(WantServedBy);
+                None
+            }
         };
         ResponseFuture::new(self.inner.call(req), shared.clone(), hit)
     }

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use super::hooks::HealthView;
-use super::slots::{Hot, LiveTable};
+use super::slots::{Hot, LiveTable, Words};
 use super::snapshot::Entry;
 use super::state::TargetState;
 use super::status::Status;
@@ -16,12 +16,8 @@ use super::{LatencyTracker, Selector};
 #[derive(Debug)]
 pub struct Context<'a> {
     entries: &'a [Entry],
-    /// The targets' counters (status bits, requests in flight), dense.
-    live: &'a LiveTable,
-    /// Target `i`'s counters at index `i`, when the snapshot has them so.
-    dense: Option<&'a [Hot]>,
-    /// Otherwise, the one chunk holding every target's counters, and target `i`'s place in it.
-    mapped: Option<(&'a [Hot], &'a [u32])>,
+    /// The targets' counters (status bits, requests in flight), borrowed once for the pick.
+    live: Words<'a>,
     /// No target is a backup or has a connection limit and none is to be avoided: a target's
     /// counters alone decide whether it is available.
     plain: bool,
@@ -36,6 +32,7 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    #[inline(always)]
     pub(crate) fn new(
         entries: &'a [Entry],
         live: &'a LiveTable,
@@ -47,9 +44,7 @@ impl<'a> Context<'a> {
     ) -> Self {
         Context {
             entries,
-            live,
-            dense: live.dense(),
-            mapped: live.mapped(),
+            live: live.words(),
             plain: !has_backups && !backup && !has_limits && avoid.is_none(),
             blocking: Status::BLOCKING,
             backup,
@@ -60,18 +55,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The counters of the target at `index` (`index < len()`); when the counters sit in
-    /// snapshot order, without reading the target's entry.
+    /// The counters of the target at `index` (`index < len()`), found the one way
+    /// ([`Words::hot`]): when they sit in snapshot order, without reading the target's entry.
     #[inline(always)]
     fn hot(&self, index: usize) -> &'a Hot {
-        if let Some(dense) = self.dense {
-            &dense[index]
-        } else if let Some((chunk, map)) = self.mapped {
-            &chunk[map[index] as usize]
-        } else {
-            let e = &self.entries[index];
-            self.live.at(e.chunk, e.slot)
-        }
+        self.live.hot(index, self.entries)
     }
 
     /// The targets' counters by index, when they alone decide availability (no backups, no
@@ -81,11 +69,12 @@ impl<'a> Context<'a> {
     /// Why the built-in P2C selectors read this instead of two [`load`](Self::load) calls: with
     /// equal weights they compare both candidates' words in one step (one `Status` test over
     /// both, a branch-free tie break), 199 instead of 236 instructions per pick (callgrind,
-    /// n = 10 000, `docs/benchmarks.md` history); every other selector uses the public
-    /// accessors, and both paths answer alike (a property test checks every layout).
+    /// n = 10 000, `docs/benchmarks.md` history); peak EWMA likewise, 191 instead of 301
+    /// instructions per pick (callgrind, n = 10, 2026-11-29); every other selector uses the
+    /// public accessors, and both paths answer alike (a property test checks every layout).
     #[inline(always)]
     pub(crate) fn plain_counters(&self) -> Option<(&'a [Hot], Status)> {
-        match self.dense {
+        match self.live.dense() {
             Some(dense) if self.plain => Some((dense, self.blocking)),
             _ => None,
         }
@@ -189,6 +178,9 @@ impl<'a> Context<'a> {
     /// If `index >= self.len()`.
     #[inline]
     pub fn weight(&self, index: usize) -> u32 {
+        // The ramp flag is read through the target's state (the entry is in hand for the
+        // weight): through the live table it cost more, least_conn at n = 100 taking 15.4k
+        // instead of 13.5k instructions per pick (callgrind).
         let e = &self.entries[index];
         if !e.state.status().intersects(Status::RAMP) {
             return e.weight;

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use super::snapshot::Entry;
 use super::status::Status;
 
 /// Targets per chunk.
@@ -39,7 +40,7 @@ pub(crate) struct Hot {
     pub(crate) word: AtomicU64,
 }
 
-/// What [`Hot::try_acquire`] did.
+/// What [`Hot::try_count`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquire {
     /// Counted.
@@ -47,15 +48,16 @@ pub(crate) enum Acquire {
     /// Refused: the target has `max` requests in flight.
     Full,
     /// Not counted: the request count is about to wrap, which the target's state must see
-    /// (see `TargetState::try_acquire`).
+    /// (see `state::acquire`).
     Wrap,
 }
 
 impl Hot {
-    /// Counts one more request in flight and one more request, unless `max` (at most
+    /// The word's step of an acquire (`state::acquire`, the one acquire path, is its only
+    /// caller): counts one more request in flight and one more request, unless `max` (at most
     /// [`IN_FLIGHT_MASK`]) are in flight already or the request count would wrap.
     #[inline(always)]
-    pub(crate) fn try_acquire(&self, max: u32) -> Acquire {
+    pub(crate) fn try_count(&self, max: u32) -> Acquire {
         // A compare-and-swap rather than an add: the count must never carry into the status.
         match self
             .word
@@ -249,35 +251,70 @@ impl LiveTable {
     }
 
     /// The one chunk holding target `i` at index `i`, if there is one.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn dense(&self) -> Option<&[Hot]> {
         self.dense.as_deref()
     }
 
     /// The one chunk holding every target, and target `i`'s index in it, if there is one
     /// (and the table is not [`dense`](Self::dense)).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn mapped(&self) -> Option<(&[Hot], &[u32])> {
         self.mapped.as_ref().map(|(c, m)| (&c[..], &m[..]))
     }
 
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn at(&self, chunk: u32, index: u32) -> &Hot {
         &self.chunks[chunk as usize][index as usize]
     }
 
-    /// Target `i`'s word; `place` gives its (chunk, index) from its entry, read only when the
-    /// table is neither dense nor mapped.
+    /// What finding a word needs, borrowed once: a pick keeps it for all its lookups.
     #[inline(always)]
-    pub(crate) fn hot(&self, i: usize, place: impl FnOnce() -> (u32, u32)) -> &Hot {
-        if let Some(dense) = &self.dense {
+    pub(crate) fn words(&self) -> Words<'_> {
+        Words {
+            dense: self.dense.as_deref(),
+            mapped: self.mapped.as_ref().map(|(c, m)| (&c[..], &m[..])),
+            chunks: &self.chunks,
+        }
+    }
+
+    /// Target `i`'s word: [`Words::hot`] (the one way to find it).
+    #[inline(always)]
+    pub(crate) fn hot<'a>(&'a self, i: usize, entries: &[Entry]) -> &'a Hot {
+        self.words().hot(i, entries)
+    }
+}
+
+/// A [`LiveTable`] borrowed for one pick or one release: the dense chunk, or the one mapped
+/// chunk and its map, or every chunk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Words<'a> {
+    dense: Option<&'a [Hot]>,
+    mapped: Option<(&'a [Hot], &'a [u32])>,
+    chunks: &'a [Chunk],
+}
+
+impl<'a> Words<'a> {
+    /// Target `i`'s word, `entries` being the snapshot's entries the table was built for:
+    /// the one way the request path finds a target's counters (a pick through `Context`, an
+    /// acquire through `Snapshot::try_acquire`, a release through the balancer's table). The
+    /// entry is read only when the table is neither dense nor mapped.
+    #[inline(always)]
+    pub(crate) fn hot(self, i: usize, entries: &[Entry]) -> &'a Hot {
+        if let Some(dense) = self.dense {
             return &dense[i];
         }
-        if let Some((chunk, map)) = &self.mapped {
+        if let Some((chunk, map)) = self.mapped {
             return &chunk[map[i] as usize];
         }
-        let (c, index) = place();
-        self.at(c, index)
+        let e = &entries[i];
+        &self.chunks[e.chunk as usize][e.slot as usize]
+    }
+
+    /// The one chunk holding target `i` at index `i`, if there is one.
+    #[inline(always)]
+    pub(crate) fn dense(self) -> Option<&'a [Hot]> {
+        self.dense
     }
 }
 
@@ -355,7 +392,7 @@ mod tests {
         let hot = Hot::default();
         hot.word
             .fetch_add(u64::from(0b101u32 << STATUS_SHIFT), Ordering::Relaxed);
-        assert_eq!(hot.try_acquire(IN_FLIGHT_MASK), Acquire::Done);
+        assert_eq!(hot.try_count(IN_FLIGHT_MASK), Acquire::Done);
         let prev = hot.release();
         assert_eq!(Hot::in_flight_of(prev), 1);
         let now = hot.load(Ordering::Relaxed);

@@ -3,8 +3,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::hooks::{HealthView, PanicState};
-use super::slots::{Acquire, IN_FLIGHT_MASK, LiveTable};
-use super::state::TargetState;
+use super::slots::LiveTable;
+use super::state::{TargetState, acquire};
 use super::{Algorithm, AvoidTargets, Context, LatencyTracker, Selector, Targets};
 use super::{Target, TargetId};
 
@@ -115,22 +115,17 @@ impl Snapshot {
     }
 
     /// Counts one more request in flight (and one more request) to target `i`, unless it is
-    /// at its connection limit. Without limits in the group, straight on the live table: the
-    /// target's entry and state are not read.
+    /// at its connection limit: [`acquire`] on the word the live table finds. Without limits
+    /// in the group, the target's entry and state are not read.
     #[inline]
     pub(crate) fn try_acquire(&self, i: usize) -> bool {
-        let e = || &self.entries[i];
+        let hot = self.live.hot(i, &self.entries);
+        let state = || &*self.entries[i].state;
+        // Two calls, so that without limits the word's own limit is a constant.
         if self.has_limits {
-            return e().state.try_acquire(e().max_conns);
-        }
-        match self
-            .live
-            .hot(i, || (e().chunk, e().slot))
-            .try_acquire(IN_FLIGHT_MASK)
-        {
-            Acquire::Done => true,
-            Acquire::Full => false,
-            Acquire::Wrap => e().state.acquire_wrapping(0),
+            acquire(hot, self.entries[i].max_conns, state)
+        } else {
+            acquire(hot, 0, state)
         }
     }
 
@@ -170,8 +165,20 @@ impl Snapshot {
 
     /// The index of target `id` if it is a primary that could be picked now (the checks of a
     /// pick: status, panic mode, connection limit, `avoid`); a backup is left to [`pick`](Self::pick).
-    pub(crate) fn affine(&self, id: &TargetId, avoid: Option<&AvoidTargets>) -> Option<usize> {
-        let i = self.position(id)?;
+    ///
+    /// `hint` is where the caller believes the target sits: taken if the entry there has the
+    /// id, which saves hashing it.
+    pub(crate) fn affine(
+        &self,
+        id: &TargetId,
+        hint: Option<usize>,
+        avoid: Option<&AvoidTargets>,
+    ) -> Option<usize> {
+        let hinted = hint.filter(|&h| self.entries.get(h).is_some_and(|e| e.target.id() == id));
+        let i = match hinted {
+            Some(i) => i,
+            None => self.position(id)?,
+        };
         if self.entries[i].backup {
             return None;
         }

@@ -129,38 +129,26 @@ impl TargetState {
     }
 
     /// Counts one more request in flight, unless that would exceed `max` (`0`: no limit but
-    /// the word's, 16 777 215).
-    #[inline]
+    /// the word's, 16 777 215): [`acquire`] on this state's own word, for tests that hold a
+    /// state without a snapshot.
+    #[cfg(test)]
     pub(crate) fn try_acquire(&self, max: u32) -> bool {
-        let max = if max == 0 {
-            IN_FLIGHT_MASK
-        } else {
-            max.min(IN_FLIGHT_MASK)
-        };
-        match self.hot().try_acquire(max) {
-            Acquire::Done => true,
-            Acquire::Full => false,
-            Acquire::Wrap => self.acquire_wrapping(max),
-        }
+        acquire(self.hot(), max, || self)
     }
 
-    /// [`try_acquire`](Self::try_acquire) when the word's request count is about to wrap
-    /// (once every 2³² requests): moves the wrap into `wrapped` under its lock.
+    /// [`acquire`] when the word's request count is about to wrap (once every 2³² requests):
+    /// moves the wrap into `wrapped` under its lock. `limit` is the word's limit already
+    /// (`1..=IN_FLIGHT_MASK`).
     #[cold]
     #[inline(never)]
-    pub(crate) fn acquire_wrapping(&self, max: u32) -> bool {
-        let max = if max == 0 {
-            IN_FLIGHT_MASK
-        } else {
-            max.min(IN_FLIGHT_MASK)
-        };
+    pub(super) fn acquire_wrapping(&self, limit: u32) -> bool {
         let mut wrapped = crate::util::lock(&self.wrapped);
         let full = u64::from(u32::MAX);
         match self
             .hot()
             .word
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                if Hot::in_flight_of(w as u32) >= max {
+                if Hot::in_flight_of(w as u32) >= limit {
                     None
                 } else if w >> 32 == full {
                     // The count restarts at 0 and the wrap moves into `wrapped`.
@@ -255,6 +243,34 @@ impl TargetState {
             requests: self.requests(),
             failures: self.failures.load(Ordering::Relaxed),
             admin: self.admin(),
+        }
+    }
+}
+
+/// The one acquire path: counts one more request in flight (and one more request) on `hot`,
+/// the word of the target whose state `state` returns, unless `max_conns` (`0`: no limit but
+/// the word's, 16 777 215) are in flight already. `state` is called only when the word's
+/// request count wraps, once every 2³² requests, so a dispatch reads neither the target's
+/// entry nor its state: [`Snapshot::try_acquire`](super::Snapshot::try_acquire) finds `hot`
+/// through the snapshot's live table, as a pick does.
+#[inline(always)]
+pub(crate) fn acquire<'s>(
+    hot: &Hot,
+    max_conns: u32,
+    state: impl FnOnce() -> &'s TargetState,
+) -> bool {
+    let limit = if max_conns == 0 {
+        IN_FLIGHT_MASK
+    } else {
+        max_conns.min(IN_FLIGHT_MASK)
+    };
+    match hot.try_count(limit) {
+        Acquire::Done => true,
+        Acquire::Full => false,
+        Acquire::Wrap => {
+            let state = state();
+            debug_assert!(std::ptr::eq(hot, state.hot()), "another target's word");
+            state.acquire_wrapping(limit)
         }
     }
 }
