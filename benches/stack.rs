@@ -9,6 +9,10 @@
 //! ```text
 //! cargo bench --all-features --bench stack -- --warm-up-time 1 --measurement-time 2
 //! ```
+//!
+//! For profiling the realistic-request table alone: `STACK_REALISTIC_ONLY=1` (skips the rest),
+//! `STACK_ROWS=retry` (keeps the rows whose names contain `retry`), `STACK_SIZES=1` (prints
+//! each layer's response future size).
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -953,6 +957,26 @@ fn realistic_overhead(rt: &Runtime) {
             .layer(TimeoutLayer::new(Duration::from_secs(5)))
             .service(pending_balance::<ReplayBody<Empty<Bytes>>>())
     };
+    if std::env::var_os("STACK_SIZES").is_some() {
+        fn size<S: Service<Request<Empty<Bytes>>>>(mut s: S) -> usize {
+            let mut make = realistic_request();
+            std::mem::size_of_val(&s.call(make()))
+        }
+        println!(
+            "future sizes: balance {}, timeout {}, retry {}, breaker {}, limit {}, full {}",
+            size(pending_balance::<Empty<Bytes>>()),
+            size(
+                TimeoutLayer::new(Duration::from_secs(1)).layer(pending_balance::<Empty<Bytes>>())
+            ),
+            size(
+                RetryLayer::new(RetryPolicy::new())
+                    .layer(pending_balance::<ReplayBody<Empty<Bytes>>>())
+            ),
+            size(CircuitBreakerLayer::new("b").layer(pending_balance::<Empty<Bytes>>())),
+            size(rate_limit().layer(pending_balance::<Empty<Bytes>>())),
+            size(full()),
+        );
+    }
     let rows: Vec<(&str, Real<'_>)> = vec![
         ("balance alone", real(rt, pending_balance::<Empty<Bytes>>())),
         (
