@@ -718,7 +718,9 @@ fn head_copy<B>(req: &Request<Sendable<B>>) -> Option<Request<Sendable<B>>> {
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
+    // No extensions: the copy goes straight to hyper's HTTP/1 connection, which reads none
+    // of them (this client's `http1::Builder` keeps no header case or order), so copying
+    // them would only cost allocations.
     Some(copy)
 }
 
