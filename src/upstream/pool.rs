@@ -50,7 +50,7 @@ const INSURE_AFTER: Duration = Duration::from_millis(1);
 /// Default idle timeout: below the 5 s keep-alive of Node.js and Apache httpd.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// A per-target pooled HTTP/1 client: the cheapest way to send `Balance`'s requests.
+/// A per-target pooled HTTP/1 client (or h2c): the cheapest way to send `Balance`'s requests.
 ///
 /// As a [`MakeTarget`] it gives each target a [`TargetService`] with a connection pool of its
 /// own. Requests go to the target's address whatever their URI says (they are sent in origin
@@ -72,6 +72,10 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 ///
 /// `101 Switching Protocols` (and a successful `CONNECT`) hand back the upgraded connection
 /// through [`hyper::upgrade::on`].
+///
+/// Built with `http2_only(true)` (feature `http2`), it speaks HTTP/2 with prior knowledge
+/// (h2c) to the targets instead, over one shared connection per target; see
+/// `TargetClientBuilder::http2_only`.
 ///
 /// # Examples
 ///
