@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 use tower_lb::algorithm::RoundRobin;
 use tower_lb::balance::Balance;
-use tower_lb::error::BoxError;
+use tower_lb::error::{BoxError, ConnectFailed, is_caused_by};
 use tower_lb::retry::{Jitter, ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::upstream::TargetClient;
 use tower_lb::{Target, TargetGroup};
@@ -373,4 +373,54 @@ async fn refused_streams_go_elsewhere_for_any_method() {
 #[tokio::test]
 async fn streams_above_a_goaway_go_elsewhere_for_any_method() {
     refused_streams_go_elsewhere(Refuse::GoAway).await;
+}
+
+/// A listening socket whose accept queue is full and never drained: a connect to it hangs (the
+/// kernel drops the SYN), as to a target that does not answer. Returns the address and what
+/// must stay alive.
+async fn unanswering() -> (SocketAddr, impl Sized) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let listener = socket.listen(1).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(50),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    (addr, (listener, fillers))
+}
+
+/// Bound: 10 concurrent calls to a target that never answers a connect, in paused time: they
+/// wait for one connect and share its failure (one connect timeout in all), each a
+/// `ConnectFailed`.
+#[tokio::test(start_paused = true)]
+async fn requests_waiting_for_one_connect_share_its_failure() {
+    let (addr, _keep) = unanswering().await;
+    let svc = TargetClient::<Body>::builder()
+        .http2_only(true)
+        .connect_timeout(Some(Duration::from_millis(200)))
+        .build()
+        .service(&Target::new("t", addr.to_string()).unwrap());
+    let start = tokio::time::Instant::now();
+    let calls = (0..10).map(|_| {
+        svc.clone()
+            .oneshot(Request::get("/").body(body(b"")).unwrap())
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let waited = start.elapsed();
+    for r in results {
+        let e = r.expect_err("nothing answers");
+        assert!(is_caused_by::<ConnectFailed>(&*e), "{e}");
+    }
+    assert!(
+        waited < Duration::from_millis(400),
+        "one connect timeout for all ten, not one each: {waited:?}"
+    );
 }
