@@ -109,10 +109,13 @@ where
         if let Some(live) = slot.current() {
             return Ok(live);
         }
-        if lock(&slot.state).attempts != seen && lock(&slot.state).failed {
-            return Err(
-                "connecting to the target failed (attempt shared with other requests)".into(),
-            );
+        {
+            let state = lock(&slot.state);
+            if state.attempts != seen && state.failed {
+                return Err(
+                    "connecting to the target failed (attempt shared with other requests)".into(),
+                );
+            }
         }
         let result = self.h2_connect().await;
         let mut state = lock(&slot.state);
