@@ -9,6 +9,10 @@
 //! ```text
 //! cargo bench --all-features --bench stack -- --warm-up-time 1 --measurement-time 2
 //! ```
+//!
+//! For profiling the realistic-request table alone: `STACK_REALISTIC_ONLY=1` (skips the rest),
+//! `STACK_ROWS=retry` (keeps the rows whose names contain `retry`), `STACK_SIZES=1` (prints
+//! each layer's response future size).
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -848,9 +852,14 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
+    if std::env::var_os("STACK_REALISTIC_ONLY").is_some() {
+        realistic_overhead(&rt);
+        return;
+    }
     criterion_overhead(&mut c, &rt);
     clock_cost(&rt);
     stats_overhead(&rt);
+    realistic_overhead(&rt);
     overhead_table(&rt);
     header_allocs(&rt);
     sticky_overhead(&rt);
@@ -858,4 +867,198 @@ fn main() {
     facade_over_http(&rt);
     amplification_table();
     c.final_summary();
+}
+
+// ---- The resilience stack on realistic requests ----------------------------------------------
+
+/// A response future that is pending once before it answers, as a real backend's is: a layer
+/// that arms a timer on `Pending` (the timeouts) pays for it here, where the always-ready stub
+/// of the table above never does.
+struct PendingOnce(bool);
+
+impl std::future::Future for PendingOnce {
+    type Output = Result<Rsp, BoxError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if std::mem::replace(&mut self.0, true) {
+            std::task::Poll::Ready(Ok(ok_rsp()))
+        } else {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+fn pending_balance<B: Send + 'static>() -> Balance<
+    impl Service<Request<B>, Response = Rsp, Error = BoxError, Future = PendingOnce>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+> {
+    let group = TargetGroup::builder("bench")
+        .target(Target::new("a", "127.0.0.1:1").unwrap())
+        .build()
+        .unwrap();
+    Balance::new(group, |_t: &Target| {
+        service_fn(|_r: Request<B>| PendingOnce(false))
+    })
+}
+
+/// A request as a server and axum hand it over: a dozen headers whose values share one
+/// buffer (as hyper's parser leaves them), the peer address, axum's `ConnectInfo` and
+/// `OriginalUri`, and a route-parameters-like extension.
+fn realistic_request() -> impl FnMut() -> Request<Empty<Bytes>> {
+    let fields = [
+        ("host", "api.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) bench/1.0"),
+        ("accept", "text/html,application/json;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("connection", "keep-alive"),
+        (
+            "cookie",
+            "session=8f14e45fceea167a5a36dedd4bea2543; theme=dark",
+        ),
+        ("cache-control", "no-cache"),
+        ("upgrade-insecure-requests", "1"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ];
+    let raw = Bytes::from(fields.iter().map(|(_, v)| *v).collect::<String>());
+    let mut headers = http::HeaderMap::new();
+    let mut at = 0;
+    for (name, value) in fields {
+        let len = value.len();
+        let value = http::HeaderValue::from_maybe_shared(raw.slice(at..at + len)).unwrap();
+        headers.insert(http::HeaderName::from_static(name), value);
+        at += len;
+    }
+    let uri: http::Uri = "/api/v1/items/42?page=2".parse().unwrap();
+    let peer: std::net::SocketAddr = "192.0.2.7:51000".parse().unwrap();
+    /// As axum's `OriginalUri` (behind a feature this crate does not enable).
+    #[derive(Clone)]
+    struct OriginalUri(#[allow(dead_code)] http::Uri);
+    #[derive(Clone)]
+    #[allow(dead_code)]
+    struct Params(Arc<[(Arc<str>, Arc<str>)]>);
+    let params = Params(Arc::from(vec![(Arc::from("id"), Arc::from("42"))]));
+    move || {
+        let mut req = Request::new(Empty::new());
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers.clone();
+        let ext = req.extensions_mut();
+        ext.insert(ClientAddr(peer));
+        ext.insert(axum::extract::ConnectInfo(peer));
+        ext.insert(OriginalUri(uri.clone()));
+        ext.insert(params.clone());
+        req
+    }
+}
+
+type Real<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+fn real<'a, S>(rt: &'a Runtime, mut svc: S) -> Real<'a>
+where
+    S: Service<Request<Empty<Bytes>>> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    let mut make = realistic_request();
+    Box::new(move |n| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..n {
+                let req = make();
+                let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
+                black_box(rsp);
+            }
+            start.elapsed()
+        })
+    })
+}
+
+/// Each resilience layer alone over `Balance`, then the whole stack of `examples/proxy.rs` plus
+/// a rate limit, on realistic requests (see [`realistic_request`]) to targets whose response
+/// futures are pending once (see [`PendingOnce`]): what users pay per request.
+fn realistic_overhead(rt: &Runtime) {
+    let _g = rt.enter();
+    let full = || {
+        ServiceBuilder::new()
+            .layer(rate_limit())
+            .layer(TimeoutLayer::new(Duration::from_secs(10)))
+            .layer(RetryLayer::new(RetryPolicy::new()))
+            .layer(CircuitBreakerLayer::new("bench"))
+            .layer(TimeoutLayer::new(Duration::from_secs(5)))
+            .service(pending_balance::<ReplayBody<Empty<Bytes>>>())
+    };
+    if std::env::var_os("STACK_SIZES").is_some() {
+        fn size<S: Service<Request<Empty<Bytes>>>>(mut s: S) -> usize {
+            let mut make = realistic_request();
+            std::mem::size_of_val(&s.call(make()))
+        }
+        println!(
+            "future sizes: balance {}, timeout {}, retry {}, breaker {}, limit {}, full {}",
+            size(pending_balance::<Empty<Bytes>>()),
+            size(
+                TimeoutLayer::new(Duration::from_secs(1)).layer(pending_balance::<Empty<Bytes>>())
+            ),
+            size(
+                RetryLayer::new(RetryPolicy::new())
+                    .layer(pending_balance::<ReplayBody<Empty<Bytes>>>())
+            ),
+            size(CircuitBreakerLayer::new("b").layer(pending_balance::<Empty<Bytes>>())),
+            size(rate_limit().layer(pending_balance::<Empty<Bytes>>())),
+            size(full()),
+        );
+    }
+    let rows: Vec<(&str, Real<'_>)> = vec![
+        ("balance alone", real(rt, pending_balance::<Empty<Bytes>>())),
+        (
+            "+ rate limit (global)",
+            real(rt, rate_limit().layer(pending_balance::<Empty<Bytes>>())),
+        ),
+        (
+            "+ timeout",
+            real(
+                rt,
+                TimeoutLayer::new(Duration::from_secs(10)).layer(pending_balance::<Empty<Bytes>>()),
+            ),
+        ),
+        (
+            "+ retry",
+            real(
+                rt,
+                RetryLayer::new(RetryPolicy::new())
+                    .layer(pending_balance::<ReplayBody<Empty<Bytes>>>()),
+            ),
+        ),
+        (
+            "+ breaker",
+            real(
+                rt,
+                CircuitBreakerLayer::new("b").layer(pending_balance::<Empty<Bytes>>()),
+            ),
+        ),
+        (
+            "full stack (limit, deadline, retry, breaker, try timeout)",
+            real(rt, full()),
+        ),
+    ];
+    // `STACK_ROWS=retry` keeps the rows whose names contain `retry` (and the first), for
+    // profiling one layer.
+    let only = std::env::var("STACK_ROWS").ok();
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (name, _))| *i == 0 || only.as_deref().is_none_or(|o| name.contains(o)))
+        .map(|(_, row)| row)
+        .collect();
+    interleaved_table(
+        "resilience layers on realistic requests (12 headers, 4 extensions, pending once)",
+        rows,
+    );
 }

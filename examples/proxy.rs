@@ -55,7 +55,7 @@ use tower_lb::health::{ActiveCheck, HttpCheck};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::server::{RequestBody, Server, TlsAcceptor};
 use tower_lb::timeout::TimeoutLayer;
-use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
+use tower_lb::upstream::{ErrorResponseLayer, TargetClient};
 use tower_lb::{Target, TargetGroup};
 
 /// What the proxy needs to know.
@@ -102,10 +102,12 @@ async fn run(
         .targets(targets("grpc", &cfg.grpc_backends)?)
         .build()?;
 
-    let h1 = HttpClient::<ReplayBody<RequestBody>>::builder()
+    // The per-target pooled client: HTTP/1.1 to the web group, one shared h2c connection per
+    // target to the gRPC group.
+    let h1 = TargetClient::<ReplayBody<RequestBody>>::builder()
         .preserve_host(true)
         .build();
-    let h2c = HttpClient::<ReplayBody<RequestBody>>::builder()
+    let h2c = TargetClient::<ReplayBody<RequestBody>>::builder()
         .http2_only(true)
         .build();
     // Innermost first: per-attempt timeout, breaker, retries, overall deadline.

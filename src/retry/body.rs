@@ -43,10 +43,10 @@ use crate::util::lock;
 /// ```
 pub struct ReplayBody<B> {
     kind: Kind<B>,
-    /// On the retry policy's copy of a request only: the request's headers, kept as a boxed
-    /// slice of pairs (one allocation) rather than a copied `HeaderMap` (two), and put back into
-    /// the copy's map only when a retry is granted. `None` everywhere else.
-    held_headers: Option<Box<[(HeaderName, HeaderValue)]>>,
+    /// On the retry policy's copy of a request only: the request's headers, copied as bytes
+    /// into one buffer (see [`HeldHeaders`]) rather than into a `HeaderMap`, and put back into
+    /// the copy's map only when a retry is wanted. `None` everywhere else.
+    held_headers: Option<HeldHeaders>,
 }
 
 enum Kind<B> {
@@ -167,25 +167,95 @@ impl<B> ReplayBody<B> {
 impl<B> ReplayBody<B> {
     /// Keeps a copy of `headers` with this body (see `held_headers`).
     pub(crate) fn hold_headers(&mut self, headers: &HeaderMap) {
-        if headers.is_empty() {
-            return;
+        if !headers.is_empty() {
+            self.held_headers = Some(HeldHeaders::copy(headers));
         }
-        // `len` counts every value, as `iter` yields them: the boxed slice takes the `Vec`'s
-        // buffer as is.
-        let mut held = Vec::with_capacity(headers.len());
-        held.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.held_headers = Some(held.into_boxed_slice());
     }
 
-    /// Moves the held headers (if any) into `headers`, in their original order.
-    pub(crate) fn restore_headers(&mut self, headers: &mut HeaderMap) {
-        let Some(held) = self.held_headers.take() else {
-            return;
-        };
-        headers.reserve(held.len());
-        for (name, value) in held.into_vec() {
+    /// Appends the held headers (if any) to `headers`; `false` if one could not be rebuilt
+    /// exactly (then nothing is appended and the copy must not be sent).
+    pub(crate) fn restore_headers(&mut self, headers: &mut HeaderMap) -> bool {
+        match self.held_headers.take() {
+            Some(held) => held.restore(headers),
+            None => true,
+        }
+    }
+}
+
+/// A request's header fields copied as bytes into one buffer: one allocation and a `memcpy`
+/// per field, where cloning the `HeaderValue`s would touch each value's reference count twice
+/// (clone, then drop) and cloning the `HeaderMap` would allocate twice. The fields are
+/// rebuilt only when a retry is granted.
+///
+/// Layout per field: name length (`u16`), value length (`u32`), sensitive flag (`u8`), name,
+/// value.
+struct HeldHeaders(Box<[u8]>);
+
+const FIELD_HEAD: usize = 2 + 4 + 1;
+
+impl HeldHeaders {
+    fn copy(headers: &HeaderMap) -> Self {
+        let size = headers
+            .iter()
+            .map(|(k, v)| FIELD_HEAD + k.as_str().len() + v.len())
+            .sum();
+        let mut buf = Vec::with_capacity(size);
+        for (name, value) in headers {
+            let (name, bytes) = (name.as_str().as_bytes(), value.as_bytes());
+            // Header names are at most 64 KiB - 1 long (the `http` crate's limit), and a value
+            // longer than 4 GiB cannot be in memory twice here anyway.
+            buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            buf.push(u8::from(value.is_sensitive()));
+            buf.extend_from_slice(name);
+            buf.extend_from_slice(bytes);
+        }
+        HeldHeaders(buf.into_boxed_slice())
+    }
+
+    fn restore(self, headers: &mut HeaderMap) -> bool {
+        let buf = Bytes::from(self.0);
+        let mut fields = Vec::new();
+        let mut at = 0;
+        while at < buf.len() {
+            let Some(field) = Self::field(&buf, at) else {
+                return false;
+            };
+            at = field.0;
+            fields.push((field.1, field.2));
+        }
+        headers.reserve(fields.len());
+        for (name, value) in fields {
             headers.append(name, value);
         }
+        true
+    }
+
+    /// The field at `at`: where the next one starts, its name and value.
+    fn field(buf: &Bytes, at: usize) -> Option<(usize, HeaderName, HeaderValue)> {
+        let head = buf.get(at..at + FIELD_HEAD)?;
+        let name_len = usize::from(u16::from_le_bytes([head[0], head[1]]));
+        let value_len = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        let name_at = at + FIELD_HEAD;
+        let value_at = name_at + name_len;
+        let end = value_at + value_len;
+        let name = HeaderName::from_bytes(buf.get(name_at..value_at)?).ok()?;
+        if end > buf.len() {
+            return None;
+        }
+        // A value built with `from_maybe_shared_unchecked` that would not pass validation
+        // cannot be rebuilt: the caller then sends no retry rather than different bytes.
+        let mut value = HeaderValue::from_maybe_shared(buf.slice(value_at..end)).ok()?;
+        value.set_sensitive(head[6] != 0);
+        Some((end, name, value))
+    }
+}
+
+impl fmt::Debug for HeldHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldHeaders")
+            .field("bytes", &self.0.len())
+            .finish()
     }
 }
 
@@ -349,6 +419,44 @@ where
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full, StreamBody};
+
+    #[test]
+    fn held_headers_come_back_exactly() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("example.com"));
+        h.append("x-dup", HeaderValue::from_static("one"));
+        h.append("x-dup", HeaderValue::from_static("two"));
+        h.insert("x-empty", HeaderValue::from_static(""));
+        let mut secret = HeaderValue::from_static("Bearer abc");
+        secret.set_sensitive(true);
+        h.insert("authorization", secret);
+        h.insert("x-obs", HeaderValue::from_bytes(b"caf\xe9\tok").unwrap());
+        let long = "v".repeat(70_000);
+        h.insert("x-long", HeaderValue::from_str(&long).unwrap());
+        let mut body = ReplayBody::new(Full::new(Bytes::new()), 0);
+        body.hold_headers(&h);
+        let mut back = HeaderMap::new();
+        assert!(body.restore_headers(&mut back));
+        assert_eq!(back, h);
+        let pairs = |m: &HeaderMap| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.clone(), v.is_sensitive()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pairs(&back), pairs(&h), "same order, same sensitivity");
+        assert!(back["authorization"].is_sensitive());
+        // Held once: a second restore adds nothing.
+        let mut again = HeaderMap::new();
+        assert!(body.restore_headers(&mut again));
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn no_headers_hold_nothing() {
+        let mut body = ReplayBody::new(Full::new(Bytes::new()), 0);
+        body.hold_headers(&HeaderMap::new());
+        assert!(body.held_headers.is_none());
+    }
 
     fn chunks(
         n: usize,

@@ -7,7 +7,8 @@
 //!   that never names a backend, making the stack's error type `Infallible` for axum;
 //! - `TargetClient` (feature `hyper`) is a pooled HTTP/1 client with a pool per target, on
 //!   hyper's connection API: the fast path, and the one that hands an unsent body back for
-//!   a retry elsewhere;
+//!   a retry elsewhere; with `http2_only` (feature `http2`) it keeps one shared HTTP/2 (h2c)
+//!   connection per target instead;
 //! - `HttpClient` (feature `hyper`) is a hyper-util pooled client usable as a
 //!   [`MakeTarget`](crate::balance::MakeTarget) (one pool for every target).
 //!
@@ -23,6 +24,8 @@
 
 #[cfg(feature = "hyper")]
 mod client;
+#[cfg(feature = "http2")]
+mod h2;
 #[cfg(feature = "hyper")]
 mod pool;
 mod response;

@@ -37,6 +37,9 @@ use crate::error::{BoxError, ClientError, ClientErrorKind, ConnectFailed, StaleC
 use crate::target::Target;
 use crate::util::lock;
 
+#[cfg(feature = "http2")]
+use super::h2::H2Slot;
+
 /// A connection idle at least this long may have been closed by its server by the time a
 /// request goes out on it: an idempotent request without a body keeps a copy of its head
 /// while it uses one, to go again on a fresh connection if the server had closed it. No
@@ -47,7 +50,7 @@ const INSURE_AFTER: Duration = Duration::from_millis(1);
 /// Default idle timeout: below the 5 s keep-alive of Node.js and Apache httpd.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// A per-target pooled HTTP/1 client: the cheapest way to send `Balance`'s requests.
+/// A per-target pooled HTTP/1 client (or h2c): the cheapest way to send `Balance`'s requests.
 ///
 /// As a [`MakeTarget`] it gives each target a [`TargetService`] with a connection pool of its
 /// own. Requests go to the target's address whatever their URI says (they are sent in origin
@@ -70,6 +73,10 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// `101 Switching Protocols` (and a successful `CONNECT`) hand back the upgraded connection
 /// through [`hyper::upgrade::on`].
 ///
+/// Built with `http2_only(true)` (feature `http2`), it speaks HTTP/2 with prior knowledge
+/// (h2c) to the targets instead, over one shared connection per target; see
+/// `TargetClientBuilder::http2_only`.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -90,13 +97,16 @@ pub struct TargetClient<B> {
     _body: PhantomData<fn(B)>,
 }
 
-struct Config {
-    connect_timeout: Option<Duration>,
+pub(super) struct Config {
+    pub(super) connect_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     max_idle: usize,
-    preserve_host: bool,
+    pub(super) preserve_host: bool,
     shards: usize,
     http1: http1::Builder,
+    /// HTTP/2 with prior knowledge instead of HTTP/1.1.
+    #[cfg(feature = "http2")]
+    http2_only: bool,
 }
 
 impl<B> Clone for TargetClient<B> {
@@ -138,6 +148,8 @@ impl<B> TargetClient<B> {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_idle: usize::MAX,
             preserve_host: false,
+            #[cfg(feature = "http2")]
+            http2_only: false,
         }
     }
 
@@ -164,6 +176,8 @@ impl<B> TargetClient<B> {
                     .map(|_| Mutex::new(Vec::new()))
                     .collect(),
                 idle: AtomicUsize::new(0),
+                #[cfg(feature = "http2")]
+                h2: self.config.http2_only.then(H2Slot::new),
                 config: self.config.clone(),
             }),
         }
@@ -178,6 +192,8 @@ pub struct TargetClientBuilder {
     idle_timeout: Option<Duration>,
     max_idle: usize,
     preserve_host: bool,
+    #[cfg(feature = "http2")]
+    http2_only: bool,
 }
 
 impl TargetClientBuilder {
@@ -205,8 +221,33 @@ impl TargetClientBuilder {
     }
 
     /// Keeps the client's `Host` header rather than setting it to the target's address.
+    /// Over HTTP/2 it becomes the request's `:authority` (a `Host` that is not a valid
+    /// authority is replaced by the target's address).
     pub fn preserve_host(mut self, preserve: bool) -> Self {
         self.preserve_host = preserve;
+        self
+    }
+
+    /// Speaks HTTP/2 with prior knowledge (h2c) to the targets instead of HTTP/1.1 (feature
+    /// `http2`): one multiplexed connection per target, shared by all requests, made again
+    /// when it dies or the target sends `GOAWAY`. For gRPC and other HTTP/2-only backends;
+    /// request trailers and response trailers pass through. Upgrades (`101`) do not exist in
+    /// HTTP/2.
+    ///
+    /// A stream the target refused without processing it (`REFUSED_STREAM`, or above the last
+    /// stream id of a `GOAWAY`) is a [`ConnectFailed`], which the retry layer sends elsewhere
+    /// for any method (see `docs/resilience.md`).
+    ///
+    /// ```
+    /// use tower_lb::upstream::TargetClient;
+    ///
+    /// let grpc = TargetClient::<String>::builder().http2_only(true).build::<String>();
+    /// # drop(grpc);
+    /// ```
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    pub fn http2_only(mut self, on: bool) -> Self {
+        self.http2_only = on;
         self
     }
 
@@ -222,6 +263,8 @@ impl TargetClientBuilder {
                 preserve_host: self.preserve_host,
                 shards,
                 http1: http1::Builder::new(),
+                #[cfg(feature = "http2")]
+                http2_only: self.http2_only,
             }),
             _body: PhantomData,
         }
@@ -260,8 +303,13 @@ impl<B> fmt::Debug for TargetService<B> {
 }
 
 impl<B> TargetService<B> {
-    /// Idle connections in this target's pool right now.
+    /// Idle connections in this target's pool right now (over HTTP/2: 1 while the shared
+    /// connection is up, busy or not).
     pub fn idle_connections(&self) -> usize {
+        #[cfg(feature = "http2")]
+        if let Some(slot) = &self.pool.h2 {
+            return usize::from(slot.is_up());
+        }
         self.pool.idle.load(Ordering::Relaxed)
     }
 }
@@ -288,6 +336,13 @@ where
     /// ```
     pub async fn warm(&self, n: usize) -> usize {
         let n = n.min(self.pool.config.max_idle);
+        #[cfg(feature = "http2")]
+        if let Some(slot) = &self.pool.h2 {
+            if n > 0 && !self.pool.h2_warm(slot).await {
+                tracing::debug!("warming an h2c connection: connect failed");
+            }
+            return self.idle_connections();
+        }
         while self.idle_connections() < n {
             match self.pool.connect().await {
                 Ok(conn) => self.pool.checkin(conn),
@@ -346,7 +401,7 @@ impl<B> Future for TargetClientFuture<B> {
 
 /// The request body as handed to hyper: an empty body is replaced by a unit stand-in (same
 /// framing: hyper sees an ended body either way), so a request without a body can be rebuilt.
-enum Sendable<B> {
+pub(super) enum Sendable<B> {
     Body(B),
     Empty,
 }
@@ -418,13 +473,16 @@ struct Idle<B> {
     since: Instant,
 }
 
-struct Pool<B> {
-    authority: Authority,
+pub(super) struct Pool<B> {
+    pub(super) authority: Authority,
     host: Option<HeaderValue>,
     /// Idle connections, LIFO, per thread shard (oldest first in each).
     shards: Box<[Mutex<Vec<Idle<B>>>]>,
     idle: AtomicUsize,
-    config: Arc<Config>,
+    /// With `http2_only`: the target's shared HTTP/2 connection (the shards stay empty).
+    #[cfg(feature = "http2")]
+    h2: Option<H2Slot<B>>,
+    pub(super) config: Arc<Config>,
 }
 
 thread_local! {
@@ -584,6 +642,13 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    #[cfg(feature = "http2")]
+    if let Some(slot) = &pool.h2 {
+        // `pool` owns the slot; the h2 path borrows it through a second handle.
+        let owner = pool.clone();
+        let slot: &H2Slot<B> = slot;
+        return super::h2::send(owner, slot, req).await;
+    }
     let mut req = pool.prepare(req);
     let upgrade_on_success = req.method() == Method::CONNECT;
     // Set once the request goes again after a reused connection failed it: at most once, on a
@@ -657,13 +722,18 @@ fn head_copy<B>(req: &Request<Sendable<B>>) -> Option<Request<Sendable<B>>> {
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
+    // No extensions: the copy goes straight to hyper's HTTP/1 connection, which reads none
+    // of them (this client's `http1::Builder` keeps no header case or order), so copying
+    // them would only cost allocations.
     Some(copy)
 }
 
 /// Nothing of the request was sent: hand its body back untouched.
 #[cold]
-fn connect_failed<B: Send + 'static>(e: BoxError, req: Request<Sendable<B>>) -> BoxError {
+pub(super) fn connect_failed<B: Send + 'static>(
+    e: BoxError,
+    req: Request<Sendable<B>>,
+) -> BoxError {
     match req.into_body() {
         Sendable::Body(b) => Box::new(ConnectFailed::with_body(e, b)),
         Sendable::Empty => Box::new(ConnectFailed::new(e)),
@@ -672,7 +742,7 @@ fn connect_failed<B: Send + 'static>(e: BoxError, req: Request<Sendable<B>>) -> 
 
 /// hyper reports the request body's own error as a user error carrying it as its source, and
 /// a body shorter than its `Content-Length` as an aborted body write (as `HttpClient` does).
-fn is_client_fault(e: &hyper::Error) -> bool {
+pub(super) fn is_client_fault(e: &hyper::Error) -> bool {
     e.is_body_write_aborted() || (e.is_user() && std::error::Error::source(e).is_some())
 }
 
@@ -737,6 +807,16 @@ impl<B> fmt::Debug for PooledBody<B> {
 }
 
 impl<B> PooledBody<B> {
+    /// A response whose connection is not pooled per request (HTTP/2: shared).
+    #[cfg(feature = "http2")]
+    pub(super) fn unpooled(pool: Arc<Pool<B>>, rsp: Response<Incoming>) -> Response<Self> {
+        rsp.map(|body| PooledBody {
+            body,
+            conn: None,
+            pool,
+        })
+    }
+
     /// The response has been read whole: the connection can serve again.
     fn finish(&mut self, cx: Option<&mut Context<'_>>) {
         let Some(mut conn) = self.conn.take() else {

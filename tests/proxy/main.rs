@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,7 +22,7 @@ use tower_lb::balance::Balance;
 use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
 use tower_lb::forward::ForwardLayer;
 use tower_lb::server::{RequestBody, Server, ServerBuilder, TlsAcceptor};
-use tower_lb::upstream::{ErrorResponseLayer, HttpClient};
+use tower_lb::upstream::{ErrorResponseLayer, HttpClient, TargetClient};
 use tower_lb::{Target, TargetGroup};
 
 /// Every loop and wait in this file ends within this.
@@ -202,6 +203,8 @@ struct Proxy {
 struct Opts {
     server: ServerBuilder,
     h2c: bool,
+    /// `TargetClient` (the per-target pooled client) rather than hyper-util's `HttpClient`.
+    target_client: bool,
     forward: ForwardLayer,
     trusted: TrustedProxies,
 }
@@ -211,6 +214,7 @@ impl Default for Opts {
         Opts {
             server: Server::builder(),
             h2c: false,
+            target_client: false,
             forward: ForwardLayer::new()
                 .forwarded(true)
                 .via(HeaderValue::from_static("tower-lb")),
@@ -219,21 +223,45 @@ impl Default for Opts {
     }
 }
 
+/// One response body type whichever client the proxy uses.
+fn boxed<B>(rsp: Response<B>) -> Response<UnsyncBoxBody<Bytes, tower_lb::BoxError>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower_lb::BoxError>,
+{
+    rsp.map(|b| b.map_err(Into::into).boxed_unsync())
+}
+
 async fn proxy(backends: &[SocketAddr], opts: Opts) -> Proxy {
     let mut group = TargetGroup::builder("app");
     for (i, b) in backends.iter().enumerate() {
         group = group.target(Target::new(format!("b{i}"), b.to_string()).unwrap());
     }
     let group = group.build().unwrap();
-    let client = HttpClient::<RequestBody>::builder()
-        .http2_only(opts.h2c)
-        .preserve_host(true)
-        .build();
-    let stack = ServiceBuilder::new()
-        .layer(ErrorResponseLayer::new())
-        .layer(ClientIpLayer::new(ClientIpResolver::new(opts.trusted)))
-        .layer(opts.forward)
-        .service(Balance::with_maker(group.clone(), client));
+    let resolver = ClientIpResolver::new(opts.trusted);
+    let forward = opts.forward;
+    macro_rules! stack {
+        ($client:expr) => {
+            ServiceBuilder::new()
+                .map_response(boxed)
+                .layer(ErrorResponseLayer::new())
+                .layer(ClientIpLayer::new(resolver))
+                .layer(forward)
+                .service(Balance::with_maker(group.clone(), $client))
+        };
+    }
+    let stack = if opts.target_client {
+        let client = TargetClient::<RequestBody>::builder().preserve_host(true);
+        #[cfg(feature = "http2")]
+        let client = client.http2_only(opts.h2c);
+        tower::util::Either::Left(stack!(client.build::<RequestBody>()))
+    } else {
+        let client = HttpClient::<RequestBody>::builder()
+            .http2_only(opts.h2c)
+            .preserve_host(true)
+            .build();
+        tower::util::Either::Right(stack!(client))
+    };
     let server = opts.server.build().unwrap();
 
     let dev = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -291,11 +319,18 @@ impl Proxy {
 
 /// Writes `bytes` and reads what comes back until the proxy closes (or 10 s pass).
 async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    raw_until_closed(addr, bytes).await.0
+}
+
+/// As [`raw`], and whether the proxy closed the connection (rather than the 10 s passing).
+async fn raw_until_closed(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+    let closed = tokio::time::timeout(LIMIT, s.read_to_end(&mut out))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
 fn status_of(raw: &str) -> u16 {
@@ -635,9 +670,17 @@ async fn tls_with_the_dev_certificate_negotiates_h2_and_reaches_an_h1_backend() 
 
 #[tokio::test]
 async fn h2c_upstream_passes_grpc_trailers_back_to_an_h2_client() {
+    for target_client in [false, true] {
+        h2c_upstream_passes_grpc_trailers(target_client).await;
+    }
+}
+
+/// Through hyper-util's `HttpClient`, or `TargetClient` with `http2_only`.
+async fn h2c_upstream_passes_grpc_trailers(target_client: bool) {
     let log = Log::default();
     let opts = Opts {
         h2c: true,
+        target_client,
         ..Opts::default()
     };
     let proxy = proxy(&[h2c_backend(log.clone()).await], opts).await;
@@ -660,7 +703,11 @@ async fn h2c_upstream_passes_grpc_trailers_back_to_an_h2_client() {
 
     let seen = log.all();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].version, Version::HTTP_2, "h2c towards the target");
+    assert_eq!(
+        seen[0].version,
+        Version::HTTP_2,
+        "h2c towards the target ({target_client})"
+    );
     assert_eq!(seen[0].headers["te"], "trailers");
     assert_eq!(seen[0].body, &b"\0\0\0\0\x02yo"[..]);
     proxy.shutdown().await;
@@ -712,11 +759,18 @@ async fn request_smuggling_attempts_are_rejected_before_any_backend() {
         &b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n\
            0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n"[..],
     ] {
-        let out = raw(proxy.addr, attempt).await;
+        let (out, closed) = raw_until_closed(proxy.addr, attempt).await;
+        assert!(closed, "the proxy closed the connection: {out}");
         assert_eq!(
             out.matches("HTTP/1.1 ").count(),
             1,
             "one answer, then closed: {out}"
+        );
+        assert_eq!(status_of(&out), 200, "{out}");
+        assert!(
+            out.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "the answer says the connection closes: {out}"
         );
     }
     // Two equal Content-Lengths are one (RFC 9110 §8.6).
