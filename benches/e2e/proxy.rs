@@ -13,6 +13,15 @@
 //! `--client legacy` uses hyper-util's client (`HttpClient`) instead of `TargetClient`;
 //! `--stack full` adds the resilience stack of `examples/proxy.rs` (deadline, retries,
 //! breaker, per-attempt timeout).
+//!
+//! `floor` is the other end of the scale: the cheapest HTTP/1 reverse proxy one can write on
+//! hyper and tokio alone, with no tower-lb and no tower, so that the benchmark can tell what
+//! tower-lb costs from what hyper costs (see [`floor`]):
+//!
+//! ```text
+//! e2e_proxy floor --listen 127.0.0.1:18031 \
+//!     --backend 127.0.0.1:19001 --backend 127.0.0.1:19002 --backend 127.0.0.1:19003
+//! ```
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,6 +110,70 @@ async fn proxy(
     Ok(())
 }
 
+/// The floor of any hyper-based proxy, run on one current-thread runtime: each accepted client
+/// connection gets ONE upstream connection of its own (`hyper::client::conn::http1`, to the
+/// backends in turn over accepted connections, its connection task spawned on the same
+/// runtime), and `hyper::server::conn::http1` serves the client connection with a
+/// `service_fn` that sends each request over it as is, once the connection is ready: the
+/// incoming request body goes upstream unchanged and the upstream response (its body
+/// streamed) comes back unchanged.
+///
+/// It does only what correctness strictly needs: an absolute-form request URI is reduced to
+/// origin form. No pool, no balancer, no timeouts, no `X-Forwarded-For` (nginx and HAProxy add
+/// it in this benchmark), no hop-by-hop header stripping, no error responses (an upstream
+/// error closes the client connection), so it does less than the other proxies measured:
+/// it is a lower bound, not a peer.
+async fn floor(listener: TcpListener, backends: Vec<SocketAddr>) -> Result<(), BoxError> {
+    if backends.is_empty() {
+        return Err("floor needs at least one --backend".into());
+    }
+    let mut next = 0usize;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let backend = backends[next % backends.len()];
+        next = next.wrapping_add(1);
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(upstream) = tokio::net::TcpStream::connect(backend).await else {
+                return;
+            };
+            let _ = upstream.set_nodelay(true);
+            let Ok((sender, conn)) = hyper::client::conn::http1::handshake::<
+                _,
+                hyper::body::Incoming,
+            >(TokioIo::new(upstream))
+            .await
+            else {
+                return;
+            };
+            tokio::spawn(conn);
+            // The server calls the service through `&self`, one request at a time on an
+            // HTTP/1 connection, so the lock is never contended; it is held only inside one
+            // poll or one `send_request`, never across an await.
+            let sender = std::sync::Arc::new(std::sync::Mutex::new(sender));
+            let svc = service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                if req.uri().authority().is_some() {
+                    let origin = req
+                        .uri()
+                        .path_and_query()
+                        .map_or_else(|| http::Uri::from_static("/"), |pq| pq.clone().into());
+                    *req.uri_mut() = origin;
+                }
+                let sender = sender.clone();
+                async move {
+                    let lock = || sender.lock().unwrap_or_else(|e| e.into_inner());
+                    std::future::poll_fn(|cx| lock().poll_ready(cx)).await?;
+                    let response = lock().send_request(req);
+                    response.await
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
@@ -139,6 +212,13 @@ fn main() -> Result<(), BoxError> {
     rt.block_on(async move {
         match mode.as_str() {
             "backends" => backends(rest).await,
+            "floor" => {
+                let backends = targets
+                    .iter()
+                    .map(|a| a.parse::<SocketAddr>())
+                    .collect::<Result<Vec<_>, _>>()?;
+                floor(TcpListener::bind(listen).await?, backends).await
+            }
             "proxy" => {
                 let group = TargetGroup::builder("bench")
                     .targets(
@@ -152,7 +232,7 @@ fn main() -> Result<(), BoxError> {
                 let listener = TcpListener::bind(listen).await?;
                 proxy(listener, group, &client, full).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] --backend ADDR...".into()),
         }
     })
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end proxy benchmark: tower-lb's proxy against nginx and HAProxy on loopback.
+# End-to-end proxy benchmark: tower-lb's proxy against nginx and HAProxy on loopback, with the
+# floor of any hyper-based proxy beside them.
 #
 #   benches/e2e/run.sh                  # ROUNDS=3 DURATION=6 RATE=10000 by default
 #   ROUNDS=5 DURATION=10 RATE=15000 benches/e2e/run.sh
@@ -12,15 +13,23 @@
 #   towerlb-2pc             the same, 2 single-threaded runtimes with SO_REUSEPORT listeners
 #   towerlb-full-1          the same with the resilience stack of examples/proxy.rs, 1 worker
 #   towerlb-legacy-1        the same as towerlb-1 with hyper-util's client (HttpClient)
+#   hyper-floor-1           no tower-lb, no tower: hyper's http1 server + service_fn sending each
+#                           request over one upstream hyper http1 connection of its own per client
+#                           connection (backends round robin over connections), bodies streamed
+#                           as is, 1 current-thread runtime (`e2e_proxy floor`). A lower bound, not
+#                           a peer: no X-Forwarded-For (nginx and HAProxy add it), no hop-by-hop
+#                           header work (tower-lb's ForwardLayer does it all), no pool, no timeouts
 #   nginx-1 / nginx-2       keepalive upstream (64), 1 / 2 worker processes
 #   haproxy-1 / haproxy-2   http-reuse always, 1 / 2 threads
 #
 # Closed loop: `wrk -t1 -c64` for DURATION seconds (req/s, p50, p99, p99.9, and proxy CPU per
 # request from /proc: user + system time of all the proxy's processes over the run, divided by
 # the requests served). Open loop: `oha -q RATE -c64 --latency-correction` (p50, p99, p99.9 at a
-# fixed rate; skipped if oha cannot be installed). Prints the medians over rounds and the ratios
-# against nginx and HAProxy at the same worker count. Takes about
-# 9 proxies x ROUNDS x (2 x DURATION + 2) seconds. Not part of CI.
+# fixed rate; skipped if oha cannot be installed). Prints the medians over rounds, the ratios
+# against nginx and HAProxy at the same worker count, and the floor ratios: tower-lb /
+# hyper-floor-1 (what tower-lb adds over hyper) and hyper-floor-1 / nginx-1, haproxy-1 (what
+# hyper itself costs against them). Takes about 10 proxies x ROUNDS x (2 x DURATION + 2)
+# seconds. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -62,6 +71,14 @@ tower() { # name port workers client stack [--per-core]
   "$BIN" proxy --listen "127.0.0.1:$2" --workers "$3" --client "$4" --stack "$5" "${args[@]}" &
   PIDS+=($!)
   echo "$1 $2 $! $3" >>"$WORK/proxies"
+}
+
+floor() { # name port
+  local args=()
+  for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
+  "$BIN" floor --listen "127.0.0.1:$2" --workers 1 "${args[@]}" &
+  PIDS+=($!)
+  echo "$1 $2 $! 1" >>"$WORK/proxies"
 }
 
 nginx_conf() { # workers port
@@ -129,6 +146,7 @@ tower towerlb-2 18002 2 target bare
 tower towerlb-2pc 18005 2 target bare --per-core
 tower towerlb-full-1 18003 1 target full
 tower towerlb-legacy-1 18004 1 legacy bare
+floor hyper-floor-1 18031
 nginx_conf 1 18011
 nginx_conf 2 18012
 haproxy_conf 1 18021
@@ -204,4 +222,14 @@ for ours, w in [("towerlb-1", "1"), ("towerlb-full-1", "1"), ("towerlb-legacy-1"
         if ours in by and peer in by:
             r = lambda i: med(ours, i) / med(peer, i)
             print(f"| {ours} | {peer} | {r(3):.2f}x | {r(7):.2f}x | {r(5):.2f}x | {r(6):.2f}x | {r(9):.2f}x | {r(10):.2f}x |")
+print("\nfloor ratios (tower-lb / hyper-floor-1: what tower-lb adds over a bare hyper proxy;")
+print("hyper-floor-1 / peer: what hyper itself costs; req/s: higher is better, the rest: lower is better)")
+print("| proxy | against | req/s | CPU/req | p99 | p99.9 | open p99 | open p99.9 |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+floor = "hyper-floor-1"
+for ours, peer in [("towerlb-1", floor), ("towerlb-full-1", floor), ("towerlb-legacy-1", floor),
+                   (floor, "nginx-1"), (floor, "haproxy-1")]:
+    if ours in by and peer in by:
+        r = lambda i: med(ours, i) / med(peer, i)
+        print(f"| {ours} | {peer} | {r(3):.2f}x | {r(7):.2f}x | {r(5):.2f}x | {r(6):.2f}x | {r(9):.2f}x | {r(10):.2f}x |")
 EOF
