@@ -27,7 +27,6 @@ use http::{Request, Response, Uri, Version};
 use http_body::Body;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use super::pool::{Pool, PooledBody, Sendable, connect_failed, is_client_fault};
 use crate::error::{BoxError, ClientError, ClientErrorKind, ConnectFailed, find_cause};
@@ -135,14 +134,7 @@ where
     }
 
     async fn h2_connect(&self) -> Result<http2::SendRequest<Sendable<B>>, BoxError> {
-        let connecting = TcpStream::connect(self.authority.as_str());
-        let stream = match self.config.connect_timeout {
-            Some(t) => tokio::time::timeout(t, connecting)
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
-            None => connecting.await?,
-        };
-        stream.set_nodelay(true)?;
+        let stream = self.tcp_connect().await?;
         let builder = http2::Builder::new(TokioExecutor::new());
         let (send, conn) = builder
             .handshake::<_, Sendable<B>>(TokioIo::new(stream))

@@ -493,6 +493,20 @@ thread_local! {
 }
 
 impl<B> Pool<B> {
+    /// A TCP connection to the target within the connect timeout, with `TCP_NODELAY` (for
+    /// the HTTP/1 pool and the shared h2c connection alike).
+    pub(super) async fn tcp_connect(&self) -> std::io::Result<TcpStream> {
+        let connecting = TcpStream::connect(self.authority.as_str());
+        let stream = match self.config.connect_timeout {
+            Some(t) => tokio::time::timeout(t, connecting)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
+            None => connecting.await?,
+        };
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
     fn expired(&self, since: Instant, now: Instant) -> bool {
         self.config
             .idle_timeout
@@ -592,14 +606,7 @@ where
     }
 
     async fn connect(&self) -> Result<Conn<B>, BoxError> {
-        let connecting = TcpStream::connect(self.authority.as_str());
-        let stream = match self.config.connect_timeout {
-            Some(t) => tokio::time::timeout(t, connecting)
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
-            None => connecting.await?,
-        };
-        stream.set_nodelay(true)?;
+        let stream = self.tcp_connect().await?;
         let (send, conn) = self
             .config
             .http1
