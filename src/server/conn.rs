@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -29,10 +29,29 @@ use crate::key::ClientAddr;
 use crate::upstream::{ResponseBody, error_response};
 
 /// What a connection's requests and its socket share: requests in flight (the connection is
-/// idle only when none is).
+/// idle only when none is) and requests started, in one word (started in the high half), so
+/// that a request costs one atomic add when it starts and one when it ends; and whether the
+/// request-head deadline applies (HTTP/1.1 before any upgrade).
 #[derive(Debug, Default)]
 pub(crate) struct Active {
-    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    no_head_deadline: AtomicBool,
+}
+
+const STARTED: u64 = 1 << 32;
+
+impl Active {
+    /// Requests in flight and requests started so far (wrapping).
+    fn load(&self) -> (u32, u32) {
+        let w = self.requests.load(Ordering::Relaxed);
+        (w as u32, (w >> 32) as u32)
+    }
+
+    /// From now on no request-head deadline applies: HTTP/2, or a connection upgraded to
+    /// another protocol.
+    pub(crate) fn no_head_deadline(&self) {
+        self.no_head_deadline.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Holds one request in flight until its response body is done.
@@ -41,14 +60,14 @@ pub(crate) struct InFlight(Arc<Active>);
 
 impl InFlight {
     fn new(active: &Arc<Active>) -> Self {
-        active.in_flight.fetch_add(1, Ordering::Relaxed);
+        active.requests.fetch_add(STARTED + 1, Ordering::Relaxed);
         InFlight(active.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.requests.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -167,7 +186,15 @@ where
                     return Poll::Ready(Ok(short(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)));
                 }
                 Poll::Ready(Ok(match result {
-                    Ok(rsp) => rsp.map(|b| ResponseBody::new(GuardedBody::new(b, guard.take()))),
+                    Ok(rsp) => {
+                        if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                            // The connection becomes a relay: no request head will follow.
+                            if let Some(g) = guard.as_ref() {
+                                g.0.no_head_deadline();
+                            }
+                        }
+                        rsp.map(|b| ResponseBody::new(GuardedBody::new(b, guard.take())))
+                    }
                     Err(e) => {
                         let e: BoxError = e.into();
                         error_response(&*e)
@@ -179,26 +206,103 @@ where
 }
 
 pin_project! {
-    /// A socket that fails reads with `TimedOut` once the connection has had no request in
-    /// flight and no bytes either way for the idle timeout.
+    /// A client socket with the connection's two deadlines, kept by ONE timer per connection
+    /// that is re-armed only when it fires, never per request:
+    ///
+    /// - the request-head deadline (HTTP/1.1, until an upgrade): reads fail with `TimedOut`
+    ///   once the connection has waited `head` for a request head, counted from when it
+    ///   started waiting (the connection's start, or the end of the last request);
+    /// - the idle deadline: reads fail with `TimedOut` once the connection has had no request
+    ///   in flight and no bytes either way for `idle`.
+    ///
+    /// The timer ticks every eighth of the shorter deadline and samples the connection's
+    /// state (requests in flight, requests started, bytes moved); a deadline is therefore
+    /// enforced between its value and a quarter more. A request costs nothing here but the
+    /// atomic adds of its in-flight guard and a flag set when bytes move.
     pub(crate) struct IdleIo<T> {
         #[pin]
         inner: T,
-        idle: Option<Duration>,
         sleep: Option<Pin<Box<Sleep>>>,
-        moved: bool,
+        state: Deadlines,
         active: Arc<Active>,
     }
 }
 
+/// What the timer of [`IdleIo`] samples and remembers between ticks.
+#[derive(Debug)]
+struct Deadlines {
+    head: Option<Duration>,
+    idle: Option<Duration>,
+    tick: Duration,
+    moved: bool,
+    waiting_since: Option<Instant>,
+    quiet_since: Instant,
+    seen_started: u32,
+}
+
 impl<T> IdleIo<T> {
-    pub(crate) fn new(inner: T, idle: Option<Duration>, active: Arc<Active>) -> Self {
+    pub(crate) fn new(
+        inner: T,
+        head: Option<Duration>,
+        idle: Option<Duration>,
+        active: Arc<Active>,
+    ) -> Self {
+        let shortest = match (head, idle) {
+            (Some(h), Some(i)) => h.min(i),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => Duration::MAX,
+        };
         IdleIo {
             inner,
-            idle,
             sleep: None,
-            moved: true,
+            state: Deadlines {
+                head,
+                idle,
+                tick: (shortest / 8).max(Duration::from_millis(1)),
+                moved: false,
+                waiting_since: None,
+                quiet_since: Instant::now(),
+                seen_started: 0,
+            },
             active,
+        }
+    }
+}
+
+/// Why a connection was timed out.
+fn timed_out(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
+impl Deadlines {
+    /// One tick at `now`: updates what the connection has been doing since the last one and
+    /// says which deadline, if any, has passed.
+    fn tick(&mut self, active: &Active, now: Instant) -> Option<io::Error> {
+        let (in_flight, started) = active.load();
+        let busy = in_flight != 0;
+        if busy || std::mem::take(&mut self.moved) {
+            self.quiet_since = now;
+        }
+        if busy {
+            self.waiting_since = None;
+        } else if started != self.seen_started || self.waiting_since.is_none() {
+            // A request ended since the last tick: the wait for the next head started
+            // then, at the latest now.
+            self.waiting_since = Some(now);
+        }
+        self.seen_started = started;
+        if let (Some(head), Some(since)) = (self.head, self.waiting_since) {
+            if !active.no_head_deadline.load(Ordering::Relaxed)
+                && now.saturating_duration_since(since) >= head
+            {
+                return Some(timed_out("client sent no request head in time"));
+            }
+        }
+        match self.idle {
+            Some(idle) if !busy && now.saturating_duration_since(self.quiet_since) >= idle => {
+                Some(timed_out("client connection idle"))
+            }
+            _ => None,
         }
     }
 }
@@ -210,38 +314,36 @@ impl<T: AsyncRead> AsyncRead for IdleIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
+        let state = this.state;
         let before = buf.filled().len();
-        match this.inner.poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                *this.moved |= buf.filled().len() != before;
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                let Some(idle) = *this.idle else {
-                    return Poll::Pending;
-                };
-                if this.active.in_flight.load(Ordering::Relaxed) != 0 {
-                    *this.moved = true;
-                    return Poll::Pending;
-                }
-                // One clock read per wait, only after traffic moved.
-                if *this.moved || this.sleep.is_none() {
-                    *this.moved = false;
-                    let deadline = Instant::now() + idle;
-                    match this.sleep.as_mut() {
-                        Some(s) => s.as_mut().reset(deadline),
-                        None => *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
-                }
-                match this.sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
-                    Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "client connection idle",
-                    ))),
-                    _ => Poll::Pending,
-                }
-            }
+        if let Poll::Ready(r) = this.inner.poll_read(cx, buf) {
+            state.moved |= buf.filled().len() != before;
+            return Poll::Ready(r);
         }
+        if state.head.is_none() && state.idle.is_none() {
+            return Poll::Pending;
+        }
+        // The connection waits for the client: make sure the timer runs (armed once per
+        // connection, at its first wait).
+        let sleep = match this.sleep {
+            Some(sleep) => sleep,
+            None => {
+                let now = Instant::now();
+                state.waiting_since = Some(now);
+                state.quiet_since = now;
+                this.sleep
+                    .insert(Box::pin(tokio::time::sleep_until(now + state.tick)))
+            }
+        };
+        // Bounded: each turn moves the deadline past the clock.
+        while sleep.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if let Some(e) = state.tick(this.active, now) {
+                return Poll::Ready(Err(e));
+            }
+            sleep.as_mut().reset(now + state.tick);
+        }
+        Poll::Pending
     }
 }
 
@@ -254,7 +356,7 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         let this = self.project();
         let r = this.inner.poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            *this.moved = true;
+            this.state.moved = true;
         }
         r
     }
@@ -267,7 +369,7 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         let this = self.project();
         let r = this.inner.poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            *this.moved = true;
+            this.state.moved = true;
         }
         r
     }

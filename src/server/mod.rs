@@ -37,6 +37,7 @@
 
 mod body;
 mod conn;
+mod drain;
 pub mod error;
 #[cfg(feature = "tls")]
 mod tls;
@@ -51,15 +52,16 @@ use bytes::Bytes;
 use futures_util::future::{Either, select};
 use http::{Request, Response};
 use http_body::Body;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
 pub use self::body::RequestBody;
 use self::conn::{Active, ConnService, IdleIo};
+use self::drain::{Drain, Graceful};
 use self::error::InvalidServerConfig;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
@@ -205,20 +207,62 @@ enum Accept {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
+/// The protocol a connection speaks, known before hyper serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    Http2,
+    /// The client's first bytes are a strict prefix of the HTTP/2 preface: hyper-util's
+    /// `auto` builder reads on until it can tell.
+    Either,
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol builders of one server.
+#[derive(Clone)]
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    either: auto::Builder<TokioExecutor>,
+}
+
 impl Server {
-    fn hyper_builder(&self) -> auto::Builder<TokioExecutor> {
+    /// hyper's builders. hyper's own request-head timer is off: [`IdleIo`] keeps both
+    /// deadlines with one timer per connection instead of one armed per request.
+    fn protocols(&self) -> Protocols {
         let c = &self.config;
-        let mut b = auto::Builder::new(TokioExecutor::new());
-        b.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(c.header_read_timeout)
+        let header_list = u32::try_from(c.max_header_bytes).unwrap_or(u32::MAX);
+        let mut h1 = http1::Builder::new();
+        h1.header_read_timeout(None)
             .max_buf_size(c.max_header_bytes)
             .keep_alive(true);
-        b.http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(c.max_header_bytes).unwrap_or(u32::MAX))
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(header_list)
             .max_concurrent_streams(c.max_concurrent_streams);
-        b
+        let mut either = auto::Builder::new(TokioExecutor::new());
+        either
+            .http1()
+            .header_read_timeout(None)
+            .max_buf_size(c.max_header_bytes)
+            .keep_alive(true);
+        either
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(header_list)
+            .max_concurrent_streams(c.max_concurrent_streams);
+        Protocols { h1, h2, either }
+    }
+
+    /// The shorter of the two connection deadlines: how long a new connection may take to
+    /// send its first bytes.
+    fn first_bytes_limit(&self) -> Option<Duration> {
+        match (self.config.header_read_timeout, self.config.idle_timeout) {
+            (Some(h), Some(i)) => Some(h.min(i)),
+            (h, i) => h.or(i),
+        }
     }
 
     /// Serves `service` on `listener` (cleartext HTTP/1.1 and h2c) until `shutdown` resolves,
@@ -287,8 +331,8 @@ impl Server {
         RB::Error: Into<BoxError>,
         F: Future<Output = ()>,
     {
-        let builder = self.hyper_builder();
-        let graceful = GracefulShutdown::new();
+        let protocols = self.protocols();
+        let drain = Drain::new();
         let mut shutdown = pin!(shutdown);
         loop {
             let accepted = match select(shutdown.as_mut(), pin!(listener.accept())).await {
@@ -313,20 +357,38 @@ impl Server {
                 max_body: self.config.max_body_bytes,
                 active: active.clone(),
             };
-            let io = IdleIo::new(stream, self.config.idle_timeout, active);
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
+            let (head, idle) = (self.config.header_read_timeout, self.config.idle_timeout);
+            let protocols = protocols.clone();
+            let graceful = drain.watcher();
             match &accept {
                 Accept::Plain => {
-                    tokio::spawn(serve_connection(builder, watcher, io, svc));
+                    let limit = self.first_bytes_limit();
+                    tokio::spawn(async move {
+                        let Some(proto) = sniff(&stream, limit, &graceful).await else {
+                            return;
+                        };
+                        if proto == Proto::Http2 {
+                            active.no_head_deadline();
+                        }
+                        let io = IdleIo::new(stream, head, idle, active);
+                        serve_connection(&protocols, proto, &graceful, io, svc).await;
+                    });
                 }
                 #[cfg(feature = "tls")]
                 Accept::Tls(tls) => {
-                    let handshake = tls.accept(io);
+                    let handshake = tls.accept(IdleIo::new(stream, head, idle, active.clone()));
                     let limit = self.config.tls_handshake_timeout;
                     tokio::spawn(async move {
                         match tokio::time::timeout(limit, handshake).await {
-                            Ok(Ok(io)) => serve_connection(builder, watcher, io, svc).await,
+                            Ok(Ok(io)) => {
+                                let proto = if io.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                    active.no_head_deadline();
+                                    Proto::Http2
+                                } else {
+                                    Proto::Http1
+                                };
+                                serve_connection(&protocols, proto, &graceful, io, svc).await;
+                            }
                             Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),
                             Err(_) => tracing::debug!("tls handshake timed out"),
                         }
@@ -335,19 +397,48 @@ impl Server {
             }
         }
         drop(listener);
-        if tokio::time::timeout(self.config.drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if !drain.shutdown(self.config.drain_timeout).await {
             tracing::warn!("drain timeout: connections still open at shutdown");
         }
         Ok(())
     }
 }
 
+/// Tells HTTP/2 from HTTP/1.x by the client's first bytes, without taking them from the
+/// socket (one `MSG_PEEK` read per connection). `None`: the client closed, sent nothing in
+/// time, or the server is shutting down.
+async fn sniff(stream: &TcpStream, limit: Option<Duration>, graceful: &Graceful) -> Option<Proto> {
+    let mut buf = [0u8; PREFACE.len()];
+    let n = {
+        let first = async {
+            match select(pin!(stream.peek(&mut buf)), pin!(graceful.stopped())).await {
+                Either::Left((Ok(n), _)) => Some(n),
+                _ => None,
+            }
+        };
+        match limit {
+            Some(limit) => tokio::time::timeout(limit, first).await.ok().flatten()?,
+            None => first.await?,
+        }
+    };
+    if n == 0 {
+        return None;
+    }
+    Some(if buf[..n] != PREFACE[..n] {
+        Proto::Http1
+    } else if n == PREFACE.len() {
+        Proto::Http2
+    } else {
+        Proto::Either
+    })
+}
+
+/// Serves one connection with the builder for its protocol until it ends or, once shutdown
+/// begins, until it has finished what is in flight.
 async fn serve_connection<I, S, RB>(
-    builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    protocols: &Protocols,
+    proto: Proto,
+    graceful: &Graceful,
     io: I,
     svc: ConnService<S>,
 ) where
@@ -358,8 +449,28 @@ async fn serve_connection<I, S, RB>(
     RB: Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    if let Err(error) = watcher.watch(conn.into_owned()).await {
+    let io = TokioIo::new(io);
+    let result: Result<(), BoxError> = match proto {
+        Proto::Http1 => {
+            let conn = protocols.h1.serve_connection(io, svc).with_upgrades();
+            graceful
+                .watch(conn, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Proto::Http2 => {
+            let conn = protocols.h2.serve_connection(io, svc);
+            graceful
+                .watch(conn, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Proto::Either => {
+            let conn = protocols.either.serve_connection_with_upgrades(io, svc);
+            graceful.watch(conn, |c| c.graceful_shutdown()).await
+        }
+    };
+    if let Err(error) = result {
         tracing::debug!(%error, "client connection ended with an error");
     }
 }

@@ -15,7 +15,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::marker::PhantomData;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,10 +42,20 @@ use super::h2::H2Slot;
 
 /// A connection idle at least this long may have been closed by its server by the time a
 /// request goes out on it: an idempotent request without a body keeps a copy of its head
-/// while it uses one, to go again on a fresh connection if the server had closed it. No
-/// server closes idle connections sooner on purpose; under load connections are idle for
-/// microseconds, so the copy is never taken on the hot path.
+/// while it uses one, to go again on a fresh connection if the server had closed it, unless
+/// the pool has seen a connection to the same target answer after being idle clearly longer
+/// (see [`insure`]). No server closes idle connections sooner on purpose.
 const INSURE_AFTER: Duration = Duration::from_millis(1);
+
+/// Whether a request going out on a connection idle for `idle_for` keeps a copy of its head,
+/// when connections to the same target have been seen to answer after being idle for
+/// `proven` (zero: nothing seen yet). A server closes a connection once it has been idle for
+/// its own keep-alive timeout, so one idle for less than what was seen to work is safe; the
+/// margin (an eighth, plus `INSURE_AFTER`) covers the two ends measuring idleness from
+/// slightly different instants.
+fn insure(idle_for: Duration, proven: Duration) -> bool {
+    idle_for >= INSURE_AFTER && idle_for + idle_for / 8 + INSURE_AFTER >= proven
+}
 
 /// Default idle timeout: below the 5 s keep-alive of Node.js and Apache httpd.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
@@ -176,6 +186,7 @@ impl<B> TargetClient<B> {
                     .map(|_| Mutex::new(Vec::new()))
                     .collect(),
                 idle: AtomicUsize::new(0),
+                proven_open: AtomicU64::new(0),
                 #[cfg(feature = "http2")]
                 h2: self.config.http2_only.then(H2Slot::new),
                 config: self.config.clone(),
@@ -479,6 +490,10 @@ pub(super) struct Pool<B> {
     /// Idle connections, LIFO, per thread shard (oldest first in each).
     shards: Box<[Mutex<Vec<Idle<B>>>]>,
     idle: AtomicUsize,
+    /// The longest idle time after which a reused connection was seen to answer, in
+    /// nanoseconds (see [`insure`]); back to zero when a connection idle for no longer
+    /// turns out closed by the server.
+    proven_open: AtomicU64,
     /// With `http2_only`: the target's shared HTTP/2 connection (the shards stay empty).
     #[cfg(feature = "http2")]
     h2: Option<H2Slot<B>>,
@@ -570,10 +585,33 @@ impl<B> Pool<B> {
         self.idle.fetch_sub(old.len(), Ordering::Relaxed);
     }
 
+    fn proven_open(&self) -> Duration {
+        Duration::from_nanos(self.proven_open.load(Ordering::Relaxed))
+    }
+
+    /// A connection idle for `idle_for` answered: the server keeps connections at least that
+    /// long.
+    fn seen_open(&self, idle_for: Duration) {
+        let nanos = u64::try_from(idle_for.as_nanos()).unwrap_or(u64::MAX);
+        if nanos > self.proven_open.load(Ordering::Relaxed) {
+            self.proven_open.fetch_max(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection idle for `idle_for` was closed by the server: if that contradicts what
+    /// was seen (the server's timeout changed), start over.
+    #[cold]
+    fn seen_closed(&self, idle_for: Duration) {
+        if self.proven_open() >= idle_for {
+            self.proven_open.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Drops every idle connection that has been idle for `at_least`: after one such turned
     /// out closed by the server, the others most likely are too.
     #[cold]
     fn evict_idle_for(&self, at_least: Duration) {
+        self.seen_closed(at_least);
         let now = Instant::now();
         for shard in &*self.shards {
             let mut idle = lock(shard);
@@ -599,9 +637,11 @@ where
         let now = Instant::now();
         loop {
             let Idle { mut conn, since } = self.pop(now)?;
+            let idle_for = now.saturating_duration_since(since);
             if poll_fn(|cx| Poll::Ready(conn.usable(cx))).await {
-                return Some((conn, now.saturating_duration_since(since)));
+                return Some((conn, idle_for));
             }
+            self.seen_closed(idle_for);
         }
     }
 
@@ -671,7 +711,7 @@ where
             },
         };
         let insurance = match reused {
-            Some(idle_for) if !fresh && idle_for >= INSURE_AFTER => head_copy(&req),
+            Some(idle_for) if !fresh && insure(idle_for, pool.proven_open()) => head_copy(&req),
             _ => None,
         };
         let mut sent = pin!(conn.send.try_send_request(req));
@@ -681,7 +721,12 @@ where
         })
         .await;
         let mut failed = match result {
-            Ok(rsp) => return Ok(respond(pool, conn, rsp, upgrade_on_success)),
+            Ok(rsp) => {
+                if let Some(idle_for) = reused {
+                    pool.seen_open(idle_for);
+                }
+                return Ok(respond(pool, conn, rsp, upgrade_on_success));
+            }
             Err(failed) => failed,
         };
         drop(conn);
@@ -900,6 +945,41 @@ impl<B> Body for PooledBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_copy_is_kept_unless_a_longer_idle_time_was_seen_to_work() {
+        let ms = Duration::from_millis;
+        // Under the floor: never (the connection was in use a moment ago).
+        assert!(!insure(Duration::from_micros(500), Duration::ZERO));
+        // Nothing seen yet: from the floor on.
+        assert!(insure(ms(1), Duration::ZERO));
+        assert!(insure(ms(3_000), Duration::ZERO));
+        // Connections idle 100 ms were seen to answer: 50 ms is safe, 90 ms is within the
+        // margin, 200 ms is not covered.
+        assert!(!insure(ms(50), ms(100)));
+        assert!(insure(ms(90), ms(100)));
+        assert!(insure(ms(200), ms(100)));
+        // A server closing after 3 ms: what is seen stays under 3 ms, so every connection
+        // idle near the limit keeps its copy.
+        assert!(insure(ms(2), ms(3)));
+    }
+
+    #[test]
+    fn what_was_seen_to_work_grows_and_is_forgotten_when_contradicted() {
+        let pool = TargetClient::<String>::new()
+            .service(&Target::new("a", "127.0.0.1:9").unwrap())
+            .pool;
+        let ms = Duration::from_millis;
+        pool.seen_open(ms(40));
+        pool.seen_open(ms(10));
+        assert_eq!(pool.proven_open(), ms(40));
+        // A connection idle 60 ms found closed says nothing against 40 ms.
+        pool.seen_closed(ms(60));
+        assert_eq!(pool.proven_open(), ms(40));
+        // One idle 30 ms found closed: the server changed; start over.
+        pool.seen_closed(ms(30));
+        assert_eq!(pool.proven_open(), Duration::ZERO);
+    }
 
     #[test]
     fn defaults_and_caps() {

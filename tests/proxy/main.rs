@@ -972,3 +972,141 @@ async fn a_101_nobody_asked_for_is_a_bad_gateway() {
     wait_until(|| proxy.in_flight() == 0).await;
     proxy.shutdown().await;
 }
+
+/// Reads until the proxy closes the connection; returns when, measured from `start`.
+async fn closed_after(
+    mut s: tokio::net::tcp::OwnedReadHalf,
+    start: tokio::time::Instant,
+) -> Duration {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(LIMIT, s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("not closed within {LIMIT:?}"),
+        }
+    }
+}
+
+/// One timer per connection keeps both deadlines (it ticks every eighth of the shorter one),
+/// so each is enforced between its value and a quarter more: bytes trickling in do not extend
+/// the request-head deadline, a kept-alive connection waiting for its next request is bound
+/// by it, and a connection upgraded to a relay is not.
+#[tokio::test]
+async fn the_head_deadline_holds_against_trickles_and_between_requests_but_not_after_an_upgrade() {
+    const HEAD: Duration = Duration::from_millis(400);
+    // The upper bound: a quarter more, plus scheduling slack on a loaded machine.
+    const LATE: Duration = Duration::from_millis(400 + 100 + 600);
+    let log = Log::default();
+    let opts = Opts {
+        server: Server::builder()
+            .header_read_timeout(Some(HEAD))
+            .idle_timeout(Some(Duration::from_secs(30))),
+        ..Opts::default()
+    };
+    let proxy = proxy(&[h1_backend(log.clone()).await], opts).await;
+
+    // A head trickled one byte every 40 ms (2 s of it at most): cut off after HEAD.
+    let start = tokio::time::Instant::now();
+    let (r, mut w) = TcpStream::connect(proxy.addr).await.unwrap().into_split();
+    let reader = tokio::spawn(closed_after(r, start));
+    for b in b"GET / HTTP/1.1\r\nhost: a\r\nx-slow: "
+        .iter()
+        .chain(&[b'a'; 40])
+    {
+        if reader.is_finished() || w.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let took = reader.await.unwrap();
+    assert!(
+        took >= HEAD && took < LATE,
+        "trickled head cut off after {took:?}"
+    );
+
+    // A kept-alive connection: one request answered, then nothing: closed HEAD after it.
+    let (r, mut w) = TcpStream::connect(proxy.addr).await.unwrap().into_split();
+    w.write_all(b"GET /one HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let took = closed_after(r, start).await;
+    assert!(
+        took >= HEAD - Duration::from_millis(50) && took < LATE,
+        "kept-alive wait cut off after {took:?}"
+    );
+    assert_eq!(log.count(), 1, "the request itself was served");
+
+    // An upgraded connection quiet for twice HEAD still relays.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nhost: a\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096);
+        tokio::time::timeout(LIMIT, s.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    tokio::time::sleep(HEAD * 2).await;
+    s.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    tokio::time::timeout(LIMIT, s.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"ping", "the relay outlived the head deadline");
+    drop(s);
+    proxy.shutdown().await;
+}
+
+/// The server tells HTTP/2 from HTTP/1.1 by the client's first bytes: h2c with prior
+/// knowledge on the plain listener, and an HTTP/1.1 request whose first byte alone could
+/// still have been the HTTP/2 preface (it waits for more).
+#[tokio::test]
+async fn h2c_prior_knowledge_and_a_preface_like_first_byte_are_both_served() {
+    let log = Log::default();
+    let proxy = proxy(&[h1_backend(log.clone()).await], Opts::default()).await;
+
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = Request::get(format!("http://a/h2c/{i}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let rsp = h2.send_request(req).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.version(), Version::HTTP_2);
+        assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    }
+
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"P").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"OST /p HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status_of(&String::from_utf8_lossy(&out)), 200);
+    let seen = log.all();
+    assert_eq!(seen.len(), 4, "three over h2c, one over HTTP/1.1");
+    assert_eq!(seen[3].body, "hi");
+    proxy.shutdown().await;
+}
