@@ -69,7 +69,9 @@ pin_project! {
         S: Service<Req>,
     {
         Failed { error: Option<BoxError> },
-        NotReady { svc: S, req: Option<Req> },
+        // The request is boxed: a target not ready at once is rare, and an inline request
+        // would make every layer's future above this one as large as a request.
+        NotReady { svc: S, req: Option<Box<Req>> },
         Called { #[pin] fut: S::Future },
     }
 }
@@ -87,11 +89,12 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
 
     /// An attempt waiting for its target's service to become ready; the request waits in
     /// the future.
+    #[cold]
     pub(crate) fn parked(svc: S, req: Req, guard: InFlight, tagging: Tagging) -> Self {
         ResponseFuture {
             state: State::NotReady {
                 svc,
-                req: Some(req),
+                req: Some(Box::new(req)),
             },
             guard: Some(guard),
             tagging,
@@ -156,7 +159,7 @@ where
                     let Some(req) = req.take() else {
                         return Poll::Ready(Err("response future polled after completion".into()));
                     };
-                    let fut = svc.call(req);
+                    let fut = svc.call(*req);
                     this.state.set(State::Called { fut });
                 }
                 StateProj::Called { fut } => {

@@ -24,7 +24,9 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, RB> {
-        Rejected { rsp: Option<Response<ResponseBody<RB>>> },
+        // The answer is built when polled: an inline response would make every request's
+        // future (and each layer's above it) larger.
+        Rejected { status: StatusCode, text: &'static str, _body: std::marker::PhantomData<fn() -> RB> },
         Forwarding {
             #[pin]
             fut: F,
@@ -54,7 +56,9 @@ impl<F, RB> ResponseFuture<F, RB> {
     pub(crate) fn rejected(status: StatusCode, text: &'static str) -> Self {
         ResponseFuture {
             kind: Kind::Rejected {
-                rsp: Some(short(status, text)),
+                status,
+                text,
+                _body: std::marker::PhantomData,
             },
         }
     }
@@ -79,10 +83,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Rejected { rsp } => match rsp.take() {
-                Some(rsp) => Poll::Ready(Ok(rsp)),
-                None => Poll::Ready(Ok(short(StatusCode::BAD_GATEWAY, "bad gateway\n"))),
-            },
+            KindProj::Rejected { status, text, .. } => Poll::Ready(Ok(short(*status, text))),
             KindProj::Forwarding { fut, upgrade, via } => {
                 let mut rsp = ready!(fut.poll(cx))?;
                 let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
@@ -111,9 +113,7 @@ where
         if let (Some(max), Some(len)) = (self.max_body, req.body().size_hint().exact()) {
             if len > max {
                 return ConnFuture {
-                    kind: Kind::Done {
-                        rsp: Some(short(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)),
-                    },
+                    kind: Kind::TooLarge { _body: PhantomData },
                 };
             }
         }
@@ -124,9 +124,25 @@ where
         }
         let (body, exceeded) = RequestBody::new(body, self.max_body);
         let guard = InFlight::new(&self.active);
+        let req = Request::from_parts(parts, body);
+        let mut svc = self.svc.clone();
+        // Most stacks are ready at once: ask without a waker and call now, so the future
+        // holds only the stack's own future. Otherwise wait for readiness in a boxed
+        // `Oneshot` (it polls again with this request's waker).
+        let fut = match svc.poll_ready(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => Either::Left(svc.call(req)),
+            Poll::Ready(Err(e)) => {
+                return ConnFuture {
+                    kind: Kind::Failed {
+                        error: Some(e.into()),
+                    },
+                };
+            }
+            Poll::Pending => Either::Right(Box::pin(svc.oneshot(req))),
+        };
         ConnFuture {
             kind: Kind::Calling {
-                fut: self.svc.clone().oneshot(Request::from_parts(parts, body)),
+                fut,
                 exceeded,
                 guard: Some(guard),
             },
@@ -151,10 +167,12 @@ pin_project! {
     where
         S: Service<Request<RequestBody>>,
     {
-        Done { rsp: Option<Response<ConnBody<RB>>> },
+        // Answers are built when polled, so that the future stays small.
+        TooLarge { _body: PhantomData<fn() -> RB> },
+        Failed { error: Option<BoxError> },
         Calling {
             #[pin]
-            fut: Oneshot<S, Request<RequestBody>>,
+            fut: Either<S::Future, Pin<Box<Oneshot<S, Request<RequestBody>>>>>,
             exceeded: Option<Arc<AtomicBool>>,
             guard: Option<InFlight>,
         },
@@ -171,9 +189,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Done { rsp } => Poll::Ready(Ok(rsp
-                .take()
-                .unwrap_or_else(|| short(StatusCode::INTERNAL_SERVER_ERROR, "\n")))),
+            KindProj::TooLarge { .. } => {
+                Poll::Ready(Ok(short(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)))
+            }
+            KindProj::Failed { error } => Poll::Ready(Ok(match error.take() {
+                Some(e) => error_response(&*e),
+                None => short(StatusCode::INTERNAL_SERVER_ERROR, "\n"),
+            })),
             KindProj::Calling {
                 fut,
                 exceeded,
@@ -326,6 +348,14 @@ impl<T: AsyncRead> AsyncRead for IdleIo<T> {
         // The connection waits for the client: make sure the timer runs (armed once per
         // connection, at its first wait).
         let sleep = match this.sleep {
+            // Still registered with this task's waker from its last poll: until it fires
+            // there is nothing to do. (A relay after an upgrade may read from another task,
+            // and HTTP/2 has no head deadline: those poll the timer every time.)
+            Some(sleep)
+                if !sleep.is_elapsed() && !this.active.no_head_deadline.load(Ordering::Relaxed) =>
+            {
+                return Poll::Pending;
+            }
             Some(sleep) => sleep,
             None => {
                 let now = Instant::now();

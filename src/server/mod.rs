@@ -548,3 +548,54 @@ mod tests {
         );
     }
 }
+#[cfg(test)]
+mod future_sizes {
+    use tower_service::Service;
+
+    use crate::balance::Balance;
+    use crate::forward::Forward;
+    use crate::server::RequestBody;
+    use crate::upstream::{ErrorResponse, ResponseBody, TargetService};
+
+    type Req = http::Request<RequestBody>;
+    type Stack = ErrorResponse<Forward<Balance<TargetService<RequestBody>>>>;
+    /// What the stack answers with (`Response<Body>`).
+    type Body = ResponseBody<
+        ResponseBody<crate::balance::body::TrackedBody<crate::upstream::PooledBody<RequestBody>>>,
+    >;
+
+    /// Every layer's future holds the one below it, and each is moved when built: a request
+    /// (288 bytes) or a response held inline in a rare branch would be copied through every
+    /// layer on every request. The forwarding stack's futures hold neither.
+    #[test]
+    fn the_forwarding_stack_s_futures_hold_no_request_or_response() {
+        let req = std::mem::size_of::<Req>();
+        let each = [
+            (
+                "Balance",
+                std::mem::size_of::<<Balance<TargetService<RequestBody>> as Service<Req>>::Future>(
+                ),
+            ),
+            (
+                "Forward",
+                std::mem::size_of::<
+                    <Forward<Balance<TargetService<RequestBody>>> as Service<Req>>::Future,
+                >(),
+            ),
+            (
+                "ErrorResponse",
+                std::mem::size_of::<<Stack as Service<Req>>::Future>(),
+            ),
+            (
+                "ConnFuture",
+                std::mem::size_of::<super::conn::ConnFuture<Stack, Body>>(),
+            ),
+        ];
+        for (name, size) in each {
+            assert!(
+                size < req,
+                "{name}'s future is {size} bytes, a request {req}"
+            );
+        }
+    }
+}

@@ -286,7 +286,8 @@ where
         match self.ready_error.take() {
             Some(e) => ResponseFuture {
                 state: State::Ready {
-                    rsp: Some(error_response(&*e)),
+                    error: Some(e),
+                    _body: std::marker::PhantomData,
                 },
             },
             None => ResponseFuture {
@@ -310,7 +311,9 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Inner { #[pin] fut: F },
-        Ready { rsp: Option<Response<ResponseBody<B>>> },
+        // The error, answered when polled: an inline response would make every request's
+        // future (and each layer's above it) larger.
+        Ready { error: Option<BoxError>, _body: std::marker::PhantomData<fn() -> B> },
     }
 }
 
@@ -336,9 +339,10 @@ where
                     error_response(&*e)
                 }
             })),
-            StateProj::Ready { rsp } => Poll::Ready(Ok(rsp.take().unwrap_or_else(|| {
-                error_response(&std::io::Error::other("polled after completion"))
-            }))),
+            StateProj::Ready { error, .. } => Poll::Ready(Ok(match error.take() {
+                Some(e) => error_response(&*e),
+                None => error_response(&std::io::Error::other("polled after completion")),
+            })),
         }
     }
 }
