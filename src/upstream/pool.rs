@@ -383,6 +383,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Two futures rather than one with both paths: the HTTP/1 one stays small enough for
+        // the allocator's fast path.
+        #[cfg(feature = "http2")]
+        if self.pool.h2.is_some() {
+            return TargetClientFuture {
+                inner: Box::pin(send_h2(self.pool.clone(), req)),
+            };
+        }
         TargetClientFuture {
             inner: Box::pin(send(self.pool.clone(), req)),
         }
@@ -632,13 +640,14 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// An idle connection that can take a request now, and how long it was idle.
-    async fn checkout(&self) -> Option<(Conn<B>, Duration)> {
+    /// An idle connection that can take a request now, and how long it was idle. (Never
+    /// waits: a plain function, so that it adds no state to the request's future.)
+    fn checkout(&self, cx: &mut Context<'_>) -> Option<(Conn<B>, Duration)> {
         let now = Instant::now();
         loop {
             let Idle { mut conn, since } = self.pop(now)?;
             let idle_for = now.saturating_duration_since(since);
-            if poll_fn(|cx| Poll::Ready(conn.usable(cx))).await {
+            if conn.usable(cx) {
                 return Some((conn, idle_for));
             }
             self.seen_closed(idle_for);
@@ -682,6 +691,26 @@ where
     }
 }
 
+/// Sends one request over the target's shared HTTP/2 connection (`http2_only`).
+#[cfg(feature = "http2")]
+async fn send_h2<B>(
+    pool: Arc<Pool<B>>,
+    req: Request<B>,
+) -> Result<Response<PooledBody<B>>, BoxError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // `pool` owns the slot; the h2 path borrows it through a second handle.
+    let owner = pool.clone();
+    let Some(slot) = &pool.h2 else {
+        return Err("no HTTP/2 connection slot".into());
+    };
+    let slot: &H2Slot<B> = slot;
+    super::h2::send(owner, slot, req).await
+}
+
 /// Sends one request to the pool's target (see [`TargetClient`] for what happens on failure).
 async fn send<B>(pool: Arc<Pool<B>>, req: Request<B>) -> Result<Response<PooledBody<B>>, BoxError>
 where
@@ -689,23 +718,23 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    #[cfg(feature = "http2")]
-    if let Some(slot) = &pool.h2 {
-        // `pool` owns the slot; the h2 path borrows it through a second handle.
-        let owner = pool.clone();
-        let slot: &H2Slot<B> = slot;
-        return super::h2::send(owner, slot, req).await;
-    }
     let mut req = pool.prepare(req);
     let upgrade_on_success = req.method() == Method::CONNECT;
     // Set once the request goes again after a reused connection failed it: at most once, on a
     // connection of its own.
     let mut fresh = false;
     loop {
-        let checked_out = if fresh { None } else { pool.checkout().await };
+        let checked_out = if fresh {
+            None
+        } else {
+            poll_fn(|cx| Poll::Ready(pool.checkout(cx))).await
+        };
         let (mut conn, reused) = match checked_out {
             Some((conn, idle_for)) => (conn, Some(idle_for)),
-            None => match pool.connect().await {
+            // Boxed: connecting (resolution, TCP, handshake) is the largest state by far and
+            // the rare one; inline it would make every request's future too large for the
+            // allocator's fast path.
+            None => match Box::pin(pool.connect()).await {
                 Ok(conn) => (conn, None),
                 Err(e) => return Err(connect_failed(e, req)),
             },
@@ -752,7 +781,7 @@ where
                 pool.evict_idle_for(idle_for);
                 match insurance {
                     Some(copy) => {
-                        req = copy;
+                        req = *copy;
                         fresh = true;
                     }
                     None => return Err(Box::new(StaleConnection::new(err))),
@@ -765,7 +794,7 @@ where
 /// A copy of an idempotent request without a body, to resend if a long-idle connection turns
 /// out closed.
 #[cold]
-fn head_copy<B>(req: &Request<Sendable<B>>) -> Option<Request<Sendable<B>>> {
+fn head_copy<B>(req: &Request<Sendable<B>>) -> Option<Box<Request<Sendable<B>>>> {
     if !matches!(req.body(), Sendable::Empty) || !req.method().is_idempotent() {
         return None;
     }
@@ -776,8 +805,9 @@ fn head_copy<B>(req: &Request<Sendable<B>>) -> Option<Request<Sendable<B>>> {
     *copy.headers_mut() = req.headers().clone();
     // No extensions: the copy goes straight to hyper's HTTP/1 connection, which reads none
     // of them (this client's `http1::Builder` keeps no header case or order), so copying
-    // them would only cost allocations.
-    Some(copy)
+    // them would only cost allocations. Boxed: a request held inline would grow every
+    // request's future by its size.
+    Some(Box::new(copy))
 }
 
 /// Nothing of the request was sent: hand its body back untouched.
@@ -1004,5 +1034,22 @@ mod tests {
         assert_eq!(req.uri(), "/x?y=1");
         assert_eq!(req.headers()[HOST], "127.0.0.1:9");
         assert!(matches!(req.body(), Sendable::Empty));
+    }
+}
+#[cfg(test)]
+mod future_size {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+
+    /// A request's future is allocated once per request: kept at or under 1 KiB it stays on
+    /// the allocator's fast path (glibc's per-thread cache). The rare states (connecting, the
+    /// head copy, HTTP/2) are boxed on their own to keep it there.
+    #[test]
+    fn the_http1_send_future_fits_the_allocator_s_fast_path() {
+        let t = super::TargetClient::<Empty<Bytes>>::new()
+            .service(&crate::Target::new("a", "127.0.0.1:9").unwrap());
+        let fut = super::send(t.pool.clone(), http::Request::new(Empty::<Bytes>::new()));
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1024, "{size} bytes");
     }
 }
