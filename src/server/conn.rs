@@ -118,6 +118,11 @@ where
             }
         }
         let (mut parts, body) = req.into_parts();
+        if parts.version == http::Version::HTTP_2 {
+            // A connection whose protocol was told only by hyper-util's auto builder (its
+            // first bytes were a prefix of the preface): HTTP/2 has no request-head deadline.
+            self.active.no_head_deadline();
+        }
         parts.extensions.insert(ClientAddr(self.peer));
         if self.tls {
             parts.extensions.insert(ClientTls);

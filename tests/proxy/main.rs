@@ -1093,6 +1093,21 @@ async fn h2c_prior_knowledge_and_a_preface_like_first_byte_are_both_served() {
         assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "ok");
     }
 
+    // An h2c client whose preface arrives in two pieces 50 ms apart: the server cannot tell
+    // from the first piece and leaves it to hyper-util's auto builder.
+    let tcp = Stutter::new(TcpStream::connect(proxy.addr).await.unwrap());
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://a/h2c/stutter")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let rsp = h2.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(rsp.version(), Version::HTTP_2);
+
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(b"P").await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1106,7 +1121,68 @@ async fn h2c_prior_knowledge_and_a_preface_like_first_byte_are_both_served() {
         .unwrap();
     assert_eq!(status_of(&String::from_utf8_lossy(&out)), 200);
     let seen = log.all();
-    assert_eq!(seen.len(), 4, "three over h2c, one over HTTP/1.1");
-    assert_eq!(seen[3].body, "hi");
+    assert_eq!(seen.len(), 5, "four over h2c, one over HTTP/1.1");
+    assert_eq!(seen[4].body, "hi");
     proxy.shutdown().await;
+}
+
+/// A client socket whose first write sends only 5 bytes, and whose next write waits 50 ms.
+struct Stutter {
+    inner: TcpStream,
+    first: bool,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stutter {
+    fn new(inner: TcpStream) -> Self {
+        Stutter {
+            inner,
+            first: true,
+            pause: None,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stutter {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Stutter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.first {
+            self.first = false;
+            self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(50))));
+            let n = buf.len().min(5);
+            return std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..n]);
+        }
+        if let Some(pause) = self.pause.as_mut() {
+            std::task::ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
