@@ -543,6 +543,9 @@ pub(crate) fn may_upgrade(version: Version, method: &Method) -> bool {
 }
 
 #[cfg(test)]
+mod reference;
+
+#[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
@@ -564,6 +567,13 @@ mod tests {
     ];
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6877_6470),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
         #[test]
         fn any_ipv4_is_written_like_display(bits in any::<u32>()) {
             let ip = IpAddr::V4(bits.into());
@@ -656,6 +666,102 @@ mod tests {
     }
 
     #[test]
+    fn names_are_matched_whole_and_in_any_case() {
+        // Names arrive lowercased whatever the client wrote; a name that only starts (or
+        // ends) like a hop-by-hop one is an ordinary header.
+        let mut h = map(&[
+            ("Keep-Alive", "timeout=5"),
+            ("PROXY-Connection", "keep-alive"),
+            ("keep-alive-x", "1"),
+            ("upgrade-insecure-requests", "1"),
+            ("tes", "2"),
+            ("x-connection", "3"),
+            ("proxy-authorization2", "4"),
+        ]);
+        strip(&mut h);
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("proxy-connection").is_none());
+        assert_eq!(h.len(), 5, "{h:?}");
+        for name in [
+            "keep-alive-x",
+            "upgrade-insecure-requests",
+            "tes",
+            "x-connection",
+            "proxy-authorization2",
+        ] {
+            assert!(h.contains_key(name), "{name} lost");
+        }
+    }
+
+    #[test]
+    fn every_connection_line_counts_and_close_is_just_a_token() {
+        let mut h = map(&[
+            ("connection", "close, X-Foo"),
+            ("x-foo", "1"),
+            ("Connection", "x-bar,,  "),
+            ("x-bar", "2"),
+            ("x-baz", "3"),
+        ]);
+        let s = strip(&mut h);
+        assert!(s.upgrade.is_none());
+        assert_eq!(lines(&h), lines(&map(&[("x-baz", "3")])));
+    }
+
+    #[test]
+    fn te_alone_is_noted_and_removed() {
+        // A gRPC request: `TE: trailers` is its only hop-by-hop header; the layer adds a
+        // fresh `TE: trailers` afterwards, nothing else of the client's `TE` goes on.
+        let mut h = map(&[("te", "trailers"), ("content-type", "application/grpc")]);
+        let s = strip(&mut h);
+        assert!(s.te_trailers);
+        assert_eq!(
+            lines(&h),
+            lines(&map(&[("content-type", "application/grpc")]))
+        );
+    }
+
+    #[test]
+    fn a_connection_token_can_remove_what_is_written_next() {
+        // From a trusted proxy, `X-Forwarded-For` is appended to; once `Connection` has
+        // named it, there is nothing to append to and it is written fresh.
+        let mut h = map(&[
+            ("connection", "x-forwarded-for, host"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("host", "app.example"),
+        ]);
+        let mut scan = Scan::of(&h);
+        strip_hop_by_hop(&mut h, &mut scan);
+        let uri: http::Uri = "/".parse().unwrap();
+        let host = client_host(&mut h, &uri, &mut scan);
+        assert!(host.is_none());
+        let hop = Hop {
+            peer: Some("192.0.2.1".parse().unwrap()),
+            trusted: true,
+            client: None,
+            tls: false,
+            host,
+        };
+        write_forwarding(&mut h, hop, &all(), Version::HTTP_11, &scan);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert!(h.get("x-forwarded-host").is_none());
+        assert!(h.get(HOST).is_none());
+    }
+
+    #[test]
+    fn the_peer_cache_follows_the_peer() {
+        for ip in [
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.1",
+            "2001:db8::7",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(peer_value(ip), ip.to_string().as_str());
+        }
+    }
+
+    #[test]
     fn upgrade_without_connection_token_is_not_an_upgrade() {
         let mut h = map(&[("upgrade", "websocket"), ("te", "gzip")]);
         let s = strip(&mut h);
@@ -667,10 +773,7 @@ mod tests {
     #[test]
     fn framing_checks() {
         assert_eq!(framing(&map(&[("content-length", "3")])), Ok(()));
-        assert_eq!(
-            framing(&map(&[("transfer-encoding", "chunked")])),
-            Ok(())
-        );
+        assert_eq!(framing(&map(&[("transfer-encoding", "chunked")])), Ok(()));
         assert_eq!(
             framing(&map(&[
                 ("content-length", "3"),
@@ -840,7 +943,292 @@ mod tests {
     fn h2_authority_becomes_host() {
         let mut h = HeaderMap::new();
         let uri: http::Uri = "https://app.example:8443/x".parse().unwrap();
-        assert_eq!(client_host(&mut h, &uri, &mut Scan::of(&HeaderMap::new())).unwrap(), "app.example:8443");
+        assert_eq!(
+            client_host(&mut h, &uri, &mut Scan::of(&HeaderMap::new())).unwrap(),
+            "app.example:8443"
+        );
         assert_eq!(h[HOST], "app.example:8443");
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The one-pass version against the plain one (`reference`): same map, entry for entry and
+    // in the same order, same findings, for messages drawn from the names either acts on.
+
+    /// Names the header work acts on, names that merely look like them (a prefix, a suffix,
+    /// a standard header starting with `upgrade`), and ordinary ones.
+    const POOL: [&str; 28] = [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "forwarded",
+        "via",
+        "host",
+        "content-length",
+        "keep-alive-x",
+        "x-connection",
+        "tes",
+        "upgrade-insecure-requests",
+        "proxy-authorization2",
+        "x-forwarded-fo",
+        "vias",
+        "hosts",
+        "accept",
+        "content-type",
+        "x-a",
+    ];
+
+    /// A `Connection` token: a pool name in any case, or another token, padded or empty.
+    fn token() -> impl Strategy<Value = String> {
+        (0..POOL.len() + 3, 0..3u8, any::<bool>()).prop_map(|(i, case, pad)| {
+            let t = match i.checked_sub(POOL.len()) {
+                None => POOL[i].to_owned(),
+                Some(0) => "close".to_owned(),
+                Some(1) => "Upgrade".to_owned(),
+                _ => String::new(),
+            };
+            let t = match case {
+                0 => t,
+                1 => t.to_ascii_uppercase(),
+                _ => t
+                    .char_indices()
+                    .map(|(i, c)| if i == 0 { c.to_ascii_uppercase() } else { c })
+                    .collect(),
+            };
+            if pad { format!(" {t} ") } else { t }
+        })
+    }
+
+    /// A value fit for `name`: lists for `Connection`, `TE` variants, hosts with and without
+    /// quotes, `Content-Length` single or listed.
+    fn value(name: &'static str) -> BoxedStrategy<String> {
+        match name {
+            "connection" => proptest::collection::vec(token(), 0..4)
+                .prop_map(|t| t.join(","))
+                .boxed(),
+            "te" => proptest::sample::select(vec![
+                "trailers",
+                "Trailers",
+                "trailers;q=0.5",
+                "gzip",
+                "gzip, trailers",
+                "",
+            ])
+            .prop_map(str::to_owned)
+            .boxed(),
+            "host" => proptest::sample::select(vec!["app.example", "a\"b", "app.example:8080"])
+                .prop_map(str::to_owned)
+                .boxed(),
+            "content-length" => proptest::sample::select(vec!["3", "3, 3", "0"])
+                .prop_map(str::to_owned)
+                .boxed(),
+            "upgrade" => Just("websocket".to_owned()).boxed(),
+            _ => proptest::sample::select(vec!["v", "6.6.6.6", "1.1.1.1, 2.2.2.2", "for=6.6.6.6"])
+                .prop_map(str::to_owned)
+                .boxed(),
+        }
+    }
+
+    fn headers() -> impl Strategy<Value = HeaderMap> {
+        proptest::collection::vec(
+            proptest::sample::select(POOL.to_vec()).prop_flat_map(|n| (Just(n), value(n))),
+            0..10,
+        )
+        .prop_map(|lines| {
+            let mut h = HeaderMap::new();
+            for (name, value) in lines {
+                h.append(name, HeaderValue::from_str(&value).unwrap());
+            }
+            h
+        })
+    }
+
+    fn ip() -> impl Strategy<Value = Option<IpAddr>> {
+        proptest::sample::select(vec![
+            None,
+            Some("192.0.2.1".parse().unwrap()),
+            Some("192.0.2.2".parse().unwrap()),
+            Some("2001:db8::1".parse().unwrap()),
+        ])
+    }
+
+    fn write() -> impl Strategy<Value = Write> {
+        (any::<[bool; 6]>()).prop_map(|b| Write {
+            x_forwarded_for: b[0],
+            x_forwarded_proto: b[1],
+            x_forwarded_host: b[2],
+            x_real_ip: b[3],
+            forwarded: b[4],
+            via: b[5].then(|| HeaderValue::from_static("edge")),
+        })
+    }
+
+    fn version() -> impl Strategy<Value = Version> {
+        proptest::sample::select(vec![Version::HTTP_10, Version::HTTP_11, Version::HTTP_2])
+    }
+
+    /// Entries in order, every line.
+    fn lines(h: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+        h.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        peer: Option<IpAddr>,
+        client: Option<IpAddr>,
+        trusted: bool,
+        tls: bool,
+        h2_authority: bool,
+        relay_upgrade: bool,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (ip(), ip(), any::<[bool; 4]>()).prop_map(|(peer, client, b)| Case {
+            peer,
+            client,
+            trusted: b[0],
+            tls: b[1],
+            h2_authority: b[2],
+            relay_upgrade: b[3],
+        })
+    }
+
+    /// The request side as `Forward::call` runs it, with the plain functions.
+    fn request_by_reference(
+        h: &mut HeaderMap,
+        c: &Case,
+        write: &Write,
+        version: Version,
+    ) -> Result<(bool, Option<HeaderValue>), BadFraming> {
+        reference::check_framing(h)?;
+        let stripped = reference::strip_hop_by_hop(h);
+        if stripped.te_trailers {
+            h.insert(TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some(proto) = stripped.upgrade.as_ref().filter(|_| c.relay_upgrade) {
+            restore_upgrade(h, proto);
+        }
+        let uri = uri(c);
+        let host = reference::client_host(h, &uri);
+        let hop = reference::Hop {
+            peer: c.peer,
+            trusted: c.trusted,
+            client: c.client,
+            proto: if c.tls { "https" } else { "http" },
+            host: host.as_ref(),
+        };
+        reference::write_forwarding(h, &hop, write, version);
+        Ok((stripped.te_trailers, stripped.upgrade))
+    }
+
+    /// The request side as `Forward::call` runs it.
+    fn request(
+        h: &mut HeaderMap,
+        c: &Case,
+        write: &Write,
+        version: Version,
+    ) -> Result<(bool, Option<HeaderValue>), BadFraming> {
+        let mut scan = Scan::of(h);
+        check_framing(&scan)?;
+        let stripped = strip_hop_by_hop(h, &mut scan);
+        if stripped.te_trailers {
+            h.insert(TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some(proto) = stripped.upgrade.as_ref().filter(|_| c.relay_upgrade) {
+            restore_upgrade(h, proto);
+        }
+        let uri = uri(c);
+        let host = client_host(h, &uri, &mut scan);
+        let hop = Hop {
+            peer: c.peer,
+            trusted: c.trusted,
+            client: c.client,
+            tls: c.tls,
+            host,
+        };
+        write_forwarding(h, hop, write, version, &scan);
+        Ok((stripped.te_trailers, stripped.upgrade))
+    }
+
+    fn uri(c: &Case) -> http::Uri {
+        if c.h2_authority {
+            "https://auth.example:8443/x".parse().unwrap()
+        } else {
+            "/x".parse().unwrap()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 2048,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x7363_616e),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// A request comes out of the one-pass header work exactly as out of the plain one:
+        /// same refusal, same `TE`/`Upgrade` findings, same lines in the same order.
+        #[test]
+        fn request_headers_match_the_plain_version(
+            h in headers(),
+            c in case(),
+            write in write(),
+            version in version(),
+        ) {
+            let mut expected = h.clone();
+            let want = request_by_reference(&mut expected, &c, &write, version);
+            let mut got = h.clone();
+            let have = request(&mut got, &c, &write, version);
+            prop_assert_eq!(&have, &want);
+            if want.is_ok() {
+                prop_assert_eq!(lines(&got), lines(&expected), "from {:?}", h);
+            }
+        }
+
+        /// A response likewise (stripped, then `Via` appended).
+        #[test]
+        fn response_headers_match_the_plain_version(
+            h in headers(),
+            via in any::<bool>(),
+            version in version(),
+        ) {
+            let pseudonym = HeaderValue::from_static("edge");
+            let mut expected = h.clone();
+            let want = reference::strip_hop_by_hop(&mut expected);
+            if via {
+                reference::append_via(&mut expected, version, &pseudonym);
+            }
+            let mut got = h.clone();
+            let mut scan = Scan::of(&got);
+            let have = strip_hop_by_hop(&mut got, &mut scan);
+            if via {
+                append_via(&mut got, scan.has_via(), version, &pseudonym);
+            }
+            prop_assert_eq!(have.te_trailers, want.te_trailers);
+            prop_assert_eq!(have.upgrade, want.upgrade);
+            prop_assert_eq!(lines(&got), lines(&expected), "from {:?}", h);
+        }
+
+        /// The pass finds exactly the names a lookup finds, whatever else the map holds.
+        #[test]
+        fn the_pass_sees_what_lookups_see(h in headers()) {
+            let scan = Scan::of(&h);
+            for name in POOL {
+                let bit = bit_of(&HeaderName::from_static(name));
+                if bit != 0 {
+                    prop_assert_eq!(scan.has(bit), h.contains_key(name), "{}", name);
+                }
+            }
+            prop_assert_eq!(scan.host.as_ref(), h.get(HOST));
+        }
     }
 }
