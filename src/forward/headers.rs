@@ -201,16 +201,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &mut Scan) -> Stri
         }
     }
     if scan.has(B_TE) {
-        if let Some(te) = headers.remove(TE) {
-            // `remove` returns the first line; a later one may list `trailers` too.
-            out.te_trailers = std::iter::once(&te)
-                .chain(headers.get_all(TE).iter())
-                .flat_map(tokens)
-                .any(|t| {
-                    t.split(|&b| b == b';').next().map(|t| t.trim_ascii()) == Some(b"trailers")
-                });
-            headers.remove(TE);
-        }
+        // Any line may list `trailers` (`remove` drops them all, so read them first).
+        out.te_trailers =
+            headers.get_all(TE).iter().flat_map(tokens).any(|t| {
+                t.split(|&b| b == b';').next().map(|t| t.trim_ascii()) == Some(b"trailers")
+            });
+        headers.remove(TE);
     }
     if upgrade_named {
         out.upgrade = headers.get(UPGRADE).cloned();

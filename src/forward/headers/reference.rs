@@ -85,14 +85,12 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) -> Stripped {
             }
         }
     }
-    if let Some(te) = headers.remove(TE) {
-        // `remove` returns the first line; a later one may list `trailers` too.
-        out.te_trailers = std::iter::once(&te)
-            .chain(headers.get_all(TE).iter())
-            .flat_map(tokens)
-            .any(|t| t.split(|&b| b == b';').next().map(|t| t.trim_ascii()) == Some(b"trailers"));
-        headers.remove(TE);
-    }
+    out.te_trailers = headers
+        .get_all(TE)
+        .iter()
+        .flat_map(tokens)
+        .any(|t| t.split(|&b| b == b';').next().map(|t| t.trim_ascii()) == Some(b"trailers"));
+    headers.remove(TE);
     if upgrade_named {
         out.upgrade = headers.get(UPGRADE).cloned();
     }
