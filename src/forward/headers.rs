@@ -154,8 +154,10 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes the headers `value` (a `Connection` line) names, noting `upgrade`.
-fn remove_named(headers: &mut HeaderMap, value: &HeaderValue, upgrade_named: &mut bool) {
+/// Removes the headers `value` (a `Connection` line) names, noting `upgrade`; whether it
+/// removed any.
+fn remove_named(headers: &mut HeaderMap, value: &HeaderValue, upgrade_named: &mut bool) -> bool {
+    let mut removed = false;
     for token in tokens(value) {
         if token.eq_ignore_ascii_case(b"upgrade") {
             *upgrade_named = true;
@@ -169,9 +171,10 @@ fn remove_named(headers: &mut HeaderMap, value: &HeaderValue, upgrade_named: &mu
         }
         // By `&str`: no allocation, and a token that is no header name finds nothing.
         if let Ok(name) = std::str::from_utf8(token) {
-            headers.remove(name);
+            removed |= headers.remove(name).is_some();
         }
     }
+    removed
 }
 
 /// Removes every hop-by-hop header and every header that `Connection` names; `scan` (of
@@ -183,20 +186,21 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &mut Scan) -> Stri
         return out;
     }
     let mut upgrade_named = false;
-    let connection = scan.has(B_CONNECTION);
-    if connection {
+    // Whether `Connection` named a header that was there (and is gone now).
+    let mut named_removed = false;
+    if scan.has(B_CONNECTION) {
         // Take the `Connection` lines out first (the map cannot be borrowed while removing);
         // one line is the common case and needs no list.
         let mut values = headers.get_all(CONNECTION).iter();
         if values.nth(1).is_none() {
             if let Some(value) = headers.remove(CONNECTION) {
-                remove_named(headers, &value, &mut upgrade_named);
+                named_removed = remove_named(headers, &value, &mut upgrade_named);
             }
         } else {
             let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
             headers.remove(CONNECTION);
             for value in &values {
-                remove_named(headers, value, &mut upgrade_named);
+                named_removed |= remove_named(headers, value, &mut upgrade_named);
             }
         }
     }
@@ -217,10 +221,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &mut Scan) -> Stri
             headers.remove(name);
         }
     }
-    if connection {
-        // `Connection` may have named anything (even `Host` or a forwarding header).
+    if named_removed {
+        // `Connection` named something else that was there: anything (even `Host` or a
+        // forwarding header). Rare; look again.
         *scan = Scan::of(headers);
     } else {
+        // The usual `Connection: keep-alive` or `close` named nothing else.
         scan.bits &= !B_HOP_BY_HOP;
     }
     out
