@@ -64,7 +64,23 @@ const B_CONTENT_LENGTH: u32 = 1 << 16;
 /// so this is an exact comparison (a name that merely starts like one of these is not it).
 /// By length first: most names a message carries are ruled out without comparing bytes.
 fn bit_of(name: &HeaderName) -> u32 {
-    let s = name.as_str().as_bytes();
+    bit_of_bytes(name.as_str().as_bytes())
+}
+
+/// [`bit_of`] for a `Connection` token, which may be in any case.
+fn bit_of_token(token: &[u8]) -> u32 {
+    // The longest name with a bit has 19 bytes; a longer token has none.
+    let mut buf = [0u8; 19];
+    let Some(lower) = buf.get_mut(..token.len()) else {
+        return 0;
+    };
+    for (l, t) in lower.iter_mut().zip(token) {
+        *l = t.to_ascii_lowercase();
+    }
+    bit_of_bytes(lower)
+}
+
+fn bit_of_bytes(s: &[u8]) -> u32 {
     let Some(&first) = s.first() else {
         return 0;
     };
@@ -155,26 +171,24 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Removes the headers `value` (a `Connection` line) names, noting `upgrade`; whether it
-/// removed any.
+/// removed one that a [`Scan`] tracks.
 fn remove_named(headers: &mut HeaderMap, value: &HeaderValue, upgrade_named: &mut bool) -> bool {
-    let mut removed = false;
+    let mut tracked = false;
     for token in tokens(value) {
         if token.eq_ignore_ascii_case(b"upgrade") {
             *upgrade_named = true;
         }
+        let bit = bit_of_token(token);
         // Hop-by-hop headers are removed at the end, after `TE` and `Upgrade` are read.
-        if HOP_BY_HOP
-            .iter()
-            .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(token))
-        {
+        if bit & B_HOP_BY_HOP != 0 {
             continue;
         }
         // By `&str`: no allocation, and a token that is no header name finds nothing.
         if let Ok(name) = std::str::from_utf8(token) {
-            removed |= headers.remove(name).is_some();
+            tracked |= headers.remove(name).is_some() && bit != 0;
         }
     }
-    removed
+    tracked
 }
 
 /// Removes every hop-by-hop header and every header that `Connection` names; `scan` (of
@@ -186,21 +200,21 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &mut Scan) -> Stri
         return out;
     }
     let mut upgrade_named = false;
-    // Whether `Connection` named a header that was there (and is gone now).
-    let mut named_removed = false;
+    // Whether `Connection` named a header the scan tracks that was there (and is gone now).
+    let mut tracked_removed = false;
     if scan.has(B_CONNECTION) {
         // Take the `Connection` lines out first (the map cannot be borrowed while removing);
         // one line is the common case and needs no list.
         let mut values = headers.get_all(CONNECTION).iter();
         if values.nth(1).is_none() {
             if let Some(value) = headers.remove(CONNECTION) {
-                named_removed = remove_named(headers, &value, &mut upgrade_named);
+                tracked_removed = remove_named(headers, &value, &mut upgrade_named);
             }
         } else {
             let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
             headers.remove(CONNECTION);
             for value in &values {
-                named_removed |= remove_named(headers, value, &mut upgrade_named);
+                tracked_removed |= remove_named(headers, value, &mut upgrade_named);
             }
         }
     }
@@ -221,12 +235,13 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &mut Scan) -> Stri
             headers.remove(name);
         }
     }
-    if named_removed {
-        // `Connection` named something else that was there: anything (even `Host` or a
-        // forwarding header). Rare; look again.
+    if tracked_removed {
+        // `Connection` named `Host`, `Content-Length` or a forwarding header. Rare; look
+        // again.
         *scan = Scan::of(headers);
     } else {
-        // The usual `Connection: keep-alive` or `close` named nothing else.
+        // What `Connection` usually names (`keep-alive`, `close`, a private header) leaves
+        // the rest of the scan true.
         scan.bits &= !B_HOP_BY_HOP;
     }
     out
@@ -747,6 +762,19 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.1");
         assert!(h.get("x-forwarded-host").is_none());
         assert!(h.get(HOST).is_none());
+    }
+
+    #[test]
+    fn connection_tokens_find_their_bit_in_any_case() {
+        for name in POOL {
+            let bit = bit_of(&HeaderName::from_static(name));
+            assert_eq!(bit_of_token(name.as_bytes()), bit, "{name}");
+            assert_eq!(bit_of_token(name.to_ascii_uppercase().as_bytes()), bit, "{name}");
+        }
+        assert_eq!(bit_of_token(b"Proxy-Authorization"), B_PROXY_AUTHORIZATION);
+        assert_eq!(bit_of_token(b"proxy-authorizationX"), 0);
+        assert_eq!(bit_of_token(b""), 0);
+        assert_eq!(bit_of_token("h\u{f6}st".as_bytes()), 0);
     }
 
     #[test]
