@@ -772,7 +772,11 @@ mod tests {
         for name in POOL {
             let bit = bit_of(&HeaderName::from_static(name));
             assert_eq!(bit_of_token(name.as_bytes()), bit, "{name}");
-            assert_eq!(bit_of_token(name.to_ascii_uppercase().as_bytes()), bit, "{name}");
+            assert_eq!(
+                bit_of_token(name.to_ascii_uppercase().as_bytes()),
+                bit,
+                "{name}"
+            );
         }
         assert_eq!(bit_of_token(b"Proxy-Authorization"), B_PROXY_AUTHORIZATION);
         assert_eq!(bit_of_token(b"proxy-authorizationX"), 0);
