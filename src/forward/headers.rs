@@ -62,7 +62,6 @@ const B_CONTENT_LENGTH: u32 = 1 << 16;
 
 /// The bit of `name`, or 0 for a name this module leaves alone. Header names are lowercase,
 /// so this is an exact comparison (a name that merely starts like one of these is not it).
-/// By length first: most names a message carries are ruled out without comparing bytes.
 #[inline]
 fn bit_of(name: &HeaderName) -> u32 {
     bit_of_bytes(name.as_str().as_bytes())
@@ -81,7 +80,8 @@ fn bit_of_token(token: &[u8]) -> u32 {
     bit_of_bytes(lower)
 }
 
-// Inlined into the per-header loop of `Scan::of`, where a call costs as much as the match.
+// By length and first byte: most names a message carries are ruled out without comparing
+// bytes. Inlined into the per-header loop of `Scan::of`, where a call costs as much as this.
 #[inline(always)]
 fn bit_of_bytes(s: &[u8]) -> u32 {
     let Some(&first) = s.first() else {
@@ -113,8 +113,8 @@ fn bit_of_bytes(s: &[u8]) -> u32 {
 /// What one pass over a message's headers found: which of the names this module reads,
 /// removes or writes are present, the first `Host` line, and the `Content-Length` lines.
 ///
-/// It describes the map as it was scanned; [`strip_hop_by_hop`] and [`client_host`] keep it
-/// up to date with what they change.
+/// It describes the map as it was scanned; [`strip_hop_by_hop`] keeps it up to date with what
+/// it removes, and [`client_host`] takes the `Host` out of it.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     bits: u32,
