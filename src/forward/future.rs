@@ -87,11 +87,16 @@ where
             KindProj::Forwarding { fut, upgrade, via } => {
                 let mut rsp = ready!(fut.poll(cx))?;
                 let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
-                let proto = rsp.headers().get(UPGRADE).cloned();
-                headers::strip_hop_by_hop(rsp.headers_mut());
+                let mut scan = headers::Scan::of(rsp.headers());
+                let proto = if switching {
+                    rsp.headers().get(UPGRADE).cloned()
+                } else {
+                    None
+                };
+                headers::strip_hop_by_hop(rsp.headers_mut(), &mut scan);
                 if let Some(via) = via.as_ref() {
                     let version = rsp.version();
-                    headers::append_via(rsp.headers_mut(), version, via);
+                    headers::append_via(rsp.headers_mut(), scan.has_via(), version, via);
                 }
                 if !switching {
                     return Poll::Ready(Ok(rsp.map(ResponseBody::new)));

@@ -135,7 +135,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Err(why) = headers::check_framing(req.headers()) {
+        // One pass over the headers says which of the names below are there at all.
+        let mut scan = headers::Scan::of(req.headers());
+        if let Err(why) = headers::check_framing(&scan) {
             tracing::debug!(?why, "request with ambiguous framing refused");
             return ResponseFuture::rejected(StatusCode::BAD_REQUEST, "bad request\n");
         }
@@ -150,7 +152,7 @@ where
         let mut req = req;
         let version = req.version();
         let may_upgrade = headers::may_upgrade(version, req.method());
-        let stripped = headers::strip_hop_by_hop(req.headers_mut());
+        let stripped = headers::strip_hop_by_hop(req.headers_mut(), &mut scan);
         if stripped.te_trailers {
             req.headers_mut()
                 .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
@@ -165,24 +167,20 @@ where
         let (peer, trusted, client) = who(req.extensions());
         // Only the server glue says whether the connection is TLS; a client's `:scheme` or
         // absolute URI does not.
-        let proto = if req.extensions().get::<ClientTls>().is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let tls = req.extensions().get::<ClientTls>().is_some();
         // The message to the target is a new one on the target client's connection: origin
         // form (a client's scheme or authority never picks how or where it is sent) and the
         // target connection's version.
         let uri = std::mem::take(req.uri_mut());
-        let host = headers::client_host(req.headers_mut(), &uri);
+        let host = headers::client_host(req.headers_mut(), &uri, &mut scan);
         let hop = Hop {
             peer,
             trusted,
             client,
-            proto,
-            host: host.as_ref(),
+            tls,
+            host,
         };
-        headers::write_forwarding(req.headers_mut(), &hop, &config.write, version);
+        headers::write_forwarding(req.headers_mut(), hop, &config.write, version, &scan);
         if let Some(h) = &config.host {
             req.headers_mut().insert(HOST, h.clone());
         }
