@@ -12,7 +12,7 @@
 //!
 //! `--client legacy` uses hyper-util's client (`HttpClient`) instead of `TargetClient`;
 //! `--stack full` adds the resilience stack of `examples/proxy.rs` (deadline, retries,
-//! breaker, per-attempt timeout).
+//! breaker, per-attempt timeout) behind a router with 20 rules (see [`twenty_rules`]).
 //!
 //! `floor` is the other end of the scale: the cheapest HTTP/1 reverse proxy one can write on
 //! hyper and tokio alone, with no tower-lb and no tower, so that the benchmark can tell what
@@ -40,6 +40,7 @@ use tower_lb::balance::Balance;
 use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::forward::ForwardLayer;
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
+use tower_lb::route::{Router, Rule};
 use tower_lb::server::{RequestBody, Server};
 use tower_lb::timeout::TimeoutLayer;
 use tower_lb::upstream::{ErrorResponseLayer, HttpClient, TargetClient};
@@ -88,12 +89,13 @@ async fn proxy(
             if full {
                 let balance =
                     Balance::with_maker(group.clone(), $client::<ReplayBody<RequestBody>>::new());
-                let svc = edge()
+                let resilient = ServiceBuilder::new()
                     .layer(TimeoutLayer::new(Duration::from_secs(10)))
                     .layer(RetryLayer::new(RetryPolicy::new()))
                     .layer(CircuitBreakerLayer::builder(group.name().to_owned()).build()?)
                     .layer(TimeoutLayer::new(Duration::from_secs(5)))
                     .service(balance);
+                let svc = edge().service(twenty_rules(resilient)?);
                 server.serve(listener, svc, std::future::pending()).await?
             } else {
                 let balance = Balance::with_maker(group.clone(), $client::<RequestBody>::new());
@@ -108,6 +110,25 @@ async fn proxy(
         other => return Err(format!("unknown client {other}").into()),
     }
     Ok(())
+}
+
+/// A router with 20 rules in front of `app`: 19 path prefixes no benchmark request matches
+/// (`/svc0/` … `/svc18/`, each also limited to `GET`), then `/` to `app`, so that every request
+/// is matched against all 20.
+fn twenty_rules<S>(app: S) -> Result<Router<S>, BoxError> {
+    let mut rules: Vec<Rule> = (0..19)
+        .map(|i| {
+            Rule::new(format!("svc{i}"))
+                .prefix(format!("/svc{i}/"))
+                .method(http::Method::GET)
+                .to("app")
+        })
+        .collect();
+    rules.push(Rule::new("rest").prefix("/").to("app"));
+    Ok(Router::builder()
+        .destination("app", app)
+        .rules(rules)
+        .build()?)
 }
 
 /// The floor of any hyper-based proxy, run on one current-thread runtime: each accepted client

@@ -11,7 +11,8 @@
 #
 #   towerlb-1 / towerlb-2   tower-lb: Server + ForwardLayer + Balance + TargetClient, 1 / 2 workers
 #   towerlb-2pc             the same, 2 single-threaded runtimes with SO_REUSEPORT listeners
-#   towerlb-full-1          the same with the resilience stack of examples/proxy.rs, 1 worker
+#   towerlb-full-1          the same with the resilience stack of examples/proxy.rs behind a
+#                           router with 20 rules (every request matched against all 20), 1 worker
 #   towerlb-legacy-1        the same as towerlb-1 with hyper-util's client (HttpClient)
 #   hyper-floor-1           no tower-lb, no tower: hyper's http1 server + service_fn sending each
 #                           request over one upstream hyper http1 connection of its own per client
