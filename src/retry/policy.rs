@@ -261,14 +261,17 @@ impl RetryPolicy {
     }
 }
 
-impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
-    type Future = tokio::time::Sleep;
-
-    fn retry(
+impl RetryPolicy {
+    /// After an attempt: whether to send `req` (the copy) again, and after which wait.
+    ///
+    /// `restore` puts the copy's header fields back into it, and is called only when a retry
+    /// is wanted; `false` (the fields cannot be rebuilt exactly) means no retry.
+    pub(super) fn decide<B: Send + 'static, RB>(
         &mut self,
         req: &mut Request<ReplayBody<B>>,
         result: &mut Result<Response<RB>, BoxError>,
-    ) -> Option<Self::Future> {
+        restore: impl FnOnce(&mut Request<ReplayBody<B>>) -> bool,
+    ) -> Option<tokio::time::Sleep> {
         self.attempts += 1;
         let attempts = self.attempts;
         let c = &*self.config;
@@ -284,12 +287,7 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
         });
         // The copy is about to be sent if the budget allows: its headers go back where the
         // service looks for them. One that cannot be rebuilt exactly is not sent at all.
-        let wanted = wanted.filter(|_| {
-            let mut headers = std::mem::take(req.headers_mut());
-            let rebuilt = req.body_mut().restore_headers(&mut headers);
-            *req.headers_mut() = headers;
-            rebuilt
-        });
+        let wanted = wanted.filter(|_| restore(req));
         // A reused connection the target had closed is nobody's failure: its retry is free.
         let stale = matches!(result, Err(e) if is_caused_by::<StaleConnection>(&**e));
         let granted = wanted.filter(|_| {
@@ -340,7 +338,13 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
         Some(tokio::time::sleep(delay))
     }
 
-    fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
+    /// Before an attempt: a copy of `req` to send again if it fails, without its header
+    /// fields (the caller keeps those; see `decide`), or `None` when no retry is possible.
+    /// The first attempt of a request pays into the budget.
+    pub(super) fn copy_request<B>(
+        &mut self,
+        req: &Request<ReplayBody<B>>,
+    ) -> Option<Request<ReplayBody<B>>> {
         let c = &*self.config;
         if self.attempts == 0 {
             // The first attempt of a request: it pays into the budget, one deposit per batch.
@@ -354,19 +358,41 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
             return None;
         }
         // A body too large to replay, still untouched, gets an empty slot the client may
-        // fill by handing the body back (see `retry`).
-        let mut body = match req.body().try_clone() {
+        // fill by handing the body back (see `decide`).
+        let body = match req.body().try_clone() {
             Some(body) => body,
             None => req.body().handover_slot()?,
         };
-        // The headers ride in the copy's body as bytes in one buffer (no reference count
-        // touched per value) and go back into its map in `retry`, only if a retry is wanted.
-        body.hold_headers(req.headers());
         let mut clone = Request::new(body);
         *clone.method_mut() = req.method().clone();
         *clone.uri_mut() = req.uri().clone();
         *clone.version_mut() = req.version();
         *clone.extensions_mut() = req.extensions().clone();
+        Some(clone)
+    }
+}
+
+impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        req: &mut Request<ReplayBody<B>>,
+        result: &mut Result<Response<RB>, BoxError>,
+    ) -> Option<Self::Future> {
+        self.decide(req, result, |req| {
+            let mut headers = std::mem::take(req.headers_mut());
+            let rebuilt = req.body_mut().restore_headers(&mut headers);
+            *req.headers_mut() = headers;
+            rebuilt
+        })
+    }
+
+    fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
+        let mut clone = self.copy_request(req)?;
+        // The headers ride in the copy's body as bytes in one buffer (no reference count
+        // touched per value) and go back into its map in `retry`, only if a retry is wanted.
+        clone.body_mut().hold_headers(req.headers());
         Some(clone)
     }
 }

@@ -5,7 +5,8 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Retrier};
+use super::headers::HeaderCopy;
 use super::{ReplayBody, RetryLayer, RetryPolicy, RetryStats};
 use crate::balance::WantServedBy;
 use crate::error::BoxError;
@@ -47,7 +48,8 @@ use crate::error::BoxError;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
-    inner: tower::retry::Retry<RetryPolicy, S>,
+    inner: S,
+    /// The template every request's session is cloned from (its attempt count stays 0).
     policy: RetryPolicy,
     /// The policy retries a status below `400`, which `Balance` does not tag by default.
     mark: bool,
@@ -57,7 +59,7 @@ impl<S> Retry<S> {
     /// Wraps `inner` with `policy`.
     pub fn new(inner: S, policy: RetryPolicy) -> Self {
         Retry {
-            inner: tower::retry::Retry::new(policy.clone(), inner),
+            inner,
             mark: policy.retries_non_error_status(),
             policy,
         }
@@ -70,17 +72,17 @@ impl<S> Retry<S> {
 
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref()
+        &self.inner
     }
 
     /// The wrapped service, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut()
+        &mut self.inner
     }
 
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
-        self.inner.into_inner()
+        self.inner
     }
 }
 
@@ -115,6 +117,16 @@ where
             // anyway, and on this one only when asked.
             req.extensions_mut().insert(WantServedBy);
         }
-        ResponseFuture::new(self.inner.call(req))
+        // As tower's `Retry`: the copy is taken before the request goes, and the service a
+        // retry goes through is cloned after this call.
+        let copy = self
+            .policy
+            .copy_request(&req)
+            .and_then(|copy| Some((copy, HeaderCopy::new(req.headers())?)));
+        let future = self.inner.call(req);
+        let retry = copy.map(|(copy, headers)| {
+            Retrier::new(self.inner.clone(), self.policy.clone(), copy, headers)
+        });
+        ResponseFuture::new(future, retry)
     }
 }

@@ -43,6 +43,7 @@
 
 pub mod future;
 mod layer;
+mod nested;
 mod service;
 
 pub use self::layer::TimeoutLayer;
