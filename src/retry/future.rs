@@ -53,8 +53,9 @@ pin_project! {
 /// policy in the same order (`clone_request` before each attempt, `retry` after it, the copy
 /// sent only when `retry` asked for it).
 pub(crate) struct Retrier<S, B> {
-    /// A clone of the inner service, taken when the request was called.
-    service: S,
+    /// A clone of the inner service, taken once the first attempt was called (as tower's
+    /// `Retry` does); `None` only until then.
+    service: Option<S>,
     /// This request's session of the policy (its attempt count).
     policy: RetryPolicy,
     /// The copy for the next attempt, without its header fields; `None` once the policy could
@@ -65,31 +66,29 @@ pub(crate) struct Retrier<S, B> {
 }
 
 impl<S, B> Retrier<S, B> {
-    /// What a retry takes: `copy` (see `RetryPolicy::copy_request`) and its header fields,
-    /// in one allocation.
+    /// Before the first attempt of `req`: what a retry would take (a copy, see
+    /// `RetryPolicy::copy_request`, and the header fields, in one allocation), or `None` when no
+    /// retry is possible. `template` is the service's policy; the box gets a session of it.
     #[inline]
-    pub(crate) fn new(
-        service: S,
-        policy: RetryPolicy,
-        copy: Request<ReplayBody<B>>,
-        headers: HeaderCopy,
-    ) -> Box<Self> {
-        Box::new(Retrier {
-            service,
-            policy,
+    pub(crate) fn first(
+        template: &mut RetryPolicy,
+        req: &Request<ReplayBody<B>>,
+    ) -> Option<Box<Self>> {
+        let copy = template.copy_request(req)?;
+        let mut retrier = Box::new(Retrier {
+            service: None,
+            policy: template.clone(),
             copy: Some(copy),
-            headers,
-        })
+            headers: HeaderCopy::empty(),
+        });
+        // Filled in place: the fields are the largest part of the box.
+        retrier.headers.fill(req.headers()).then_some(retrier)
     }
 
-    /// Keeps `copy` of `req` (see `RetryPolicy::copy_request`) with `req`'s header fields;
-    /// `None` if they cannot be copied.
+    /// The service a retry goes through (see `service`).
     #[inline]
-    fn keep(&mut self, copy: Option<Request<ReplayBody<B>>>, req: &Request<ReplayBody<B>>) {
-        self.copy = copy.and_then(|copy| {
-            self.headers = HeaderCopy::new(req.headers())?;
-            Some(copy)
-        });
+    pub(crate) fn set_service(&mut self, service: S) {
+        self.service = Some(service);
     }
 }
 
@@ -167,13 +166,18 @@ where
                     let Some(retrier) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err("retry future polled after completion".into()));
                     };
-                    ready!(retrier.service.poll_ready(cx))?;
+                    let Some(service) = retrier.service.as_mut() else {
+                        return Poll::Ready(Err("retry future polled after completion".into()));
+                    };
+                    ready!(service.poll_ready(cx))?;
                     let Some(req) = retrier.copy.take() else {
                         return Poll::Ready(Err("retry future polled after completion".into()));
                     };
-                    let copy = retrier.policy.copy_request(&req);
-                    retrier.keep(copy, &req);
-                    let future = retrier.service.call(req);
+                    // The copy for the attempt after this one.
+                    let headers = &mut retrier.headers;
+                    retrier.copy =
+                        (retrier.policy.copy_request(&req)).filter(|_| headers.fill(req.headers()));
+                    let future = service.call(req);
                     this.state.set(State::Called { future });
                 }
             }

@@ -97,19 +97,28 @@ pub(crate) struct HeaderCopy {
 }
 
 impl HeaderCopy {
-    /// A copy of `headers`; `None` if a field is too long to encode.
+    /// No fields.
     #[inline]
-    pub(super) fn new(headers: &HeaderMap) -> Option<Self> {
-        let mut copy = HeaderCopy {
+    pub(super) fn empty() -> Self {
+        HeaderCopy {
             len: 0,
             inline: [0; INLINE],
             heap: None,
-        };
-        match encode(headers, &mut copy.inline) {
-            Some(len) => copy.len = len,
-            None => copy.heap = Some(to_heap(headers)?),
         }
-        Some(copy)
+    }
+
+    /// Replaces the fields with `headers`; `false` if a field is too long to encode.
+    #[inline]
+    pub(super) fn fill(&mut self, headers: &HeaderMap) -> bool {
+        self.heap = None;
+        match encode(headers, &mut self.inline) {
+            Some(len) => self.len = len,
+            None => match to_heap(headers) {
+                Some(heap) => self.heap = Some(heap),
+                None => return false,
+            },
+        }
+        true
     }
 
     /// Appends the fields to `headers` (see [`decode`]).
@@ -162,7 +171,8 @@ mod tests {
             HeaderValue::from_str(&"v".repeat(70_000)).unwrap(),
         );
         for (h, on_heap) in [(small, false), (large, true)] {
-            let copy = HeaderCopy::new(&h).unwrap();
+            let mut copy = HeaderCopy::empty();
+            assert!(copy.fill(&h));
             assert_eq!(copy.heap.is_some(), on_heap);
             let mut back = HeaderMap::new();
             assert!(copy.restore(&mut back));
@@ -176,11 +186,20 @@ mod tests {
         let mut h = HeaderMap::new();
         let value = "x".repeat(INLINE - FIELD_HEAD - "x-fill".len());
         h.insert("x-fill", HeaderValue::from_str(&value).unwrap());
-        let copy = HeaderCopy::new(&h).unwrap();
+        let mut copy = HeaderCopy::empty();
+        assert!(copy.fill(&h));
         assert!(copy.heap.is_none());
         assert_eq!(copy.len, INLINE);
         h.insert("a", HeaderValue::from_static(""));
-        assert!(HeaderCopy::new(&h).unwrap().heap.is_some());
+        assert!(copy.fill(&h));
+        assert!(copy.heap.is_some());
+        // Refilled with fewer fields: back inline, and only those come back.
+        h.remove("x-fill");
+        assert!(copy.fill(&h));
+        assert!(copy.heap.is_none());
+        let mut back = HeaderMap::new();
+        assert!(copy.restore(&mut back));
+        assert_eq!(back, h);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::future::{ResponseFuture, Retrier};
-use super::headers::HeaderCopy;
 use super::{ReplayBody, RetryLayer, RetryPolicy, RetryStats};
 use crate::balance::WantServedBy;
 use crate::error::BoxError;
@@ -119,14 +118,11 @@ where
         }
         // As tower's `Retry`: the copy is taken before the request goes, and the service a
         // retry goes through is cloned after this call.
-        let copy = self
-            .policy
-            .copy_request(&req)
-            .and_then(|copy| Some((copy, HeaderCopy::new(req.headers())?)));
+        let mut retry = Retrier::first(&mut self.policy, &req);
         let future = self.inner.call(req);
-        let retry = copy.map(|(copy, headers)| {
-            Retrier::new(self.inner.clone(), self.policy.clone(), copy, headers)
-        });
+        if let Some(retrier) = &mut retry {
+            retrier.set_service(self.inner.clone());
+        }
         ResponseFuture::new(future, retry)
     }
 }
