@@ -109,3 +109,44 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::{Future, pending};
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use super::ResponseFuture;
+
+    type Hung = std::future::Pending<Result<(), std::convert::Infallible>>;
+
+    /// An overall deadline over a per-attempt timeout, the attempt pending: one timer, the
+    /// attempt's; the overall deadline starts from the attempt's clock reading.
+    #[tokio::test(start_paused = true)]
+    async fn an_outer_deadline_covered_by_the_inner_timer_arms_none() {
+        let inner = ResponseFuture::new(
+            pending::<Result<(), std::convert::Infallible>>(),
+            Duration::from_secs(5),
+        );
+        let mut outer = pin!(ResponseFuture::new(inner, Duration::from_secs(10)));
+        let polled =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(outer.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
+        let inner: &ResponseFuture<Hung> = outer.inner.as_ref().unwrap();
+        assert!(inner.sleep.is_some(), "the attempt's timer");
+        assert!(outer.sleep.is_none(), "no second timer");
+        assert_eq!(outer.start, inner.start, "one clock reading");
+
+        // The attempt's timer due after the overall deadline: both armed.
+        let inner = ResponseFuture::new(
+            pending::<Result<(), std::convert::Infallible>>(),
+            Duration::from_secs(20),
+        );
+        let mut outer = pin!(ResponseFuture::new(inner, Duration::from_secs(10)));
+        let polled =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(outer.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
+        assert!(outer.sleep.is_some());
+    }
+}
