@@ -91,11 +91,14 @@ pub struct RetryStats {
 ///
 /// Nothing in the client's request headers is consulted.
 ///
-/// The copy `clone_request` keeps for a retry holds the request's headers in its
-/// [`ReplayBody`], copied as bytes into one buffer (one allocation and a `memcpy`, where a
-/// `HeaderMap` copy takes two allocations and two reference-count updates per value), and gets
-/// them back in its header map when `retry` wants a retry. That is the order tower's `Retry` follows (a
-/// copy is sent only after `retry` returned `Some`); a driver of its own must follow it too.
+/// Used through tower's `Policy` (with tower's own `Retry`), the copy `clone_request` keeps for
+/// a retry holds the request's headers in its [`ReplayBody`], copied as bytes into one buffer
+/// (one allocation and a `memcpy`, where a `HeaderMap` copy takes two allocations and two
+/// reference-count updates per value), and gets them back in its header map when `retry` wants
+/// a retry. That is the order tower's `Retry` follows (a copy is sent only after `retry`
+/// returned `Some`); a driver of its own must follow it too. The
+/// [`RetryLayer`](super::RetryLayer) drives it that way, with the header bytes kept beside the
+/// copy rather than in its body.
 ///
 /// # Examples
 ///

@@ -13,9 +13,14 @@ use crate::error::BoxError;
 /// Retries failed attempts per a [`RetryPolicy`]; built by [`RetryLayer`].
 ///
 /// Wraps each request body in a [`ReplayBody`] (so the inner service sees
-/// `Request<ReplayBody<B>>`) and drives tower's `Retry` with the policy; a response that took
-/// more than one attempt carries [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones
-/// share the policy's budget and counters.
+/// `Request<ReplayBody<B>>`) and drives the attempts with the policy, in the order tower's
+/// `Retry` does; a response that took more than one attempt carries
+/// [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones share the policy's budget and
+/// counters.
+///
+/// What a retry needs (the copy of the request, its header fields as bytes, a clone of the
+/// inner service) is taken only when a retry is possible, in one allocation, and kept out of
+/// the response future, which is the attempt's future plus two words.
 ///
 /// # Examples
 ///
