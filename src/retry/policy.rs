@@ -278,6 +278,15 @@ impl RetryPolicy {
         self.attempts += 1;
         let attempts = self.attempts;
         let c = &*self.config;
+        // The common case first: a response with a status that is never retried.
+        if let Ok(rsp) = result {
+            if !c.statuses.contains(&rsp.status()) {
+                if attempts > 1 {
+                    rsp.extensions_mut().insert(Attempts::new(attempts));
+                }
+                return None;
+            }
+        }
         // A body too large to replay goes again only if the client hands it back untouched
         // (nothing of it was sent: a connect failure).
         let handed_back = if req.body().is_replayable() {
