@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
 use super::error::BodyNotReplayable;
@@ -168,7 +167,11 @@ impl<B> ReplayBody<B> {
     /// Keeps a copy of `headers` with this body (see `held_headers`).
     pub(crate) fn hold_headers(&mut self, headers: &HeaderMap) {
         if !headers.is_empty() {
-            self.held_headers = Some(HeldHeaders::copy(headers));
+            // A field too long to encode (over 4 GiB) leaves a copy without headers, which
+            // `restore_headers` then refuses to send.
+            self.held_headers = Some(HeldHeaders(
+                super::headers::to_heap(headers).unwrap_or_else(|| Box::new([0])),
+            ));
         }
     }
 
@@ -176,80 +179,15 @@ impl<B> ReplayBody<B> {
     /// exactly (then nothing is appended and the copy must not be sent).
     pub(crate) fn restore_headers(&mut self, headers: &mut HeaderMap) -> bool {
         match self.held_headers.take() {
-            Some(held) => held.restore(headers),
+            Some(held) => super::headers::decode(Bytes::from(held.0), headers),
             None => true,
         }
     }
 }
 
-/// A request's header fields copied as bytes into one buffer: one allocation and a `memcpy`
-/// per field, where cloning the `HeaderValue`s would touch each value's reference count twice
-/// (clone, then drop) and cloning the `HeaderMap` would allocate twice. The fields are
-/// rebuilt only when a retry is granted.
-///
-/// Layout per field: name length (`u16`), value length (`u32`), sensitive flag (`u8`), name,
-/// value.
+/// A request's header fields copied as bytes into one buffer of their own (see
+/// [`super::headers`]), for a copy made through the [`Policy`](tower::retry::Policy) interface.
 struct HeldHeaders(Box<[u8]>);
-
-const FIELD_HEAD: usize = 2 + 4 + 1;
-
-impl HeldHeaders {
-    fn copy(headers: &HeaderMap) -> Self {
-        let size = headers
-            .iter()
-            .map(|(k, v)| FIELD_HEAD + k.as_str().len() + v.len())
-            .sum();
-        let mut buf = Vec::with_capacity(size);
-        for (name, value) in headers {
-            let (name, bytes) = (name.as_str().as_bytes(), value.as_bytes());
-            // Header names are at most 64 KiB - 1 long (the `http` crate's limit), and a value
-            // longer than 4 GiB cannot be in memory twice here anyway.
-            buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            buf.push(u8::from(value.is_sensitive()));
-            buf.extend_from_slice(name);
-            buf.extend_from_slice(bytes);
-        }
-        HeldHeaders(buf.into_boxed_slice())
-    }
-
-    fn restore(self, headers: &mut HeaderMap) -> bool {
-        let buf = Bytes::from(self.0);
-        let mut fields = Vec::new();
-        let mut at = 0;
-        while at < buf.len() {
-            let Some(field) = Self::field(&buf, at) else {
-                return false;
-            };
-            at = field.0;
-            fields.push((field.1, field.2));
-        }
-        headers.reserve(fields.len());
-        for (name, value) in fields {
-            headers.append(name, value);
-        }
-        true
-    }
-
-    /// The field at `at`: where the next one starts, its name and value.
-    fn field(buf: &Bytes, at: usize) -> Option<(usize, HeaderName, HeaderValue)> {
-        let head = buf.get(at..at + FIELD_HEAD)?;
-        let name_len = usize::from(u16::from_le_bytes([head[0], head[1]]));
-        let value_len = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
-        let name_at = at + FIELD_HEAD;
-        let value_at = name_at + name_len;
-        let end = value_at + value_len;
-        let name = HeaderName::from_bytes(buf.get(name_at..value_at)?).ok()?;
-        if end > buf.len() {
-            return None;
-        }
-        // A value built with `from_maybe_shared_unchecked` that would not pass validation
-        // cannot be rebuilt: the caller then sends no retry rather than different bytes.
-        let mut value = HeaderValue::from_maybe_shared(buf.slice(value_at..end)).ok()?;
-        value.set_sensitive(head[6] != 0);
-        Some((end, name, value))
-    }
-}
 
 impl fmt::Debug for HeldHeaders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -418,6 +356,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use http_body_util::{BodyExt, Full, StreamBody};
 
     #[test]

@@ -60,6 +60,7 @@ mod backoff;
 mod body;
 pub mod error;
 pub mod future;
+mod headers;
 mod layer;
 mod policy;
 mod service;

@@ -91,11 +91,14 @@ pub struct RetryStats {
 ///
 /// Nothing in the client's request headers is consulted.
 ///
-/// The copy `clone_request` keeps for a retry holds the request's headers in its
-/// [`ReplayBody`], copied as bytes into one buffer (one allocation and a `memcpy`, where a
-/// `HeaderMap` copy takes two allocations and two reference-count updates per value), and gets
-/// them back in its header map when `retry` wants a retry. That is the order tower's `Retry` follows (a
-/// copy is sent only after `retry` returned `Some`); a driver of its own must follow it too.
+/// Used through tower's `Policy` (with tower's own `Retry`), the copy `clone_request` keeps for
+/// a retry holds the request's headers in its [`ReplayBody`], copied as bytes into one buffer
+/// (one allocation and a `memcpy`, where a `HeaderMap` copy takes two allocations and two
+/// reference-count updates per value), and gets them back in its header map when `retry` wants
+/// a retry. That is the order tower's `Retry` follows (a copy is sent only after `retry`
+/// returned `Some`); a driver of its own must follow it too. The
+/// [`RetryLayer`](super::RetryLayer) drives it that way, with the header bytes kept beside the
+/// copy rather than in its body.
 ///
 /// # Examples
 ///
@@ -261,17 +264,29 @@ impl RetryPolicy {
     }
 }
 
-impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
-    type Future = tokio::time::Sleep;
-
-    fn retry(
+impl RetryPolicy {
+    /// After an attempt: whether to send `req` (the copy) again, and after which wait.
+    ///
+    /// `restore` puts the copy's header fields back into it, and is called only when a retry
+    /// is wanted; `false` (the fields cannot be rebuilt exactly) means no retry.
+    pub(super) fn decide<B: Send + 'static, RB>(
         &mut self,
         req: &mut Request<ReplayBody<B>>,
         result: &mut Result<Response<RB>, BoxError>,
-    ) -> Option<Self::Future> {
+        restore: impl FnOnce(&mut Request<ReplayBody<B>>) -> bool,
+    ) -> Option<tokio::time::Sleep> {
         self.attempts += 1;
         let attempts = self.attempts;
         let c = &*self.config;
+        // The common case first: a response with a status that is never retried.
+        if let Ok(rsp) = result {
+            if !c.statuses.contains(&rsp.status()) {
+                if attempts > 1 {
+                    rsp.extensions_mut().insert(Attempts::new(attempts));
+                }
+                return None;
+            }
+        }
         // A body too large to replay goes again only if the client hands it back untouched
         // (nothing of it was sent: a connect failure).
         let handed_back = if req.body().is_replayable() {
@@ -284,12 +299,7 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
         });
         // The copy is about to be sent if the budget allows: its headers go back where the
         // service looks for them. One that cannot be rebuilt exactly is not sent at all.
-        let wanted = wanted.filter(|_| {
-            let mut headers = std::mem::take(req.headers_mut());
-            let rebuilt = req.body_mut().restore_headers(&mut headers);
-            *req.headers_mut() = headers;
-            rebuilt
-        });
+        let wanted = wanted.filter(|_| restore(req));
         // A reused connection the target had closed is nobody's failure: its retry is free.
         let stale = matches!(result, Err(e) if is_caused_by::<StaleConnection>(&**e));
         let granted = wanted.filter(|_| {
@@ -340,7 +350,13 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
         Some(tokio::time::sleep(delay))
     }
 
-    fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
+    /// Before an attempt: a copy of `req` to send again if it fails, without its header
+    /// fields (the caller keeps those; see `decide`), or `None` when no retry is possible.
+    /// The first attempt of a request pays into the budget.
+    pub(super) fn copy_request<B>(
+        &mut self,
+        req: &Request<ReplayBody<B>>,
+    ) -> Option<Request<ReplayBody<B>>> {
         let c = &*self.config;
         if self.attempts == 0 {
             // The first attempt of a request: it pays into the budget, one deposit per batch.
@@ -354,19 +370,41 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
             return None;
         }
         // A body too large to replay, still untouched, gets an empty slot the client may
-        // fill by handing the body back (see `retry`).
-        let mut body = match req.body().try_clone() {
+        // fill by handing the body back (see `decide`).
+        let body = match req.body().try_clone() {
             Some(body) => body,
             None => req.body().handover_slot()?,
         };
-        // The headers ride in the copy's body as bytes in one buffer (no reference count
-        // touched per value) and go back into its map in `retry`, only if a retry is wanted.
-        body.hold_headers(req.headers());
         let mut clone = Request::new(body);
         *clone.method_mut() = req.method().clone();
         *clone.uri_mut() = req.uri().clone();
         *clone.version_mut() = req.version();
         *clone.extensions_mut() = req.extensions().clone();
+        Some(clone)
+    }
+}
+
+impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        req: &mut Request<ReplayBody<B>>,
+        result: &mut Result<Response<RB>, BoxError>,
+    ) -> Option<Self::Future> {
+        self.decide(req, result, |req| {
+            let mut headers = std::mem::take(req.headers_mut());
+            let rebuilt = req.body_mut().restore_headers(&mut headers);
+            *req.headers_mut() = headers;
+            rebuilt
+        })
+    }
+
+    fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
+        let mut clone = self.copy_request(req)?;
+        // The headers ride in the copy's body as bytes in one buffer (no reference count
+        // touched per value) and go back into its map in `retry`, only if a retry is wanted.
+        clone.body_mut().hold_headers(req.headers());
         Some(clone)
     }
 }

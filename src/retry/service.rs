@@ -5,7 +5,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Retrier};
 use super::{ReplayBody, RetryLayer, RetryPolicy, RetryStats};
 use crate::balance::WantServedBy;
 use crate::error::BoxError;
@@ -13,9 +13,14 @@ use crate::error::BoxError;
 /// Retries failed attempts per a [`RetryPolicy`]; built by [`RetryLayer`].
 ///
 /// Wraps each request body in a [`ReplayBody`] (so the inner service sees
-/// `Request<ReplayBody<B>>`) and drives tower's `Retry` with the policy; a response that took
-/// more than one attempt carries [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones
-/// share the policy's budget and counters.
+/// `Request<ReplayBody<B>>`) and drives the attempts with the policy, in the order tower's
+/// `Retry` does; a response that took more than one attempt carries
+/// [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones share the policy's budget and
+/// counters.
+///
+/// What a retry needs (the copy of the request, its header fields as bytes, a clone of the
+/// inner service) is taken only when a retry is possible, in one allocation, and kept out of
+/// the response future, which is the attempt's future plus two words.
 ///
 /// # Examples
 ///
@@ -47,7 +52,8 @@ use crate::error::BoxError;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
-    inner: tower::retry::Retry<RetryPolicy, S>,
+    inner: S,
+    /// The template every request's session is cloned from (its attempt count stays 0).
     policy: RetryPolicy,
     /// The policy retries a status below `400`, which `Balance` does not tag by default.
     mark: bool,
@@ -57,7 +63,7 @@ impl<S> Retry<S> {
     /// Wraps `inner` with `policy`.
     pub fn new(inner: S, policy: RetryPolicy) -> Self {
         Retry {
-            inner: tower::retry::Retry::new(policy.clone(), inner),
+            inner,
             mark: policy.retries_non_error_status(),
             policy,
         }
@@ -70,17 +76,17 @@ impl<S> Retry<S> {
 
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref()
+        &self.inner
     }
 
     /// The wrapped service, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut()
+        &mut self.inner
     }
 
     /// Unwraps the service.
     pub fn into_inner(self) -> S {
-        self.inner.into_inner()
+        self.inner
     }
 }
 
@@ -115,6 +121,13 @@ where
             // anyway, and on this one only when asked.
             req.extensions_mut().insert(WantServedBy);
         }
-        ResponseFuture::new(self.inner.call(req))
+        // As tower's `Retry`: the copy is taken before the request goes, and the service a
+        // retry goes through is cloned after this call.
+        let mut retry = Retrier::first(&mut self.policy, &req);
+        let future = self.inner.call(req);
+        if let Some(retrier) = &mut retry {
+            retrier.set_service(self.inner.clone());
+        }
+        ResponseFuture::new(future, retry)
     }
 }

@@ -7,22 +7,37 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::timeout::error::Elapsed;
 
+use super::nested::{self, Armed};
 use crate::error::BoxError;
 
 pin_project! {
-    /// The inner response future, with a timer armed at the first poll that finds it pending.
+    /// The inner response future, with a deadline set at the first poll that finds it pending
+    /// and a timer armed for it unless an inner timeout's timer covers it (see the
+    /// [module docs](super)).
     pub struct ResponseFuture<F> {
         // `None` once dropped for the deadline.
         #[pin]
         inner: Option<F>,
-        // `None` until the inner future first returns `Pending`; inline (not boxed), so a
-        // pending request does not allocate.
+        // `None` until a timer is needed; inline (not boxed), so a pending request does not
+        // allocate.
         #[pin]
         sleep: Option<Sleep>,
+        // The first poll that found the inner future pending.
+        start: Option<Instant>,
         timeout: Duration,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // A timer this future reported may be relied on until the next poll of the
+            // timeout around it; going away, it withdraws the report.
+            if this.start.is_some() {
+                nested::forget();
+            }
+        }
     }
 }
 
@@ -32,6 +47,7 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             inner: Some(inner),
             sleep: None,
+            start: None,
             timeout,
         }
     }
@@ -59,11 +75,25 @@ where
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(Err(Elapsed::new().into()));
         };
-        if let Poll::Ready(res) = inner.poll(cx) {
+        let saved = nested::enter();
+        let polled = inner.poll(cx);
+        // An inner timer that wakes this task: it fires first, or this one has no use for it.
+        let covered = nested::leave(saved).filter(|armed| armed.wakes(cx));
+        if let Poll::Ready(res) = polled {
             return Poll::Ready(res.map_err(Into::into));
         }
+        let start = *this
+            .start
+            .get_or_insert_with(|| covered.map_or_else(Instant::now, |armed| armed.start));
+        // `timeout` is capped (see `crate::util::cap`): the sum does not overflow.
+        let deadline = start.checked_add(*this.timeout).unwrap_or(start);
         if this.sleep.is_none() {
-            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+            if let Some(armed) = covered.filter(|armed| armed.deadline <= deadline) {
+                // Woken by the inner timer before the deadline, then looked at again.
+                nested::report(armed);
+                return Poll::Pending;
+            }
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
         }
         match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
             Some(Poll::Ready(())) => {
@@ -72,7 +102,51 @@ where
                 crate::classify::drop_for_deadline(|| this.inner.set(None));
                 Poll::Ready(Err(Elapsed::new().into()))
             }
-            _ => Poll::Pending,
+            _ => {
+                nested::report(Armed::new(deadline, start, cx));
+                Poll::Pending
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::{Future, pending};
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use super::ResponseFuture;
+
+    type Hung = std::future::Pending<Result<(), std::convert::Infallible>>;
+
+    /// An overall deadline over a per-attempt timeout, the attempt pending: one timer, the
+    /// attempt's; the overall deadline starts from the attempt's clock reading.
+    #[tokio::test(start_paused = true)]
+    async fn an_outer_deadline_covered_by_the_inner_timer_arms_none() {
+        let inner = ResponseFuture::new(
+            pending::<Result<(), std::convert::Infallible>>(),
+            Duration::from_secs(5),
+        );
+        let mut outer = pin!(ResponseFuture::new(inner, Duration::from_secs(10)));
+        let polled =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(outer.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
+        let inner: &ResponseFuture<Hung> = outer.inner.as_ref().unwrap();
+        assert!(inner.sleep.is_some(), "the attempt's timer");
+        assert!(outer.sleep.is_none(), "no second timer");
+        assert_eq!(outer.start, inner.start, "one clock reading");
+
+        // The attempt's timer due after the overall deadline: both armed.
+        let inner = ResponseFuture::new(
+            pending::<Result<(), std::convert::Infallible>>(),
+            Duration::from_secs(20),
+        );
+        let mut outer = pin!(ResponseFuture::new(inner, Duration::from_secs(10)));
+        let polled =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(outer.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
+        assert!(outer.sleep.is_some());
     }
 }

@@ -15,7 +15,11 @@
 //!
 //! Use it twice for a per-attempt and an overall deadline (see `docs/resilience.md`): outside
 //! the [`RetryLayer`](crate::retry::RetryLayer) it bounds every attempt and every backoff,
-//! inside it a slow attempt counts as a failure and can be retried.
+//! inside it a slow attempt counts as a failure and can be retried. Nested like that, the two
+//! share one timer and one clock read: while the inner timer is armed and due first, the outer
+//! timeout registers none of its own (it will be woken, and look at its deadline again, before
+//! the deadline passes), and it starts from the inner one's clock reading. It arms its own
+//! timer when nothing inside covers its deadline, e.g. during a backoff between attempts.
 //!
 //! [`Elapsed`]: tower::timeout::error::Elapsed
 //!
@@ -43,6 +47,7 @@
 
 pub mod future;
 mod layer;
+mod nested;
 mod service;
 
 pub use self::layer::TimeoutLayer;

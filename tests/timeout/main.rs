@@ -125,3 +125,112 @@ fn layer_and_service_are_clone_send_sync() {
     let mut svc = layer.layer(service_fn(|n: u32| ready(Ok::<_, Infallible>(n))));
     check_future(&svc.call(1));
 }
+
+/// A service whose attempts hang, behind a per-attempt timeout, inside a layer that answers
+/// the first timeout by waiting `then` (a backoff, say) and then forever: the overall deadline
+/// around it must fire on time whatever the inner timer did.
+fn hanging_attempt_then(
+    attempt: Duration,
+    then: Duration,
+) -> impl Service<Request<()>, Response = Response<String>, Error = tower_lb::BoxError> + Clone {
+    let inner = TimeoutLayer::new(attempt).layer(service_fn(|_r: Request<()>| async {
+        pending::<()>().await;
+        Ok::<_, Infallible>(Response::new(String::new()))
+    }));
+    tower::util::MapFuture::new(inner, move |fut| async move {
+        let res: Result<Response<String>, tower_lb::BoxError> = fut.await;
+        assert!(res.is_err(), "the attempt hangs until its timeout");
+        tokio::time::sleep(then).await;
+        pending::<()>().await;
+        res
+    })
+}
+
+/// An overall deadline over a shorter per-attempt timeout: after the attempt timed out, the
+/// overall one arms its own timer and fires at its deadline, counted from the first poll.
+#[tokio::test(start_paused = true)]
+async fn nested_deadline_fires_after_the_inner_timer_fired() {
+    for (attempt, then) in [
+        (Duration::from_millis(50), Duration::from_millis(10)),
+        (Duration::from_millis(50), Duration::from_secs(60)),
+        // The inner timer due exactly at the overall deadline.
+        (Duration::from_millis(100), Duration::ZERO),
+        // The inner timer due after it: the overall timer cannot rely on it.
+        (Duration::from_millis(250), Duration::ZERO),
+    ] {
+        let svc = TimeoutLayer::new(Duration::from_millis(100))
+            .layer(hanging_attempt_then(attempt, then));
+        let t0 = Instant::now();
+        let err = bounded(svc.oneshot(Request::new(()))).await.unwrap_err();
+        assert!(is_caused_by::<Elapsed>(&*err), "{err}");
+        assert_eq!(
+            Instant::now() - t0,
+            Duration::from_millis(100),
+            "attempt {attempt:?}, then {then:?}"
+        );
+    }
+}
+
+/// A future inside the overall deadline that polls a timed attempt once and drops it in the
+/// same poll (a `select` whose other branch won, say), then waits forever: the overall
+/// deadline does not rely on the timer that went away with the attempt.
+#[tokio::test(start_paused = true)]
+async fn nested_deadline_does_not_rely_on_a_timer_dropped_in_the_same_poll() {
+    let svc = service_fn(|_r: Request<()>| async {
+        let mut attempt = Box::pin(
+            TimeoutLayer::new(Duration::from_millis(10))
+                .layer(service_fn(|_r: Request<()>| {
+                    pending::<Result<Response<String>, Infallible>>()
+                }))
+                .oneshot(Request::new(())),
+        );
+        std::future::poll_fn(|cx| {
+            assert!(attempt.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        drop(attempt);
+        pending::<()>().await;
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    let svc = TimeoutLayer::new(Duration::from_millis(100)).layer(svc);
+    let t0 = Instant::now();
+    let err = bounded(svc.oneshot(Request::new(()))).await.unwrap_err();
+    assert!(is_caused_by::<Elapsed>(&*err), "{err}");
+    assert_eq!(Instant::now() - t0, Duration::from_millis(100));
+}
+
+/// A timed attempt polled with another waker than the overall deadline's (a task of its own
+/// here) wakes that task, not the deadline's: the overall deadline keeps a timer of its own.
+#[tokio::test(start_paused = true)]
+async fn nested_deadline_does_not_rely_on_a_timer_of_another_waker() {
+    let svc = service_fn(|_r: Request<()>| async {
+        let mut attempt = Box::pin(
+            TimeoutLayer::new(Duration::from_millis(10))
+                .layer(service_fn(|_r: Request<()>| {
+                    pending::<Result<Response<String>, Infallible>>()
+                }))
+                .oneshot(Request::new(())),
+        );
+        std::future::poll_fn(|_cx| {
+            // Polled with a waker nobody listens to (ready once its timer is due).
+            let mut other = Context::from_waker(Waker::noop());
+            let _ = attempt.as_mut().poll(&mut other);
+            Poll::<()>::Pending
+        })
+        .await;
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    let svc = TimeoutLayer::new(Duration::from_millis(100)).layer(svc);
+    let t0 = Instant::now();
+    let err = bounded(svc.oneshot(Request::new(()))).await.unwrap_err();
+    assert!(is_caused_by::<Elapsed>(&*err), "{err}");
+    assert_eq!(Instant::now() - t0, Duration::from_millis(100));
+}
+
+/// `fut`, failing the test (rather than hanging) if nothing fired within ten seconds.
+async fn bounded<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("no deadline fired within 10 s")
+}
