@@ -10,6 +10,9 @@
 //! cargo bench --all-features --bench stack -- --warm-up-time 1 --measurement-time 2
 //! ```
 //!
+//! The sticky-session and facade tables alone: `STACK_TABLES=sticky,facade` (`http` for the
+//! facade over loopback HTTP); with the filter `zzz-no-criterion-match`.
+//!
 //! For profiling the realistic-request table alone: `STACK_REALISTIC_ONLY=1` (skips the rest),
 //! `STACK_ROWS=retry` (keeps the rows whose names contain `retry`), `STACK_SIZES=1` (prints
 //! each layer's response future size).
@@ -854,6 +857,18 @@ fn main() {
         .configure_from_args();
     if std::env::var_os("STACK_REALISTIC_ONLY").is_some() {
         realistic_overhead(&rt);
+        return;
+    }
+    // `STACK_TABLES=sticky,facade` runs only those interleaved tables.
+    if let Ok(tables) = std::env::var("STACK_TABLES") {
+        for t in tables.split(',') {
+            match t {
+                "sticky" => sticky_overhead(&rt),
+                "facade" => facade_overhead(&rt),
+                "http" => facade_over_http(&rt),
+                other => eprintln!("unknown table {other:?}: sticky, facade or http"),
+            }
+        }
         return;
     }
     criterion_overhead(&mut c, &rt);

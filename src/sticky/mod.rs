@@ -75,6 +75,7 @@ pub mod error;
 pub mod future;
 mod layer;
 mod service;
+mod verified;
 
 pub use self::cookie::{SameSite, cookie_value};
 pub use self::error::InvalidSticky;

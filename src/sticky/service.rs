@@ -88,6 +88,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let shared = &self.layer.shared;
         // With a token, `Balance` tags the response only if it went elsewhere; without one,
@@ -102,6 +103,7 @@ where
                 None
             }
         };
-        ResponseFuture::new(self.inner.call(req), shared.clone(), hit)
+        let shared = shared.clone();
+        ResponseFuture::new(self.inner.call(req), shared, hit)
     }
 }
