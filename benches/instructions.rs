@@ -93,7 +93,8 @@ fn main() {
         })
     };
     let addr = Some(ClientAddr("192.0.2.7:51000".parse().unwrap()));
-    let affinity = tower_lb::balance::Affinity::in_group("bench", "b".into());
+    // What the sticky layer sets for that token (with the target's position in its group).
+    let affinity = sticky.resolve(&token).unwrap();
     let with_affinity = |inner| {
         ServiceBuilder::new()
             .map_request(move |mut r: Request<Empty<Bytes>>| {

@@ -401,6 +401,8 @@ fn sticky_overhead(rt: &Runtime) {
         .build()
         .unwrap();
     let token = layer.issue("bench", &"b".into()).unwrap();
+    // The affinity the layer sets for that token (with the target's position in its group).
+    let affinity = layer.resolve(&token).unwrap();
     let headers = |cookie: String| {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::COOKIE, cookie.parse().unwrap());
@@ -433,7 +435,7 @@ fn sticky_overhead(rt: &Runtime) {
             // prebuilt `Affinity` inserted (boxed) and honoured, no cookie work at all.
             (
                 "balance + Affinity inserted",
-                run(rt, affinity_inserted(balance()), &valid),
+                run(rt, affinity_inserted(balance(), affinity.clone()), &valid),
             ),
         ],
     );
@@ -448,18 +450,22 @@ fn sticky_overhead(rt: &Runtime) {
                 "sticky + balance: hit",
                 run_addr(rt, layer.layer(balance()), &valid),
             ),
+            (
+                "balance + Affinity inserted",
+                run_addr(rt, affinity_inserted(balance(), affinity), &valid),
+            ),
         ],
     );
 }
 
-/// `inner` with a prebuilt `Affinity` (to target "b" of group "bench") added to every request.
+/// `inner` with a prebuilt `affinity` added to every request.
 fn affinity_inserted<S, B>(
     inner: S,
+    affinity: tower_lb::balance::Affinity,
 ) -> impl Service<Request<B>, Response = S::Response, Error = S::Error>
 where
     S: Service<Request<B>>,
 {
-    let affinity = tower_lb::balance::Affinity::in_group("bench", "b".into());
     ServiceBuilder::new()
         .map_request(move |mut r: Request<B>| {
             r.extensions_mut().insert(affinity.clone());

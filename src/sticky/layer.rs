@@ -109,6 +109,9 @@ pub(crate) struct Shared {
     verified: Verified,
     /// The last [`Table::generation`] handed out.
     generations: AtomicU64,
+    /// The generation of the table in `table`, stored after it (a service holding an older
+    /// one loads the new one).
+    current: AtomicU64,
 }
 
 /// Tags are HMAC outputs: uniformly spread already, so their first bytes are the hash. The
@@ -130,7 +133,7 @@ impl Hasher for TagHasher {
 /// The tags of every current target of every group under every key; rebuilt when a lookup
 /// misses and some group has changed since. Its size is bounded by targets × keys.
 #[derive(Default)]
-struct Table {
+pub(crate) struct Table {
     /// Distinguishes this table from every other of the layer's (the verified-token cache
     /// points into one by index).
     generation: u64,
@@ -219,20 +222,21 @@ impl Shared {
         }
         table.signing = signing.into();
         tracing::debug!(groups = ?self.names, tags = table.by_tag.len(), "sticky tag table rebuilt");
+        let generation = table.generation;
         self.table.store(Arc::new(table));
+        self.current.store(generation, Ordering::Release);
     }
 
     /// The (group, target) a token names, if it is well formed, unexpired, not from further
     /// in the future than this configuration's TTL allows, names a current target and carries
     /// a valid MAC; with the affinity it asks for.
     #[inline]
-    pub(crate) fn verify(&self, token: &[u8], now: u64) -> Option<(Hit, Affinity)> {
+    pub(crate) fn verify(&self, table: &Table, token: &[u8], now: u64) -> Option<(Hit, Affinity)> {
         let token: &[u8; ENCODED_LEN] = token.try_into().ok()?;
         let key = self.verified.key(token);
         // A token byte-identical to one that passed the checks below under the signing key
         // (whose claims were read then): only its expiry is checked again.
         if let Some(entry) = self.verified.get(&key) {
-            let table = self.table.load();
             if entry.generation == table.generation {
                 if let Some(named) = table.named.get(entry.index as usize) {
                     if !self.in_time(entry.expiry, now) {
@@ -243,6 +247,17 @@ impl Shared {
             }
         }
         self.verify_in_full(token, &key, now)
+    }
+
+    /// The current tag table, if `held` is not it.
+    #[inline]
+    pub(crate) fn newer_table(&self, held: &Table) -> Option<Arc<Table>> {
+        (self.current.load(Ordering::Acquire) != held.generation).then(|| self.table.load_full())
+    }
+
+    /// The current tag table.
+    pub(crate) fn table(&self) -> Arc<Table> {
+        self.table.load_full()
     }
 
     /// Whether a token expiring at `expiry` is valid at `now`: not expired, and not from
@@ -309,10 +324,10 @@ impl Shared {
     /// The first valid token on `req`, among at most [`MAX_CANDIDATES`], and the affinity it
     /// asks for.
     #[inline]
-    pub(crate) fn hit<B>(&self, req: &Request<B>) -> Option<(Hit, Affinity)> {
+    pub(crate) fn hit<B>(&self, table: &Table, req: &Request<B>) -> Option<(Hit, Affinity)> {
         let mut now = None;
         let mut left = MAX_CANDIDATES;
-        let mut check = |v: &[u8]| self.verify(v, *now.get_or_insert_with(|| self.now()));
+        let mut check = |v: &[u8]| self.verify(table, v, *now.get_or_insert_with(|| self.now()));
         match &self.mode {
             Mode::Cookie { name, .. } => {
                 for h in req.headers().get_all(http::header::COOKIE) {
@@ -450,7 +465,10 @@ impl StickyLayer {
         if self.shared.stale(&self.shared.table.load()) {
             self.shared.rebuild();
         }
-        let (_, affinity) = self.shared.verify(token.as_bytes(), self.shared.now())?;
+        let table = self.shared.table.load();
+        let (_, affinity) = self
+            .shared
+            .verify(&table, token.as_bytes(), self.shared.now())?;
         Some(affinity)
     }
 }
@@ -677,6 +695,7 @@ impl StickyLayerBuilder {
             mode,
             verified: Verified::new(u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8]))),
             generations: AtomicU64::new(0),
+            current: AtomicU64::new(0),
             keys,
             groups: self.groups.into(),
             names,
@@ -746,12 +765,17 @@ mod tests {
             &l.shared.verified.key(t.as_bytes().try_into().unwrap()),
             1_000_000,
         );
-        let cached = l.shared.verify(t.as_bytes(), 1_000_000);
+        let cached = l.shared.verify(&l.shared.table(), t.as_bytes(), 1_000_000);
         let (full, cached) = (full.unwrap(), cached.unwrap());
         assert_eq!(full.1, cached.1, "the same affinity");
         assert_eq!(
             (full.0.group, full.0.tag, full.0.expiry, full.0.current_key),
-            (cached.0.group, cached.0.tag, cached.0.expiry, cached.0.current_key)
+            (
+                cached.0.group,
+                cached.0.tag,
+                cached.0.expiry,
+                cached.0.current_key
+            )
         );
     }
 
@@ -763,7 +787,11 @@ mod tests {
         let t = l.issue("g", &"a".into()).unwrap();
         assert_eq!(target(&l, &t).as_deref(), Some("a"));
         now.store(1_000_000 + 3600, Ordering::Relaxed);
-        assert_eq!(target(&l, &t).as_deref(), Some("a"), "valid to its last second");
+        assert_eq!(
+            target(&l, &t).as_deref(),
+            Some("a"),
+            "valid to its last second"
+        );
         now.store(1_000_000 + 3601, Ordering::Relaxed);
         assert!(cached(&l, &t));
         assert_eq!(target(&l, &t), None, "expired, though cached");
@@ -840,7 +868,8 @@ mod tests {
             let mut bad = t.clone().into_bytes();
             prop_assume!(bad[at] != to);
             bad[at] = to;
-            prop_assert!(l.shared.verify(&bad, 1_000_000).is_none(), "byte {} to {:?}", at, to);
+            let table = l.shared.table();
+            prop_assert!(l.shared.verify(&table, &bad, 1_000_000).is_none(), "byte {} to {:?}", at, to);
             prop_assert_eq!(target(&l, &t), Some("b".to_string()));
         }
     }
