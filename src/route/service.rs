@@ -420,14 +420,21 @@ where
                 return ResponseFuture::respond(acl.refusal_status(), None);
             }
         }
-        let table = shared.table.load_full();
+        // A guard, not a reference count: the table is kept past this call only for a rule
+        // with response headers to add (see `Post`).
+        let table = shared.table.load();
         let normalized = match normalize_path(req.uri().path(), table.slashes) {
             Ok(std::borrow::Cow::Borrowed(_)) => None,
             Ok(std::borrow::Cow::Owned(p)) => Some(p),
             Err(_) => return ResponseFuture::respond(StatusCode::BAD_REQUEST, None),
         };
         let path = normalized.as_deref().unwrap_or(req.uri().path());
-        let (rule, dest) = match table.find(&req, path) {
+        // No rules (a load balancer's router before any are set): no lookup.
+        let found = match table.rules.is_empty() {
+            true => None,
+            false => table.find(&req, path),
+        };
+        let (rule, dest) = match found {
             Some(i) => {
                 let r = &table.rules[i];
                 if let Some(acl) = &r.access {
@@ -476,18 +483,45 @@ where
                 .filter(|_| tokio::runtime::Handle::try_current().is_ok());
         }
         tracing::trace!(rule = compiled.map(|r| &*r.name), destination = %shared.names[dest], "routed");
-        let post = Post {
-            table: compiled.map(|_| table.clone()),
-            rule,
-            destination: shared.record.then(|| shared.names[dest].clone()),
+        let post = match compiled {
+            Some(r) if !r.response_headers.is_empty() || shared.record => Some(Post {
+                table: Some(arc_swap::Guard::into_inner(table)),
+                rule,
+                destination: shared.record.then(|| shared.names[dest].clone()),
+            }),
+            Some(_) => None,
+            None => shared.record.then(|| Post {
+                table: None,
+                rule: None,
+                destination: Some(shared.names[dest].clone()),
+            }),
         };
-        ResponseFuture {
-            state: State::Ready {
-                svc: self.services[dest].clone(),
-                req: Some(req),
+        let sleep = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+        // The destination is called now if it is ready now (as a load balancer's always
+        // are), so the request is not kept in the future only to be moved out at its first
+        // poll; otherwise the future drives it ready, then calls it. The waker given here
+        // does nothing: a service that is not ready is polled again, with the task's own,
+        // when the future is.
+        let mut svc = self.services[dest].clone();
+        match svc.poll_ready(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => ResponseFuture {
+                state: State::Call { fut: svc.call(req) },
+                sleep,
+                post,
             },
-            sleep: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
-            post: Some(post),
+            Poll::Ready(Err(error)) => ResponseFuture {
+                state: State::Failed { error: Some(error) },
+                sleep,
+                post,
+            },
+            Poll::Pending => ResponseFuture {
+                state: State::Ready {
+                    svc,
+                    req: Some(req),
+                },
+                sleep,
+                post,
+            },
         }
     }
 }
@@ -525,7 +559,7 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S, B, S::Future>,
+        state: State<S, B, S::Future, S::Error>,
         // Boxed: only a rule with a timeout arms one, and inline it would add its size to
         // every routed request's future (and to every move of the futures around it).
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -535,8 +569,9 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, B, F> {
+    enum State<S, B, F, E> {
         Respond { status: StatusCode, limited: Option<crate::limit::error::RateLimited> },
+        Failed { error: Option<E> },
         Ready { svc: S, req: Option<Request<B>> },
         Call { #[pin] fut: F },
     }
@@ -562,6 +597,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Respond { status, .. } => status.as_str(),
+            State::Failed { .. } => "failed",
             State::Ready { .. } => "ready",
             State::Call { .. } => "call",
         };
@@ -601,6 +637,12 @@ where
                         None => short_response(*status),
                     }));
                 }
+                StateProj::Failed { error } => match error.take() {
+                    Some(e) => return Poll::Ready(Err(e)),
+                    None => {
+                        return Poll::Ready(Ok(short_response(StatusCode::INTERNAL_SERVER_ERROR)));
+                    }
+                },
                 StateProj::Ready { svc, req } => match svc.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         let Some(r) = req.take() else {
