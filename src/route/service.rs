@@ -29,8 +29,9 @@ use crate::upstream::{ResponseBody, error_response};
 /// the [module docs](super).
 ///
 /// `Clone + Send + Sync` (for `Send + Sync` destinations), cheap to clone, no `Buffer`: the
-/// chosen destination is cloned per request and driven ready-then-call, so `poll_ready` of
-/// the router is always ready. Responses are `Response<`[`ResponseBody`]`<RB>>`: the
+/// chosen destination is cloned per request and driven ready-then-call (called at once when
+/// it is ready at once, as a `Balance` always is), so `poll_ready` of the router is always
+/// ready. Responses are `Response<`[`ResponseBody`]`<RB>>`: the
 /// destination's body, or a short body of the router's own (`400`, `403`, `404`, `429`,
 /// `504`). The destination's errors pass through unchanged.
 ///
