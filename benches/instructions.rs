@@ -14,12 +14,14 @@
 //! over the same `Balance`: the carrier alone), the same three with a `-addr` suffix (every
 //! request also carrying a `ClientAddr`, as from a server); `hand`, `routed` and `facade` (the
 //! `LoadBalancer` facade's defaults against `ErrorResponse → Retry → Balance` by hand, and the
-//! same with a rule-less `Router` above `Balance`, over a stub client).
+//! same with a rule-less `Router` above `Balance`, over a stub client); `hand-full` and
+//! `facade-full` (the same with a circuit breaker and both timeouts).
 //! The sticky layer reads `SystemTime::now` (valgrind cannot run `rustix`'s vDSO set-up, which
 //! the default coarse clock uses). Without arguments (as `cargo bench` runs it) it does nothing.
 
 use std::future::ready;
 use std::hint::black_box;
+use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
@@ -27,11 +29,13 @@ use http::{Request, Response};
 use http_body_util::Empty;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::balance::{Balance, BalanceLayer};
+use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::key::ClientAddr;
 use tower_lb::lb::LoadBalancer;
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::route::Router;
 use tower_lb::sticky::StickyLayer;
+use tower_lb::timeout::TimeoutLayer;
 use tower_lb::upstream::ErrorResponseLayer;
 use tower_lb::{BoxError, Target, TargetGroup};
 
@@ -176,6 +180,28 @@ fn main() {
                 );
             rt.block_on(drive(routed, &none, None, n))
         }
+        "hand-full" => {
+            let hand = ServiceBuilder::new()
+                .layer(ErrorResponseLayer::new())
+                .layer(TimeoutLayer::new(Duration::from_secs(10)))
+                .layer(RetryLayer::new(RetryPolicy::new()))
+                .layer(CircuitBreakerLayer::new("m"))
+                .layer(TimeoutLayer::new(Duration::from_secs(5)))
+                .layer(BalanceLayer::new(group_m()))
+                .service(client());
+            rt.block_on(drive(hand, &none, None, n))
+        }
+        "facade-full" => {
+            let facade = LoadBalancer::builder()
+                .with_name("m")
+                .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+                .with_circuit_breaker(tower_lb::lb::CircuitBreaker::new())
+                .with_timeout(Duration::from_secs(10))
+                .with_attempt_timeout(Duration::from_secs(5))
+                .build_with_client::<Empty<Bytes>, _>(client())
+                .unwrap();
+            rt.block_on(drive(facade, &none, None, n))
+        }
         "facade" => {
             let facade = LoadBalancer::builder()
                 .with_name("m")
@@ -187,7 +213,7 @@ fn main() {
         other => {
             eprintln!(
                 "unknown stack {other:?}: balance, sticky, affinity, balance-addr, sticky-addr, \
-                 affinity-addr, hand, routed or facade"
+                 affinity-addr, hand, routed, facade, hand-full or facade-full"
             );
             return;
         }

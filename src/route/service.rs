@@ -80,6 +80,46 @@ struct Shared {
     rng: Rng,
 }
 
+impl Shared {
+    fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
+        let table = Table::build(
+            rules.into_iter().collect(),
+            &self.names,
+            self.slashes,
+            self.indexed,
+        )?;
+        tracing::debug!(rules = table.specs.len(), "rule set replaced");
+        self.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    fn rules(&self) -> Arc<[Rule]> {
+        self.table.load().specs.clone()
+    }
+}
+
+/// A router's rules, apart from its destinations: [`Router::set_rules`] and [`Router::rules`]
+/// for a holder that does not name the destinations' type (the load balancer facade).
+#[cfg(feature = "hyper")]
+#[derive(Clone)]
+pub(crate) struct RulesHandle(Arc<Shared>);
+
+#[cfg(feature = "hyper")]
+impl RulesHandle {
+    /// As [`Router::set_rules`].
+    pub(crate) fn set_rules(
+        &self,
+        rules: impl IntoIterator<Item = Rule>,
+    ) -> Result<(), InvalidRule> {
+        self.0.set_rules(rules)
+    }
+
+    /// As [`Router::rules`].
+    pub(crate) fn rules(&self) -> Arc<[Rule]> {
+        self.0.rules()
+    }
+}
+
 impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
         Router {
@@ -142,20 +182,19 @@ impl<S> Router<S> {
     /// of its first problem, and the rules in force stay; requests already routed finish on
     /// the set they started with.
     pub fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
-        let table = Table::build(
-            rules.into_iter().collect(),
-            &self.shared.names,
-            self.shared.slashes,
-            self.shared.indexed,
-        )?;
-        tracing::debug!(rules = table.specs.len(), "rule set replaced");
-        self.shared.table.store(Arc::new(table));
-        Ok(())
+        self.shared.set_rules(rules)
     }
 
     /// The rules in force, as given.
     pub fn rules(&self) -> Arc<[Rule]> {
-        self.shared.table.load().specs.clone()
+        self.shared.rules()
+    }
+
+    /// Sets and reads this router's rules (and those of every clone) without holding its
+    /// destinations.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn rules_handle(&self) -> RulesHandle {
+        RulesHandle(self.shared.clone())
     }
 
     /// The destination names, in the order they were added.
