@@ -4,7 +4,8 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use arc_swap::ArcSwap;
@@ -72,6 +73,10 @@ pub struct Router<S> {
 struct Shared {
     names: Arc<[Arc<str>]>,
     table: ArcSwap<Table>,
+    /// Whether `table` has rules: without, a request goes to the fallback without reading
+    /// the table. Written with the table, under `sync`.
+    has_rules: AtomicBool,
+    sync: Mutex<()>,
     fallback: Option<usize>,
     access: Option<Access>,
     record: bool,
@@ -89,7 +94,10 @@ impl Shared {
             self.indexed,
         )?;
         tracing::debug!(rules = table.specs.len(), "rule set replaced");
+        let has_rules = !table.rules.is_empty();
+        let _lock = crate::util::lock(&self.sync);
         self.table.store(Arc::new(table));
+        self.has_rules.store(has_rules, Ordering::Release);
         Ok(())
     }
 
@@ -352,7 +360,9 @@ impl<S> RouterBuilder<S> {
             services: self.destinations.into_iter().map(|(_, s)| s).collect(),
             shared: Arc::new(Shared {
                 names,
+                has_rules: AtomicBool::new(!table.rules.is_empty()),
                 table: ArcSwap::from_pointee(table),
+                sync: Mutex::new(()),
                 fallback,
                 access: self.access,
                 record: self.record,
@@ -453,90 +463,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = &*self.shared;
-        if let Some(acl) = &shared.access {
-            if !acl.allows(client_ip_of(req.extensions())) {
-                tracing::trace!("refused by the router's access list");
-                return ResponseFuture::respond(acl.refusal_status(), None);
-            }
-        }
-        // A guard, not a reference count: the table is kept past this call only for a rule
-        // with response headers to add (see `Post`).
-        let table = shared.table.load();
-        let normalized = match normalize_path(req.uri().path(), table.slashes) {
-            Ok(std::borrow::Cow::Borrowed(_)) => None,
-            Ok(std::borrow::Cow::Owned(p)) => Some(p),
-            Err(_) => return ResponseFuture::respond(StatusCode::BAD_REQUEST, None),
+        // Where the request goes (it is edited in place: normalized path, rewrite, headers),
+        // or the router's own answer; then one place builds the future, so the request is
+        // moved once, into the destination's call.
+        let (dest, sleep, post) = match self.route(&mut req) {
+            Ok(routed) => routed,
+            Err((status, limited)) => return ResponseFuture::respond(status, limited),
         };
-        let path = normalized.as_deref().unwrap_or(req.uri().path());
-        // No rules (a load balancer's router before any are set): no lookup.
-        let found = match table.rules.is_empty() {
-            true => None,
-            false => table.find(&req, path),
-        };
-        let (rule, dest) = match found {
-            Some(i) => {
-                let r = &table.rules[i];
-                if let Some(acl) = &r.access {
-                    if !acl.allows(client_ip_of(req.extensions())) {
-                        tracing::trace!(rule = %r.name, "refused by the rule's access list");
-                        return ResponseFuture::respond(acl.refusal_status(), None);
-                    }
-                }
-                #[cfg(feature = "governor")]
-                if let Some(limit) = &r.rate_limit {
-                    if let Err(limited) = limit.check(&req) {
-                        return ResponseFuture::respond(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            Some(limited),
-                        );
-                    }
-                }
-                let affine = || {
-                    let group = req.extensions().get::<Affinity>()?.group()?;
-                    shared.names.iter().position(|n| &**n == group)
-                };
-                (Some(i), r.destination(&req, || shared.rng.next(), affine))
-            }
-            None => match shared.fallback {
-                Some(d) => (None, d),
-                None => return ResponseFuture::respond(StatusCode::NOT_FOUND, None),
-            },
-        };
-        let compiled = rule.map(|i| &table.rules[i]);
-        let new_path = match compiled.and_then(|r| r.rewrite.as_ref()) {
-            Some((from, to)) => rewrite(path, from, to).or(normalized),
-            None => normalized,
-        };
-        if let Some(p) = new_path {
-            if with_path(&mut req, &p).is_err() {
-                return ResponseFuture::respond(StatusCode::BAD_REQUEST, None);
-            }
-        }
-        let mut timeout = None;
-        if let Some(r) = compiled {
-            for (n, v) in r.request_headers.iter() {
-                req.headers_mut().insert(n.clone(), v.clone());
-            }
-            timeout = r
-                .timeout
-                .filter(|_| tokio::runtime::Handle::try_current().is_ok());
-        }
-        tracing::trace!(rule = compiled.map(|r| &*r.name), destination = %shared.names[dest], "routed");
-        let post = match compiled {
-            Some(r) if !r.response_headers.is_empty() || shared.record => Some(Post {
-                table: Some(arc_swap::Guard::into_inner(table)),
-                rule,
-                destination: shared.record.then(|| shared.names[dest].clone()),
-            }),
-            Some(_) => None,
-            None => shared.record.then(|| Post {
-                table: None,
-                rule: None,
-                destination: Some(shared.names[dest].clone()),
-            }),
-        };
-        let sleep = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
         // The destination is called now if it is ready now (as a load balancer's always
         // are), so the request is not kept in the future only to be moved out at its first
         // poll; otherwise the future drives it ready, then calls it. The waker given here
@@ -563,6 +496,139 @@ where
                 post,
             },
         }
+    }
+}
+
+/// The router's own answer instead of a destination's: a status, and the rate limit that
+/// refused the request, if one did.
+type Refusal = (StatusCode, Option<crate::limit::error::RateLimited>);
+
+/// Where a request goes: the destination, the rule's timeout, what to do to the response.
+type Route = (usize, Option<Pin<Box<tokio::time::Sleep>>>, Option<Post>);
+
+impl<S> Router<S> {
+    /// Decides where `req` goes, editing it on the way (normalized or rewritten path, added
+    /// headers).
+    #[inline(always)]
+    fn route<B>(&self, req: &mut Request<B>) -> Result<Route, Refusal> {
+        let shared = &*self.shared;
+        if let Some(acl) = &shared.access {
+            if !acl.allows(client_ip_of(req.extensions())) {
+                tracing::trace!("refused by the router's access list");
+                return Err((acl.refusal_status(), None));
+            }
+        }
+        if !shared.has_rules.load(Ordering::Acquire) {
+            return self.fallback_only(req);
+        }
+        self.by_rules(req)
+    }
+
+    /// [`route`](Self::route) while the rule set is empty: the path normalized, then the
+    /// fallback destination, without reading the rule table.
+    #[inline(always)]
+    fn fallback_only<B>(&self, req: &mut Request<B>) -> Result<Route, Refusal> {
+        let shared = &*self.shared;
+        let normalized = match normalize_path(req.uri().path(), shared.slashes) {
+            Ok(std::borrow::Cow::Borrowed(_)) => None,
+            Ok(std::borrow::Cow::Owned(p)) => Some(p),
+            Err(_) => return Err((StatusCode::BAD_REQUEST, None)),
+        };
+        let Some(dest) = shared.fallback else {
+            return Err((StatusCode::NOT_FOUND, None));
+        };
+        if let Some(p) = normalized {
+            if with_path(req, &p).is_err() {
+                return Err((StatusCode::BAD_REQUEST, None));
+            }
+        }
+        tracing::trace!(destination = %shared.names[dest], "routed (no rules)");
+        let post = shared.record.then(|| Post {
+            table: None,
+            rule: None,
+            destination: Some(shared.names[dest].clone()),
+        });
+        Ok((dest, None, post))
+    }
+
+    /// [`route`](Self::route) by the rules in force.
+    fn by_rules<B>(&self, req: &mut Request<B>) -> Result<Route, Refusal> {
+        let shared = &*self.shared;
+        // A guard, not a reference count: the table is kept past this call only for a rule
+        // with response headers to add (see `Post`).
+        let table = shared.table.load();
+        let normalized = match normalize_path(req.uri().path(), table.slashes) {
+            Ok(std::borrow::Cow::Borrowed(_)) => None,
+            Ok(std::borrow::Cow::Owned(p)) => Some(p),
+            Err(_) => return Err((StatusCode::BAD_REQUEST, None)),
+        };
+        let path = normalized.as_deref().unwrap_or(req.uri().path());
+        // No rules (a load balancer's router before any are set): no lookup.
+        let found = match table.rules.is_empty() {
+            true => None,
+            false => table.find(req, path),
+        };
+        let (rule, dest) = match found {
+            Some(i) => {
+                let r = &table.rules[i];
+                if let Some(acl) = &r.access {
+                    if !acl.allows(client_ip_of(req.extensions())) {
+                        tracing::trace!(rule = %r.name, "refused by the rule's access list");
+                        return Err((acl.refusal_status(), None));
+                    }
+                }
+                #[cfg(feature = "governor")]
+                if let Some(limit) = &r.rate_limit {
+                    if let Err(limited) = limit.check(req) {
+                        return Err((StatusCode::TOO_MANY_REQUESTS, Some(limited)));
+                    }
+                }
+                let affine = || {
+                    let group = req.extensions().get::<Affinity>()?.group()?;
+                    shared.names.iter().position(|n| &**n == group)
+                };
+                (Some(i), r.destination(req, || shared.rng.next(), affine))
+            }
+            None => match shared.fallback {
+                Some(d) => (None, d),
+                None => return Err((StatusCode::NOT_FOUND, None)),
+            },
+        };
+        let compiled = rule.map(|i| &table.rules[i]);
+        let new_path = match compiled.and_then(|r| r.rewrite.as_ref()) {
+            Some((from, to)) => rewrite(path, from, to).or(normalized),
+            None => normalized,
+        };
+        if let Some(p) = new_path {
+            if with_path(req, &p).is_err() {
+                return Err((StatusCode::BAD_REQUEST, None));
+            }
+        }
+        let mut timeout = None;
+        if let Some(r) = compiled {
+            for (n, v) in r.request_headers.iter() {
+                req.headers_mut().insert(n.clone(), v.clone());
+            }
+            timeout = r
+                .timeout
+                .filter(|_| tokio::runtime::Handle::try_current().is_ok());
+        }
+        tracing::trace!(rule = compiled.map(|r| &*r.name), destination = %shared.names[dest], "routed");
+        let post = match compiled {
+            Some(r) if !r.response_headers.is_empty() || shared.record => Some(Post {
+                table: Some(arc_swap::Guard::into_inner(table)),
+                rule,
+                destination: shared.record.then(|| shared.names[dest].clone()),
+            }),
+            Some(_) => None,
+            None => shared.record.then(|| Post {
+                table: None,
+                rule: None,
+                destination: Some(shared.names[dest].clone()),
+            }),
+        };
+        let sleep = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+        Ok((dest, sleep, post))
     }
 }
 

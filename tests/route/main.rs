@@ -1060,3 +1060,40 @@ async fn without_rules_paths_are_still_normalized() {
         .unwrap();
     assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Rule sets replaced from several threads at once: once they are done, requests are routed
+/// by whichever set is in force (`rules()`), never by a mix (the router's "no rules" fast
+/// path and the rule table are switched together).
+#[tokio::test]
+async fn concurrent_rule_set_changes_leave_a_consistent_router() {
+    let router = Router::builder()
+        .destination("a", dest("a"))
+        .destination("b", dest("b"))
+        .fallback("a")
+        .build()
+        .unwrap();
+    for round in 0..50 {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let router = &router;
+                s.spawn(move || {
+                    for i in 0..20 {
+                        let rules = match (t + i + round) % 2 {
+                            0 => Vec::new(),
+                            _ => vec![Rule::new("to-b").prefix("/x").to("b")],
+                        };
+                        router.set_rules(rules).unwrap();
+                    }
+                });
+            }
+        });
+        let expect = if router.rules().is_empty() { "a" } else { "b" };
+        let rsp = router
+            .clone()
+            .oneshot(Request::get("/x").body(()).unwrap())
+            .await
+            .unwrap();
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, expect, "round {round}: the rules in force decide");
+    }
+}
