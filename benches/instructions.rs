@@ -10,13 +10,18 @@
 //! ```
 //!
 //! Stacks: `balance` and `sticky` (a sticky hit over the same `Balance`, every request with the
-//! same `Cookie` header, as in the `stack` bench), `hand` and `facade` (the `LoadBalancer`
-//! facade's defaults against `ErrorResponse → Retry → Balance` by hand, over a stub client).
+//! same `Cookie` header, as in the `stack` bench), `affinity` (a prebuilt `Affinity` inserted
+//! over the same `Balance`: the carrier alone), the same three with a `-addr` suffix (every
+//! request also carrying a `ClientAddr`, as from a server); `hand`, `routed` and `facade` (the
+//! `LoadBalancer` facade's defaults against `ErrorResponse → Retry → Balance` by hand, and the
+//! same with a rule-less `Router` above `Balance`, over a stub client); `hand-full` and
+//! `facade-full` (the same with a circuit breaker and both timeouts).
 //! The sticky layer reads `SystemTime::now` (valgrind cannot run `rustix`'s vDSO set-up, which
 //! the default coarse clock uses). Without arguments (as `cargo bench` runs it) it does nothing.
 
 use std::future::ready;
 use std::hint::black_box;
+use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
@@ -24,15 +29,19 @@ use http::{Request, Response};
 use http_body_util::Empty;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_lb::balance::{Balance, BalanceLayer};
+use tower_lb::breaker::CircuitBreakerLayer;
+use tower_lb::key::ClientAddr;
 use tower_lb::lb::LoadBalancer;
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
+use tower_lb::route::Router;
 use tower_lb::sticky::StickyLayer;
+use tower_lb::timeout::TimeoutLayer;
 use tower_lb::upstream::ErrorResponseLayer;
 use tower_lb::{BoxError, Target, TargetGroup};
 
 type Rsp = Response<Empty<Bytes>>;
 
-async fn drive<S>(mut svc: S, headers: &http::HeaderMap, n: u64)
+async fn drive<S>(mut svc: S, headers: &http::HeaderMap, addr: Option<ClientAddr>, n: u64)
 where
     S: Service<Request<Empty<Bytes>>>,
     S::Error: std::fmt::Debug,
@@ -40,6 +49,9 @@ where
     for _ in 0..n {
         let mut req = Request::new(Empty::new());
         *req.headers_mut() = headers.clone();
+        if let Some(a) = addr {
+            req.extensions_mut().insert(a);
+        }
         let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
         black_box(rsp);
     }
@@ -84,21 +96,111 @@ fn main() {
             ready(Ok::<_, BoxError>(Rsp::new(Empty::new())))
         })
     };
+    let addr = Some(ClientAddr("192.0.2.7:51000".parse().unwrap()));
+    // What the sticky layer sets for that token (with the target's position in its group).
+    let affinity = sticky.resolve(&token).unwrap();
+    let with_affinity = |inner| {
+        ServiceBuilder::new()
+            .map_request(move |mut r: Request<Empty<Bytes>>| {
+                r.extensions_mut().insert(affinity.clone());
+                r
+            })
+            .service(inner)
+    };
+    let group_m = || {
+        TargetGroup::builder("m")
+            .target(Target::new("a", "127.0.0.1:1").unwrap())
+            .build()
+            .unwrap()
+    };
+    if stack == "sizes" {
+        fn size<S: Service<Request<Empty<Bytes>>>>(mut s: S) -> usize {
+            std::mem::size_of_val(&s.call(Request::new(Empty::new())))
+        }
+        println!(
+            "response future sizes: request {}, balance {}, sticky {}, hand {}, routed {}, facade {}",
+            std::mem::size_of::<Request<Empty<Bytes>>>(),
+            size(balance()),
+            size(sticky.layer(balance())),
+            size(
+                ServiceBuilder::new()
+                    .layer(ErrorResponseLayer::new())
+                    .layer(RetryLayer::new(RetryPolicy::new()))
+                    .layer(BalanceLayer::new(group_m()))
+                    .service(client())
+            ),
+            size(
+                ServiceBuilder::new()
+                    .layer(ErrorResponseLayer::new())
+                    .layer(RetryLayer::new(RetryPolicy::new()))
+                    .service(
+                        Router::builder()
+                            .destination("m", BalanceLayer::new(group_m()).layer(client()))
+                            .fallback("m")
+                            .build()
+                            .unwrap(),
+                    )
+            ),
+            size(
+                LoadBalancer::builder()
+                    .with_name("m")
+                    .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+                    .build_with_client::<Empty<Bytes>, _>(client())
+                    .unwrap()
+            ),
+        );
+        return;
+    }
     let start = Instant::now();
     match stack.as_str() {
-        "balance" => rt.block_on(drive(balance(), &cookie, n)),
-        "sticky" => rt.block_on(drive(sticky.layer(balance()), &cookie, n)),
+        "balance" => rt.block_on(drive(balance(), &cookie, None, n)),
+        "sticky" => rt.block_on(drive(sticky.layer(balance()), &cookie, None, n)),
+        "affinity" => rt.block_on(drive(with_affinity(balance()), &cookie, None, n)),
+        "balance-addr" => rt.block_on(drive(balance(), &cookie, addr, n)),
+        "sticky-addr" => rt.block_on(drive(sticky.layer(balance()), &cookie, addr, n)),
+        "affinity-addr" => rt.block_on(drive(with_affinity(balance()), &cookie, addr, n)),
         "hand" => {
-            let g = TargetGroup::builder("m")
-                .target(Target::new("a", "127.0.0.1:1").unwrap())
-                .build()
-                .unwrap();
             let hand = ServiceBuilder::new()
                 .layer(ErrorResponseLayer::new())
                 .layer(RetryLayer::new(RetryPolicy::new()))
-                .layer(BalanceLayer::new(g))
+                .layer(BalanceLayer::new(group_m()))
                 .service(client());
-            rt.block_on(drive(hand, &none, n))
+            rt.block_on(drive(hand, &none, None, n))
+        }
+        "routed" => {
+            let routed = ServiceBuilder::new()
+                .layer(ErrorResponseLayer::new())
+                .layer(RetryLayer::new(RetryPolicy::new()))
+                .service(
+                    Router::builder()
+                        .destination("m", BalanceLayer::new(group_m()).layer(client()))
+                        .fallback("m")
+                        .build()
+                        .unwrap(),
+                );
+            rt.block_on(drive(routed, &none, None, n))
+        }
+        "hand-full" => {
+            let hand = ServiceBuilder::new()
+                .layer(ErrorResponseLayer::new())
+                .layer(TimeoutLayer::new(Duration::from_secs(10)))
+                .layer(RetryLayer::new(RetryPolicy::new()))
+                .layer(CircuitBreakerLayer::new("m"))
+                .layer(TimeoutLayer::new(Duration::from_secs(5)))
+                .layer(BalanceLayer::new(group_m()))
+                .service(client());
+            rt.block_on(drive(hand, &none, None, n))
+        }
+        "facade-full" => {
+            let facade = LoadBalancer::builder()
+                .with_name("m")
+                .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+                .with_circuit_breaker(tower_lb::lb::CircuitBreaker::new())
+                .with_timeout(Duration::from_secs(10))
+                .with_attempt_timeout(Duration::from_secs(5))
+                .build_with_client::<Empty<Bytes>, _>(client())
+                .unwrap();
+            rt.block_on(drive(facade, &none, None, n))
         }
         "facade" => {
             let facade = LoadBalancer::builder()
@@ -106,10 +208,13 @@ fn main() {
                 .with_target(Target::new("a", "127.0.0.1:1").unwrap())
                 .build_with_client::<Empty<Bytes>, _>(client())
                 .unwrap();
-            rt.block_on(drive(facade, &none, n))
+            rt.block_on(drive(facade, &none, None, n))
         }
         other => {
-            eprintln!("unknown stack {other:?}: balance, sticky, hand or facade");
+            eprintln!(
+                "unknown stack {other:?}: balance, sticky, affinity, balance-addr, sticky-addr, \
+                 affinity-addr, hand, routed, facade, hand-full or facade-full"
+            );
             return;
         }
     }

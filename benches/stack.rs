@@ -10,6 +10,9 @@
 //! cargo bench --all-features --bench stack -- --warm-up-time 1 --measurement-time 2
 //! ```
 //!
+//! The sticky-session and facade tables alone: `STACK_TABLES=sticky,facade` (`http` for the
+//! facade over loopback HTTP); with the filter `zzz-no-criterion-match`.
+//!
 //! For profiling the realistic-request table alone: `STACK_REALISTIC_ONLY=1` (skips the rest),
 //! `STACK_ROWS=retry` (keeps the rows whose names contain `retry`), `STACK_SIZES=1` (prints
 //! each layer's response future size).
@@ -398,6 +401,8 @@ fn sticky_overhead(rt: &Runtime) {
         .build()
         .unwrap();
     let token = layer.issue("bench", &"b".into()).unwrap();
+    // The affinity the layer sets for that token (with the target's position in its group).
+    let affinity = layer.resolve(&token).unwrap();
     let headers = |cookie: String| {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::COOKIE, cookie.parse().unwrap());
@@ -430,7 +435,7 @@ fn sticky_overhead(rt: &Runtime) {
             // prebuilt `Affinity` inserted (boxed) and honoured, no cookie work at all.
             (
                 "balance + Affinity inserted",
-                run(rt, affinity_inserted(balance()), &valid),
+                run(rt, affinity_inserted(balance(), affinity.clone()), &valid),
             ),
         ],
     );
@@ -445,18 +450,22 @@ fn sticky_overhead(rt: &Runtime) {
                 "sticky + balance: hit",
                 run_addr(rt, layer.layer(balance()), &valid),
             ),
+            (
+                "balance + Affinity inserted",
+                run_addr(rt, affinity_inserted(balance(), affinity), &valid),
+            ),
         ],
     );
 }
 
-/// `inner` with a prebuilt `Affinity` (to target "b" of group "bench") added to every request.
+/// `inner` with a prebuilt `affinity` added to every request.
 fn affinity_inserted<S, B>(
     inner: S,
+    affinity: tower_lb::balance::Affinity,
 ) -> impl Service<Request<B>, Response = S::Response, Error = S::Error>
 where
     S: Service<Request<B>>,
 {
-    let affinity = tower_lb::balance::Affinity::in_group("bench", "b".into());
     ServiceBuilder::new()
         .map_request(move |mut r: Request<B>| {
             r.extensions_mut().insert(affinity.clone());
@@ -854,6 +863,18 @@ fn main() {
         .configure_from_args();
     if std::env::var_os("STACK_REALISTIC_ONLY").is_some() {
         realistic_overhead(&rt);
+        return;
+    }
+    // `STACK_TABLES=sticky,facade` runs only those interleaved tables.
+    if let Ok(tables) = std::env::var("STACK_TABLES") {
+        for t in tables.split(',') {
+            match t {
+                "sticky" => sticky_overhead(&rt),
+                "facade" => facade_overhead(&rt),
+                "http" => facade_over_http(&rt),
+                other => eprintln!("unknown table {other:?}: sticky, facade or http"),
+            }
+        }
         return;
     }
     criterion_overhead(&mut c, &rt);

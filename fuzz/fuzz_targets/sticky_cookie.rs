@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Checks: nothing panics; a value found is a sub-slice of the header; no input but a token
-//! the layer issued resolves to a target.
+//! the layer issued resolves to a target, with that token in the verified-token cache (and a
+//! copy of it with one byte changed never does).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -28,6 +29,8 @@ fn layer() -> &'static (StickyLayer, String) {
             .build()
             .unwrap();
         let genuine = layer.issue("g", &"b".into()).unwrap();
+        // Verified once, so the inputs below meet it in the verified-token cache.
+        assert!(layer.resolve(&genuine).is_some());
         (layer, genuine)
     })
 }
@@ -46,6 +49,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(token) = std::str::from_utf8(data) {
         if layer.resolve(token).is_some() {
             assert_eq!(token, genuine);
+        }
+    }
+    // The genuine token with one byte changed (the cache holds the genuine one): refused.
+    if let [at, to, ..] = *data {
+        let mut near = genuine.clone().into_bytes();
+        let at = usize::from(at) % near.len();
+        if near[at] != to {
+            near[at] = to;
+            if let Ok(token) = std::str::from_utf8(&near) {
+                assert!(layer.resolve(token).is_none(), "one byte off the genuine token");
+            }
         }
     }
     // Header values the way the layer sees them.

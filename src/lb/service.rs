@@ -27,7 +27,7 @@ use crate::group::TargetGroup;
 use crate::health::{HealthEvent, HealthSummary, OutlierDetection};
 use crate::retry::{ReplayBody, Retry, RetryLayer, RetryPolicy, RetryStats};
 use crate::route::error::InvalidRule;
-use crate::route::{Router, Rule};
+use crate::route::{Router, Rule, RulesHandle};
 use crate::stats::GroupReport;
 use crate::sticky::{Sticky, StickyLayer};
 use crate::target::error::UnknownTarget;
@@ -57,7 +57,11 @@ type Limited<C> = Either<crate::limit::RateLimit<Overall<C>>, Overall<C>>;
 type Limited<C> = Overall<C>;
 type Stuck<C> = Either<Sticky<Limited<C>>, Limited<C>>;
 type Ip<C> = Either<ClientIpService<Stuck<C>>, Stuck<C>>;
-type Stack<C> = ErrorResponse<Ip<C>>;
+type Full<C> = ErrorResponse<Ip<C>>;
+// With every optional layer off (the defaults), the always-on layers alone, as they would be
+// composed by hand: no `Either` level per layer that is off, and futures of their own size.
+type Lean<C> = ErrorResponse<Retry<Router<Bal<C>>>>;
+type Stack<C> = Either<Full<C>, Lean<C>>;
 
 /// The pooled HTTP client a [`LoadBalancer`] sends requests with by default.
 pub type DefaultClient<B> = HttpClient<ReplayBody<B>>;
@@ -103,7 +107,7 @@ fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
 /// ```
 pub struct LoadBalancer<B, C = DefaultClient<B>> {
     stack: Stack<C>,
-    router: Routes<C>,
+    router: RulesHandle,
     shared: Arc<Shared>,
     _body: PhantomData<fn(B)>,
 }
@@ -674,26 +678,6 @@ impl LoadBalancerBuilder {
         };
         let retry = RetryLayer::new(self.retry.unwrap_or_default());
 
-        let mut routes = Router::builder();
-        let mut reporters = Vec::with_capacity(pools.len());
-        for pool in &pools {
-            let mut balance = BalanceLayer::new(pool.clone());
-            if let Some(key) = &self.key {
-                balance = balance.key(key.clone());
-            }
-            let balance = balance.layer(client.clone());
-            reporters.push(balance.reporter());
-            let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
-            routes = routes.destination(pool.name(), attempt);
-        }
-        let router = routes
-            .fallback(&*name)
-            .rules(self.rules)
-            .build()
-            .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
-        let broken = either(breaker.clone(), router.clone());
-        let retried = retry.layer(broken);
-        let overall = either(self.timeout.map(TimeoutLayer::new), retried);
         #[cfg(feature = "governor")]
         let limit = match &self.rate_limit {
             Some(l) => Some(
@@ -703,22 +687,71 @@ impl LoadBalancerBuilder {
             None => None,
         };
         #[cfg(feature = "governor")]
-        let refused = limit.clone();
-        #[cfg(feature = "governor")]
-        let limited = either(limit, overall);
-        #[cfg(not(feature = "governor"))]
-        let limited = overall;
-        let stuck = either(sticky.clone(), limited);
-        #[cfg(feature = "governor")]
         let needs_ip = self.rate_limit.is_some() || self.trusted_proxies.is_some();
         #[cfg(not(feature = "governor"))]
         let needs_ip = self.trusted_proxies.is_some();
-        let ip = needs_ip.then(|| {
-            ClientIpLayer::new(ClientIpResolver::new(
-                self.trusted_proxies.unwrap_or_else(TrustedProxies::none),
-            ))
-        });
-        let stack = ErrorResponseLayer::new().layer(either(ip, stuck));
+        #[cfg(feature = "governor")]
+        let limited = limit.is_some();
+        #[cfg(not(feature = "governor"))]
+        let limited = false;
+        let lean = !limited
+            && !needs_ip
+            && sticky.is_none()
+            && breaker.is_none()
+            && self.timeout.is_none()
+            && self.attempt_timeout.is_none();
+
+        let mut reporters = Vec::with_capacity(pools.len());
+        let mut balances = Vec::with_capacity(pools.len());
+        for pool in &pools {
+            let mut balance = BalanceLayer::new(pool.clone());
+            if let Some(key) = &self.key {
+                balance = balance.key(key.clone());
+            }
+            let balance = balance.layer(client.clone());
+            reporters.push(balance.reporter());
+            balances.push((Arc::<str>::from(pool.name()), balance));
+        }
+        let error = ErrorResponseLayer::new();
+        let (stack, router) = if lean {
+            let mut routes = Router::builder();
+            for (name, balance) in balances {
+                routes = routes.destination(name, balance);
+            }
+            let router = routes
+                .fallback(&*name)
+                .rules(self.rules)
+                .build()
+                .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
+            let handle = router.rules_handle();
+            (Either::Right(error.layer(retry.layer(router))), handle)
+        } else {
+            let mut routes = Router::builder();
+            for (name, balance) in balances {
+                let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
+                routes = routes.destination(name, attempt);
+            }
+            let router = routes
+                .fallback(&*name)
+                .rules(self.rules)
+                .build()
+                .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
+            let handle = router.rules_handle();
+            let broken = either(breaker.clone(), router);
+            let retried = retry.layer(broken);
+            let overall = either(self.timeout.map(TimeoutLayer::new), retried);
+            #[cfg(feature = "governor")]
+            let limited = either(limit.clone(), overall);
+            #[cfg(not(feature = "governor"))]
+            let limited = overall;
+            let stuck = either(sticky.clone(), limited);
+            let ip = needs_ip.then(|| {
+                ClientIpLayer::new(ClientIpResolver::new(
+                    self.trusted_proxies.unwrap_or_else(TrustedProxies::none),
+                ))
+            });
+            (Either::Left(error.layer(either(ip, stuck))), handle)
+        };
         Ok(LoadBalancer {
             stack,
             router,
@@ -728,7 +761,7 @@ impl LoadBalancerBuilder {
                 pools,
                 reporters,
                 #[cfg(feature = "governor")]
-                rate_limit: refused,
+                rate_limit: limit,
                 breaker,
                 retry,
                 sticky,

@@ -76,6 +76,8 @@ mod table;
 pub use self::access::Access;
 pub use self::path::{EscapedSlashes, MalformedPath, normalize_path};
 pub use self::rule::{Action, HeaderMatch, PathMatch, Routed, Rule, Split, SplitKey};
+#[cfg(feature = "hyper")]
+pub(crate) use self::service::RulesHandle;
 pub use self::service::{Router, RouterBuilder, RuleName};
 
 /// The future the [`Router`] returns.

@@ -4,7 +4,8 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use arc_swap::ArcSwap;
@@ -29,8 +30,9 @@ use crate::upstream::{ResponseBody, error_response};
 /// the [module docs](super).
 ///
 /// `Clone + Send + Sync` (for `Send + Sync` destinations), cheap to clone, no `Buffer`: the
-/// chosen destination is cloned per request and driven ready-then-call, so `poll_ready` of
-/// the router is always ready. Responses are `Response<`[`ResponseBody`]`<RB>>`: the
+/// chosen destination is cloned per request and driven ready-then-call (called at once when
+/// it is ready at once, as a `Balance` always is), so `poll_ready` of the router is always
+/// ready. Responses are `Response<`[`ResponseBody`]`<RB>>`: the
 /// destination's body, or a short body of the router's own (`400`, `403`, `404`, `429`,
 /// `504`). The destination's errors pass through unchanged.
 ///
@@ -71,12 +73,59 @@ pub struct Router<S> {
 struct Shared {
     names: Arc<[Arc<str>]>,
     table: ArcSwap<Table>,
+    /// Whether `table` has rules: without, a request goes to the fallback without reading
+    /// the table. Written with the table, under `sync`.
+    has_rules: AtomicBool,
+    sync: Mutex<()>,
     fallback: Option<usize>,
     access: Option<Access>,
     record: bool,
     slashes: EscapedSlashes,
     indexed: bool,
     rng: Rng,
+}
+
+impl Shared {
+    fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
+        let table = Table::build(
+            rules.into_iter().collect(),
+            &self.names,
+            self.slashes,
+            self.indexed,
+        )?;
+        tracing::debug!(rules = table.specs.len(), "rule set replaced");
+        let has_rules = !table.rules.is_empty();
+        let _lock = crate::util::lock(&self.sync);
+        self.table.store(Arc::new(table));
+        self.has_rules.store(has_rules, Ordering::Release);
+        Ok(())
+    }
+
+    fn rules(&self) -> Arc<[Rule]> {
+        self.table.load().specs.clone()
+    }
+}
+
+/// A router's rules, apart from its destinations: [`Router::set_rules`] and [`Router::rules`]
+/// for a holder that does not name the destinations' type (the load balancer facade).
+#[cfg(feature = "hyper")]
+#[derive(Clone)]
+pub(crate) struct RulesHandle(Arc<Shared>);
+
+#[cfg(feature = "hyper")]
+impl RulesHandle {
+    /// As [`Router::set_rules`].
+    pub(crate) fn set_rules(
+        &self,
+        rules: impl IntoIterator<Item = Rule>,
+    ) -> Result<(), InvalidRule> {
+        self.0.set_rules(rules)
+    }
+
+    /// As [`Router::rules`].
+    pub(crate) fn rules(&self) -> Arc<[Rule]> {
+        self.0.rules()
+    }
 }
 
 impl<S> Clone for Router<S> {
@@ -141,20 +190,19 @@ impl<S> Router<S> {
     /// of its first problem, and the rules in force stay; requests already routed finish on
     /// the set they started with.
     pub fn set_rules(&self, rules: impl IntoIterator<Item = Rule>) -> Result<(), InvalidRule> {
-        let table = Table::build(
-            rules.into_iter().collect(),
-            &self.shared.names,
-            self.shared.slashes,
-            self.shared.indexed,
-        )?;
-        tracing::debug!(rules = table.specs.len(), "rule set replaced");
-        self.shared.table.store(Arc::new(table));
-        Ok(())
+        self.shared.set_rules(rules)
     }
 
     /// The rules in force, as given.
     pub fn rules(&self) -> Arc<[Rule]> {
-        self.shared.table.load().specs.clone()
+        self.shared.rules()
+    }
+
+    /// Sets and reads this router's rules (and those of every clone) without holding its
+    /// destinations.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn rules_handle(&self) -> RulesHandle {
+        RulesHandle(self.shared.clone())
     }
 
     /// The destination names, in the order they were added.
@@ -312,7 +360,9 @@ impl<S> RouterBuilder<S> {
             services: self.destinations.into_iter().map(|(_, s)| s).collect(),
             shared: Arc::new(Shared {
                 names,
+                has_rules: AtomicBool::new(!table.rules.is_empty()),
                 table: ArcSwap::from_pointee(table),
+                sync: Mutex::new(()),
                 fallback,
                 access: self.access,
                 record: self.record,
@@ -413,47 +463,135 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // Where the request goes (it is edited in place: normalized path, rewrite, headers),
+        // or the router's own answer; then one place builds the future, so the request is
+        // moved once, into the destination's call.
+        let (dest, sleep, post) = match self.route(&mut req) {
+            Ok(routed) => routed,
+            Err((status, limited)) => return ResponseFuture::respond(status, limited),
+        };
+        // The destination is called now if it is ready now (as a load balancer's always
+        // are), so the request is not kept in the future only to be moved out at its first
+        // poll; otherwise the future drives it ready, then calls it. The waker given here
+        // does nothing: a service that is not ready is polled again, with the task's own,
+        // when the future is.
+        let mut svc = self.services[dest].clone();
+        match svc.poll_ready(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => ResponseFuture {
+                state: State::Call { fut: svc.call(req) },
+                sleep,
+                post,
+            },
+            Poll::Ready(Err(error)) => ResponseFuture {
+                state: State::Failed { error: Some(error) },
+                sleep,
+                post,
+            },
+            Poll::Pending => ResponseFuture {
+                state: State::Ready {
+                    svc,
+                    req: Some(req),
+                },
+                sleep,
+                post,
+            },
+        }
+    }
+}
+
+/// The router's own answer instead of a destination's: a status, and the rate limit that
+/// refused the request, if one did.
+type Refusal = (StatusCode, Option<crate::limit::error::RateLimited>);
+
+/// Where a request goes: the destination, the rule's timeout, what to do to the response.
+type Route = (usize, Option<Pin<Box<tokio::time::Sleep>>>, Option<Post>);
+
+impl<S> Router<S> {
+    /// Decides where `req` goes, editing it on the way (normalized or rewritten path, added
+    /// headers).
+    #[inline(always)]
+    fn route<B>(&self, req: &mut Request<B>) -> Result<Route, Refusal> {
         let shared = &*self.shared;
         if let Some(acl) = &shared.access {
             if !acl.allows(client_ip_of(req.extensions())) {
                 tracing::trace!("refused by the router's access list");
-                return ResponseFuture::respond(acl.refusal_status(), None);
+                return Err((acl.refusal_status(), None));
             }
         }
-        let table = shared.table.load_full();
+        if !shared.has_rules.load(Ordering::Acquire) {
+            return self.fallback_only(req);
+        }
+        self.by_rules(req)
+    }
+
+    /// [`route`](Self::route) while the rule set is empty: the path normalized, then the
+    /// fallback destination, without reading the rule table.
+    #[inline(always)]
+    fn fallback_only<B>(&self, req: &mut Request<B>) -> Result<Route, Refusal> {
+        let shared = &*self.shared;
+        let normalized = match normalize_path(req.uri().path(), shared.slashes) {
+            Ok(std::borrow::Cow::Borrowed(_)) => None,
+            Ok(std::borrow::Cow::Owned(p)) => Some(p),
+            Err(_) => return Err((StatusCode::BAD_REQUEST, None)),
+        };
+        let Some(dest) = shared.fallback else {
+            return Err((StatusCode::NOT_FOUND, None));
+        };
+        if let Some(p) = normalized {
+            if with_path(req, &p).is_err() {
+                return Err((StatusCode::BAD_REQUEST, None));
+            }
+        }
+        tracing::trace!(destination = %shared.names[dest], "routed (no rules)");
+        let post = shared.record.then(|| Post {
+            table: None,
+            rule: None,
+            destination: Some(shared.names[dest].clone()),
+        });
+        Ok((dest, None, post))
+    }
+
+    /// [`route`](Self::route) by the rules in force.
+    fn by_rules<B>(&self, req: &mut Request<B>) -> Result<Route, Refusal> {
+        let shared = &*self.shared;
+        // A guard, not a reference count: the table is kept past this call only for a rule
+        // with response headers to add (see `Post`).
+        let table = shared.table.load();
         let normalized = match normalize_path(req.uri().path(), table.slashes) {
             Ok(std::borrow::Cow::Borrowed(_)) => None,
             Ok(std::borrow::Cow::Owned(p)) => Some(p),
-            Err(_) => return ResponseFuture::respond(StatusCode::BAD_REQUEST, None),
+            Err(_) => return Err((StatusCode::BAD_REQUEST, None)),
         };
         let path = normalized.as_deref().unwrap_or(req.uri().path());
-        let (rule, dest) = match table.find(&req, path) {
+        // No rules (a load balancer's router before any are set): no lookup.
+        let found = match table.rules.is_empty() {
+            true => None,
+            false => table.find(req, path),
+        };
+        let (rule, dest) = match found {
             Some(i) => {
                 let r = &table.rules[i];
                 if let Some(acl) = &r.access {
                     if !acl.allows(client_ip_of(req.extensions())) {
                         tracing::trace!(rule = %r.name, "refused by the rule's access list");
-                        return ResponseFuture::respond(acl.refusal_status(), None);
+                        return Err((acl.refusal_status(), None));
                     }
                 }
                 #[cfg(feature = "governor")]
                 if let Some(limit) = &r.rate_limit {
-                    if let Err(limited) = limit.check(&req) {
-                        return ResponseFuture::respond(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            Some(limited),
-                        );
+                    if let Err(limited) = limit.check(req) {
+                        return Err((StatusCode::TOO_MANY_REQUESTS, Some(limited)));
                     }
                 }
                 let affine = || {
                     let group = req.extensions().get::<Affinity>()?.group()?;
                     shared.names.iter().position(|n| &**n == group)
                 };
-                (Some(i), r.destination(&req, || shared.rng.next(), affine))
+                (Some(i), r.destination(req, || shared.rng.next(), affine))
             }
             None => match shared.fallback {
                 Some(d) => (None, d),
-                None => return ResponseFuture::respond(StatusCode::NOT_FOUND, None),
+                None => return Err((StatusCode::NOT_FOUND, None)),
             },
         };
         let compiled = rule.map(|i| &table.rules[i]);
@@ -462,8 +600,8 @@ where
             None => normalized,
         };
         if let Some(p) = new_path {
-            if with_path(&mut req, &p).is_err() {
-                return ResponseFuture::respond(StatusCode::BAD_REQUEST, None);
+            if with_path(req, &p).is_err() {
+                return Err((StatusCode::BAD_REQUEST, None));
             }
         }
         let mut timeout = None;
@@ -476,19 +614,21 @@ where
                 .filter(|_| tokio::runtime::Handle::try_current().is_ok());
         }
         tracing::trace!(rule = compiled.map(|r| &*r.name), destination = %shared.names[dest], "routed");
-        let post = Post {
-            table: compiled.map(|_| table.clone()),
-            rule,
-            destination: shared.record.then(|| shared.names[dest].clone()),
+        let post = match compiled {
+            Some(r) if !r.response_headers.is_empty() || shared.record => Some(Post {
+                table: Some(arc_swap::Guard::into_inner(table)),
+                rule,
+                destination: shared.record.then(|| shared.names[dest].clone()),
+            }),
+            Some(_) => None,
+            None => shared.record.then(|| Post {
+                table: None,
+                rule: None,
+                destination: Some(shared.names[dest].clone()),
+            }),
         };
-        ResponseFuture {
-            state: State::Ready {
-                svc: self.services[dest].clone(),
-                req: Some(req),
-            },
-            sleep: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
-            post: Some(post),
-        }
+        let sleep = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+        Ok((dest, sleep, post))
     }
 }
 
@@ -525,7 +665,7 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S, B, S::Future>,
+        state: State<S, B, S::Future, S::Error>,
         // Boxed: only a rule with a timeout arms one, and inline it would add its size to
         // every routed request's future (and to every move of the futures around it).
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -535,8 +675,9 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, B, F> {
+    enum State<S, B, F, E> {
         Respond { status: StatusCode, limited: Option<crate::limit::error::RateLimited> },
+        Failed { error: Option<E> },
         Ready { svc: S, req: Option<Request<B>> },
         Call { #[pin] fut: F },
     }
@@ -562,6 +703,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Respond { status, .. } => status.as_str(),
+            State::Failed { .. } => "failed",
             State::Ready { .. } => "ready",
             State::Call { .. } => "call",
         };
@@ -601,6 +743,12 @@ where
                         None => short_response(*status),
                     }));
                 }
+                StateProj::Failed { error } => match error.take() {
+                    Some(e) => return Poll::Ready(Err(e)),
+                    None => {
+                        return Poll::Ready(Ok(short_response(StatusCode::INTERNAL_SERVER_ERROR)));
+                    }
+                },
                 StateProj::Ready { svc, req } => match svc.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         let Some(r) = req.take() else {

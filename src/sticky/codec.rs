@@ -111,8 +111,8 @@ pub(crate) fn open(encoded: &[u8]) -> Option<([u8; TOKEN_LEN], Claims)> {
 }
 
 /// The claims of an encoded token of the right length, decoding only its signed part (the
-/// first 28 characters) and checking nothing else: for a token whose exact bytes were opened
-/// and verified before (see `Verified`), where decoding the MAC again would learn nothing.
+/// first 28 characters) and checking nothing else: read before the MAC, so that a token that
+/// could not be honoured anyway (expired, naming no current target) costs no MAC.
 pub(crate) fn peek(encoded: &[u8]) -> Option<Claims> {
     if encoded.len() != ENCODED_LEN {
         return None;

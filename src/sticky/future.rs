@@ -32,6 +32,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn new(inner: F, shared: Arc<Shared>, hit: Option<Hit>) -> Self {
         ResponseFuture {
             inner,
@@ -47,29 +48,45 @@ where
 {
     type Output = Result<Response<B>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut rsp = match this.inner.poll(cx) {
-            Poll::Ready(Ok(rsp)) => rsp,
-            other => return other,
-        };
-        if let Some(shared) = this.shared.take() {
-            renew(&shared, this.hit.take(), &mut rsp);
+        // The inner poll's answer is returned as it is (a response is large: it is edited in
+        // place rather than moved out and back).
+        let mut out = this.inner.poll(cx);
+        if let Poll::Ready(Ok(rsp)) = &mut out {
+            let Some(shared) = this.shared.take() else {
+                return out;
+            };
+            let hit = this.hit.take();
+            // The hit path: the token named the target that served it (`Balance` tagged
+            // nothing) and needs no renewal.
+            let kept = hit.as_ref().is_some_and(|hit| keep(&shared, hit))
+                && rsp.extensions().get::<ServedBy>().is_none();
+            if !kept {
+                renew(&shared, hit, rsp);
+            }
         }
-        Poll::Ready(Ok(rsp))
+        out
     }
+}
+
+/// Whether the token of `hit` may stay: signed with the current key and with at least half of
+/// its lifetime left.
+#[inline]
+fn keep(shared: &Shared, hit: &Hit) -> bool {
+    hit.current_key && hit.expiry.saturating_sub(hit.now) >= shared.ttl_secs.div_ceil(2)
 }
 
 /// Sets a fresh token on `rsp` unless the request's token already names the target that
 /// served it, has at least half of its lifetime left and is signed with the current key. A
 /// server error never gets one: a client is not pinned to a target that just failed it.
+#[inline(never)]
 fn renew<B>(shared: &Shared, hit: Option<Hit>, rsp: &mut Response<B>) {
     if rsp.status().is_server_error() {
         return;
     }
-    let keep = |hit: &Hit| {
-        hit.current_key && hit.expiry.saturating_sub(hit.now) >= shared.ttl_secs.div_ceil(2)
-    };
+    let keep = |hit: &Hit| keep(shared, hit);
     let (g, target, now) = match (rsp.extensions().get::<ServedBy>(), hit) {
         // `Balance` tags a request with an affinity only if it went elsewhere: untagged, it
         // was served by the target its token names.

@@ -10,9 +10,10 @@ use http::{HeaderName, HeaderValue, Request};
 use tower_layer::Layer;
 
 use super::Sticky;
-use super::codec::{self, Claims, Keyed, Tag};
+use super::codec::{self, Claims, ENCODED_LEN, Keyed, Tag};
 use super::cookie::{self, CookieSpec, SameSite};
 use super::error::{InvalidSticky, Reason};
+use super::verified::{self, Verified};
 use crate::balance::Affinity;
 use crate::group::TargetGroup;
 use crate::target::TargetId;
@@ -104,55 +105,13 @@ pub(crate) struct Shared {
     table: ArcSwap<Table>,
     sync: Mutex<()>,
     clock: Option<Clock>,
+    /// Recently verified tokens of the signing key (see [`Verified`]).
     verified: Verified,
-}
-
-/// Recently verified tokens of the signing key, so that a session's every request does not pay
-/// for two SHA-256 blocks (nor for decoding its MAC): a fixed table of 128-bit fingerprints of
-/// the tokens' exact encoded bytes (SipHash-1-3 under a key derived from the signing key, so
-/// only this layer can compute one). A token is taken as verified if its fingerprint is in the
-/// table; finding one for a token that was never verified means guessing 128 secret bits.
-/// Fixed size, whatever the traffic: an entry is overwritten by the next token that maps to
-/// its slot.
-struct Verified {
-    key: (u64, u64),
-    slots: Box<[[AtomicU64; 2]]>,
-}
-
-const VERIFIED_SLOTS: usize = 1024;
-
-impl Verified {
-    fn new(signing: &Keyed) -> Verified {
-        let k = signing.derive(b"verified-token cache");
-        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        Verified {
-            key: (word(&k[..8]), word(&k[8..16])),
-            slots: (0..VERIFIED_SLOTS)
-                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
-                .collect(),
-        }
-    }
-
-    fn fingerprint(&self, raw: &[u8]) -> (usize, [u64; 2]) {
-        use siphasher::sip128::Hasher128;
-        let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(raw);
-        let fp = h.finish128();
-        // Never all zero: that is an empty slot.
-        let fp = [fp.h1, fp.h2 | 1];
-        ((fp[0] as usize) % VERIFIED_SLOTS, fp)
-    }
-
-    fn contains(&self, (slot, fp): (usize, [u64; 2])) -> bool {
-        let s = &self.slots[slot];
-        s[0].load(Ordering::Relaxed) == fp[0] && s[1].load(Ordering::Relaxed) == fp[1]
-    }
-
-    fn insert(&self, (slot, fp): (usize, [u64; 2])) {
-        let s = &self.slots[slot];
-        s[0].store(fp[0], Ordering::Relaxed);
-        s[1].store(fp[1], Ordering::Relaxed);
-    }
+    /// The last [`Table::generation`] handed out.
+    generations: AtomicU64,
+    /// The generation of the table in `table`, stored after it (a service holding an older
+    /// one loads the new one).
+    current: AtomicU64,
 }
 
 /// Tags are HMAC outputs: uniformly spread already, so their first bytes are the hash. The
@@ -174,14 +133,28 @@ impl Hasher for TagHasher {
 /// The tags of every current target of every group under every key; rebuilt when a lookup
 /// misses and some group has changed since. Its size is bounded by targets × keys.
 #[derive(Default)]
-struct Table {
+pub(crate) struct Table {
+    /// Distinguishes this table from every other of the layer's (the verified-token cache
+    /// points into one by index).
+    generation: u64,
     versions: Box<[u64]>,
-    by_tag: HashMap<Tag, Named, BuildHasherDefault<TagHasher>>,
+    /// Every (group, target, key).
+    named: Vec<Named>,
+    /// Where each tag's entry is in `named`.
+    by_tag: HashMap<Tag, u32, BuildHasherDefault<TagHasher>>,
     /// Per group: each target's tag under the signing key.
     signing: Box<[HashMap<TargetId, Tag>]>,
 }
 
+impl Table {
+    fn get(&self, tag: &Tag) -> Option<(u32, &Named)> {
+        let &i = self.by_tag.get(tag)?;
+        Some((i, self.named.get(i as usize)?))
+    }
+}
+
 struct Named {
+    tag: Tag,
     key: u8,
     group: u16,
     target: TargetId,
@@ -216,6 +189,7 @@ impl Shared {
             return;
         }
         let mut table = Table {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
             versions: self.groups.iter().map(TargetGroup::version).collect(),
             ..Table::default()
         };
@@ -231,87 +205,156 @@ impl Shared {
                     if k == 0 {
                         by_id.insert(id.clone(), tag);
                     }
-                    table.by_tag.insert(
+                    let Ok(index) = u32::try_from(table.named.len()) else {
+                        continue;
+                    };
+                    table.by_tag.insert(tag, index);
+                    table.named.push(Named {
                         tag,
-                        Named {
-                            key: k as u8,
-                            group: g as u16,
-                            target: id.clone(),
-                            affinity: Affinity::in_group_at(name.clone(), id.clone(), position),
-                        },
-                    );
+                        key: k as u8,
+                        group: g as u16,
+                        target: id.clone(),
+                        affinity: Affinity::in_group_at(name.clone(), id.clone(), position),
+                    });
                 }
             }
             signing.push(by_id);
         }
         table.signing = signing.into();
         tracing::debug!(groups = ?self.names, tags = table.by_tag.len(), "sticky tag table rebuilt");
+        let generation = table.generation;
         self.table.store(Arc::new(table));
+        self.current.store(generation, Ordering::Release);
     }
 
     /// The (group, target) a token names, if it is well formed, unexpired, not from further
     /// in the future than this configuration's TTL allows, names a current target and carries
     /// a valid MAC; with the affinity it asks for.
-    pub(crate) fn verify(&self, token: &[u8], now: u64) -> Option<(Hit, Affinity)> {
-        // The signed part only: the MAC is decoded and checked below unless these exact bytes
-        // were verified before.
+    #[inline]
+    pub(crate) fn verify(&self, table: &Table, token: &[u8], now: u64) -> Option<(Hit, Affinity)> {
+        let token: &[u8; ENCODED_LEN] = token.try_into().ok()?;
+        let key = self.verified.key(token);
+        // A token byte-identical to one that passed the checks below under the signing key
+        // (whose claims were read then): only its expiry is checked again.
+        if let Some(entry) = self.verified.get(&key) {
+            if entry.generation == table.generation {
+                if let Some(named) = table.named.get(entry.index as usize) {
+                    if !self.in_time(entry.expiry, now) {
+                        return None;
+                    }
+                    return Some(self.found(named, entry.expiry, now));
+                }
+            }
+        }
+        self.verify_in_full(token, &key, now)
+    }
+
+    /// The current tag table, if `held` is not it.
+    #[inline]
+    pub(crate) fn newer_table(&self, held: &Table) -> Option<Arc<Table>> {
+        (self.current.load(Ordering::Acquire) != held.generation).then(|| self.table.load_full())
+    }
+
+    /// The current tag table.
+    pub(crate) fn table(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Whether a token expiring at `expiry` is valid at `now`: not expired, and not from
+    /// further in the future than this configuration's TTL allows.
+    #[inline]
+    fn in_time(&self, expiry: u64, now: u64) -> bool {
+        expiry >= now && expiry <= now.saturating_add(self.ttl_secs + SKEW_SECS)
+    }
+
+    #[inline]
+    fn found(&self, named: &Named, expiry: u64, now: u64) -> (Hit, Affinity) {
+        let hit = Hit {
+            group: named.group,
+            tag: named.tag,
+            expiry,
+            now,
+            current_key: named.key == 0,
+        };
+        (hit, named.affinity.clone())
+    }
+
+    /// [`verify`](Self::verify) for a token not in the cache: its claims are decoded, its
+    /// target looked up and its MAC checked; a token of the signing key is then cached.
+    #[inline(never)]
+    fn verify_in_full(
+        &self,
+        token: &[u8; ENCODED_LEN],
+        key: &verified::Key,
+        now: u64,
+    ) -> Option<(Hit, Affinity)> {
+        // The signed part first: the MAC is decoded and checked only for a token that could
+        // be honoured.
         let claims = codec::peek(token)?;
-        if claims.expiry < now || claims.expiry > now.saturating_add(self.ttl_secs + SKEW_SECS) {
+        if !self.in_time(claims.expiry, now) {
             return None;
         }
         let mut table = self.table.load();
-        let named = match table.by_tag.get(&claims.tag) {
-            Some(named) => named,
+        let (index, named) = match table.get(&claims.tag) {
+            Some(found) => found,
             None => {
                 if !self.stale(&table) {
                     return None;
                 }
                 self.rebuild();
                 table = self.table.load();
-                table.by_tag.get(&claims.tag)?
+                table.get(&claims.tag)?
             }
         };
-        let verified = |key: &Keyed| codec::open(token).is_some_and(|(raw, _)| key.verify(&raw));
-        if named.key == 0 {
-            let fp = self.verified.fingerprint(token);
-            if !self.verified.contains(fp) {
-                if !verified(&self.keys[0]) {
-                    return None;
-                }
-                self.verified.insert(fp);
-            }
-        } else if !verified(&self.keys[usize::from(named.key)]) {
+        let signer = &self.keys[usize::from(named.key)];
+        if !codec::open(token).is_some_and(|(raw, _)| signer.verify(&raw)) {
             return None;
         }
-        let hit = Hit {
-            group: named.group,
-            tag: claims.tag,
-            expiry: claims.expiry,
-            now,
-            current_key: named.key == 0,
-        };
-        Some((hit, named.affinity.clone()))
+        if named.key == 0 {
+            let entry = verified::Entry {
+                expiry: claims.expiry,
+                generation: table.generation,
+                index,
+            };
+            self.verified.insert(key, entry);
+        }
+        Some(self.found(named, claims.expiry, now))
     }
 
     /// The first valid token on `req`, among at most [`MAX_CANDIDATES`], and the affinity it
     /// asks for.
-    pub(crate) fn hit<B>(&self, req: &Request<B>) -> Option<(Hit, Affinity)> {
+    #[inline]
+    pub(crate) fn hit<B>(&self, table: &Table, req: &Request<B>) -> Option<(Hit, Affinity)> {
         let mut now = None;
-        let mut check = |v: &[u8]| self.verify(v, *now.get_or_insert_with(|| self.now()));
+        let mut left = MAX_CANDIDATES;
+        let mut check = |v: &[u8]| self.verify(table, v, *now.get_or_insert_with(|| self.now()));
         match &self.mode {
-            Mode::Cookie { name, .. } => req
-                .headers()
-                .get_all(http::header::COOKIE)
-                .iter()
-                .flat_map(|h| cookie::cookie_values(h.as_bytes(), name))
-                .take(MAX_CANDIDATES)
-                .find_map(&mut check),
-            Mode::Header(name) => req
-                .headers()
-                .get_all(name)
-                .iter()
-                .take(MAX_CANDIDATES)
-                .find_map(|h| check(h.as_bytes())),
+            Mode::Cookie { name, .. } => {
+                for h in req.headers().get_all(http::header::COOKIE) {
+                    for v in cookie::valid_name_values(h.as_bytes(), name) {
+                        if left == 0 {
+                            return None;
+                        }
+                        left -= 1;
+                        if let Some(found) = check(v) {
+                            return Some(found);
+                        }
+                    }
+                }
+                None
+            }
+            Mode::Header(name) => {
+                for h in req.headers().get_all(name) {
+                    if left == 0 {
+                        return None;
+                    }
+                    left -= 1;
+                    if let Some(found) = check(h.as_bytes()) {
+                        return Some(found);
+                    }
+                }
+                None
+            }
         }
     }
 
@@ -320,9 +363,8 @@ impl Shared {
     pub(crate) fn target_of(&self, hit: &Hit) -> Option<TargetId> {
         self.table
             .load()
-            .by_tag
             .get(&hit.tag)
-            .map(|n| n.target.clone())
+            .map(|(_, n)| n.target.clone())
     }
 
     /// Whether `target` of group `g` is the one a verified token names.
@@ -331,9 +373,8 @@ impl Shared {
             && self
                 .table
                 .load()
-                .by_tag
                 .get(&hit.tag)
-                .is_some_and(|n| n.target == *target)
+                .is_some_and(|(_, n)| n.target == *target)
     }
 
     pub(crate) fn group_index(&self, name: &str) -> Option<u16> {
@@ -424,7 +465,10 @@ impl StickyLayer {
         if self.shared.stale(&self.shared.table.load()) {
             self.shared.rebuild();
         }
-        let (_, affinity) = self.shared.verify(token.as_bytes(), self.shared.now())?;
+        let table = self.shared.table.load();
+        let (_, affinity) = self
+            .shared
+            .verify(&table, token.as_bytes(), self.shared.now())?;
         Some(affinity)
     }
 }
@@ -646,9 +690,12 @@ impl StickyLayerBuilder {
             },
         };
         let keys: Box<[Keyed]> = self.keys.iter().map(|k| Keyed::new(k)).collect();
+        let secret = keys[0].derive(b"verified-token cache");
         let shared = Shared {
             mode,
-            verified: Verified::new(&keys[0]),
+            verified: Verified::new(u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8]))),
+            generations: AtomicU64::new(0),
+            current: AtomicU64::new(0),
             keys,
             groups: self.groups.into(),
             names,
@@ -661,5 +708,169 @@ impl StickyLayerBuilder {
         Ok(StickyLayer {
             shared: Arc::new(shared),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::target::Target;
+
+    fn group() -> TargetGroup {
+        TargetGroup::builder("g")
+            .target(Target::new("a", "127.0.0.1:1").unwrap())
+            .target(Target::new("b", "127.0.0.1:2").unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// A layer over `group` whose clock reads `now` (Unix seconds).
+    fn layer(group: &TargetGroup, now: Arc<AtomicU64>) -> StickyLayer {
+        StickyLayer::cookie("SERVERID")
+            .group(group)
+            .key([7; 32])
+            .old_key([8; 32])
+            .ttl(Duration::from_secs(3600))
+            .clock(move || {
+                SystemTime::UNIX_EPOCH + Duration::from_secs(now.load(Ordering::Relaxed))
+            })
+            .build()
+            .unwrap()
+    }
+
+    fn target(layer: &StickyLayer, token: &str) -> Option<String> {
+        layer.resolve(token).map(|a| a.target().to_string())
+    }
+
+    fn cached(layer: &StickyLayer, token: &str) -> bool {
+        let token: &[u8; ENCODED_LEN] = token.as_bytes().try_into().unwrap();
+        let shared = &layer.shared;
+        shared.verified.get(&shared.verified.key(token)).is_some()
+    }
+
+    #[test]
+    fn a_verified_token_is_cached_and_answers_the_same() {
+        let g = group();
+        let l = layer(&g, Arc::new(AtomicU64::new(1_000_000)));
+        let t = l.issue("g", &"b".into()).unwrap();
+        assert!(!cached(&l, &t), "issuing caches nothing");
+        assert_eq!(target(&l, &t).as_deref(), Some("b"));
+        assert!(cached(&l, &t), "verified once, then cached");
+        let full = l.shared.verify_in_full(
+            t.as_bytes().try_into().unwrap(),
+            &l.shared.verified.key(t.as_bytes().try_into().unwrap()),
+            1_000_000,
+        );
+        let cached = l.shared.verify(&l.shared.table(), t.as_bytes(), 1_000_000);
+        let (full, cached) = (full.unwrap(), cached.unwrap());
+        assert_eq!(full.1, cached.1, "the same affinity");
+        assert_eq!(
+            (full.0.group, full.0.tag, full.0.expiry, full.0.current_key),
+            (
+                cached.0.group,
+                cached.0.tag,
+                cached.0.expiry,
+                cached.0.current_key
+            )
+        );
+    }
+
+    #[test]
+    fn a_cached_token_still_expires() {
+        let g = group();
+        let now = Arc::new(AtomicU64::new(1_000_000));
+        let l = layer(&g, now.clone());
+        let t = l.issue("g", &"a".into()).unwrap();
+        assert_eq!(target(&l, &t).as_deref(), Some("a"));
+        now.store(1_000_000 + 3600, Ordering::Relaxed);
+        assert_eq!(
+            target(&l, &t).as_deref(),
+            Some("a"),
+            "valid to its last second"
+        );
+        now.store(1_000_000 + 3601, Ordering::Relaxed);
+        assert!(cached(&l, &t));
+        assert_eq!(target(&l, &t), None, "expired, though cached");
+        // A clock that went back by more than the TTL allows: too far in the future.
+        now.store(1_000_000 - SKEW_SECS - 1, Ordering::Relaxed);
+        assert_eq!(target(&l, &t), None);
+    }
+
+    #[test]
+    fn tokens_of_an_old_key_verify_and_are_not_cached() {
+        let g = group();
+        let now = Arc::new(AtomicU64::new(1_000_000));
+        let old = StickyLayer::cookie("SERVERID")
+            .group(&g)
+            .key([8; 32])
+            .clock(|| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+            .build()
+            .unwrap();
+        let t = old.issue("g", &"b".into()).unwrap();
+        let l = layer(&g, now);
+        for _ in 0..2 {
+            assert_eq!(target(&l, &t).as_deref(), Some("b"));
+            assert!(!cached(&l, &t));
+        }
+    }
+
+    #[test]
+    fn a_cached_token_survives_a_rebuilt_table() {
+        let g = group();
+        let l = layer(&g, Arc::new(AtomicU64::new(1_000_000)));
+        let t = l.issue("g", &"b".into()).unwrap();
+        assert_eq!(target(&l, &t).as_deref(), Some("b"));
+        let before = l.shared.table.load().generation;
+        // A target added before `b` moves it in the snapshot: the table is rebuilt, the cached
+        // entry points into the old one and is checked in full again.
+        g.insert(Target::new("0", "127.0.0.1:3").unwrap());
+        let c = l.issue("g", &"0".into()).unwrap();
+        assert_eq!(target(&l, &c).as_deref(), Some("0"));
+        assert!(l.shared.table.load().generation > before);
+        let affinity = l.resolve(&t).unwrap();
+        assert_eq!(affinity.target().as_str(), "b");
+        assert_eq!(affinity.hint(), Some(2), "the new table's position");
+        assert_eq!(target(&l, &t).as_deref(), Some("b"));
+        // Once the table no longer has the target, neither has the cache.
+        g.remove(&"b".into()).unwrap();
+        assert_eq!(target(&l, &t), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6361_6368),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// With the genuine token cached, a token differing from it in any one byte is never
+        /// accepted, and the genuine one still is.
+        #[test]
+        fn a_token_one_byte_off_a_cached_one_is_refused(
+            at in 0..ENCODED_LEN,
+            to in prop_oneof![
+                any::<u8>(),
+                proptest::sample::select(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".to_vec()
+                ),
+            ],
+        ) {
+            let g = group();
+            let l = layer(&g, Arc::new(AtomicU64::new(1_000_000)));
+            let t = l.issue("g", &"b".into()).unwrap();
+            prop_assert_eq!(target(&l, &t), Some("b".to_string()));
+            prop_assert!(cached(&l, &t));
+            let mut bad = t.clone().into_bytes();
+            prop_assume!(bad[at] != to);
+            bad[at] = to;
+            let table = l.shared.table();
+            prop_assert!(l.shared.verify(&table, &bad, 1_000_000).is_none(), "byte {} to {:?}", at, to);
+            prop_assert_eq!(target(&l, &t), Some("b".to_string()));
+        }
     }
 }

@@ -19,7 +19,9 @@
 //!   ignored: the request is balanced by the group's algorithm as if it had none, and the
 //!   response sets a fresh token for the target that served it.
 //! - **Bounded.** At most four candidate values are checked per request, whatever a client
-//!   sends; the tag table holds one entry per target and key.
+//!   sends; the tag table holds one entry per target and key; recently verified tokens are
+//!   remembered in a fixed table of 1024 slots (only a token identical to one of them in every
+//!   byte skips the MAC).
 //!
 //! Stickiness is not authentication: a token only says "this client was last served by that
 //! target" and anyone holding it can replay it within its TTL. Never use it to decide what a
@@ -75,6 +77,7 @@ pub mod error;
 pub mod future;
 mod layer;
 mod service;
+mod verified;
 
 pub use self::cookie::{SameSite, cookie_value};
 pub use self::error::InvalidSticky;

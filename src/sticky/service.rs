@@ -1,3 +1,5 @@
+use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -5,6 +7,7 @@ use tower_service::Service;
 
 use super::StickyLayer;
 use super::future::ResponseFuture;
+use super::layer::Table;
 use crate::balance::WantServedBy;
 
 /// Turns a valid affinity token on a request into an [`Affinity`](crate::balance::Affinity)
@@ -48,16 +51,33 @@ use crate::balance::WantServedBy;
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Sticky<S> {
     inner: S,
     layer: StickyLayer,
+    /// The layer's tag table as of this service's last request: checked against the layer's
+    /// current one by its generation number, so a request reads no shared pointer.
+    table: Arc<Table>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Sticky<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sticky")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
 }
 
 impl<S> Sticky<S> {
     /// Wraps `inner` (a [`Balance`](crate::balance::Balance), or a stack above one).
     pub fn new(inner: S, layer: StickyLayer) -> Self {
-        Sticky { inner, layer }
+        let table = layer.shared.table();
+        Sticky {
+            inner,
+            layer,
+            table,
+        }
     }
 
     /// The wrapped service.
@@ -88,11 +108,15 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let shared = &self.layer.shared;
+        if let Some(newer) = shared.newer_table(&self.table) {
+            self.table = newer;
+        }
         // With a token, `Balance` tags the response only if it went elsewhere; without one,
         // the response must name its target to get a cookie.
-        let hit = match shared.hit(&req) {
+        let hit = match shared.hit(&self.table, &req) {
             Some((hit, affinity)) => {
                 req.extensions_mut().insert(affinity);
                 Some(hit)
@@ -102,6 +126,7 @@ where
                 None
             }
         };
-        ResponseFuture::new(self.inner.call(req), shared.clone(), hit)
+        let shared = shared.clone();
+        ResponseFuture::new(self.inner.call(req), shared, hit)
     }
 }

@@ -942,3 +942,158 @@ fn router_over_balance_is_clone_send_sync() {
     send_future(&router);
     clone_send_sync(&ClientIpLayer::default());
 }
+
+/// A destination that answers `poll_ready` with `Pending` on its first call (waking the task),
+/// and with `Err` instead of `Ok` if it is built to fail.
+#[derive(Clone)]
+struct Hesitant {
+    polls: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+    fail: bool,
+}
+
+impl tower::Service<Request<()>> for Hesitant {
+    type Response = Response<String>;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<Response<String>, &'static str>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), &'static str>> {
+        if self.polls.fetch_add(1, Ordering::Relaxed) == 0 {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(if self.fail { Err("not ready") } else { Ok(()) })
+    }
+
+    fn call(&mut self, _req: Request<()>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        std::future::ready(Ok(Response::new("hesitant".to_string())))
+    }
+}
+
+/// The router calls a destination that is ready at once right away; one that is not is
+/// driven ready by the router's future (with the task's waker) and called then; a readiness
+/// error comes back as the router's error, and nothing is called.
+#[tokio::test]
+async fn a_destination_not_ready_at_once_is_driven_ready_then_called() {
+    for fail in [false, true] {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let router = Router::builder()
+            .destination(
+                "h",
+                Hesitant {
+                    polls: polls.clone(),
+                    calls: calls.clone(),
+                    fail,
+                },
+            )
+            .fallback("h")
+            .build()
+            .unwrap();
+        let fut = router.clone().oneshot(Request::get("/x").body(()).unwrap());
+        let out = tokio::time::timeout(Duration::from_secs(5), fut)
+            .await
+            .expect("answers");
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            2,
+            "polled twice (fail: {fail})"
+        );
+        match out {
+            Ok(rsp) => {
+                assert!(!fail);
+                assert_eq!(
+                    rsp.into_body().collect().await.unwrap().to_bytes(),
+                    "hesitant"
+                );
+                assert_eq!(calls.load(Ordering::Relaxed), 1);
+            }
+            Err(e) => {
+                assert!(fail);
+                assert_eq!(e, "not ready");
+                assert_eq!(calls.load(Ordering::Relaxed), 0);
+            }
+        }
+    }
+    // Ready at once, failing at once: the error is the router's answer.
+    let polls = Arc::new(AtomicUsize::new(1));
+    let router = Router::builder()
+        .destination(
+            "h",
+            Hesitant {
+                polls,
+                calls: Arc::new(AtomicUsize::new(0)),
+                fail: true,
+            },
+        )
+        .fallback("h")
+        .build()
+        .unwrap();
+    let out = router.oneshot(Request::get("/").body(()).unwrap()).await;
+    assert_eq!(out.err(), Some("not ready"));
+}
+
+/// With no rules at all (a load balancer's router before any are set), paths are still
+/// normalized before they are sent on, and malformed ones still refused.
+#[tokio::test]
+async fn without_rules_paths_are_still_normalized() {
+    let router = Router::builder()
+        .destination("a", dest("a"))
+        .fallback("a")
+        .build()
+        .unwrap();
+    assert!(router.rules().is_empty());
+    let rsp = router
+        .clone()
+        .oneshot(Request::get("/x/../y/./z?q=1").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert_eq!(rsp.headers()["x-path"], "/y/z?q=1");
+    let rsp = router
+        .oneshot(Request::get("/a%2Fb").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Rule sets replaced from several threads at once: once they are done, requests are routed
+/// by whichever set is in force (`rules()`), never by a mix (the router's "no rules" fast
+/// path and the rule table are switched together).
+#[tokio::test]
+async fn concurrent_rule_set_changes_leave_a_consistent_router() {
+    let router = Router::builder()
+        .destination("a", dest("a"))
+        .destination("b", dest("b"))
+        .fallback("a")
+        .build()
+        .unwrap();
+    for round in 0..50 {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let router = &router;
+                s.spawn(move || {
+                    for i in 0..20 {
+                        let rules = match (t + i + round) % 2 {
+                            0 => Vec::new(),
+                            _ => vec![Rule::new("to-b").prefix("/x").to("b")],
+                        };
+                        router.set_rules(rules).unwrap();
+                    }
+                });
+            }
+        });
+        let expect = if router.rules().is_empty() { "a" } else { "b" };
+        let rsp = router
+            .clone()
+            .oneshot(Request::get("/x").body(()).unwrap())
+            .await
+            .unwrap();
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, expect, "round {round}: the rules in force decide");
+    }
+}
