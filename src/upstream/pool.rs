@@ -1,23 +1,25 @@
 //! A per-target pooled HTTP/1 client on hyper's connection API: the fast path for `Balance`.
 //!
 //! Why not hyper-util's client: it keys its pool by URI (parsing the authority of every
-//! request), keeps one pool for every host behind one mutex, and spawns a task per
-//! connection, so every request and response crosses between two tasks (often two threads).
-//! Here each target has its own pool, picked once when the balancer builds the target's
-//! service; idle connections sit in per-thread shards; and a connection is driven by whoever
-//! uses it (the request future, then the response body), so a request never wakes another
-//! task. Knowing whether a connection was reused, and holding the request until a
-//! connection is there, also lets this client tell apart what the retry layer must know:
-//! nothing sent (a failed connect, hands the untouched body back), a reused idle connection
-//! the server closed (nobody's failure), and a real failure of the target.
+//! request) and keeps one pool for every host behind one mutex. Here each target has its own
+//! pool, picked once when the balancer builds the target's service, and idle connections sit
+//! in per-thread shards. Each connection runs in a task of its own, as in hyper-util: driving
+//! it from the request's task instead saves a task hop but writes every request to the target
+//! the moment it is ready, waking the target once per request where a connection task
+//! scheduled after the ready requests batches them (measured end to end: 2.3 times as many
+//! target wake-ups, and about 1.3 µs more CPU per request in the proxy's kernel time). Knowing
+//! whether a connection was reused, and holding the request until a connection is there, also
+//! lets this client tell apart what the retry layer must know: nothing sent (a failed
+//! connect, hands the untouched body back), a reused idle connection the server closed
+//! (nobody's failure), and a real failure of the target.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::marker::PhantomData;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -461,29 +463,19 @@ where
     }
 }
 
-type ConnFuture = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-
-/// One HTTP/1 connection: the sender, and the connection's own future, driven by whoever
-/// holds it.
+/// One HTTP/1 connection: the sender. The connection itself runs in a task of its own,
+/// spawned when it is opened (as hyper-util's pool does): a request written from the
+/// request's own task, at once, wakes the target for every request, where a connection task
+/// scheduled after the requests that are ready writes them in a batch; measured end to end,
+/// the inline way cost more kernel time (waking the targets) than the task hop it saved.
 struct Conn<B> {
     send: http1::SendRequest<Sendable<B>>,
-    conn: ConnFuture,
-    done: bool,
 }
 
 impl<B> Conn<B> {
-    /// Lets the connection make progress (write the request, read the response).
-    #[inline]
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.done && self.conn.as_mut().poll(cx).is_ready() {
-            self.done = true;
-        }
-    }
-
-    /// Brings an idle connection up to date and says whether a request can go on it now.
+    /// Whether the connection is still open (it may still be finishing its last exchange).
     fn usable(&mut self, cx: &mut Context<'_>) -> bool {
-        self.drive(cx);
-        !self.done && matches!(self.send.poll_ready(cx), Poll::Ready(Ok(())))
+        !self.send.is_closed() && !matches!(self.send.poll_ready(cx), Poll::Ready(Err(_)))
     }
 }
 
@@ -569,7 +561,7 @@ impl<B> Pool<B> {
 
     /// Returns a connection whose response has ended.
     fn checkin(&self, conn: Conn<B>) {
-        if conn.done || conn.send.is_closed() {
+        if conn.send.is_closed() {
             return;
         }
         if self.idle.load(Ordering::Relaxed) >= self.config.max_idle {
@@ -661,11 +653,10 @@ where
             .http1
             .handshake::<_, Sendable<B>>(TokioIo::new(stream))
             .await?;
-        Ok(Conn {
-            send,
-            conn: Box::pin(conn.with_upgrades()),
-            done: false,
-        })
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(Conn { send })
     }
 
     /// Origin-form URI, the target's `Host`, and an ended body replaced by a stand-in.
@@ -743,12 +734,16 @@ where
             Some(idle_for) if !fresh && insure(idle_for, pool.proven_open()) => head_copy(&req),
             _ => None,
         };
-        let mut sent = pin!(conn.send.try_send_request(req));
-        let result = poll_fn(|cx| {
-            conn.drive(cx);
-            sent.as_mut().poll(cx)
-        })
-        .await;
+        if reused.is_some() {
+            // A connection back in the pool may still be finishing its last exchange.
+            if poll_fn(|cx| conn.send.poll_ready(cx)).await.is_err() {
+                if let Some(idle_for) = reused {
+                    pool.seen_closed(idle_for);
+                }
+                continue;
+            }
+        }
+        let result = conn.send.try_send_request(req).await;
         let mut failed = match result {
             Ok(rsp) => {
                 if let Some(idle_for) = reused {
@@ -852,12 +847,8 @@ fn respond<B>(
     if upgraded {
         // The connection now belongs to whoever takes the upgrade: let it finish handing
         // over the socket.
-        if !conn.done {
-            let fut = conn.conn;
-            tokio::spawn(async move {
-                let _ = fut.await;
-            });
-        }
+        // (Its task goes on, handing the socket over.)
+        drop(conn);
         return rsp.map(|body| PooledBody {
             body,
             conn: None,
@@ -900,15 +891,10 @@ impl<B> PooledBody<B> {
     }
 
     /// The response has been read whole: the connection can serve again.
-    fn finish(&mut self, cx: Option<&mut Context<'_>>) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        if let Some(cx) = cx {
-            // Lets the connection notice a `Connection: close` and go back to idle.
-            conn.drive(cx);
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.checkin(conn);
         }
-        self.pool.checkin(conn);
     }
 }
 
@@ -917,7 +903,7 @@ impl<B> Drop for PooledBody<B> {
         // A body that ended without being read to its end (empty, `HEAD`, `204`) leaves the
         // connection reusable; one dropped midway does not.
         if self.conn.is_some() && self.body.is_end_stream() {
-            self.finish(None);
+            self.finish();
         }
     }
 }
@@ -931,32 +917,20 @@ impl<B> Body for PooledBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let mut drove = false;
-        loop {
-            match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Ready(None) => {
-                    this.finish(Some(cx));
-                    return Poll::Ready(None);
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    if this.body.is_end_stream() {
-                        this.finish(Some(cx));
-                    }
-                    return Poll::Ready(Some(Ok(frame)));
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.conn = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Pending => {}
+        match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            None => {
+                this.finish();
+                Poll::Ready(None)
             }
-            // The connection feeds the body: drive it, then look again (once).
-            match &mut this.conn {
-                Some(conn) if !drove && !conn.done => {
-                    conn.drive(cx);
-                    drove = true;
+            Some(Ok(frame)) => {
+                if this.body.is_end_stream() {
+                    this.finish();
                 }
-                _ => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
             }
         }
     }
