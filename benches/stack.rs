@@ -10,7 +10,8 @@
 //! cargo bench --all-features --bench stack -- --warm-up-time 1 --measurement-time 2
 //! ```
 //!
-//! The sticky-session and facade tables alone: `STACK_TABLES=sticky,facade` (`http` for the
+//! One table alone: `STACK_TABLES=overhead` (the resilience layers over a stub), `realistic`,
+//! `sticky`, `facade` (`http` for the
 //! facade over loopback HTTP); with the filter `zzz-no-criterion-match`.
 //!
 //! For profiling the realistic-request table alone: `STACK_REALISTIC_ONLY=1` (skips the rest),
@@ -872,7 +873,11 @@ fn main() {
                 "sticky" => sticky_overhead(&rt),
                 "facade" => facade_overhead(&rt),
                 "http" => facade_over_http(&rt),
-                other => eprintln!("unknown table {other:?}: sticky, facade or http"),
+                "overhead" => overhead_table(&rt),
+                "realistic" => realistic_overhead(&rt),
+                other => eprintln!(
+                    "unknown table {other:?}: sticky, facade, http, overhead or realistic"
+                ),
             }
         }
         return;
