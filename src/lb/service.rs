@@ -66,6 +66,25 @@ type Stack<C> = Either<Full<C>, Lean<C>>;
 /// The pooled HTTP client a [`LoadBalancer`] sends requests with by default.
 pub type DefaultClient<B> = HttpClient<ReplayBody<B>>;
 
+/// The router over each pool's service (`wrap`ped), falling back to the load balancer's own
+/// group.
+fn route_to<B, S>(
+    balances: Vec<(Arc<str>, B)>,
+    fallback: &str,
+    rules: Vec<Rule>,
+    wrap: impl Fn(B) -> S,
+) -> Result<Router<S>, InvalidLoadBalancer> {
+    let mut routes = Router::builder();
+    for (name, balance) in balances {
+        routes = routes.destination(name, wrap(balance));
+    }
+    routes
+        .fallback(fallback)
+        .rules(rules)
+        .build()
+        .map_err(|e| InvalidLoadBalancer::new("rules", e))
+}
+
 fn either<L: Layer<S>, S>(layer: Option<L>, inner: S) -> Either<L::Service, S> {
     match layer {
         Some(l) => Either::Left(l.layer(inner)),
@@ -714,28 +733,12 @@ impl LoadBalancerBuilder {
         }
         let error = ErrorResponseLayer::new();
         let (stack, router) = if lean {
-            let mut routes = Router::builder();
-            for (name, balance) in balances {
-                routes = routes.destination(name, balance);
-            }
-            let router = routes
-                .fallback(&*name)
-                .rules(self.rules)
-                .build()
-                .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
+            let router = route_to(balances, &name, self.rules, |b| b)?;
             let handle = router.rules_handle();
             (Either::Right(error.layer(retry.layer(router))), handle)
         } else {
-            let mut routes = Router::builder();
-            for (name, balance) in balances {
-                let attempt = either(self.attempt_timeout.map(TimeoutLayer::new), balance);
-                routes = routes.destination(name, attempt);
-            }
-            let router = routes
-                .fallback(&*name)
-                .rules(self.rules)
-                .build()
-                .map_err(|e| InvalidLoadBalancer::new("rules", e))?;
+            let attempt = self.attempt_timeout.map(TimeoutLayer::new);
+            let router = route_to(balances, &name, self.rules, |b| either(attempt, b))?;
             let handle = router.rules_handle();
             let broken = either(breaker.clone(), router);
             let retried = retry.layer(broken);

@@ -378,6 +378,21 @@ async fn h2_over_tls(proxy: &Proxy) -> hyper::client::conn::http2::SendRequest<F
     send
 }
 
+/// Reads a response head byte by byte (nothing after it), within 4 KiB and 10 s.
+async fn read_head(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096);
+        tokio::time::timeout(LIMIT, s.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    head
+}
+
 async fn wait_until(mut cond: impl FnMut() -> bool) {
     let start = tokio::time::Instant::now();
     while !cond() {
@@ -532,18 +547,9 @@ async fn websocket_upgrade_is_relayed_both_ways_and_holds_the_target() {
     )
     .await
     .unwrap();
-    // Read the 101 head.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 4096);
-        tokio::time::timeout(LIMIT, s.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let head = String::from_utf8(read_head(&mut s).await)
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
     assert!(head.contains("connection: upgrade"), "{head}");
@@ -1046,17 +1052,7 @@ async fn the_head_deadline_holds_against_trickles_and_between_requests_but_not_a
     )
     .await
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 4096);
-        tokio::time::timeout(LIMIT, s.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    assert!(read_head(&mut s).await.starts_with(b"HTTP/1.1 101"));
     tokio::time::sleep(HEAD * 2).await;
     s.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];
