@@ -19,15 +19,16 @@
 //! The sticky layer reads `SystemTime::now` (valgrind cannot run `rustix`'s vDSO set-up, which
 //! the default coarse clock uses). Without arguments (as `cargo bench` runs it) it does nothing.
 
+mod common;
+
 use std::future::ready;
-use std::hint::black_box;
 use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Empty;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, service_fn};
 use tower_lb::balance::{Balance, BalanceLayer};
 use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::key::ClientAddr;
@@ -46,15 +47,7 @@ where
     S: Service<Request<Empty<Bytes>>>,
     S::Error: std::fmt::Debug,
 {
-    for _ in 0..n {
-        let mut req = Request::new(Empty::new());
-        *req.headers_mut() = headers.clone();
-        if let Some(a) = addr {
-            req.extensions_mut().insert(a);
-        }
-        let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
-        black_box(rsp);
-    }
+    common::drive_requests(&mut svc, headers, addr, n).await;
 }
 
 fn main() {

@@ -18,6 +18,8 @@
 //! `STACK_ROWS=retry` (keeps the rows whose names contain `retry`), `STACK_SIZES=1` (prints
 //! each layer's response future size).
 
+mod common;
+
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::hint::black_box;
@@ -292,29 +294,6 @@ fn header_allocs(rt: &Runtime) {
 
 // ---- Sticky sessions and the facade ----------------------------------------------------------
 
-async fn drive_with<S>(
-    svc: &mut S,
-    headers: &http::HeaderMap,
-    addr: Option<ClientAddr>,
-    n: u64,
-) -> Duration
-where
-    S: Service<Request<Empty<Bytes>>>,
-    S::Error: std::fmt::Debug,
-{
-    let start = Instant::now();
-    for _ in 0..n {
-        let mut req = Request::new(Empty::new());
-        *req.headers_mut() = headers.clone();
-        if let Some(a) = addr {
-            req.extensions_mut().insert(a);
-        }
-        let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
-        black_box(rsp);
-    }
-    start.elapsed()
-}
-
 type Run<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
 
 fn run<'a, S>(rt: &'a Runtime, mut svc: S, headers: &'a http::HeaderMap) -> Run<'a>
@@ -322,7 +301,7 @@ where
     S: Service<Request<Empty<Bytes>>> + 'a,
     S::Error: std::fmt::Debug,
 {
-    Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, None, n)))
+    Box::new(move |n| rt.block_on(common::drive_requests(&mut svc, headers, None, n)))
 }
 
 /// As [`run`], each request carrying a [`ClientAddr`] extension as a server's requests do (so
@@ -333,7 +312,7 @@ where
     S::Error: std::fmt::Debug,
 {
     let addr = ClientAddr("192.0.2.7:51000".parse().unwrap());
-    Box::new(move |n| rt.block_on(drive_with(&mut svc, headers, Some(addr), n)))
+    Box::new(move |n| rt.block_on(common::drive_requests(&mut svc, headers, Some(addr), n)))
 }
 
 /// Runs the rows in interleaved rounds and prints medians against the first row.

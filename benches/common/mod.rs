@@ -74,3 +74,30 @@ pub fn print_ratios(title: &str, rows: &[(String, String)]) {
         }
     }
 }
+
+/// Sends `n` requests one after another through `svc`, each with a copy of `headers` and, if
+/// given, the client's address as an extension (as a server would insert it); returns the time
+/// taken. What the `stack` tables and the `instructions` harness drive.
+pub async fn drive_requests<S>(
+    svc: &mut S,
+    headers: &http::HeaderMap,
+    addr: Option<tower_lb::key::ClientAddr>,
+    n: u64,
+) -> Duration
+where
+    S: tower::Service<http::Request<http_body_util::Empty<bytes::Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut req = http::Request::new(http_body_util::Empty::new());
+        *req.headers_mut() = headers.clone();
+        if let Some(a) = addr {
+            req.extensions_mut().insert(a);
+        }
+        let rsp = svc.ready().await.unwrap().call(req).await.unwrap();
+        std::hint::black_box(rsp);
+    }
+    start.elapsed()
+}
