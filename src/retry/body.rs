@@ -361,15 +361,7 @@ mod tests {
 
     #[test]
     fn held_headers_come_back_exactly() {
-        let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("example.com"));
-        h.append("x-dup", HeaderValue::from_static("one"));
-        h.append("x-dup", HeaderValue::from_static("two"));
-        h.insert("x-empty", HeaderValue::from_static(""));
-        let mut secret = HeaderValue::from_static("Bearer abc");
-        secret.set_sensitive(true);
-        h.insert("authorization", secret);
-        h.insert("x-obs", HeaderValue::from_bytes(b"caf\xe9\tok").unwrap());
+        let mut h = crate::retry::headers::tests::sample();
         let long = "v".repeat(70_000);
         h.insert("x-long", HeaderValue::from_str(&long).unwrap());
         let mut body = ReplayBody::new(Full::new(Bytes::new()), 0);

@@ -139,10 +139,12 @@ pub(super) fn to_heap(headers: &HeaderMap) -> Option<Box<[u8]>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn sample() -> HeaderMap {
+    /// Header lines a copy must keep exactly: repeated names, an empty value, a sensitive one
+    /// and one with obs-text (shared with the body's tests).
+    pub(in crate::retry) fn sample() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("example.com"));
         h.append("x-dup", HeaderValue::from_static("one"));
