@@ -123,6 +123,11 @@ where
             // first bytes were a prefix of the preface): HTTP/2 has no request-head deadline.
             self.active.no_head_deadline();
         }
+        if parts.extensions.is_empty() {
+            // A map handed back by the target client on this thread: no allocation but the
+            // value's (see `util::spare`).
+            parts.extensions = crate::util::spare::extensions();
+        }
         parts.extensions.insert(ClientAddr(self.peer));
         if self.tls {
             parts.extensions.insert(ClientTls);

@@ -36,6 +36,7 @@ use tower_service::Service;
 
 use crate::balance::MakeTarget;
 use crate::error::{BoxError, ClientError, ClientErrorKind, ConnectFailed, StaleConnection};
+use crate::key::ClientAddr;
 use crate::target::Target;
 use crate::util::lock;
 
@@ -393,6 +394,9 @@ where
                 inner: Box::pin(send_h2(self.pool.clone(), req)),
             };
         }
+        // Prepared here, so that the future holds one request, not the one it was given and
+        // the one it sends.
+        let req = self.pool.prepare(req);
         TargetClientFuture {
             inner: Box::pin(send(self.pool.clone(), req)),
         }
@@ -673,6 +677,13 @@ where
                 None => parts.headers.remove(HOST),
             };
         }
+        if parts.extensions.len() == 1 && parts.extensions.get::<ClientAddr>().is_some() {
+            // This client's HTTP/1 connections read no extension (see `head_copy`): a map
+            // that holds only the client's address goes back to the server for the next
+            // request on this thread instead of being freed when hyper drops the head. Any
+            // other entry (a user's, hyper's own) stays with the request, as before.
+            crate::util::spare::give_back(std::mem::take(&mut parts.extensions));
+        }
         let body = if body.is_end_stream() {
             Sendable::Empty
         } else {
@@ -702,14 +713,17 @@ where
     super::h2::send(owner, slot, req).await
 }
 
-/// Sends one request to the pool's target (see [`TargetClient`] for what happens on failure).
-async fn send<B>(pool: Arc<Pool<B>>, req: Request<B>) -> Result<Response<PooledBody<B>>, BoxError>
+/// Sends one request, [prepared](Pool::prepare), to the pool's target (see [`TargetClient`]
+/// for what happens on failure).
+async fn send<B>(
+    pool: Arc<Pool<B>>,
+    mut req: Request<Sendable<B>>,
+) -> Result<Response<PooledBody<B>>, BoxError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let mut req = pool.prepare(req);
     let upgrade_on_success = req.method() == Method::CONNECT;
     // Set once the request goes again after a reused connection failed it: at most once, on a
     // connection of its own.
@@ -1022,7 +1036,8 @@ mod future_size {
     fn the_http1_send_future_fits_the_allocator_s_fast_path() {
         let t = super::TargetClient::<Empty<Bytes>>::new()
             .service(&crate::Target::new("a", "127.0.0.1:9").unwrap());
-        let fut = super::send(t.pool.clone(), http::Request::new(Empty::<Bytes>::new()));
+        let req = t.pool.prepare(http::Request::new(Empty::<Bytes>::new()));
+        let fut = super::send(t.pool.clone(), req);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1024, "{size} bytes");
     }

@@ -1,5 +1,6 @@
 //! Small helpers shared by the core and the layers: a fast seedable random source, stable
-//! hashing, a poison-tolerant lock, `Retry-After` parsing and the cap on durations.
+//! hashing, a poison-tolerant lock, `Retry-After` parsing, the cap on durations and spare
+//! request-extension maps.
 //!
 //! Private to the crate (only `retry_after` is re-exported, from `crate::upstream`), and a leaf:
 //! it imports no other module of the crate, so every layer may use it.
@@ -10,6 +11,7 @@ use std::time::Duration;
 mod hash;
 mod retry_after;
 mod rng;
+pub(crate) mod spare;
 
 pub(crate) use self::hash::stable_hash;
 pub use self::retry_after::retry_after;
