@@ -440,6 +440,17 @@ pub(crate) fn write_forwarding(
             headers.remove(name);
         }
     };
+    // Room for every name written below, asked for once: the map grows at most once instead
+    // of at each insert that finds it full (a map from hyper's parser is sized to the
+    // request's own headers).
+    headers.reserve(
+        usize::from(write.x_forwarded_for)
+            + usize::from(write.x_forwarded_proto)
+            + usize::from(write.x_forwarded_host)
+            + usize::from(write.x_real_ip)
+            + usize::from(write.forwarded)
+            + usize::from(write.via.is_some()),
+    );
     // Built first: it reads the host, which `X-Forwarded-Host` then takes.
     let forwarded = write.forwarded.then(|| forwarded_element(&hop));
     let peer = match hop.peer {
