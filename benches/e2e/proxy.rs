@@ -14,6 +14,11 @@
 //! `--stack full` adds the resilience stack of `examples/proxy.rs` (deadline, retries,
 //! breaker, per-attempt timeout) behind a router with 20 rules (see [`twenty_rules`]).
 //!
+//! The forwarding layer writes what nginx and HAProxy write in this benchmark
+//! (`X-Forwarded-For`, hop-by-hop headers stripped), so that all three do the same work;
+//! `--headers default` writes `ForwardLayer`'s defaults instead (also `X-Forwarded-Proto`,
+//! `X-Forwarded-Host` and `X-Real-IP`).
+//!
 //! `floor` is the other end of the scale: the cheapest HTTP/1 reverse proxy one can write on
 //! hyper and tokio alone, with no tower-lb and no tower, so that the benchmark can tell what
 //! tower-lb costs from what hyper costs (see [`floor`]):
@@ -77,12 +82,23 @@ async fn proxy(
     group: TargetGroup,
     client: &str,
     full: bool,
+    default_headers: bool,
 ) -> Result<(), BoxError> {
     let server = Server::builder().build()?;
+    let forward = if default_headers {
+        ForwardLayer::new()
+    } else {
+        // What `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` and HAProxy's
+        // `option forwardfor` write.
+        ForwardLayer::new()
+            .x_forwarded_proto(false)
+            .x_forwarded_host(false)
+            .x_real_ip(false)
+    };
     let edge = || {
         ServiceBuilder::new()
             .layer(ErrorResponseLayer::new())
-            .layer(ForwardLayer::new())
+            .layer(forward.clone())
     };
     macro_rules! serve {
         ($client:ident) => {{
@@ -203,6 +219,7 @@ fn main() -> Result<(), BoxError> {
     let mut targets = Vec::new();
     let mut client = "target".to_owned();
     let mut full = false;
+    let mut default_headers = false;
     let mut per_core = false;
     let mut rest = Vec::new();
     while let Some(arg) = args.next() {
@@ -213,12 +230,13 @@ fn main() -> Result<(), BoxError> {
             "--backend" => targets.push(value()?),
             "--client" => client = value()?,
             "--stack" => full = value()? == "full",
+            "--headers" => default_headers = value()? == "default",
             "--per-core" => per_core = true,
             _ => rest.push(arg.parse::<SocketAddr>()?),
         }
     }
     if per_core && mode == "proxy" {
-        return per_core_proxy(workers, listen, targets, client, full);
+        return per_core_proxy(workers, listen, targets, client, full, default_headers);
     }
     let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -251,9 +269,9 @@ fn main() -> Result<(), BoxError> {
                     )
                     .build()?;
                 let listener = TcpListener::bind(listen).await?;
-                proxy(listener, group, &client, full).await
+                proxy(listener, group, &client, full, default_headers).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] [--headers peers|default] --backend ADDR...".into()),
         }
     })
 }
@@ -267,6 +285,7 @@ fn per_core_proxy(
     targets: Vec<String>,
     client: String,
     full: bool,
+    default_headers: bool,
 ) -> Result<(), BoxError> {
     let group = TargetGroup::builder("bench")
         .targets(
@@ -290,7 +309,7 @@ fn per_core_proxy(
                     socket.set_reuseaddr(true)?;
                     socket.bind(listen)?;
                     let listener = socket.listen(1024)?;
-                    proxy(listener, group, &client, full).await
+                    proxy(listener, group, &client, full, default_headers).await
                 })
             })
         })
