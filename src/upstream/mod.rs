@@ -24,6 +24,8 @@
 
 #[cfg(feature = "hyper")]
 mod client;
+#[cfg(feature = "hyper")]
+mod h1;
 #[cfg(feature = "http2")]
 mod h2;
 #[cfg(feature = "hyper")]
@@ -53,3 +55,8 @@ pub mod future {
     pub use super::response::ResponseFuture;
 }
 pub use crate::util::retry_after;
+
+/// The target client's HTTP/1 response parser, for the fuzz target `h1_response`.
+#[cfg(all(fuzzing, feature = "hyper"))]
+#[doc(hidden)]
+pub use self::h1::fuzz_response;

@@ -23,9 +23,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderValue, UPGRADE};
 use http::uri::Authority;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -39,6 +39,8 @@ use crate::error::{BoxError, ClientError, ClientErrorKind, ConnectFailed, StaleC
 use crate::key::ClientAddr;
 use crate::target::Target;
 use crate::util::lock;
+
+use super::h1::{self, H1, H1Body};
 
 #[cfg(feature = "http2")]
 use super::h2::H2Slot;
@@ -357,9 +359,10 @@ where
             }
             return self.idle_connections();
         }
+        // Connections for requests without a body, the common kind (see `h1`).
         while self.idle_connections() < n {
-            match self.pool.connect().await {
-                Ok(conn) => self.pool.checkin(conn),
+            match self.pool.connect_own().await {
+                Ok(conn) => self.pool.checkin(Pooled::Own(conn)),
                 Err(e) => {
                     tracing::debug!(error = %e, "warming a pool: connect failed");
                     break;
@@ -397,6 +400,11 @@ where
         // Prepared here, so that the future holds one request, not the one it was given and
         // the one it sends.
         let req = self.pool.prepare(req);
+        if own_codec(&req) {
+            return TargetClientFuture {
+                inner: Box::pin(send_own(self.pool.clone(), req)),
+            };
+        }
         TargetClientFuture {
             inner: Box::pin(send(self.pool.clone(), req)),
         }
@@ -483,8 +491,21 @@ impl<B> Conn<B> {
     }
 }
 
+/// An idle connection: driven by hyper (requests with a body, upgrades), or by this crate's
+/// own codec (requests without a body, see [`h1`]). A request takes one of its own kind.
+enum Pooled<B> {
+    Hyper(Conn<B>),
+    Own(H1),
+}
+
+impl<B> Pooled<B> {
+    fn is_own(&self) -> bool {
+        matches!(self, Pooled::Own(_))
+    }
+}
+
 struct Idle<B> {
-    conn: Conn<B>,
+    conn: Pooled<B>,
     since: Instant,
 }
 
@@ -532,9 +553,9 @@ impl<B> Pool<B> {
             .is_some_and(|t| now.saturating_duration_since(since) >= t)
     }
 
-    /// The most recently used idle connection (this thread's shard first), dropping expired
-    /// ones on the way.
-    fn pop(&self, now: Instant) -> Option<Idle<B>> {
+    /// The most recently used idle connection of the wanted kind (this thread's shard first),
+    /// dropping expired ones on the way.
+    fn pop(&self, now: Instant, own: bool) -> Option<Idle<B>> {
         let n = self.shards.len();
         let start = SHARD.try_with(|s| *s).unwrap_or(0) % n;
         for k in 0..n {
@@ -547,25 +568,28 @@ impl<B> Pool<B> {
                     Err(_) => continue,
                 }
             };
-            let Some(last) = idle.pop() else {
+            // Oldest first: the newest of the kind is the last one of it.
+            let Some(i) = idle.iter().rposition(|i| i.conn.is_own() == own) else {
                 continue;
             };
-            if !self.expired(last.since, now) {
+            if !self.expired(idle[i].since, now) {
+                let found = idle.remove(i);
+                drop(idle);
                 self.idle.fetch_sub(1, Ordering::Relaxed);
-                return Some(last);
+                return Some(found);
             }
-            // The newest is expired: so is everything older in this shard.
-            let old = std::mem::take(&mut *idle);
+            // Expired: so is everything older in this shard.
+            let old: Vec<Idle<B>> = idle.drain(..=i).collect();
             drop(idle);
-            self.idle.fetch_sub(old.len() + 1, Ordering::Relaxed);
-            drop((old, last));
+            self.idle.fetch_sub(old.len(), Ordering::Relaxed);
+            drop(old);
         }
         None
     }
 
     /// Returns a connection whose response has ended.
-    fn checkin(&self, conn: Conn<B>) {
-        if conn.send.is_closed() {
+    fn checkin(&self, conn: Pooled<B>) {
+        if matches!(&conn, Pooled::Hyper(c) if c.send.is_closed()) {
             return;
         }
         if self.idle.load(Ordering::Relaxed) >= self.config.max_idle {
@@ -641,13 +665,34 @@ where
     fn checkout(&self, cx: &mut Context<'_>) -> Option<(Conn<B>, Duration)> {
         let now = Instant::now();
         loop {
-            let Idle { mut conn, since } = self.pop(now)?;
+            let Idle { conn, since } = self.pop(now, false)?;
             let idle_for = now.saturating_duration_since(since);
-            if conn.usable(cx) {
-                return Some((conn, idle_for));
+            if let Pooled::Hyper(mut conn) = conn {
+                if conn.usable(cx) {
+                    return Some((conn, idle_for));
+                }
             }
             self.seen_closed(idle_for);
         }
+    }
+
+    /// [`checkout`](Self::checkout) for a request this crate's own codec sends.
+    fn checkout_own(&self) -> Option<(H1, Duration)> {
+        let now = Instant::now();
+        loop {
+            let Idle { conn, since } = self.pop(now, true)?;
+            let idle_for = now.saturating_duration_since(since);
+            if let Pooled::Own(mut conn) = conn {
+                if conn.usable() {
+                    return Some((conn, idle_for));
+                }
+            }
+            self.seen_closed(idle_for);
+        }
+    }
+
+    async fn connect_own(&self) -> Result<H1, BoxError> {
+        Ok(H1::new(self.tcp_connect().await?))
     }
 
     async fn connect(&self) -> Result<Conn<B>, BoxError> {
@@ -858,20 +903,11 @@ fn respond<B>(
 ) -> Response<PooledBody<B>> {
     let upgraded =
         rsp.status() == StatusCode::SWITCHING_PROTOCOLS || (connect && rsp.status().is_success());
-    if upgraded {
-        // The connection now belongs to whoever takes the upgrade: let it finish handing
-        // over the socket.
-        // (Its task goes on, handing the socket over.)
-        drop(conn);
-        return rsp.map(|body| PooledBody {
-            body,
-            conn: None,
-            pool,
-        });
-    }
+    // After an upgrade the connection belongs to whoever takes it: its task goes on, handing
+    // the socket over.
+    let conn = (!upgraded).then_some(conn);
     rsp.map(|body| PooledBody {
-        body,
-        conn: Some(conn),
+        kind: Kind::Hyper { body, conn },
         pool,
     })
 }
@@ -879,17 +915,31 @@ fn respond<B>(
 /// The body of a response from [`TargetService`]: streams the target's response (no copy) and
 /// returns the connection to the pool when it ends. Dropped before its end, it closes the
 /// connection.
+///
+/// Its errors are `hyper::Error`s for responses hyper read (requests with a body, upgrades,
+/// HTTP/2) and `std::io::Error`s for those read by the client's own codec (requests without a
+/// body): a response cut short, or framing that breaks the protocol.
 pub struct PooledBody<B> {
-    body: Incoming,
-    conn: Option<Conn<B>>,
+    kind: Kind<B>,
     pool: Arc<Pool<B>>,
+}
+
+enum Kind<B> {
+    Hyper {
+        body: Incoming,
+        conn: Option<Conn<B>>,
+    },
+    Own(H1Body),
 }
 
 impl<B> fmt::Debug for PooledBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledBody")
-            .field("body", &self.body)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("PooledBody");
+        match &self.kind {
+            Kind::Hyper { body, .. } => d.field("body", body),
+            Kind::Own(_) => d.field("body", &"http/1.1"),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -898,15 +948,18 @@ impl<B> PooledBody<B> {
     #[cfg(feature = "http2")]
     pub(super) fn unpooled(pool: Arc<Pool<B>>, rsp: Response<Incoming>) -> Response<Self> {
         rsp.map(|body| PooledBody {
-            body,
-            conn: None,
+            kind: Kind::Hyper { body, conn: None },
             pool,
         })
     }
 
     /// The response has been read whole: the connection can serve again.
     fn finish(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        let conn = match &mut self.kind {
+            Kind::Hyper { conn, .. } => conn.take().map(Pooled::Hyper),
+            Kind::Own(body) => body.take_reusable().map(Pooled::Own),
+        };
+        if let Some(conn) = conn {
             self.pool.checkin(conn);
         }
     }
@@ -916,7 +969,11 @@ impl<B> Drop for PooledBody<B> {
     fn drop(&mut self) {
         // A body that ended without being read to its end (empty, `HEAD`, `204`) leaves the
         // connection reusable; one dropped midway does not.
-        if self.conn.is_some() && self.body.is_end_stream() {
+        let ended = match &self.kind {
+            Kind::Hyper { body, conn } => conn.is_some() && body.is_end_stream(),
+            Kind::Own(body) => body.is_end_stream(),
+        };
+        if ended {
             self.finish();
         }
     }
@@ -924,40 +981,140 @@ impl<B> Drop for PooledBody<B> {
 
 impl<B> Body for PooledBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            None => {
-                this.finish();
-                Poll::Ready(None)
-            }
-            Some(Ok(frame)) => {
-                if this.body.is_end_stream() {
+        match &mut this.kind {
+            Kind::Hyper { body, conn } => match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                None => {
                     this.finish();
+                    Poll::Ready(None)
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => {
-                this.conn = None;
-                Poll::Ready(Some(Err(e)))
-            }
+                Some(Ok(frame)) => {
+                    if body.is_end_stream() {
+                        this.finish();
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Some(Err(e)) => {
+                    *conn = None;
+                    Poll::Ready(Some(Err(e.into())))
+                }
+            },
+            Kind::Own(body) => match ready!(body.poll_frame(cx)) {
+                None => {
+                    this.finish();
+                    Poll::Ready(None)
+                }
+                Some(Ok(frame)) => {
+                    if body.is_end_stream() {
+                        this.finish();
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            },
         }
     }
 
     #[inline]
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.kind {
+            Kind::Hyper { body, .. } => body.is_end_stream(),
+            Kind::Own(body) => body.is_end_stream(),
+        }
     }
 
     #[inline]
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.kind {
+            Kind::Hyper { body, .. } => body.size_hint(),
+            Kind::Own(body) => body.size_hint(),
+        }
     }
+}
+
+/// Whether a prepared request goes out through this crate's own HTTP/1 codec: one without a
+/// body, in HTTP/1.1, asking for no upgrade (see [`h1`]). Everything else goes through hyper.
+fn own_codec<B>(req: &Request<Sendable<B>>) -> bool {
+    matches!(req.body(), Sendable::Empty)
+        && req.version() == Version::HTTP_11
+        && req.method() != Method::CONNECT
+        && !req.headers().contains_key(UPGRADE)
+}
+
+/// Sends a request without a body with this crate's own codec (see [`h1`]); what happens on
+/// failure is what [`send`] does, except that the request is never lost: its head is written
+/// from the request, which stays here until a response arrives.
+async fn send_own<B>(
+    pool: Arc<Pool<B>>,
+    req: Request<Sendable<B>>,
+) -> Result<Response<PooledBody<B>>, BoxError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let (parts, _empty) = req.into_parts();
+    let head_request = parts.method == Method::HEAD;
+    let (close, _) = h1::connection_tokens(&parts.headers);
+    // Set once the request goes again after a reused connection failed it: at most once, on a
+    // connection of its own.
+    let mut fresh = false;
+    loop {
+        let checked_out = if fresh { None } else { pool.checkout_own() };
+        let (mut conn, reused) = match checked_out {
+            Some((conn, idle_for)) => (conn, Some(idle_for)),
+            None => match Box::pin(pool.connect_own()).await {
+                Ok(conn) => (conn, None),
+                Err(e) => return Err(Box::new(ConnectFailed::new(e))),
+            },
+        };
+        let failed = match conn.exchange(&parts, head_request).await {
+            Ok(head) => {
+                if let Some(idle_for) = reused {
+                    pool.seen_open(idle_for);
+                }
+                let body = H1Body::new(conn, head.state, head.reusable && !close);
+                let rsp = head.response.map(|()| PooledBody {
+                    kind: Kind::Own(body),
+                    pool,
+                });
+                return Ok(rsp);
+            }
+            Err(failed) => failed,
+        };
+        drop(conn);
+        match reused {
+            // Nothing of it was written: a reused connection goes again on a fresh one.
+            Some(_) if !failed.written && !fresh => fresh = true,
+            // A fresh connection that took nothing: as good as a failed connect.
+            _ if !failed.written => return Err(Box::new(ConnectFailed::new(failed.error))),
+            // Closed under the request before any byte of a response: the server had closed
+            // it while idle. The request is still here: an idempotent one goes again.
+            Some(idle_for) if !failed.answered && closed_io(&failed.error) => {
+                pool.evict_idle_for(idle_for);
+                if fresh || !parts.method.is_idempotent() {
+                    return Err(Box::new(StaleConnection::new(failed.error)));
+                }
+                fresh = true;
+            }
+            _ => return Err(Box::new(failed.error)),
+        }
+    }
+}
+
+/// An I/O error that says the peer closed or reset the connection.
+fn closed_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+    )
 }
 
 #[cfg(test)]

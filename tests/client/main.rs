@@ -191,3 +191,227 @@ async fn a_warmed_pool_serves_without_connecting() {
     );
     assert_eq!(svc.idle_connections(), 3);
 }
+
+/// A backend that answers each request head it reads with the next of `answers` (in the
+/// order requests arrive, whatever the connection), closing the connection after an answer
+/// marked so; it records every request head and counts connections.
+struct Scripted {
+    addr: std::net::SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+async fn scripted(answers: Vec<(&'static [u8], bool)>) -> Scripted {
+    use std::sync::{Arc, Mutex, atomic::AtomicUsize};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let answers = Arc::new(Mutex::new(std::collections::VecDeque::from(answers)));
+    let (c, h) = (connections.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((mut io, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (h, answers) = (h.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                // Bounded: at most 64 requests per connection, heads under 64 KiB.
+                for _ in 0..64 {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match io.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        if buf.len() > 65536 {
+                            return;
+                        }
+                    };
+                    h.lock().unwrap().push(buf.drain(..end).collect());
+                    let Some((answer, close)) = answers.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    if io.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Scripted {
+        addr,
+        connections,
+        heads,
+    }
+}
+
+/// A request without a body goes through the client's own HTTP/1 codec. Bound: 8 requests
+/// in turn to a scripted backend, one answer per framing: a length, chunks with an extension
+/// and trailers, a `HEAD` whose answer declares a length it does not send, a `204`, a `103`
+/// before the final answer, `Connection: close`, a body that runs to the end of the
+/// connection, and a length again. Each body and the trailers arrive whole; the connection is
+/// used again after the first five and never after the two that end it (3 connections in
+/// all); the request head is written as expected.
+#[tokio::test]
+async fn the_own_codec_reads_every_framing_and_reuses_only_what_it_may() {
+    let s = scripted(vec![
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nx-sum: 11\r\n\r\n",
+            false,
+        ),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n", false),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        (
+            b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi",
+            false,
+        ),
+        (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye", true),
+        (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true),
+        (b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n", false),
+    ])
+    .await;
+    let svc = TargetClient::<Body>::new().service(&Target::new("s", s.addr.to_string()).unwrap());
+    let send = |req: Request<Body>| svc.clone().oneshot(req);
+    let get = |path: &str| Request::get(path).body(empty()).unwrap();
+
+    let rsp = send(get("/a?b=c")).await.unwrap();
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+
+    let collected = send(get("/chunks"))
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(collected.trailers().unwrap()["x-sum"], "11");
+    assert_eq!(collected.to_bytes(), "hello world");
+
+    let head = Request::head("/h").body(empty()).unwrap();
+    let rsp = send(head).await.unwrap();
+    assert_eq!(rsp.headers()["content-length"], "100");
+    assert!(
+        rsp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+
+    let rsp = send(get("/none")).await.unwrap();
+    assert_eq!(rsp.status(), StatusCode::NO_CONTENT);
+    assert!(
+        rsp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+
+    let rsp = send(get("/hint")).await.unwrap();
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hi");
+    assert_eq!(
+        s.connections.load(Ordering::SeqCst),
+        1,
+        "five answers, one connection"
+    );
+
+    let rsp = send(get("/close")).await.unwrap();
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "bye");
+    let rsp = send(get("/eof")).await.unwrap();
+    assert_eq!(
+        rsp.into_body().collect().await.unwrap().to_bytes(),
+        "until the end"
+    );
+    let rsp = send(get("/last")).await.unwrap();
+    assert_eq!(rsp.status(), StatusCode::CREATED);
+    rsp.into_body().collect().await.unwrap();
+    assert_eq!(s.connections.load(Ordering::SeqCst), 3);
+
+    let heads = s.heads.lock().unwrap();
+    assert_eq!(heads.len(), 8);
+    let first = String::from_utf8(heads[0].clone()).unwrap();
+    assert_eq!(
+        first,
+        format!("GET /a?b=c HTTP/1.1\r\nhost: {}\r\n\r\n", s.addr)
+    );
+    assert!(String::from_utf8_lossy(&heads[2]).starts_with("HEAD /h HTTP/1.1\r\n"));
+}
+
+/// Bound: three scripted answers: a head with conflicting lengths is an error counted against
+/// the target; a body cut short by a close fails the body; bytes beyond a response's length
+/// keep its connection out of the pool (the next request opens a new one).
+#[tokio::test]
+async fn a_malformed_or_cut_response_is_the_targets_failure_and_never_reused() {
+    let s = scripted(vec![
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\nx", true),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", true),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA",
+            false,
+        ),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+    ])
+    .await;
+    let svc = TargetClient::<Body>::new().service(&Target::new("s", s.addr.to_string()).unwrap());
+    let get = || {
+        svc.clone()
+            .oneshot(Request::get("/").body(empty()).unwrap())
+    };
+
+    let err = get().await.unwrap_err();
+    assert!(matches!(
+        DefaultClassifier::new().classify_error(&*err),
+        Outcome::Failure(_)
+    ));
+
+    let rsp = get().await.unwrap();
+    assert!(rsp.into_body().collect().await.is_err(), "cut short");
+
+    let rsp = get().await.unwrap();
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    let rsp = get().await.unwrap();
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(
+        s.connections.load(Ordering::SeqCst),
+        4,
+        "no connection was used after a bad, cut or overlong answer"
+    );
+    assert_eq!(svc.idle_connections(), 1);
+}
+
+/// Bound: a backend that closes each connection right after answering (without saying so);
+/// 5 GETs in turn, 10 ms apart, each answered: the closed idle connection is noticed when it
+/// is taken, or the request goes again on a fresh one; never an error.
+#[tokio::test]
+async fn an_idle_connection_the_target_closed_is_replaced_without_an_error() {
+    let s = scripted(vec![
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1", true),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n2", true),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n3", true),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n4", true),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n5", true),
+    ])
+    .await;
+    let svc = TargetClient::<Body>::new().service(&Target::new("s", s.addr.to_string()).unwrap());
+    for i in 1..=5 {
+        let rsp = svc
+            .clone()
+            .oneshot(Request::get("/").body(empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            rsp.into_body().collect().await.unwrap().to_bytes(),
+            i.to_string()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.connections.load(Ordering::SeqCst), 5);
+}

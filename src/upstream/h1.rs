@@ -1,0 +1,756 @@
+//! HTTP/1.1 towards targets with a codec of this crate's own, for requests without a body.
+//!
+//! Most proxied requests carry no body (`GET`, `HEAD`, `DELETE`, ...). For those,
+//! [`TargetClient`](super::TargetClient) writes the request head itself and reads the
+//! response on the request's own task: no channel to a connection task, no second task per
+//! exchange, one write and (usually) one read per request. Measured end to end, hyper's
+//! HTTP/1 client (its dispatch channel, the connection task, its body channel) cost several
+//! thousand instructions per request more than the parsing itself (`docs/benchmarks.md`).
+//! Requests with a body, upgrades and `CONNECT` still go through hyper's connection.
+//!
+//! What it reads, per RFC 9112: a response head parsed by `httparse` (at most [`MAX_HEADERS`]
+//! fields and [`MAX_HEAD`] bytes); `1xx` heads skipped (a `101` is an error: no upgrade was
+//! asked); no body after `HEAD`, `204` and `304`; otherwise `Transfer-Encoding` ending in
+//! `chunked` (trailers passed on), else a `Content-Length` (one value, or a list of equal
+//! ones), else the body runs to the end of the connection. A connection is used again only
+//! when its response was read to its end, with a known length, no `Connection: close` (from
+//! either side; HTTP/1.0 needs `keep-alive`) and no byte left over.
+
+use std::io;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// The largest response head or trailer section read. hyper bounds its whole read buffer at
+/// about 400 KiB; nginx reads a response head into 4 or 8 KiB by default.
+pub(super) const MAX_HEAD: usize = 64 * 1024;
+
+/// The most fields in a response head or trailer section (hyper's default).
+pub(super) const MAX_HEADERS: usize = 100;
+
+/// The size of a new read buffer.
+const READ: usize = 8 * 1024;
+
+/// The least room a read is given.
+const MIN_READ: usize = 1024;
+
+/// The longest chunk-size line accepted (with its extensions).
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// One connection to a target, between exchanges or serving one.
+pub(super) struct H1 {
+    io: TcpStream,
+    /// Bytes read and not used yet.
+    buf: BytesMut,
+    /// The request head being written (kept for its allocation).
+    out: Vec<u8>,
+}
+
+/// An exchange that failed, with what is known of how far it got.
+#[derive(Debug)]
+pub(super) struct Failed {
+    pub(super) error: io::Error,
+    /// Some bytes of the request head were written.
+    pub(super) written: bool,
+    /// Some bytes of a response arrived.
+    pub(super) answered: bool,
+}
+
+/// A response head: the response without its body, how its body is framed, and whether the
+/// connection can serve again after it.
+pub(super) struct Head {
+    pub(super) response: Response<()>,
+    pub(super) state: State,
+    pub(super) reusable: bool,
+}
+
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+impl H1 {
+    pub(super) fn new(io: TcpStream) -> H1 {
+        H1 {
+            io,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Whether an idle connection can take a request: nothing unread, and the socket not
+    /// reported readable (a close, or bytes nobody asked for). Costs no system call unless the
+    /// socket was reported readable.
+    pub(super) fn usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness may be left over from the last read: ask.
+            Poll::Ready(Ok(())) => matches!(
+                self.io.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+
+    /// Writes the head of `parts` (a request without a body) and reads the response head.
+    pub(super) async fn exchange(
+        &mut self,
+        parts: &http::request::Parts,
+        head_request: bool,
+    ) -> Result<Head, Failed> {
+        encode(parts, &mut self.out);
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.io.try_write(&self.out[written..]) {
+                Ok(0) => return Err(self.failed(io::ErrorKind::WriteZero.into(), written > 0)),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.io.writable().await {
+                        return Err(self.failed(e, written > 0));
+                    }
+                }
+                Err(e) => return Err(self.failed(e, written > 0)),
+            }
+        }
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&mut self.buf, head_request) {
+                    Ok(Some(Parsed::Final(head))) => return Ok(head),
+                    Ok(Some(Parsed::Informational)) => continue,
+                    Ok(None) if self.buf.len() >= MAX_HEAD => {
+                        return Err(self.failed(invalid("response head too large"), true));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(self.failed(e, true)),
+                }
+            }
+            self.make_room();
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => {
+                    let closed = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed before a response",
+                    );
+                    return Err(self.failed(closed, true));
+                }
+                Ok(0) => {
+                    let cut = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed within a response head",
+                    );
+                    return Err(self.failed(cut, true));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(self.failed(e, true)),
+            }
+        }
+    }
+
+    fn failed(&self, error: io::Error, written: bool) -> Failed {
+        Failed {
+            error,
+            written,
+            answered: !self.buf.is_empty(),
+        }
+    }
+
+    /// Room to read into: what is left of the buffer while that is at least [`MIN_READ`],
+    /// else a new buffer of [`READ`] bytes. (The heads and bodies handed out share the buffer
+    /// they were read into, so it is not reused in place; most reads fit in what is left.)
+    fn make_room(&mut self) {
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.reserve(READ);
+        }
+    }
+
+    /// Reads more into the buffer: `Ok(0)` at the end of the connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.make_room();
+        let read = pin!(self.io.read_buf(&mut self.buf));
+        read.poll(cx)
+    }
+}
+
+/// Writes the head of a request without a body: the request line in origin form, then its
+/// fields as they are (names in lower case, as `http` keeps them), minus `Transfer-Encoding`
+/// (there is no body to encode; hyper drops it too).
+fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        if name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+enum Parsed {
+    /// A `1xx` head, consumed.
+    Informational,
+    Final(Head),
+}
+
+/// Parses a response head at the start of `buf`; a whole one is taken out of it.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parsed>> {
+    // Where each field's name and value lie in `buf`, so that the values can share the head's
+    // bytes once it is split off (as hyper's do).
+    let mut at = [[0u16; 4]; MAX_HEADERS];
+    // Uninitialised: httparse writes the fields it parses (as hyper asks it to).
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
+        Ok(httparse::Status::Complete(len)) if len >= MAX_HEAD => {
+            return Err(invalid("response head too large"));
+        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(invalid("too many response headers")),
+        Err(_) => return Err(invalid("malformed response head")),
+    };
+    let code = parsed
+        .code
+        .ok_or_else(|| invalid("malformed response head"))?;
+    if (100..200).contains(&code) {
+        if code == 101 {
+            return Err(invalid("101 to a request that asked for no upgrade"));
+        }
+        buf.advance(len);
+        return Ok(Some(Parsed::Informational));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| invalid("bad status code"))?;
+    let version = if parsed.version == Some(1) {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let base = buf.as_ptr() as usize;
+    let n = parsed.headers.len();
+    for (slot, field) in at.iter_mut().zip(parsed.headers.iter()) {
+        // httparse hands out slices of `buf` itself, within the head, which is shorter than
+        // `MAX_HEAD` (64 KiB): every offset and length fits. (One that did not would be
+        // caught below as out of the head's range.)
+        let fit = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        let offset = |s: &[u8]| fit((s.as_ptr() as usize).wrapping_sub(base));
+        *slot = [
+            offset(field.name.as_bytes()),
+            fit(field.name.len()),
+            offset(field.value),
+            fit(field.value.len()),
+        ];
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(n);
+    for [name_at, name_len, value_at, value_len] in &at[..n] {
+        let (name_at, value_at) = (*name_at as usize, *value_at as usize);
+        let name = head
+            .get(name_at..name_at + *name_len as usize)
+            .ok_or_else(|| invalid("malformed response head"))?;
+        let name = HeaderName::from_bytes(name).map_err(|_| invalid("bad response header name"))?;
+        let value_end = value_at + *value_len as usize;
+        if value_end > head.len() {
+            return Err(invalid("malformed response head"));
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_end))
+            .map_err(|_| invalid("bad response header value"))?;
+        headers.append(name, value);
+    }
+    let (state, framed) = framing(status, head_request, &headers)?;
+    let reusable = framed && keep_alive(version, &headers);
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Some(Parsed::Final(Head {
+        response,
+        state,
+        reusable,
+    })))
+}
+
+/// How the body after a head is framed (RFC 9112 §6.3), and whether that framing lets the
+/// connection serve again.
+fn framing(
+    status: StatusCode,
+    head_request: bool,
+    headers: &HeaderMap,
+) -> io::Result<(State, bool)> {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((State::Done, true));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let chunked = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+            .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        // With a `Content-Length` too, the message is suspect: read it, never reuse.
+        let clean = !headers.contains_key(CONTENT_LENGTH);
+        return Ok(if chunked {
+            (State::Chunked(Chunk::Size), clean)
+        } else {
+            (State::Close, false)
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+                return Err(invalid("bad content-length"));
+            }
+            let n: u64 = std::str::from_utf8(item)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| invalid("bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(invalid("conflicting content-length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (State::Done, true),
+        Some(n) => (State::Length(n), true),
+        None => (State::Close, false),
+    })
+}
+
+/// Whether the response lets the connection be used again.
+fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    let (close, keep) = connection_tokens(headers);
+    !close && (version == Version::HTTP_11 || keep)
+}
+
+/// Whether `Connection` lists `close`, and whether it lists `keep-alive`.
+pub(super) fn connection_tokens(headers: &HeaderMap) -> (bool, bool) {
+    let (mut close, mut keep) = (false, false);
+    for value in headers.get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    (close, keep)
+}
+
+/// Where the reading of a response body stands.
+#[derive(Debug)]
+pub(super) enum State {
+    /// This many bytes to go.
+    Length(u64),
+    Chunked(Chunk),
+    /// To the end of the connection.
+    Close,
+    Done,
+}
+
+#[derive(Debug)]
+pub(super) enum Chunk {
+    /// A chunk-size line.
+    Size,
+    /// This many bytes of chunk data to go.
+    Data(u64),
+    /// The CRLF after chunk data.
+    DataEnd,
+    /// The trailer section after the last chunk.
+    Trailers,
+}
+
+/// The body of a response read by this codec. It holds the connection while it is read.
+pub(super) struct H1Body {
+    conn: Option<H1>,
+    state: State,
+    reusable: bool,
+}
+
+impl H1Body {
+    pub(super) fn new(conn: H1, state: State, reusable: bool) -> H1Body {
+        H1Body {
+            conn: Some(conn),
+            state,
+            reusable,
+        }
+    }
+
+    /// The connection, once the body was read to its end and the connection can serve again.
+    pub(super) fn take_reusable(&mut self) -> Option<H1> {
+        let done = matches!(self.state, State::Done) && self.reusable;
+        self.conn.take_if(|c| done && c.buf.is_empty())
+    }
+
+    pub(super) fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    pub(super) fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+
+    /// The next frame; after an error the connection is gone and the body ends.
+    pub(super) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        match self.step(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                self.conn = None;
+                self.state = State::Done;
+                self.reusable = false;
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
+        }
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let buf = &mut conn.buf;
+            match &mut self.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(left) if !buf.is_empty() => {
+                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(n).freeze();
+                    *left -= n as u64;
+                    if *left == 0 {
+                        self.state = State::Done;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Close if !buf.is_empty() => {
+                    return Poll::Ready(Some(Ok(Frame::data(buf.split().freeze()))));
+                }
+                State::Chunked(chunk) if !buf.is_empty() => match chunk {
+                    Chunk::Size => match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            buf.advance(used);
+                            *chunk = if size == 0 {
+                                Chunk::Trailers
+                            } else {
+                                Chunk::Data(size)
+                            };
+                            continue;
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
+                            return Poll::Ready(Some(Err(invalid("chunk-size line too long"))));
+                        }
+                        Ok(httparse::Status::Partial) => {}
+                        Err(_) => return Poll::Ready(Some(Err(invalid("bad chunk size")))),
+                    },
+                    Chunk::Data(left) => {
+                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                        let data = buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            *chunk = Chunk::DataEnd;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Chunk::DataEnd if buf.len() >= 2 => {
+                        if &buf[..2] != b"\r\n" {
+                            return Poll::Ready(Some(Err(invalid(
+                                "chunk data not followed by CRLF",
+                            ))));
+                        }
+                        buf.advance(2);
+                        *chunk = Chunk::Size;
+                        continue;
+                    }
+                    Chunk::DataEnd => {}
+                    Chunk::Trailers => {
+                        if buf.starts_with(b"\r\n") {
+                            buf.advance(2);
+                            self.state = State::Done;
+                            return Poll::Ready(None);
+                        }
+                        match trailers(buf) {
+                            Ok(Some(map)) => {
+                                self.state = State::Done;
+                                return Poll::Ready(Some(Ok(Frame::trailers(map))));
+                            }
+                            Ok(None) if buf.len() >= MAX_HEAD => {
+                                return Poll::Ready(Some(Err(invalid(
+                                    "trailer section too large",
+                                ))));
+                            }
+                            Ok(None) => {}
+                            Err(e) => return Poll::Ready(Some(Err(e))),
+                        }
+                    }
+                },
+                _ => {}
+            }
+            // More bytes needed.
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if matches!(self.state, State::Close) => {
+                    self.state = State::Done;
+                    self.reusable = false;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed within a response body",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+}
+
+/// A whole trailer section at the start of `buf` (not empty), taken out of it.
+fn trailers(buf: &mut BytesMut) -> io::Result<Option<HeaderMap>> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (len, map) = match httparse::parse_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete((len, fields))) => {
+            let mut map = HeaderMap::with_capacity(fields.len());
+            for field in fields {
+                let name = HeaderName::from_bytes(field.name.as_bytes())
+                    .map_err(|_| invalid("bad trailer name"))?;
+                let value = HeaderValue::from_bytes(field.value)
+                    .map_err(|_| invalid("bad trailer value"))?;
+                map.append(name, value);
+            }
+            (len, map)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(invalid("malformed trailer section")),
+    };
+    buf.advance(len);
+    Ok(Some(map))
+}
+
+/// Parses `data` as what a target sent in answer to a request without a body (`HEAD` when
+/// `head_request`), reading the whole body; for the fuzz target `h1_response` and the
+/// property test below. Never panics.
+#[cfg(any(test, fuzzing))]
+#[allow(unreachable_pub)]
+pub fn fuzz_response(data: &[u8], head_request: bool) {
+    let mut buf = BytesMut::from(data);
+    let Ok(Some(Parsed::Final(head))) = parse_head(&mut buf, head_request) else {
+        return;
+    };
+    let mut state = head.state;
+    // The body, from what is left, as the body type reads it (without a socket).
+    for _ in 0..data.len() + 2 {
+        match &mut state {
+            State::Done | State::Close | State::Length(_) => return,
+            State::Chunked(Chunk::Size) => match httparse::parse_chunk_size(&buf) {
+                Ok(httparse::Status::Complete((used, 0))) => {
+                    buf.advance(used);
+                    state = State::Chunked(Chunk::Trailers);
+                }
+                Ok(httparse::Status::Complete((used, size))) => {
+                    buf.advance(used);
+                    state = State::Chunked(Chunk::Data(size));
+                }
+                _ => return,
+            },
+            State::Chunked(Chunk::Data(left)) => {
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                if n == 0 {
+                    return;
+                }
+                buf.advance(n);
+                *left -= n as u64;
+                if *left == 0 {
+                    state = State::Chunked(Chunk::DataEnd);
+                }
+            }
+            State::Chunked(Chunk::DataEnd) => {
+                if !buf.starts_with(b"\r\n") {
+                    return;
+                }
+                buf.advance(2);
+                state = State::Chunked(Chunk::Size);
+            }
+            State::Chunked(Chunk::Trailers) => {
+                let _ = trailers(&mut buf);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(bytes: &[u8], head_request: bool) -> io::Result<Option<Head>> {
+        let mut buf = BytesMut::from(bytes);
+        Ok(match parse_head(&mut buf, head_request)? {
+            Some(Parsed::Final(h)) => Some(h),
+            Some(Parsed::Informational) => None,
+            None => None,
+        })
+    }
+
+    #[test]
+    fn a_request_head_is_written_in_origin_form_without_transfer_encoding() {
+        let req = http::Request::get("/a/b?c=d")
+            .header("host", "t:80")
+            .header("x-one", "1")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        encode(&parts, &mut out);
+        assert_eq!(
+            out,
+            b"GET /a/b?c=d HTTP/1.1\r\nhost: t:80\r\nx-one: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_partial_head_waits_and_a_whole_one_shares_its_bytes() {
+        assert!(
+            head(b"HTTP/1.1 200 OK\r\ncontent-len", false)
+                .unwrap()
+                .is_none()
+        );
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabcNEXT"[..]);
+        let Some(Parsed::Final(h)) = parse_head(&mut buf, false).unwrap() else {
+            panic!("a whole head");
+        };
+        assert_eq!(h.response.status(), 200);
+        assert_eq!(h.response.headers()["x-a"], "b");
+        assert!(matches!(h.state, State::Length(3)));
+        assert!(h.reusable);
+        assert_eq!(&buf[..], b"abcNEXT");
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let state = |raw: &[u8], head_request| head(raw, head_request).unwrap().unwrap();
+        let h = state(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
+        assert!(
+            matches!(h.state, State::Done) && h.reusable,
+            "HEAD has no body"
+        );
+        let h = state(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            false,
+        );
+        assert!(matches!(h.state, State::Done) && h.reusable);
+        let h = state(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+        );
+        assert!(matches!(h.state, State::Chunked(Chunk::Size)) && h.reusable);
+        let h = state(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            false,
+        );
+        assert!(
+            matches!(h.state, State::Chunked(_)) && !h.reusable,
+            "never reused"
+        );
+        let h = state(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
+        assert!(matches!(h.state, State::Close) && !h.reusable);
+        let h = state(b"HTTP/1.1 200 OK\r\n\r\n", false);
+        assert!(matches!(h.state, State::Close) && !h.reusable);
+        let h = state(b"HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\n\r\n", false);
+        assert!(matches!(h.state, State::Length(4)));
+        let h = state(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false);
+        assert!(matches!(h.state, State::Done) && h.reusable);
+        let h = state(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        assert!(!h.reusable);
+        let h = state(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(!h.reusable, "HTTP/1.0 without keep-alive");
+        let h = state(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: Keep-Alive\r\n\r\n",
+            false,
+        );
+        assert!(h.reusable);
+    }
+
+    #[test]
+    fn bad_heads_are_errors() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 4, 5\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"NOT HTTP\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        ] {
+            assert!(
+                head(raw, false).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2000,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(15),
+            ..Default::default()
+        })]
+
+        /// Arbitrary bytes, and valid answers with bytes changed, never panic the reader.
+        #[test]
+        fn no_answer_panics_the_reader(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            at in 0usize..120,
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            fuzz_response(&raw, false);
+            let mut valid = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-a: b\r\n\r\n".to_vec();
+            let i = at % valid.len();
+            valid[i] = byte;
+            fuzz_response(&valid, false);
+            fuzz_response(&valid, true);
+        }
+    }
+
+    #[test]
+    fn an_informational_head_is_skipped() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n"[..],
+        );
+        assert!(matches!(
+            parse_head(&mut buf, false),
+            Ok(Some(Parsed::Informational))
+        ));
+        assert_eq!(&buf[..], b"HTTP/1.1 200 OK\r\n");
+    }
+}
