@@ -27,6 +27,10 @@
 //! e2e_proxy floor --listen 127.0.0.1:18031 \
 //!     --backend 127.0.0.1:19001 --backend 127.0.0.1:19002 --backend 127.0.0.1:19003
 //! ```
+//!
+//! `codec-floor` (same arguments) is the floor without hyper: an HTTP/1 relay with a codec of
+//! its own on `httparse` and tokio (see [`codec_floor`]), so that the benchmark can tell what
+//! hyper's codec costs from what the kernel and tokio cost.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -251,12 +255,17 @@ fn main() -> Result<(), BoxError> {
     rt.block_on(async move {
         match mode.as_str() {
             "backends" => backends(rest).await,
-            "floor" => {
+            "floor" | "codec-floor" => {
                 let backends = targets
                     .iter()
                     .map(|a| a.parse::<SocketAddr>())
                     .collect::<Result<Vec<_>, _>>()?;
-                floor(TcpListener::bind(listen).await?, backends).await
+                let listener = TcpListener::bind(listen).await?;
+                if mode == "floor" {
+                    floor(listener, backends).await
+                } else {
+                    codec_floor(listener, backends).await
+                }
             }
             "proxy" => {
                 let group = TargetGroup::builder("bench")
@@ -271,7 +280,7 @@ fn main() -> Result<(), BoxError> {
                 let listener = TcpListener::bind(listen).await?;
                 proxy(listener, group, &client, full, default_headers).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] [--headers peers|default] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] [--headers peers|default] --backend ADDR...".into()),
         }
     })
 }
@@ -318,4 +327,238 @@ fn per_core_proxy(
         t.join().map_err(|_| "worker panicked")??;
     }
     Ok(())
+}
+
+/// The floor of a proxy on tokio with an HTTP/1 codec of its own, run like [`floor`] (one
+/// current-thread runtime, one upstream connection per client connection, to the backends in
+/// turn): each request head is parsed with `httparse` and written again for the backend
+/// (request line in origin form, hop-by-hop headers dropped, an `X-Forwarded-For` line
+/// added, as nginx and HAProxy do here), then the response head likewise, each head with the
+/// body bytes already read in one write.
+///
+/// It relays only what this benchmark sends: messages framed by `Content-Length` or without a
+/// body; anything else (chunked framing, a response without a length, pipelining beyond what
+/// one read brings, upgrades) closes the connection. No timeouts, limits or error responses. A
+/// measure of what hyper's HTTP/1 server and client cost against a minimal codec, not a proxy.
+async fn codec_floor(listener: TcpListener, backends: Vec<SocketAddr>) -> Result<(), BoxError> {
+    if backends.is_empty() {
+        return Err("codec-floor needs at least one --backend".into());
+    }
+    let mut next = 0usize;
+    loop {
+        let (client, peer) = listener.accept().await?;
+        let backend = backends[next % backends.len()];
+        next = next.wrapping_add(1);
+        tokio::spawn(async move {
+            let _ = relay(client, peer, backend).await;
+        });
+    }
+}
+
+/// Headers of one hop only (RFC 9110 §7.6.1), not passed on; `Transfer-Encoding` is refused
+/// before this is asked.
+fn hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn unsupported(what: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
+}
+
+/// A message head parsed into `out`, written again for the next hop.
+struct Head {
+    /// Bytes of the head in the input.
+    len: usize,
+    /// `Content-Length`, or 0.
+    body: usize,
+    /// The connection ends after this exchange.
+    close: bool,
+}
+
+/// Writes `headers` to `out` except hop-by-hop ones, noting the length and `Connection: close`.
+fn copy_headers(
+    headers: &[httparse::Header<'_>],
+    out: &mut Vec<u8>,
+) -> std::io::Result<(usize, bool)> {
+    let (mut body, mut close) = (0, false);
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(unsupported("transfer-encoding"));
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(unsupported("content-length"))?;
+        }
+        if h.name.eq_ignore_ascii_case("connection") {
+            close |= h.value.eq_ignore_ascii_case(b"close");
+        }
+        if hop_by_hop(h.name) {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok((body, close))
+}
+
+fn request_head(input: &[u8], out: &mut Vec<u8>, xff: &[u8]) -> std::io::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(input).map_err(|_| unsupported("request head"))? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(unsupported("request line"));
+    };
+    if method == "CONNECT" || !path.starts_with('/') {
+        return Err(unsupported("request target"));
+    }
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let (body, close) = copy_headers(req.headers, out)?;
+    out.extend_from_slice(b"x-forwarded-for: ");
+    out.extend_from_slice(xff);
+    out.extend_from_slice(b"\r\n\r\n");
+    Ok(Some(Head {
+        len,
+        body,
+        close: close || version == 0,
+    }))
+}
+
+fn response_head(input: &[u8], out: &mut Vec<u8>) -> std::io::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut rsp = httparse::Response::new(&mut headers);
+    let len = match rsp.parse(input).map_err(|_| unsupported("response head"))? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let Some(code) = rsp.code.filter(|c| *c >= 200) else {
+        return Err(unsupported("status"));
+    };
+    if !rsp
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        return Err(unsupported("response without a length"));
+    }
+    out.clear();
+    out.extend_from_slice(format!("HTTP/1.1 {code} ").as_bytes());
+    out.extend_from_slice(rsp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let (body, close) = copy_headers(rsp.headers, out)?;
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(Head {
+        len,
+        body,
+        close: close || rsp.version == Some(0),
+    }))
+}
+
+/// Reads from `from` into `buf` until `parse` finds a whole head (at most 64 KiB); `None` when
+/// the peer closed before sending any byte of one.
+async fn read_head(
+    from: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    mut parse: impl FnMut(&[u8]) -> std::io::Result<Option<Head>>,
+) -> std::io::Result<Option<Head>> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = parse(buf)? {
+                return Ok(Some(head));
+            }
+        }
+        if buf.len() >= 64 * 1024 {
+            return Err(unsupported("head too large"));
+        }
+        if from.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+    }
+}
+
+/// Writes `out` (a head) followed by `len` body bytes: those already in `buf` in the same
+/// write, the rest as they come from `from`.
+async fn write_message(
+    to: &mut tokio::net::TcpStream,
+    from: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    out: &mut Vec<u8>,
+    len: usize,
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let now = len.min(buf.len());
+    out.extend_from_slice(&buf[..now]);
+    buf.advance(now);
+    to.write_all(out).await?;
+    let mut left = len - now;
+    while left > 0 {
+        if from.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = left.min(buf.len());
+        to.write_all(&buf[..n]).await?;
+        buf.advance(n);
+        left -= n;
+    }
+    Ok(())
+}
+
+/// One client connection of [`codec_floor`].
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    peer: SocketAddr,
+    backend: SocketAddr,
+) -> std::io::Result<()> {
+    client.set_nodelay(true)?;
+    let mut up = tokio::net::TcpStream::connect(backend).await?;
+    up.set_nodelay(true)?;
+    let xff = peer.ip().to_string();
+    let mut from_client = bytes::BytesMut::with_capacity(8 * 1024);
+    let mut from_up = bytes::BytesMut::with_capacity(8 * 1024);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        use bytes::Buf;
+        let parse = |input: &[u8]| request_head(input, &mut out, xff.as_bytes());
+        let Some(req) = read_head(&mut client, &mut from_client, parse).await? else {
+            return Ok(());
+        };
+        from_client.advance(req.len);
+        write_message(&mut up, &mut client, &mut from_client, &mut out, req.body).await?;
+        let parse = |input: &[u8]| response_head(input, &mut out);
+        let Some(rsp) = read_head(&mut up, &mut from_up, parse).await? else {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        };
+        from_up.advance(rsp.len);
+        write_message(&mut client, &mut up, &mut from_up, &mut out, rsp.body).await?;
+        if req.close || rsp.close {
+            return Ok(());
+        }
+    }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end proxy benchmark: tower-lb's proxy against nginx and HAProxy on loopback, with the
-# floor of any hyper-based proxy beside them.
+# floor of any hyper-based proxy and that of a hand-written HTTP/1 codec beside them.
 #
 #   benches/e2e/run.sh                  # ROUNDS=3 DURATION=6 RATE=10000 by default
 #   ROUNDS=5 DURATION=10 RATE=15000 benches/e2e/run.sh
@@ -10,6 +10,8 @@
 # 100 bytes (one thread), then measures, interleaved over ROUNDS rounds, one proxy at a time:
 #
 #   towerlb-1 / towerlb-2   tower-lb: Server + ForwardLayer + Balance + TargetClient, 1 / 2 workers
+#                           (the ForwardLayer writes X-Forwarded-For, as nginx and HAProxy do here;
+#                           `e2e_proxy proxy --headers default` writes the layer's four defaults)
 #   towerlb-2pc             the same, 2 single-threaded runtimes with SO_REUSEPORT listeners
 #   towerlb-full-1          the same with the resilience stack of examples/proxy.rs behind a
 #                           router with 20 rules (every request matched against all 20), 1 worker
@@ -20,6 +22,11 @@
 #                           as is, 1 current-thread runtime (`e2e_proxy floor`). A lower bound, not
 #                           a peer: no X-Forwarded-For (nginx and HAProxy add it), no hop-by-hop
 #                           header work (tower-lb's ForwardLayer does it all), no pool, no timeouts
+#   codec-floor-1           no hyper either: an HTTP/1 relay with its own codec on httparse and
+#                           tokio, one upstream connection per client connection, hop-by-hop
+#                           headers dropped and X-Forwarded-For added; Content-Length framing only
+#                           (`e2e_proxy codec-floor`). What a proxy on tokio costs without hyper's
+#                           codec: a lower bound, not a peer
 #   nginx-1 / nginx-2       keepalive upstream (64), 1 / 2 worker processes
 #   haproxy-1 / haproxy-2   http-reuse always, 1 / 2 threads
 #
@@ -28,9 +35,9 @@
 # the requests served). Open loop: `oha -q RATE -c64 --latency-correction` (p50, p99, p99.9 at a
 # fixed rate; skipped if oha cannot be installed). Prints the medians over rounds, the ratios
 # against nginx and HAProxy at the same worker count, and the floor ratios: tower-lb /
-# hyper-floor-1 (what tower-lb adds over hyper) and hyper-floor-1 / nginx-1, haproxy-1 (what
-# hyper itself costs against them). Takes about 10 proxies x ROUNDS x (2 x DURATION + 2)
-# seconds. Not part of CI.
+# hyper-floor-1 (what tower-lb adds over hyper), hyper-floor-1 and codec-floor-1 / nginx-1,
+# haproxy-1 (what hyper, and a codec of one's own, cost against them). Takes about
+# 11 proxies x ROUNDS x (2 x DURATION + 2) seconds. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -74,10 +81,10 @@ tower() { # name port workers client stack [--per-core]
   echo "$1 $2 $! $3" >>"$WORK/proxies"
 }
 
-floor() { # name port
+floor() { # name port [floor|codec-floor]
   local args=()
   for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
-  "$BIN" floor --listen "127.0.0.1:$2" --workers 1 "${args[@]}" &
+  "$BIN" "${3:-floor}" --listen "127.0.0.1:$2" --workers 1 "${args[@]}" &
   PIDS+=($!)
   echo "$1 $2 $! 1" >>"$WORK/proxies"
 }
@@ -148,6 +155,7 @@ tower towerlb-2pc 18005 2 target bare --per-core
 tower towerlb-full-1 18003 1 target full
 tower towerlb-legacy-1 18004 1 legacy bare
 floor hyper-floor-1 18031
+floor codec-floor-1 18032 codec-floor
 nginx_conf 1 18011
 nginx_conf 2 18012
 haproxy_conf 1 18021
@@ -224,12 +232,14 @@ for ours, w in [("towerlb-1", "1"), ("towerlb-full-1", "1"), ("towerlb-legacy-1"
             r = lambda i: med(ours, i) / med(peer, i)
             print(f"| {ours} | {peer} | {r(3):.2f}x | {r(7):.2f}x | {r(5):.2f}x | {r(6):.2f}x | {r(9):.2f}x | {r(10):.2f}x |")
 print("\nfloor ratios (tower-lb / hyper-floor-1: what tower-lb adds over a bare hyper proxy;")
-print("hyper-floor-1 / peer: what hyper itself costs; req/s: higher is better, the rest: lower is better)")
+print("hyper-floor-1 / peer: what hyper itself costs; codec-floor-1 / peer: what a proxy on tokio")
+print("with its own HTTP/1 codec costs; req/s: higher is better, the rest: lower is better)")
 print("| proxy | against | req/s | CPU/req | p99 | p99.9 | open p99 | open p99.9 |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 floor = "hyper-floor-1"
 for ours, peer in [("towerlb-1", floor), ("towerlb-full-1", floor), ("towerlb-legacy-1", floor),
-                   (floor, "nginx-1"), (floor, "haproxy-1")]:
+                   (floor, "nginx-1"), (floor, "haproxy-1"),
+                   ("codec-floor-1", "nginx-1"), ("codec-floor-1", "haproxy-1"), ("codec-floor-1", floor)]:
     if ours in by and peer in by:
         r = lambda i: med(ours, i) / med(peer, i)
         print(f"| {ours} | {peer} | {r(3):.2f}x | {r(7):.2f}x | {r(5):.2f}x | {r(6):.2f}x | {r(9):.2f}x | {r(10):.2f}x |")
