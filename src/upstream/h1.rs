@@ -108,7 +108,7 @@ impl H1 {
         parts: &http::request::Parts,
         head_request: bool,
     ) -> Result<Head, Failed> {
-        encode(parts, &mut self.out);
+        let close = encode(parts, &mut self.out);
         let mut written = 0;
         while written < self.out.len() {
             match self.io.try_write(&self.out[written..]) {
@@ -125,7 +125,10 @@ impl H1 {
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&mut self.buf, head_request) {
-                    Ok(Some(Parsed::Final(head))) => return Ok(head),
+                    Ok(Some(Parsed::Final(mut head))) => {
+                        head.reusable &= !close;
+                        return Ok(head);
+                    }
                     Ok(Some(Parsed::Informational)) => continue,
                     Ok(None) if self.buf.len() >= MAX_HEAD => {
                         return Err(self.failed(invalid("response head too large"), true));
@@ -183,8 +186,10 @@ impl H1 {
 
 /// Writes the head of a request without a body: the request line in origin form, then its
 /// fields as they are (names in lower case, as `http` keeps them), minus `Transfer-Encoding`
-/// (there is no body to encode; hyper drops it too).
-fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) {
+/// (there is no body to encode; hyper drops it too). Returns whether the request's
+/// `Connection` says `close`.
+fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) -> bool {
+    let mut close = false;
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -195,12 +200,20 @@ fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) {
         if name == TRANSFER_ENCODING {
             continue;
         }
+        if name == CONNECTION {
+            close |= tokens(value.as_bytes()).0;
+        }
+        // Separators pushed byte by byte: cheaper than a copy call each.
         out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
+        out.push(b':');
+        out.push(b' ');
         out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        out.push(b'\r');
+        out.push(b'\n');
     }
-    out.extend_from_slice(b"\r\n");
+    out.push(b'\r');
+    out.push(b'\n');
+    close
 }
 
 enum Parsed {
@@ -260,6 +273,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parse
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(n);
+    let mut meta = Meta::default();
     for [name_at, name_len, value_at, value_len] in &at[..n] {
         let (name_at, value_at) = (*name_at as usize, *value_at as usize);
         let name = head
@@ -272,10 +286,11 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parse
         }
         let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_end))
             .map_err(|_| invalid("bad response header value"))?;
+        meta.see(&name, value.as_bytes());
         headers.append(name, value);
     }
-    let (state, framed) = framing(status, head_request, &headers)?;
-    let reusable = framed && keep_alive(version, &headers);
+    let (state, framed) = framing(status, head_request, &meta)?;
+    let reusable = framed && !meta.close && (version == Version::HTTP_11 || meta.keep_alive);
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
@@ -287,70 +302,86 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parse
     })))
 }
 
+/// What a response head says of its framing and its connection, gathered as its fields are
+/// read (one pass, no lookups afterwards).
+#[derive(Default)]
+struct Meta {
+    /// The `Content-Length`, once every value agreed.
+    length: Option<u64>,
+    /// A `Content-Length` value that is no number, or two that differ.
+    bad_length: bool,
+    /// A `Transfer-Encoding` line, and whether the last one ends in `chunked`.
+    transfer_encoding: bool,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Meta {
+    fn see(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == CONTENT_LENGTH {
+            for item in value.split(|&b| b == b',') {
+                let n = parse_length(item.trim_ascii());
+                match (n, self.length) {
+                    (Some(n), None) => self.length = Some(n),
+                    (Some(n), Some(l)) if n == l => {}
+                    _ => self.bad_length = true,
+                }
+            }
+        } else if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            self.chunked = value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONNECTION {
+            let (close, keep_alive) = tokens(value);
+            self.close |= close;
+            self.keep_alive |= keep_alive;
+        }
+    }
+}
+
+/// A `Content-Length` value: digits only.
+fn parse_length(item: &[u8]) -> Option<u64> {
+    if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(item).ok()?.parse().ok()
+}
+
 /// How the body after a head is framed (RFC 9112 §6.3), and whether that framing lets the
 /// connection serve again.
-fn framing(
-    status: StatusCode,
-    head_request: bool,
-    headers: &HeaderMap,
-) -> io::Result<(State, bool)> {
+fn framing(status: StatusCode, head_request: bool, meta: &Meta) -> io::Result<(State, bool)> {
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((State::Done, true));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let chunked = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-            .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    if meta.transfer_encoding {
         // With a `Content-Length` too, the message is suspect: read it, never reuse.
-        let clean = !headers.contains_key(CONTENT_LENGTH);
-        return Ok(if chunked {
+        let clean = meta.length.is_none() && !meta.bad_length;
+        return Ok(if meta.chunked {
             (State::Chunked(Chunk::Size), clean)
         } else {
             (State::Close, false)
         });
     }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
-                return Err(invalid("bad content-length"));
-            }
-            let n: u64 = std::str::from_utf8(item)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| invalid("bad content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(invalid("conflicting content-length values"));
-            }
-            length = Some(n);
-        }
+    if meta.bad_length {
+        return Err(invalid("bad or conflicting content-length"));
     }
-    Ok(match length {
+    Ok(match meta.length {
         Some(0) => (State::Done, true),
         Some(n) => (State::Length(n), true),
         None => (State::Close, false),
     })
 }
 
-/// Whether the response lets the connection be used again.
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let (close, keep) = connection_tokens(headers);
-    !close && (version == Version::HTTP_11 || keep)
-}
-
-/// Whether `Connection` lists `close`, and whether it lists `keep-alive`.
-pub(super) fn connection_tokens(headers: &HeaderMap) -> (bool, bool) {
+/// Whether a `Connection` value lists `close`, and whether it lists `keep-alive`.
+fn tokens(value: &[u8]) -> (bool, bool) {
     let (mut close, mut keep) = (false, false);
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
+    for token in value.split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        close |= token.eq_ignore_ascii_case(b"close");
+        keep |= token.eq_ignore_ascii_case(b"keep-alive");
     }
     (close, keep)
 }

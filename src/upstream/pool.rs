@@ -40,7 +40,7 @@ use crate::key::ClientAddr;
 use crate::target::Target;
 use crate::util::lock;
 
-use super::h1::{self, H1, H1Body};
+use super::h1::{H1, H1Body};
 
 #[cfg(feature = "http2")]
 use super::h2::H2Slot;
@@ -1061,7 +1061,6 @@ where
 {
     let (parts, _empty) = req.into_parts();
     let head_request = parts.method == Method::HEAD;
-    let (close, _) = h1::connection_tokens(&parts.headers);
     // Set once the request goes again after a reused connection failed it: at most once, on a
     // connection of its own.
     let mut fresh = false;
@@ -1079,7 +1078,7 @@ where
                 if let Some(idle_for) = reused {
                     pool.seen_open(idle_for);
                 }
-                let body = H1Body::new(conn, head.state, head.reusable && !close);
+                let body = H1Body::new(conn, head.state, head.reusable);
                 let rsp = head.response.map(|()| PooledBody {
                     kind: Kind::Own(body),
                     pool,
