@@ -88,6 +88,20 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// `101 Switching Protocols` (and a successful `CONNECT`) hand back the upgraded connection
 /// through [`hyper::upgrade::on`].
 ///
+/// Requests without a body (in HTTP/1.1, asking for no upgrade: most proxied requests) go
+/// through an HTTP/1.1 codec of the client's own: the request's task writes the head and reads
+/// the response itself, with no channel to a connection task, which costs about a quarter of
+/// what hyper's client does per request (`docs/benchmarks.md`). The request stays with the
+/// client until a response arrives, so an idempotent one whose reused connection turns out
+/// closed always goes again on a fresh connection. Requests with a body, upgrades and
+/// `CONNECT` go through hyper's HTTP/1 connection; each kind keeps idle connections of its
+/// own in the pool.
+///
+/// Response bodies are framed per RFC 9112 (length, chunks with trailers, or the end of the
+/// connection; none after `HEAD`, `204`, `304`); `1xx` answers are skipped; a connection is
+/// used again only after a response read to its end with a known length, no
+/// `Connection: close` from either side, and nothing left over.
+///
 /// Built with `http2_only(true)` (feature `http2`), it speaks HTTP/2 with prior knowledge
 /// (h2c) to the targets instead, over one shared connection per target; see
 /// `TargetClientBuilder::http2_only`.
@@ -337,7 +351,8 @@ where
     B::Error: Into<BoxError>,
 {
     /// Opens connections until `n` are idle in the pool (warming it before traffic), and
-    /// returns how many are idle. Connect failures stop the warming early; they are not
+    /// returns how many are idle. They are connections for requests without a body, the
+    /// common kind (see [`TargetClient`]). Connect failures stop the warming early; they are not
     /// reported as target failures (nothing was asked of the target yet).
     ///
     /// ```no_run
