@@ -90,8 +90,9 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 ///
 /// Requests without a body (in HTTP/1.1, asking for no upgrade: most proxied requests) go
 /// through an HTTP/1.1 codec of the client's own: the request's task writes the head and reads
-/// the response itself, with no channel to a connection task, which costs about a quarter of
-/// what hyper's client does per request (`docs/benchmarks.md`). The request stays with the
+/// the response itself, with no channel to a connection task: measured end to end, about
+/// 8 000 fewer instructions per forwarded request than through hyper's client, a quarter of
+/// the proxy's (`docs/benchmarks.md`). The request stays with the
 /// client until a response arrives, so an idempotent one whose reused connection turns out
 /// closed always goes again on a fresh connection. Requests with a body, upgrades and
 /// `CONNECT` go through hyper's HTTP/1 connection; each kind keeps idle connections of its
