@@ -21,7 +21,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
@@ -50,6 +50,15 @@ pub(super) struct H1 {
     buf: BytesMut,
     /// The request head being written (kept for its allocation).
     out: Vec<u8>,
+}
+
+/// What `Host` a request goes with: the target's address, or the client's own with
+/// `preserve_host` (the target's when the client sent none; none when the target's address is
+/// no valid header value).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Host<'a> {
+    pub(super) target: Option<&'a HeaderValue>,
+    pub(super) preserve: bool,
 }
 
 /// An exchange that failed, with what is known of how far it got.
@@ -106,9 +115,10 @@ impl H1 {
     pub(super) async fn exchange(
         &mut self,
         parts: &http::request::Parts,
+        host: Host<'_>,
         head_request: bool,
     ) -> Result<Head, Failed> {
-        let close = encode(parts, &mut self.out);
+        let close = encode(parts, host, &mut self.out);
         let mut written = 0;
         while written < self.out.len() {
             match self.io.try_write(&self.out[written..]) {
@@ -184,11 +194,12 @@ impl H1 {
     }
 }
 
-/// Writes the head of a request without a body: the request line in origin form, then its
-/// fields as they are (names in lower case, as `http` keeps them), minus `Transfer-Encoding`
-/// (there is no body to encode; hyper drops it too). Returns whether the request's
-/// `Connection` says `close`.
-fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) -> bool {
+/// Writes the head of a request without a body: the request line in origin form (where the
+/// request goes is the target's business, not the request's: a scheme or authority in its URI
+/// is not written), `Host` as [`Host`] says, then its other fields as they are (names in lower
+/// case, as `http` keeps them), minus `Transfer-Encoding` (there is no body to encode; hyper
+/// drops it too). Returns whether the request's `Connection` says `close`.
+fn encode(parts: &http::request::Parts, host: Host<'_>, out: &mut Vec<u8>) -> bool {
     let mut close = false;
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -196,24 +207,35 @@ fn encode(parts: &http::request::Parts, out: &mut Vec<u8>) -> bool {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let keep_host = host.preserve && parts.headers.contains_key(HOST);
+    if !keep_host {
+        if let Some(value) = host.target {
+            field(out, HOST.as_str(), value);
+        }
+    }
     for (name, value) in &parts.headers {
-        if name == TRANSFER_ENCODING {
+        if name == TRANSFER_ENCODING || (name == HOST && !keep_host) {
             continue;
         }
         if name == CONNECTION {
             close |= tokens(value.as_bytes()).0;
         }
-        // Separators pushed byte by byte: cheaper than a copy call each.
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.push(b':');
-        out.push(b' ');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'\r');
-        out.push(b'\n');
+        field(out, name.as_str(), value);
     }
     out.push(b'\r');
     out.push(b'\n');
     close
+}
+
+/// One header line. Separators pushed byte by byte: cheaper than a copy call each.
+#[inline]
+fn field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b':');
+    out.push(b' ');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'\r');
+    out.push(b'\n');
 }
 
 enum Parsed {
@@ -656,10 +678,42 @@ mod tests {
             .unwrap();
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
-        encode(&parts, &mut out);
+        let keep = Host {
+            target: None,
+            preserve: true,
+        };
+        assert!(!encode(&parts, keep, &mut out));
         assert_eq!(
             out,
             b"GET /a/b?c=d HTTP/1.1\r\nhost: t:80\r\nx-one: 1\r\n\r\n"
+        );
+        let target = HeaderValue::from_static("10.0.0.1:8080");
+        let set = Host {
+            target: Some(&target),
+            preserve: false,
+        };
+        encode(&parts, set, &mut out);
+        assert_eq!(
+            out,
+            b"GET /a/b?c=d HTTP/1.1\r\nhost: 10.0.0.1:8080\r\nx-one: 1\r\n\r\n"
+        );
+        // Absolute form: only the path and query are written; preserving a `Host` the client
+        // did not send writes the target's.
+        let req = http::Request::get("http://elsewhere.example/x?y")
+            .header("connection", "Close")
+            .body(())
+            .unwrap();
+        let preserve = Host {
+            target: Some(&target),
+            preserve: true,
+        };
+        assert!(
+            encode(&req.into_parts().0, preserve, &mut out),
+            "asks to close"
+        );
+        assert_eq!(
+            out,
+            b"GET /x?y HTTP/1.1\r\nhost: 10.0.0.1:8080\r\nconnection: Close\r\n\r\n"
         );
     }
 

@@ -40,7 +40,7 @@ use crate::key::ClientAddr;
 use crate::target::Target;
 use crate::util::lock;
 
-use super::h1::{H1, H1Body};
+use super::h1::{H1, H1Body, Host};
 
 #[cfg(feature = "http2")]
 use super::h2::H2Slot;
@@ -413,14 +413,18 @@ where
                 inner: Box::pin(send_h2(self.pool.clone(), req)),
             };
         }
+        if own_codec(&req) {
+            // The body has ended: only the head goes, written from the parts as they are
+            // (origin form and `Host` are seen to as it is written).
+            let (mut parts, _ended) = req.into_parts();
+            recycle_extensions(&mut parts.extensions);
+            return TargetClientFuture {
+                inner: Box::pin(send_own(self.pool.clone(), parts)),
+            };
+        }
         // Prepared here, so that the future holds one request, not the one it was given and
         // the one it sends.
         let req = self.pool.prepare(req);
-        if own_codec(&req) {
-            return TargetClientFuture {
-                inner: Box::pin(send_own(self.pool.clone(), req)),
-            };
-        }
         TargetClientFuture {
             inner: Box::pin(send(self.pool.clone(), req)),
         }
@@ -738,19 +742,23 @@ where
                 None => parts.headers.remove(HOST),
             };
         }
-        if parts.extensions.len() == 1 && parts.extensions.get::<ClientAddr>().is_some() {
-            // This client's HTTP/1 connections read no extension (see `head_copy`): a map
-            // that holds only the client's address goes back to the server for the next
-            // request on this thread instead of being freed when hyper drops the head. Any
-            // other entry (a user's, hyper's own) stays with the request, as before.
-            crate::util::spare::give_back(std::mem::take(&mut parts.extensions));
-        }
+        recycle_extensions(&mut parts.extensions);
         let body = if body.is_end_stream() {
             Sendable::Empty
         } else {
             Sendable::Body(body)
         };
         Request::from_parts(parts, body)
+    }
+}
+
+/// Hands a map that holds only the client's address back to the server, for the next request
+/// on this thread, instead of freeing it with the request head (see `util::spare`): this
+/// client's HTTP/1 connections read no extension (see `head_copy`). Any other entry (a user's,
+/// hyper's own) stays with the request, as before.
+fn recycle_extensions(extensions: &mut http::Extensions) {
+    if extensions.len() == 1 && extensions.get::<ClientAddr>().is_some() {
+        crate::util::spare::give_back(std::mem::take(extensions));
     }
 }
 
@@ -1054,10 +1062,10 @@ impl<B> Body for PooledBody<B> {
     }
 }
 
-/// Whether a prepared request goes out through this crate's own HTTP/1 codec: one without a
-/// body, in HTTP/1.1, asking for no upgrade (see [`h1`]). Everything else goes through hyper.
-fn own_codec<B>(req: &Request<Sendable<B>>) -> bool {
-    matches!(req.body(), Sendable::Empty)
+/// Whether a request goes out through this crate's own HTTP/1 codec: one without a body, in
+/// HTTP/1.1, asking for no upgrade (see [`h1`]). Everything else goes through hyper.
+fn own_codec<B: Body>(req: &Request<B>) -> bool {
+    req.body().is_end_stream()
         && req.version() == Version::HTTP_11
         && req.method() != Method::CONNECT
         && !req.headers().contains_key(UPGRADE)
@@ -1068,15 +1076,18 @@ fn own_codec<B>(req: &Request<Sendable<B>>) -> bool {
 /// from the request, which stays here until a response arrives.
 async fn send_own<B>(
     pool: Arc<Pool<B>>,
-    req: Request<Sendable<B>>,
+    parts: http::request::Parts,
 ) -> Result<Response<PooledBody<B>>, BoxError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let (parts, _empty) = req.into_parts();
     let head_request = parts.method == Method::HEAD;
+    let host = Host {
+        target: pool.host.as_ref(),
+        preserve: pool.config.preserve_host,
+    };
     // Set once the request goes again after a reused connection failed it: at most once, on a
     // connection of its own.
     let mut fresh = false;
@@ -1089,7 +1100,7 @@ where
                 Err(e) => return Err(Box::new(ConnectFailed::new(e))),
             },
         };
-        let failed = match conn.exchange(&parts, head_request).await {
+        let failed = match conn.exchange(&parts, host, head_request).await {
             Ok(head) => {
                 if let Some(idle_for) = reused {
                     pool.seen_open(idle_for);
