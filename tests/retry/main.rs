@@ -769,3 +769,21 @@ async fn towers_retry_with_the_policy_resends_the_same_head() {
     let dup: Vec<_> = heads[1].0.get_all("x-dup").iter().collect();
     assert_eq!(dup, ["one", "two"]);
 }
+
+/// Wrapping the server's request body for replay does not grow it: every layer below the
+/// retry moves and keeps the request (and the target client boxes its send future, which a
+/// larger body pushed past the allocator's per-thread cache).
+#[cfg(feature = "server")]
+#[test]
+fn a_replay_body_is_as_large_as_the_request_body_it_wraps() {
+    use std::mem::size_of;
+    use tower_lb::server::RequestBody;
+    assert_eq!(
+        size_of::<ReplayBody<RequestBody>>(),
+        size_of::<RequestBody>()
+    );
+    assert_eq!(
+        size_of::<Request<ReplayBody<RequestBody>>>(),
+        size_of::<Request<RequestBody>>()
+    );
+}
