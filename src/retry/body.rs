@@ -312,7 +312,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
     use http_body_util::{BodyExt, Full, StreamBody};
 
     fn chunks(
