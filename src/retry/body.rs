@@ -41,11 +41,9 @@ use crate::util::lock;
 /// # }
 /// ```
 pub struct ReplayBody<B> {
+    // Nothing else: the body is as large as the body it wraps (a request body's niche holds
+    // the other kinds), so wrapping it does not grow what every layer below moves and keeps.
     kind: Kind<B>,
-    /// On the retry policy's copy of a request only: the request's headers, copied as bytes
-    /// into one buffer (see [`HeldHeaders`]) rather than into a `HeaderMap`, and put back into
-    /// the copy's map only when a retry is wanted. `None` everywhere else.
-    held_headers: Option<HeldHeaders>,
 }
 
 enum Kind<B> {
@@ -101,10 +99,7 @@ impl<B: Body<Data = Bytes>> ReplayBody<B> {
                 trailers_sent: false,
             }
         };
-        ReplayBody {
-            kind,
-            held_headers: None,
-        }
+        ReplayBody { kind }
     }
 }
 
@@ -121,10 +116,7 @@ impl<B> ReplayBody<B> {
     /// A body that replays this one from the start, or `None` if it can no longer be replayed.
     pub fn try_clone(&self) -> Option<Self> {
         match &self.kind {
-            Kind::Empty => Some(ReplayBody {
-                kind: Kind::Empty,
-                held_headers: None,
-            }),
+            Kind::Empty => Some(ReplayBody { kind: Kind::Empty }),
             Kind::Once(_) => None,
             Kind::Shared { shared, .. } => {
                 if lock(shared).capped {
@@ -136,7 +128,6 @@ impl<B> ReplayBody<B> {
                         seen: 0,
                         trailers_sent: false,
                     },
-                    held_headers: None,
                 })
             }
         }
@@ -151,49 +142,14 @@ impl<B> ReplayBody<B> {
         match &self.kind {
             Kind::Once(Some(_)) => Some(ReplayBody {
                 kind: Kind::Once(None),
-                held_headers: None,
             }),
             _ => None,
         }
     }
 
-    /// Puts a handed-back body into this copy, keeping the copy's held headers.
+    /// Puts a handed-back body into this copy.
     pub(crate) fn adopt(&mut self, handed_back: Self) {
         self.kind = handed_back.kind;
-    }
-}
-
-impl<B> ReplayBody<B> {
-    /// Keeps a copy of `headers` with this body (see `held_headers`).
-    pub(crate) fn hold_headers(&mut self, headers: &HeaderMap) {
-        if !headers.is_empty() {
-            // A field too long to encode (over 4 GiB) leaves a copy without headers, which
-            // `restore_headers` then refuses to send.
-            self.held_headers = Some(HeldHeaders(
-                super::headers::to_heap(headers).unwrap_or_else(|| Box::new([0])),
-            ));
-        }
-    }
-
-    /// Appends the held headers (if any) to `headers`; `false` if one could not be rebuilt
-    /// exactly (then nothing is appended and the copy must not be sent).
-    pub(crate) fn restore_headers(&mut self, headers: &mut HeaderMap) -> bool {
-        match self.held_headers.take() {
-            Some(held) => super::headers::decode(Bytes::from(held.0), headers),
-            None => true,
-        }
-    }
-}
-
-/// A request's header fields copied as bytes into one buffer of their own (see
-/// [`super::headers`]), for a copy made through the [`Policy`](tower::retry::Policy) interface.
-struct HeldHeaders(Box<[u8]>);
-
-impl fmt::Debug for HeldHeaders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeldHeaders")
-            .field("bytes", &self.0.len())
-            .finish()
     }
 }
 
@@ -356,38 +312,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
     use http_body_util::{BodyExt, Full, StreamBody};
-
-    #[test]
-    fn held_headers_come_back_exactly() {
-        let mut h = crate::retry::headers::tests::sample();
-        let long = "v".repeat(70_000);
-        h.insert("x-long", HeaderValue::from_str(&long).unwrap());
-        let mut body = ReplayBody::new(Full::new(Bytes::new()), 0);
-        body.hold_headers(&h);
-        let mut back = HeaderMap::new();
-        assert!(body.restore_headers(&mut back));
-        assert_eq!(back, h);
-        let pairs = |m: &HeaderMap| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.clone(), v.is_sensitive()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(pairs(&back), pairs(&h), "same order, same sensitivity");
-        assert!(back["authorization"].is_sensitive());
-        // Held once: a second restore adds nothing.
-        let mut again = HeaderMap::new();
-        assert!(body.restore_headers(&mut again));
-        assert!(again.is_empty());
-    }
-
-    #[test]
-    fn no_headers_hold_nothing() {
-        let mut body = ReplayBody::new(Full::new(Bytes::new()), 0);
-        body.hold_headers(&HeaderMap::new());
-        assert!(body.held_headers.is_none());
-    }
 
     fn chunks(
         n: usize,

@@ -9,9 +9,11 @@
 //! Layout per field: name length (`u16`), value length (`u32`), sensitive flag (`u8`), name,
 //! value.
 
+use std::fmt;
+
 use bytes::Bytes;
-use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request};
 
 const FIELD_HEAD: usize = 2 + 4 + 1;
 
@@ -131,6 +133,40 @@ impl HeaderCopy {
     }
 }
 
+/// A request's header fields copied as bytes into one buffer of their own, riding in the
+/// extensions of a copy made through the [`Policy`](tower::retry::Policy) interface until
+/// `retry` wants it sent (see [`hold`] and [`restore_held`]). Private: nothing but the policy
+/// can see or insert it.
+#[derive(Clone)]
+struct HeldHeaders(Box<[u8]>);
+
+impl fmt::Debug for HeldHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldHeaders")
+            .field("bytes", &self.0.len())
+            .finish()
+    }
+}
+
+/// Keeps `headers` with `copy`, as bytes in its extensions (none for no headers).
+pub(super) fn hold<B>(copy: &mut Request<B>, headers: &HeaderMap) {
+    if !headers.is_empty() {
+        // A field too long to encode (over 4 GiB) leaves a copy without headers, which
+        // `restore_held` then refuses to send.
+        let held = HeldHeaders(to_heap(headers).unwrap_or_else(|| Box::new([0])));
+        copy.extensions_mut().insert(held);
+    }
+}
+
+/// Appends the headers [`hold`] kept (if any) to the copy's own and forgets them; `false` if
+/// one could not be rebuilt exactly (then nothing is appended and the copy must not be sent).
+pub(super) fn restore_held<B>(copy: &mut Request<B>) -> bool {
+    match copy.extensions_mut().remove::<HeldHeaders>() {
+        Some(held) => decode(Bytes::from(held.0), copy.headers_mut()),
+        None => true,
+    }
+}
+
 /// `headers` encoded into a buffer of their own.
 pub(super) fn to_heap(headers: &HeaderMap) -> Option<Box<[u8]>> {
     let mut buf = vec![0; encoded_len(headers)?].into_boxed_slice();
@@ -202,6 +238,37 @@ pub(super) mod tests {
         let mut back = HeaderMap::new();
         assert!(copy.restore(&mut back));
         assert_eq!(back, h);
+    }
+
+    /// Through the extensions of a copy: back exactly, once, and the extension is gone.
+    #[test]
+    fn held_headers_come_back_exactly() {
+        let mut h = sample();
+        h.insert(
+            "x-long",
+            HeaderValue::from_str(&"v".repeat(70_000)).unwrap(),
+        );
+        let mut copy = Request::new(());
+        hold(&mut copy, &h);
+        assert!(copy.headers().is_empty());
+        assert!(restore_held(&mut copy));
+        assert_eq!(
+            pairs(copy.headers()),
+            pairs(&h),
+            "same order, same sensitivity"
+        );
+        assert!(copy.extensions().get::<HeldHeaders>().is_none());
+        // Held once: a second restore adds nothing.
+        assert!(restore_held(&mut copy));
+        assert_eq!(copy.headers().len(), h.len());
+    }
+
+    #[test]
+    fn no_headers_hold_nothing() {
+        let mut copy = Request::new(());
+        hold(&mut copy, &HeaderMap::new());
+        assert!(copy.extensions().is_empty());
+        assert!(restore_held(&mut copy));
     }
 
     #[test]

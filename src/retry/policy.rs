@@ -92,13 +92,13 @@ pub struct RetryStats {
 /// Nothing in the client's request headers is consulted.
 ///
 /// Used through tower's `Policy` (with tower's own `Retry`), the copy `clone_request` keeps for
-/// a retry holds the request's headers in its [`ReplayBody`], copied as bytes into one buffer
-/// (one allocation and a `memcpy`, where a `HeaderMap` copy takes two allocations and two
-/// reference-count updates per value), and gets them back in its header map when `retry` wants
-/// a retry. That is the order tower's `Retry` follows (a copy is sent only after `retry`
+/// a retry holds the request's headers in its extensions (under a private type), copied as
+/// bytes into one buffer (one allocation and a `memcpy`, where a `HeaderMap` copy takes two
+/// allocations and two reference-count updates per value), and gets them back in its header
+/// map when `retry` wants a retry. That is the order tower's `Retry` follows (a copy is sent only after `retry`
 /// returned `Some`); a driver of its own must follow it too. The
 /// [`RetryLayer`](super::RetryLayer) drives it that way, with the header bytes kept beside the
-/// copy rather than in its body.
+/// copy rather than in it.
 ///
 /// # Examples
 ///
@@ -392,19 +392,15 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
         req: &mut Request<ReplayBody<B>>,
         result: &mut Result<Response<RB>, BoxError>,
     ) -> Option<Self::Future> {
-        self.decide(req, result, |req| {
-            let mut headers = std::mem::take(req.headers_mut());
-            let rebuilt = req.body_mut().restore_headers(&mut headers);
-            *req.headers_mut() = headers;
-            rebuilt
-        })
+        self.decide(req, result, super::headers::restore_held)
     }
 
     fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
         let mut clone = self.copy_request(req)?;
-        // The headers ride in the copy's body as bytes in one buffer (no reference count
-        // touched per value) and go back into its map in `retry`, only if a retry is wanted.
-        clone.body_mut().hold_headers(req.headers());
+        // The headers ride in the copy's extensions as bytes in one buffer (no reference
+        // count touched per value) and go back into its map in `retry`, only if a retry is
+        // wanted.
+        super::headers::hold(&mut clone, req.headers());
         Some(clone)
     }
 }

@@ -727,3 +727,63 @@ async fn every_attempt_gets_the_same_head() {
         assert_eq!(*ext, Some(7), "attempt {i}");
     }
 }
+
+/// Driven by tower's own `Retry` (through the `Policy` interface), a retry goes out with the
+/// first attempt's header lines and extensions, and nothing the policy kept on the way is
+/// visible to the service.
+#[tokio::test(start_paused = true)]
+async fn towers_retry_with_the_policy_resends_the_same_head() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Tag(u32);
+    type Head = (http::HeaderMap, usize, Option<Tag>);
+    let heads: Arc<Mutex<Vec<Head>>> = Arc::default();
+    let seen = heads.clone();
+    let inner = service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
+        let mut heads = seen.lock().unwrap();
+        heads.push((
+            req.headers().clone(),
+            req.extensions().len(),
+            req.extensions().get::<Tag>().cloned(),
+        ));
+        let code = if heads.len() == 1 { 503 } else { 200 };
+        std::future::ready(status(code))
+    });
+    let mut svc = tower::retry::Retry::new(policy(), inner);
+    let mut request = Request::get("/x")
+        .header("x-dup", "one")
+        .header("x-dup", "two")
+        .header("host", "example.com")
+        .body(ReplayBody::new(Full::new(Bytes::from_static(b"hi")), 1024))
+        .unwrap();
+    request.extensions_mut().insert(Tag(7));
+    let rsp = svc.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 2);
+    assert_eq!(
+        heads[0], heads[1],
+        "the retry's head is the first attempt's"
+    );
+    assert_eq!(heads[1].1, 1, "only the caller's extension");
+    assert_eq!(heads[1].2, Some(Tag(7)));
+    let dup: Vec<_> = heads[1].0.get_all("x-dup").iter().collect();
+    assert_eq!(dup, ["one", "two"]);
+}
+
+/// Wrapping the server's request body for replay does not grow it: every layer below the
+/// retry moves and keeps the request (and the target client boxes its send future, which a
+/// larger body pushed past the allocator's per-thread cache).
+#[cfg(feature = "server")]
+#[test]
+fn a_replay_body_is_as_large_as_the_request_body_it_wraps() {
+    use std::mem::size_of;
+    use tower_lb::server::RequestBody;
+    assert_eq!(
+        size_of::<ReplayBody<RequestBody>>(),
+        size_of::<RequestBody>()
+    );
+    assert_eq!(
+        size_of::<Request<ReplayBody<RequestBody>>>(),
+        size_of::<Request<RequestBody>>()
+    );
+}
