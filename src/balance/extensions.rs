@@ -1,6 +1,44 @@
 use std::sync::Arc;
 
+use crate::key::ClientAddr;
 use crate::target::TargetId;
+
+/// What a request's extension map holds when it holds nothing but this crate's own plain
+/// values: the client's address (set by the server) and the retry's [`WantServedBy`] mark.
+/// Such a map is rebuilt from them rather than cloned whole, and emptied for the next request
+/// rather than freed (see `util::spare`): `http::Extensions` clones and frees its map, its
+/// table and a box per value. `None` when the map holds anything else.
+pub(crate) fn plain(ext: &http::Extensions) -> Option<(Option<ClientAddr>, bool)> {
+    let addr = ext.get::<ClientAddr>().copied();
+    let mark = ext.get::<WantServedBy>().is_some();
+    (ext.len() == usize::from(addr.is_some()) + usize::from(mark)).then_some((addr, mark))
+}
+
+/// A copy of `ext`: rebuilt into a spare map when it is [`plain`], else cloned whole.
+pub(crate) fn copy_plain_or_clone(ext: &http::Extensions) -> http::Extensions {
+    let Some((addr, mark)) = plain(ext) else {
+        return ext.clone();
+    };
+    if addr.is_none() && !mark {
+        return http::Extensions::new();
+    }
+    let mut copy = crate::util::spare::extensions();
+    if let Some(addr) = addr {
+        copy.insert(addr);
+    }
+    if mark {
+        copy.insert(WantServedBy);
+    }
+    copy
+}
+
+/// Empties a [`plain`] map for the next request on this thread (`util::spare`); any other is
+/// left alone.
+pub(crate) fn recycle_plain(ext: &mut http::Extensions) {
+    if !ext.is_empty() && plain(ext).is_some() {
+        crate::util::spare::give_back(std::mem::take(ext));
+    }
+}
 
 pub use crate::target::AvoidTargets;
 
@@ -201,5 +239,44 @@ impl Affinity {
     #[inline]
     pub(crate) fn applies_to(&self, name: &str) -> bool {
         self.0.group.as_deref().is_none_or(|g| g == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Other(u8);
+
+    #[test]
+    fn a_plain_map_is_rebuilt_and_recycled_and_any_other_cloned_and_left_alone() {
+        let addr = ClientAddr("192.0.2.1:5000".parse().unwrap());
+        let mut ext = http::Extensions::new();
+        assert_eq!(plain(&ext), Some((None, false)));
+        assert!(copy_plain_or_clone(&ext).is_empty());
+        ext.insert(addr);
+        assert_eq!(plain(&ext), Some((Some(addr), false)));
+        ext.insert(WantServedBy);
+        let copy = copy_plain_or_clone(&ext);
+        assert_eq!(copy.len(), 2);
+        assert_eq!(copy.get::<ClientAddr>(), Some(&addr));
+        assert!(copy.get::<WantServedBy>().is_some());
+
+        ext.insert(Other(3));
+        assert_eq!(plain(&ext), None);
+        let copy = copy_plain_or_clone(&ext);
+        assert_eq!(copy.get::<Other>(), Some(&Other(3)));
+        assert_eq!(copy.get::<ClientAddr>(), Some(&addr));
+        recycle_plain(&mut ext);
+        assert_eq!(
+            ext.len(),
+            3,
+            "a map with anything else is left with its request"
+        );
+
+        ext.remove::<Other>();
+        recycle_plain(&mut ext);
+        assert!(ext.is_empty(), "a plain map goes back for the next request");
     }
 }

@@ -39,7 +39,7 @@
 
 pub mod body;
 pub mod error;
-mod extensions;
+pub(crate) mod extensions;
 pub mod future;
 mod layer;
 mod service;

@@ -92,6 +92,15 @@ impl<S, B> Retrier<S, B> {
     }
 }
 
+impl<S, B> Drop for Retrier<S, B> {
+    fn drop(&mut self) {
+        // A copy never sent: its map serves the next request's copy (`util::spare`).
+        if let Some(copy) = &mut self.copy {
+            crate::balance::extensions::recycle_plain(copy.extensions_mut());
+        }
+    }
+}
+
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<ReplayBody<B>>>,

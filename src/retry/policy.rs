@@ -379,7 +379,7 @@ impl RetryPolicy {
         *clone.method_mut() = req.method().clone();
         *clone.uri_mut() = req.uri().clone();
         *clone.version_mut() = req.version();
-        *clone.extensions_mut() = req.extensions().clone();
+        *clone.extensions_mut() = crate::balance::extensions::copy_plain_or_clone(req.extensions());
         Some(clone)
     }
 }

@@ -36,7 +36,6 @@ use tower_service::Service;
 
 use crate::balance::MakeTarget;
 use crate::error::{BoxError, ClientError, ClientErrorKind, ConnectFailed, StaleConnection};
-use crate::key::ClientAddr;
 use crate::target::Target;
 use crate::util::lock;
 
@@ -752,14 +751,12 @@ where
     }
 }
 
-/// Hands a map that holds only the client's address back to the server, for the next request
-/// on this thread, instead of freeing it with the request head (see `util::spare`): this
-/// client's HTTP/1 connections read no extension (see `head_copy`). Any other entry (a user's,
-/// hyper's own) stays with the request, as before.
+/// Hands a map that holds only this crate's plain values (the client's address, the retry's
+/// mark) back for the next request on this thread, instead of freeing it with the request head
+/// (see `util::spare`): this client's HTTP/1 connections read no extension (see `head_copy`).
+/// Any other entry (a user's, hyper's own) stays with the request, as before.
 fn recycle_extensions(extensions: &mut http::Extensions) {
-    if extensions.len() == 1 && extensions.get::<ClientAddr>().is_some() {
-        crate::util::spare::give_back(std::mem::take(extensions));
-    }
+    crate::balance::extensions::recycle_plain(extensions);
 }
 
 /// Sends one request over the target's shared HTTP/2 connection (`http2_only`).
