@@ -40,6 +40,12 @@ const READ: usize = 8 * 1024;
 /// The least room a read is given.
 const MIN_READ: usize = 1024;
 
+/// The largest new read buffer (for a long body).
+const MAX_READ: usize = 64 * 1024;
+
+/// A request head buffer larger than this is not kept for the connection's next request.
+const KEEP_OUT: usize = 16 * 1024;
+
 /// The longest chunk-size line accepted (with its extensions).
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 
@@ -132,6 +138,10 @@ impl H1 {
                 Err(e) => return Err(self.failed(e, written > 0)),
             }
         }
+        if self.out.capacity() > KEEP_OUT {
+            // An unusually large head: not kept for the connection's next request.
+            self.out = Vec::new();
+        }
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&mut self.buf, head_request) {
@@ -181,14 +191,21 @@ impl H1 {
     /// else a new buffer of [`READ`] bytes. (The heads and bodies handed out share the buffer
     /// they were read into, so it is not reused in place; most reads fit in what is left.)
     fn make_room(&mut self) {
+        self.make_room_for(READ);
+    }
+
+    /// [`make_room`](Self::make_room), with a new buffer of up to `want` bytes (at least
+    /// [`READ`], at most [`MAX_READ`]): a long body is read in fewer, larger reads.
+    fn make_room_for(&mut self, want: usize) {
         if self.buf.capacity() - self.buf.len() < MIN_READ {
-            self.buf.reserve(READ);
+            self.buf.reserve(want.clamp(READ, MAX_READ));
         }
     }
 
-    /// Reads more into the buffer: `Ok(0)` at the end of the connection.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.make_room();
+    /// Reads more into the buffer, up to `want` bytes (see
+    /// [`make_room_for`](Self::make_room_for)): `Ok(0)` at the end of the connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        self.make_room_for(want);
         let read = pin!(self.io.read_buf(&mut self.buf));
         read.poll(cx)
     }
@@ -562,7 +579,12 @@ impl H1Body {
                 _ => {}
             }
             // More bytes needed.
-            match ready!(conn.poll_fill(cx)) {
+            let want = match self.state {
+                State::Length(left) => usize::try_from(left).unwrap_or(MAX_READ),
+                State::Chunked(Chunk::Data(left)) => usize::try_from(left).unwrap_or(MAX_READ),
+                _ => READ,
+            };
+            match ready!(conn.poll_fill(cx, want)) {
                 Ok(0) if matches!(self.state, State::Close) => {
                     self.state = State::Done;
                     self.reusable = false;

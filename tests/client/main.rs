@@ -415,3 +415,48 @@ async fn an_idle_connection_the_target_closed_is_replaced_without_an_error() {
     }
     assert_eq!(s.connections.load(Ordering::SeqCst), 5);
 }
+
+/// Bound: two answers on one connection, a 1 MiB body with a length and a 300 KiB body in three
+/// chunks: each arrives byte for byte, and the connection is used for both.
+#[tokio::test]
+async fn long_bodies_arrive_whole_through_the_own_codec() {
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let mut first =
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", big.len()).into_bytes();
+    first.extend_from_slice(&big);
+    let chunk: Vec<u8> = (0..100 * 1024).map(|i| (i % 241) as u8).collect();
+    let mut second = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        second.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        second.extend_from_slice(&chunk);
+        second.extend_from_slice(b"\r\n");
+    }
+    second.extend_from_slice(b"0\r\n\r\n");
+    let s = scripted(vec![(Vec::leak(first), false), (Vec::leak(second), false)]).await;
+    let svc = TargetClient::<Body>::new().service(&Target::new("s", s.addr.to_string()).unwrap());
+    let get = || {
+        svc.clone()
+            .oneshot(Request::get("/").body(empty()).unwrap())
+    };
+    let body = get()
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body.len(), big.len());
+    assert!(body == big, "the long body arrived byte for byte");
+    let body = get()
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body.len(), 3 * chunk.len());
+    assert!(body.chunks(chunk.len()).all(|c| c == chunk));
+    assert_eq!(s.connections.load(Ordering::SeqCst), 1);
+}
