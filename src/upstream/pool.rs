@@ -1009,36 +1009,30 @@ impl<B> Body for PooledBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match &mut this.kind {
-            Kind::Hyper { body, conn } => match ready!(Pin::new(&mut *body).poll_frame(cx)) {
-                None => {
+        let polled = match &mut this.kind {
+            Kind::Hyper { body, .. } => {
+                ready!(Pin::new(body).poll_frame(cx)).map(|r| r.map_err(Into::into))
+            }
+            Kind::Own(body) => ready!(body.poll_frame(cx)).map(|r| r.map_err(Into::into)),
+        };
+        match polled {
+            None => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Some(Ok(frame)) => {
+                if this.is_end_stream() {
                     this.finish();
-                    Poll::Ready(None)
                 }
-                Some(Ok(frame)) => {
-                    if body.is_end_stream() {
-                        this.finish();
-                    }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Some(Err(e)) => {
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                // The connection is not used again (the own codec's body let go of it).
+                if let Kind::Hyper { conn, .. } = &mut this.kind {
                     *conn = None;
-                    Poll::Ready(Some(Err(e.into())))
                 }
-            },
-            Kind::Own(body) => match ready!(body.poll_frame(cx)) {
-                None => {
-                    this.finish();
-                    Poll::Ready(None)
-                }
-                Some(Ok(frame)) => {
-                    if body.is_end_stream() {
-                        this.finish();
-                    }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
-            },
+                Poll::Ready(Some(Err(e)))
+            }
         }
     }
 

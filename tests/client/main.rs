@@ -31,6 +31,15 @@ fn empty() -> Body {
         .boxed_unsync()
 }
 
+/// A response's whole body.
+async fn text<B>(rsp: http::Response<B>) -> Bytes
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    rsp.into_body().collect().await.unwrap().to_bytes()
+}
+
 /// Bound: 30 sequential GETs over two targets, each read whole: every one answered, and each
 /// target accepted exactly one connection.
 #[tokio::test]
@@ -50,7 +59,7 @@ async fn connections_are_pooled_per_target_and_reused() {
             .await
             .unwrap();
         assert_eq!(rsp.status(), StatusCode::OK);
-        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        let body = text(rsp).await;
         assert_eq!(body, "ok");
     }
     assert_eq!(a.count() + b.count(), 30);
@@ -279,7 +288,7 @@ async fn the_own_codec_reads_every_framing_and_reuses_only_what_it_may() {
     let get = |path: &str| Request::get(path).body(empty()).unwrap();
 
     let rsp = send(get("/a?b=c")).await.unwrap();
-    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hello");
+    assert_eq!(text(rsp).await, "hello");
 
     let collected = send(get("/chunks"))
         .await
@@ -294,29 +303,15 @@ async fn the_own_codec_reads_every_framing_and_reuses_only_what_it_may() {
     let head = Request::head("/h").body(empty()).unwrap();
     let rsp = send(head).await.unwrap();
     assert_eq!(rsp.headers()["content-length"], "100");
-    assert!(
-        rsp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .is_empty()
-    );
+    assert!(text(rsp).await.is_empty());
 
     let rsp = send(get("/none")).await.unwrap();
     assert_eq!(rsp.status(), StatusCode::NO_CONTENT);
-    assert!(
-        rsp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .is_empty()
-    );
+    assert!(text(rsp).await.is_empty());
 
     let rsp = send(get("/hint")).await.unwrap();
     assert_eq!(rsp.status(), StatusCode::OK);
-    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "hi");
+    assert_eq!(text(rsp).await, "hi");
     assert_eq!(
         s.connections.load(Ordering::SeqCst),
         1,
@@ -324,12 +319,9 @@ async fn the_own_codec_reads_every_framing_and_reuses_only_what_it_may() {
     );
 
     let rsp = send(get("/close")).await.unwrap();
-    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "bye");
+    assert_eq!(text(rsp).await, "bye");
     let rsp = send(get("/eof")).await.unwrap();
-    assert_eq!(
-        rsp.into_body().collect().await.unwrap().to_bytes(),
-        "until the end"
-    );
+    assert_eq!(text(rsp).await, "until the end");
     let rsp = send(get("/last")).await.unwrap();
     assert_eq!(rsp.status(), StatusCode::CREATED);
     rsp.into_body().collect().await.unwrap();
@@ -376,9 +368,9 @@ async fn a_malformed_or_cut_response_is_the_targets_failure_and_never_reused() {
     assert!(rsp.into_body().collect().await.is_err(), "cut short");
 
     let rsp = get().await.unwrap();
-    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(text(rsp).await, "ok");
     let rsp = get().await.unwrap();
-    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(text(rsp).await, "ok");
     assert_eq!(
         s.connections.load(Ordering::SeqCst),
         4,
@@ -407,10 +399,7 @@ async fn an_idle_connection_the_target_closed_is_replaced_without_an_error() {
             .oneshot(Request::get("/").body(empty()).unwrap())
             .await
             .unwrap();
-        assert_eq!(
-            rsp.into_body().collect().await.unwrap().to_bytes(),
-            i.to_string()
-        );
+        assert_eq!(text(rsp).await, i.to_string());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(s.connections.load(Ordering::SeqCst), 5);
