@@ -427,24 +427,10 @@ async fn long_bodies_arrive_whole_through_the_own_codec() {
         svc.clone()
             .oneshot(Request::get("/").body(empty()).unwrap())
     };
-    let body = get()
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = text(get().await.unwrap()).await;
     assert_eq!(body.len(), big.len());
     assert!(body == big, "the long body arrived byte for byte");
-    let body = get()
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = text(get().await.unwrap()).await;
     assert_eq!(body.len(), 3 * chunk.len());
     assert!(body.chunks(chunk.len()).all(|c| c == chunk));
     assert_eq!(s.connections.load(Ordering::SeqCst), 1);
