@@ -9,9 +9,20 @@ use crate::target::TargetId;
 /// rather than freed (see `util::spare`): `http::Extensions` clones and frees its map, its
 /// table and a box per value. `None` when the map holds anything else.
 pub(crate) fn plain(ext: &http::Extensions) -> Option<(Option<ClientAddr>, bool)> {
-    let addr = ext.get::<ClientAddr>().copied();
-    let mark = ext.get::<WantServedBy>().is_some();
-    (ext.len() == usize::from(addr.is_some()) + usize::from(mark)).then_some((addr, mark))
+    // By size first: the common map (the server's `ClientAddr` alone) costs one lookup.
+    match ext.len() {
+        0 => Some((None, false)),
+        1 => match ext.get::<ClientAddr>() {
+            Some(addr) => Some((Some(*addr), false)),
+            None => ext.get::<WantServedBy>().map(|_| (None, true)),
+        },
+        2 => {
+            let addr = *ext.get::<ClientAddr>()?;
+            ext.get::<WantServedBy>()?;
+            Some((Some(addr), true))
+        }
+        _ => None,
+    }
 }
 
 /// A copy of `ext`: rebuilt into a spare map when it is [`plain`], else cloned whole.
