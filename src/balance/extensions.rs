@@ -266,6 +266,11 @@ mod tests {
         let mut ext = http::Extensions::new();
         assert_eq!(plain(&ext), Some((None, false)));
         assert!(copy_plain_or_clone(&ext).is_empty());
+        let mut marked = http::Extensions::new();
+        marked.insert(WantServedBy);
+        assert_eq!(plain(&marked), Some((None, true)));
+        marked.insert(Other(1));
+        assert_eq!(plain(&marked), None);
         ext.insert(addr);
         assert_eq!(plain(&ext), Some((Some(addr), false)));
         ext.insert(WantServedBy);
