@@ -1,4 +1,5 @@
-//! A per-target pooled HTTP/1 client on hyper's connection API: the fast path for `Balance`.
+//! A per-target pooled HTTP/1 client: the fast path for `Balance`. Requests without a body go
+//! through the client's own HTTP/1.1 codec (`h1`), the others through hyper's connection API.
 //!
 //! Why not hyper-util's client: it keys its pool by URI (parsing the authority of every
 //! request) and keeps one pool for every host behind one mutex. Here each target has its own
