@@ -4,11 +4,11 @@
 //! Why not hyper-util's client: it keys its pool by URI (parsing the authority of every
 //! request) and keeps one pool for every host behind one mutex. Here each target has its own
 //! pool, picked once when the balancer builds the target's service, and idle connections sit
-//! in per-thread shards. Each connection runs in a task of its own, as in hyper-util: driving
-//! it from the request's task instead saves a task hop but writes every request to the target
-//! the moment it is ready, waking the target once per request where a connection task
-//! scheduled after the ready requests batches them (measured end to end: 2.3 times as many
-//! target wake-ups, and about 1.3 µs more CPU per request in the proxy's kernel time). Knowing
+//! in per-thread shards. Each hyper connection runs in a task of its own, as in hyper-util:
+//! driving hyper's connection from the request's task instead was measured to wake the targets
+//! 2.3 times as often (about 1.3 µs more CPU per request in the proxy's kernel time). The own
+//! codec writes and reads on the request's task with no such cost: its targets slept 0.027
+//! times per request, against 0.036 behind HAProxy (`docs/benchmarks.md`). Knowing
 //! whether a connection was reused, and holding the request until a connection is there, also
 //! lets this client tell apart what the retry layer must know: nothing sent (a failed
 //! connect, hands the untouched body back), a reused idle connection the server closed
