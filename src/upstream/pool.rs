@@ -96,7 +96,7 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// client until a response arrives, so an idempotent one whose reused connection turns out
 /// closed always goes again on a fresh connection. Requests with a body, upgrades and
 /// `CONNECT` go through hyper's HTTP/1 connection; each kind keeps idle connections of its
-/// own in the pool.
+/// own in the pool. [`TargetClientBuilder::hyper_http1`] sends every request through hyper.
 ///
 /// Response bodies are framed per RFC 9112 (length, chunks with trailers, or the end of the
 /// connection; none after `HEAD`, `204`, `304`); `1xx` answers are skipped; a connection is
@@ -132,6 +132,8 @@ pub(super) struct Config {
     idle_timeout: Option<Duration>,
     max_idle: usize,
     pub(super) preserve_host: bool,
+    /// Requests without a body go through hyper too (see `TargetClientBuilder::hyper_http1`).
+    hyper_http1: bool,
     shards: usize,
     http1: http1::Builder,
     /// HTTP/2 with prior knowledge instead of HTTP/1.1.
@@ -178,6 +180,7 @@ impl<B> TargetClient<B> {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_idle: usize::MAX,
             preserve_host: false,
+            hyper_http1: false,
             #[cfg(feature = "http2")]
             http2_only: false,
         }
@@ -223,6 +226,7 @@ pub struct TargetClientBuilder {
     idle_timeout: Option<Duration>,
     max_idle: usize,
     preserve_host: bool,
+    hyper_http1: bool,
     #[cfg(feature = "http2")]
     http2_only: bool,
 }
@@ -259,6 +263,23 @@ impl TargetClientBuilder {
         self
     }
 
+    /// Sends requests without a body through hyper's HTTP/1 connection too, as it sends every
+    /// other request (default `false`: they go through the client's own HTTP/1.1 codec, which
+    /// costs less per request; see [`TargetClient`]). For a target that the own codec does not
+    /// get along with; the two send the same request line, fields and framing, though not
+    /// always the fields in the same order.
+    ///
+    /// ```
+    /// use tower_lb::upstream::TargetClient;
+    ///
+    /// let client = TargetClient::<String>::builder().hyper_http1(true).build::<String>();
+    /// # drop(client);
+    /// ```
+    pub fn hyper_http1(mut self, on: bool) -> Self {
+        self.hyper_http1 = on;
+        self
+    }
+
     /// Speaks HTTP/2 with prior knowledge (h2c) to the targets instead of HTTP/1.1 (feature
     /// `http2`): one multiplexed connection per target, shared by all requests, made again
     /// when it dies or the target sends `GOAWAY`. For gRPC and other HTTP/2-only backends;
@@ -292,6 +313,7 @@ impl TargetClientBuilder {
                 idle_timeout: self.idle_timeout,
                 max_idle: self.max_idle,
                 preserve_host: self.preserve_host,
+                hyper_http1: self.hyper_http1,
                 shards,
                 http1: http1::Builder::new(),
                 #[cfg(feature = "http2")]
@@ -413,7 +435,7 @@ where
                 inner: Box::pin(send_h2(self.pool.clone(), req)),
             };
         }
-        if own_codec(&req) {
+        if !self.pool.config.hyper_http1 && own_codec(&req) {
             // The body has ended: only the head goes, written from the parts as they are
             // (origin form and `Host` are seen to as it is written).
             let (mut parts, _ended) = req.into_parts();

@@ -435,3 +435,36 @@ async fn long_bodies_arrive_whole_through_the_own_codec() {
     assert!(body.chunks(chunk.len()).all(|c| c == chunk));
     assert_eq!(s.connections.load(Ordering::SeqCst), 1);
 }
+
+/// Bound: the same GET (one field of its own, no `Host`) sent twice, once by default and once
+/// with `hyper_http1(true)`: both answered on one connection each, and the heads show which path
+/// wrote them (the own codec writes the target's `Host` first; hyper's, where the map puts it,
+/// last).
+#[tokio::test]
+async fn hyper_http1_sends_requests_without_a_body_through_hyper() {
+    let s = scripted(vec![
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na", false),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb", false),
+    ])
+    .await;
+    let target = Target::new("s", s.addr.to_string()).unwrap();
+    let req = || Request::get("/x").header("x-a", "1").body(empty()).unwrap();
+    let own = TargetClient::<Body>::new().service(&target);
+    assert_eq!(text(own.oneshot(req()).await.unwrap()).await, "a");
+    let hyper = TargetClient::<Body>::builder()
+        .hyper_http1(true)
+        .build::<Body>()
+        .service(&target);
+    assert_eq!(text(hyper.oneshot(req()).await.unwrap()).await, "b");
+    let heads = s.heads.lock().unwrap();
+    let host = format!("host: {}\r\n", s.addr);
+    assert_eq!(
+        String::from_utf8_lossy(&heads[0]),
+        format!("GET /x HTTP/1.1\r\n{host}x-a: 1\r\n\r\n")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&heads[1]),
+        format!("GET /x HTTP/1.1\r\nx-a: 1\r\n{host}\r\n")
+    );
+    assert_eq!(s.connections.load(Ordering::SeqCst), 2);
+}
