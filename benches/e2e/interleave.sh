@@ -16,45 +16,18 @@ ROUNDS=${1:-5}
 SECS=${2:-5}
 shift 2
 [ $# -ge 1 ] || { echo "usage: $0 ROUNDS SECONDS NAME=MODE[:ARGS]..." >&2; exit 2; }
-need() { command -v "$1" >/dev/null 2>&1; }
-sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+WORK=$(mktemp -d /tmp/interleave.XXXXXX)
+BACKENDS=(127.0.0.1:19201 127.0.0.1:19202 127.0.0.1:19203)
+# shellcheck source=benches/e2e/common.sh
+. benches/e2e/common.sh
 if ! need haproxy || ! need wrk || ! need python3; then
   sudo_if apt-get update -qq
   sudo_if apt-get install -y -qq haproxy wrk python3 >/dev/null
 fi
-cargo build --release --quiet --features server,governor --example e2e_proxy
-BIN=target/release/examples/e2e_proxy
-WORK=$(mktemp -d /tmp/interleave.XXXXXX)
-BACKENDS=(127.0.0.1:19201 127.0.0.1:19202 127.0.0.1:19203)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+build_bench_proxy
 "$BIN" backends "${BACKENDS[@]}" &
 BPID=$!
 PIDS+=($BPID)
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option forwardfor
-  http-reuse always
-frontend f
-  bind 127.0.0.1:PORT
-  default_backend b
-backend b
-  balance roundrobin
-  server s1 ${BACKENDS[0]}
-  server s2 ${BACKENDS[1]}
-  server s3 ${BACKENDS[2]}
-EOF
 HZ=$(getconf CLK_TCK)
 sleep 0.5
 for r in $(seq "$ROUNDS"); do
@@ -63,7 +36,7 @@ for r in $(seq "$ROUNDS"); do
     name=${spec%%=*}
     mode=${spec#*=}
     if [ "$mode" = haproxy ]; then
-      sed "s/PORT/$port/" "$WORK/haproxy.cfg" >"$WORK/h-$port.cfg"
+      haproxy_cfg 1 "$port" "$WORK/h-$port.cfg"
       haproxy -f "$WORK/h-$port.cfg" -db &
     else
       IFS=: read -r -a args <<<"$mode"

@@ -44,9 +44,9 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-6}
 RATE=${RATE:-10000}
 WORK=$(mktemp -d /tmp/e2e.XXXXXX)
-
-need() { command -v "$1" >/dev/null 2>&1; }
-sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+BACKENDS=(127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003)
+# shellcheck source=benches/e2e/common.sh
+. benches/e2e/common.sh
 if ! need nginx || ! need haproxy || ! need wrk || ! need python3; then
   sudo_if apt-get update -qq
   sudo_if apt-get install -y -qq nginx haproxy wrk python3 >/dev/null
@@ -58,17 +58,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-cargo build --release --quiet --features server,governor --example e2e_proxy
-BIN=target/release/examples/e2e_proxy
-BACKENDS=(127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003)
-
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+build_bench_proxy
 
 "$BIN" backends "${BACKENDS[@]}" &
 PIDS+=($!)
@@ -124,26 +114,7 @@ EOF
 }
 
 haproxy_conf() { # threads port
-  local i=0 servers=""
-  for b in "${BACKENDS[@]}"; do i=$((i + 1)); servers+="  server s$i $b"$'\n'; done
-  cat >"$WORK/haproxy-$1.cfg" <<EOF
-global
-  nbthread $1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option forwardfor
-  http-reuse always
-frontend f
-  bind 127.0.0.1:$2
-  default_backend b
-backend b
-  balance roundrobin
-$servers
-EOF
+  haproxy_cfg "$1" "$2" "$WORK/haproxy-$1.cfg"
   "$HAPROXY" -f "$WORK/haproxy-$1.cfg" -db &
   PIDS+=($!)
   echo "haproxy-$1 $2 $! $1" >>"$WORK/proxies"

@@ -1,0 +1,46 @@
+# Shared by the end-to-end scripts (sourced, not run): tool checks, the bench proxy's build,
+# process cleanup and HAProxy's configuration. Expects WORK (a scratch directory) and
+# BACKENDS (the backends' addresses) to be set by the script that sources it.
+
+need() { command -v "$1" >/dev/null 2>&1; }
+sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Builds `benches/e2e/proxy.rs` and sets BIN to it.
+build_bench_proxy() {
+  cargo build --release --quiet --features server,governor --example e2e_proxy
+  BIN=target/release/examples/e2e_proxy
+}
+
+# Every process started is added to PIDS; they are stopped and WORK removed on exit.
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# haproxy_cfg THREADS PORT FILE: HAProxy as measured here (`http-reuse always`,
+# `option forwardfor`), round robin over BACKENDS.
+haproxy_cfg() {
+  local i=0 servers=""
+  for b in "${BACKENDS[@]}"; do i=$((i + 1)); servers+="  server s$i $b"$'\n'; done
+  cat >"$3" <<CFG
+global
+  nbthread $1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$2
+  default_backend b
+backend b
+  balance roundrobin
+$servers
+CFG
+}
