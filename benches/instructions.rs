@@ -106,6 +106,30 @@ fn main() {
             .build()
             .unwrap()
     };
+    let hand = || {
+        ServiceBuilder::new()
+            .layer(ErrorResponseLayer::new())
+            .layer(RetryLayer::new(RetryPolicy::new()))
+            .layer(BalanceLayer::new(group_m()))
+            .service(client())
+    };
+    let routed = || {
+        ServiceBuilder::new()
+            .layer(ErrorResponseLayer::new())
+            .layer(RetryLayer::new(RetryPolicy::new()))
+            .service(
+                Router::builder()
+                    .destination("m", BalanceLayer::new(group_m()).layer(client()))
+                    .fallback("m")
+                    .build()
+                    .unwrap(),
+            )
+    };
+    let facade = || {
+        LoadBalancer::builder()
+            .with_name("m")
+            .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+    };
     if stack == "sizes" {
         fn size<S: Service<Request<Empty<Bytes>>>>(mut s: S) -> usize {
             std::mem::size_of_val(&s.call(Request::new(Empty::new())))
@@ -115,29 +139,10 @@ fn main() {
             std::mem::size_of::<Request<Empty<Bytes>>>(),
             size(balance()),
             size(sticky.layer(balance())),
+            size(hand()),
+            size(routed()),
             size(
-                ServiceBuilder::new()
-                    .layer(ErrorResponseLayer::new())
-                    .layer(RetryLayer::new(RetryPolicy::new()))
-                    .layer(BalanceLayer::new(group_m()))
-                    .service(client())
-            ),
-            size(
-                ServiceBuilder::new()
-                    .layer(ErrorResponseLayer::new())
-                    .layer(RetryLayer::new(RetryPolicy::new()))
-                    .service(
-                        Router::builder()
-                            .destination("m", BalanceLayer::new(group_m()).layer(client()))
-                            .fallback("m")
-                            .build()
-                            .unwrap(),
-                    )
-            ),
-            size(
-                LoadBalancer::builder()
-                    .with_name("m")
-                    .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+                facade()
                     .build_with_client::<Empty<Bytes>, _>(client())
                     .unwrap()
             ),
@@ -152,27 +157,8 @@ fn main() {
         "balance-addr" => rt.block_on(drive(balance(), &cookie, addr, n)),
         "sticky-addr" => rt.block_on(drive(sticky.layer(balance()), &cookie, addr, n)),
         "affinity-addr" => rt.block_on(drive(with_affinity(balance()), &cookie, addr, n)),
-        "hand" => {
-            let hand = ServiceBuilder::new()
-                .layer(ErrorResponseLayer::new())
-                .layer(RetryLayer::new(RetryPolicy::new()))
-                .layer(BalanceLayer::new(group_m()))
-                .service(client());
-            rt.block_on(drive(hand, &none, None, n))
-        }
-        "routed" => {
-            let routed = ServiceBuilder::new()
-                .layer(ErrorResponseLayer::new())
-                .layer(RetryLayer::new(RetryPolicy::new()))
-                .service(
-                    Router::builder()
-                        .destination("m", BalanceLayer::new(group_m()).layer(client()))
-                        .fallback("m")
-                        .build()
-                        .unwrap(),
-                );
-            rt.block_on(drive(routed, &none, None, n))
-        }
+        "hand" => rt.block_on(drive(hand(), &none, None, n)),
+        "routed" => rt.block_on(drive(routed(), &none, None, n)),
         "hand-full" => {
             let hand = ServiceBuilder::new()
                 .layer(ErrorResponseLayer::new())
@@ -185,9 +171,7 @@ fn main() {
             rt.block_on(drive(hand, &none, None, n))
         }
         "facade-full" => {
-            let facade = LoadBalancer::builder()
-                .with_name("m")
-                .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+            let facade = facade()
                 .with_circuit_breaker(tower_lb::lb::CircuitBreaker::new())
                 .with_timeout(Duration::from_secs(10))
                 .with_attempt_timeout(Duration::from_secs(5))
@@ -196,9 +180,7 @@ fn main() {
             rt.block_on(drive(facade, &none, None, n))
         }
         "facade" => {
-            let facade = LoadBalancer::builder()
-                .with_name("m")
-                .with_target(Target::new("a", "127.0.0.1:1").unwrap())
+            let facade = facade()
                 .build_with_client::<Empty<Bytes>, _>(client())
                 .unwrap();
             rt.block_on(drive(facade, &none, None, n))
