@@ -113,7 +113,7 @@ where
 #[cfg(test)]
 mod tests {
     use std::future::{Future, pending};
-    use std::pin::pin;
+    use std::pin::{Pin, pin};
     use std::task::{Context, Poll};
     use std::time::Duration;
 
@@ -125,28 +125,30 @@ mod tests {
     /// attempt's; the overall deadline starts from the attempt's clock reading.
     #[tokio::test(start_paused = true)]
     async fn an_outer_deadline_covered_by_the_inner_timer_arms_none() {
-        let inner = ResponseFuture::new(
-            pending::<Result<(), std::convert::Infallible>>(),
-            Duration::from_secs(5),
-        );
-        let mut outer = pin!(ResponseFuture::new(inner, Duration::from_secs(10)));
-        let polled =
-            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(outer.as_mut().poll(cx))).await;
-        assert!(polled.is_pending());
+        let mut outer = pin!(nested(5, 10));
+        polled_once(outer.as_mut()).await;
         let inner: &ResponseFuture<Hung> = outer.inner.as_ref().unwrap();
         assert!(inner.sleep.is_some(), "the attempt's timer");
         assert!(outer.sleep.is_none(), "no second timer");
         assert_eq!(outer.start, inner.start, "one clock reading");
 
         // The attempt's timer due after the overall deadline: both armed.
-        let inner = ResponseFuture::new(
-            pending::<Result<(), std::convert::Infallible>>(),
-            Duration::from_secs(20),
-        );
-        let mut outer = pin!(ResponseFuture::new(inner, Duration::from_secs(10)));
-        let polled =
-            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(outer.as_mut().poll(cx))).await;
-        assert!(polled.is_pending());
+        let mut outer = pin!(nested(20, 10));
+        polled_once(outer.as_mut()).await;
         assert!(outer.sleep.is_some());
+    }
+
+    /// A per-attempt timeout of `inner` seconds over a hung attempt, under an overall one of
+    /// `outer` seconds.
+    fn nested(inner: u64, outer: u64) -> ResponseFuture<ResponseFuture<Hung>> {
+        let attempt = ResponseFuture::new(pending(), Duration::from_secs(inner));
+        ResponseFuture::new(attempt, Duration::from_secs(outer))
+    }
+
+    /// Polls `fut` once, in a task, and checks it is pending.
+    async fn polled_once(mut fut: Pin<&mut ResponseFuture<ResponseFuture<Hung>>>) {
+        let polled =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(fut.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
     }
 }
