@@ -503,80 +503,11 @@ impl H1Body {
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            let buf = &mut conn.buf;
-            match &mut self.state {
-                State::Done => return Poll::Ready(None),
-                State::Length(left) if !buf.is_empty() => {
-                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                    let data = buf.split_to(n).freeze();
-                    *left -= n as u64;
-                    if *left == 0 {
-                        self.state = State::Done;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                State::Close if !buf.is_empty() => {
-                    return Poll::Ready(Some(Ok(Frame::data(buf.split().freeze()))));
-                }
-                State::Chunked(chunk) if !buf.is_empty() => match chunk {
-                    Chunk::Size => match httparse::parse_chunk_size(buf) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            buf.advance(used);
-                            *chunk = if size == 0 {
-                                Chunk::Trailers
-                            } else {
-                                Chunk::Data(size)
-                            };
-                            continue;
-                        }
-                        Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
-                            return Poll::Ready(Some(Err(invalid("chunk-size line too long"))));
-                        }
-                        Ok(httparse::Status::Partial) => {}
-                        Err(_) => return Poll::Ready(Some(Err(invalid("bad chunk size")))),
-                    },
-                    Chunk::Data(left) => {
-                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                        let data = buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
-                            *chunk = Chunk::DataEnd;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Chunk::DataEnd if buf.len() >= 2 => {
-                        if &buf[..2] != b"\r\n" {
-                            return Poll::Ready(Some(Err(invalid(
-                                "chunk data not followed by CRLF",
-                            ))));
-                        }
-                        buf.advance(2);
-                        *chunk = Chunk::Size;
-                        continue;
-                    }
-                    Chunk::DataEnd => {}
-                    Chunk::Trailers => {
-                        if buf.starts_with(b"\r\n") {
-                            buf.advance(2);
-                            self.state = State::Done;
-                            return Poll::Ready(None);
-                        }
-                        match trailers(buf) {
-                            Ok(Some(map)) => {
-                                self.state = State::Done;
-                                return Poll::Ready(Some(Ok(Frame::trailers(map))));
-                            }
-                            Ok(None) if buf.len() >= MAX_HEAD => {
-                                return Poll::Ready(Some(Err(invalid(
-                                    "trailer section too large",
-                                ))));
-                            }
-                            Ok(None) => {}
-                            Err(e) => return Poll::Ready(Some(Err(e))),
-                        }
-                    }
-                },
-                _ => {}
+            match decode(&mut self.state, &mut conn.buf) {
+                Decoded::Frame(frame) => return Poll::Ready(Some(Ok(frame))),
+                Decoded::End => return Poll::Ready(None),
+                Decoded::Failed(e) => return Poll::Ready(Some(Err(e))),
+                Decoded::More => {}
             }
             // More bytes needed.
             let want = match self.state {
@@ -599,6 +530,89 @@ impl H1Body {
                 Ok(_) => {}
                 Err(e) => return Poll::Ready(Some(Err(e))),
             }
+        }
+    }
+}
+
+/// What [`decode`] made of the bytes read so far.
+enum Decoded {
+    Frame(Frame<Bytes>),
+    /// The body has ended.
+    End,
+    /// More bytes are needed (or, for a body that runs to the close, the close).
+    More,
+    Failed(io::Error),
+}
+
+/// The next step of reading a body framed as `state` from `buf` (the socket's bytes read so
+/// far), with no I/O: the body type reads more when told [`Decoded::More`].
+fn decode(state: &mut State, buf: &mut BytesMut) -> Decoded {
+    loop {
+        match state {
+            State::Done => return Decoded::End,
+            _ if buf.is_empty() => return Decoded::More,
+            State::Length(left) => {
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                let data = buf.split_to(n).freeze();
+                *left -= n as u64;
+                if *left == 0 {
+                    *state = State::Done;
+                }
+                return Decoded::Frame(Frame::data(data));
+            }
+            State::Close => return Decoded::Frame(Frame::data(buf.split().freeze())),
+            State::Chunked(chunk) => match chunk {
+                Chunk::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.advance(used);
+                        *chunk = if size == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
+                        return Decoded::Failed(invalid("chunk-size line too long"));
+                    }
+                    Ok(httparse::Status::Partial) => return Decoded::More,
+                    Err(_) => return Decoded::Failed(invalid("bad chunk size")),
+                },
+                Chunk::Data(left) => {
+                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(n).freeze();
+                    *left -= n as u64;
+                    if *left == 0 {
+                        *chunk = Chunk::DataEnd;
+                    }
+                    return Decoded::Frame(Frame::data(data));
+                }
+                Chunk::DataEnd if buf.len() < 2 => return Decoded::More,
+                Chunk::DataEnd => {
+                    if &buf[..2] != b"\r\n" {
+                        return Decoded::Failed(invalid("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    *chunk = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        *state = State::Done;
+                        return Decoded::End;
+                    }
+                    return match trailers(buf) {
+                        Ok(Some(map)) => {
+                            *state = State::Done;
+                            Decoded::Frame(Frame::trailers(map))
+                        }
+                        Ok(None) if buf.len() >= MAX_HEAD => {
+                            Decoded::Failed(invalid("trailer section too large"))
+                        }
+                        Ok(None) => Decoded::More,
+                        Err(e) => Decoded::Failed(e),
+                    };
+                }
+            },
         }
     }
 }
@@ -636,43 +650,11 @@ pub fn fuzz_response(data: &[u8], head_request: bool) {
         return;
     };
     let mut state = head.state;
-    // The body, from what is left, as the body type reads it (without a socket).
+    // The body from what is left, through the body type's own decoder (without a socket):
+    // each step takes bytes or ends, so `data.len() + 2` steps are enough.
     for _ in 0..data.len() + 2 {
-        match &mut state {
-            State::Done | State::Close | State::Length(_) => return,
-            State::Chunked(Chunk::Size) => match httparse::parse_chunk_size(&buf) {
-                Ok(httparse::Status::Complete((used, 0))) => {
-                    buf.advance(used);
-                    state = State::Chunked(Chunk::Trailers);
-                }
-                Ok(httparse::Status::Complete((used, size))) => {
-                    buf.advance(used);
-                    state = State::Chunked(Chunk::Data(size));
-                }
-                _ => return,
-            },
-            State::Chunked(Chunk::Data(left)) => {
-                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                if n == 0 {
-                    return;
-                }
-                buf.advance(n);
-                *left -= n as u64;
-                if *left == 0 {
-                    state = State::Chunked(Chunk::DataEnd);
-                }
-            }
-            State::Chunked(Chunk::DataEnd) => {
-                if !buf.starts_with(b"\r\n") {
-                    return;
-                }
-                buf.advance(2);
-                state = State::Chunked(Chunk::Size);
-            }
-            State::Chunked(Chunk::Trailers) => {
-                let _ = trailers(&mut buf);
-                return;
-            }
+        if !matches!(decode(&mut state, &mut buf), Decoded::Frame(_)) {
+            return;
         }
     }
 }

@@ -928,15 +928,9 @@ pub(super) fn is_client_fault(e: &hyper::Error) -> bool {
 
 /// The connection was closed or reset under the request, before any response.
 fn closed_by_peer(e: &hyper::Error) -> bool {
-    use std::io::ErrorKind::*;
     e.is_incomplete_message()
         || e.is_canceled()
-        || crate::error::find_cause::<std::io::Error>(e).is_some_and(|io| {
-            matches!(
-                io.kind(),
-                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
-            )
-        })
+        || crate::error::find_cause::<std::io::Error>(e).is_some_and(closed_io)
 }
 
 fn respond<B>(
