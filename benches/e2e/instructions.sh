@@ -11,7 +11,7 @@
 #   benches/e2e/instructions.sh 40000 -- codec-floor          # no hyper: httparse and tokio
 #
 # Runs `e2e_proxy MODE ARGS` under `valgrind --tool=callgrind` twice, against its own three
-# backends (ports 19101-19103), once serving 2 000 requests and once 2 000 + N (`oha -c 64`),
+# backends (ports 19101-19103, or BACKEND_PORT and the next two; the proxy on PORT, 18991), once serving 2 000 requests and once 2 000 + N (`oha -c 64`),
 # and prints (second total - first total) / N: start-up, warm-up and the pool's first
 # connections cancel out. Runs of the same binary differ by about 1 % (the clock calibration at
 # start-up varies); quote medians of a few runs. Installs valgrind with apt-get and oha with
@@ -32,8 +32,11 @@ fi
 cargo build --release --quiet --features server,governor --example e2e_proxy
 BIN=target/release/examples/e2e_proxy
 WORK=$(mktemp -d)
-PORT=18991
-BACKENDS=(127.0.0.1:19101 127.0.0.1:19102 127.0.0.1:19103)
+# Ports: PORT for the proxy, BACKEND_PORT and the next two for the backends (two runs at once
+# need their own).
+PORT=${PORT:-18991}
+B=${BACKEND_PORT:-19101}
+BACKENDS=(127.0.0.1:$B 127.0.0.1:$((B + 1)) 127.0.0.1:$((B + 2)))
 
 "$BIN" backends "${BACKENDS[@]}" &
 BPID=$!

@@ -11,7 +11,8 @@ use super::error::BodyTooLarge;
 use crate::error::BoxError;
 
 /// The body of a request received by the [server](super): the client's bytes, cut off with
-/// [`BodyTooLarge`] past the configured limit. Data and trailers pass through unchanged.
+/// [`BodyTooLarge`] past the configured limit. Data and trailers pass through unchanged. A
+/// request that came without a body has an empty one (ended from the start).
 ///
 /// # Examples
 ///
@@ -24,7 +25,8 @@ use crate::error::BoxError;
 /// ```
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None`: a request without a body, read by the server's own HTTP/1.1 codec.
+    inner: Option<Incoming>,
     limit: Option<Limit>,
 }
 
@@ -50,7 +52,21 @@ impl RequestBody {
             }
             _ => None,
         };
-        (RequestBody { inner, limit }, flag)
+        (
+            RequestBody {
+                inner: Some(inner),
+                limit,
+            },
+            flag,
+        )
+    }
+
+    /// The body of a request that came without one.
+    pub(crate) fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            limit: None,
+        }
     }
 }
 
@@ -63,7 +79,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         let Some(limit) = this.limit.as_mut() else {
             return polled.map_err(Into::into);
         };
@@ -83,10 +102,12 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

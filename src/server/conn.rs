@@ -117,12 +117,32 @@ where
                 };
             }
         }
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         if parts.version == http::Version::HTTP_2 {
             // A connection whose protocol was told only by hyper-util's auto builder (its
             // first bytes were a prefix of the preface): HTTP/2 has no request-head deadline.
             self.active.no_head_deadline();
         }
+        let (body, exceeded) = RequestBody::new(body, self.max_body);
+        self.dispatch(parts, body, exceeded)
+    }
+}
+
+impl<S, RB> ConnService<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<RB>> + Clone,
+    S::Error: Into<BoxError>,
+    RB: Body<Data = Bytes>,
+{
+    /// Calls the stack with one request read from the connection (by hyper, or by the
+    /// server's own HTTP/1.1 codec): adds the peer (and TLS) extensions and counts the
+    /// request in flight until its response body is done.
+    pub(crate) fn dispatch(
+        &self,
+        mut parts: http::request::Parts,
+        body: RequestBody,
+        exceeded: Option<Arc<AtomicBool>>,
+    ) -> ConnFuture<S, RB> {
         if parts.extensions.is_empty() {
             // A map handed back by the target client on this thread: no allocation but the
             // value's (see `util::spare`).
@@ -132,7 +152,6 @@ where
         if self.tls {
             parts.extensions.insert(ClientTls);
         }
-        let (body, exceeded) = RequestBody::new(body, self.max_body);
         let guard = InFlight::new(&self.active);
         let req = Request::from_parts(parts, body);
         let mut svc = self.svc.clone();

@@ -61,7 +61,7 @@ pub(super) struct Graceful {
 }
 
 impl Graceful {
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::SeqCst)
     }
 

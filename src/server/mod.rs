@@ -39,6 +39,7 @@ mod body;
 mod conn;
 mod drain;
 pub mod error;
+mod h1;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -67,6 +68,11 @@ use self::error::InvalidServerConfig;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use self::tls::TlsAcceptor;
 use crate::error::BoxError;
+
+/// The server's HTTP/1.1 request reader, for the fuzz target `h1_request`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use self::h1::fuzz_request;
 
 /// Serves a tower service on a listener: see the [module docs](self).
 ///
@@ -98,6 +104,7 @@ pub struct ServerBuilder {
     tls_handshake_timeout: Duration,
     drain_timeout: Duration,
     max_concurrent_streams: u32,
+    hyper_http1: bool,
 }
 
 /// The smallest header limit: hyper reads a request head into a buffer of at least this.
@@ -117,6 +124,7 @@ impl Server {
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             max_concurrent_streams: 256,
+            hyper_http1: false,
         }
     }
 }
@@ -167,6 +175,21 @@ impl ServerBuilder {
     /// The most concurrent streams per HTTP/2 connection.
     pub fn max_concurrent_streams(mut self, max: u32) -> Self {
         self.max_concurrent_streams = max;
+        self
+    }
+
+    /// Serves every HTTP/1.1 request with hyper's HTTP/1 server (`true`), instead of reading
+    /// requests without a body with the server's own codec (the default, `false`; see the
+    /// [module docs](self)). The way back if a client and the codec disagree.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let server = tower_lb::server::Server::builder().hyper_http1(true).build().unwrap();
+    /// # let _ = server;
+    /// ```
+    pub fn hyper_http1(mut self, on: bool) -> Self {
+        self.hyper_http1 = on;
         self
     }
 
@@ -223,6 +246,10 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The protocol builders of one server.
 #[derive(Clone)]
 struct Protocols {
+    /// HTTP/1.1 requests without a body are read by the server's own codec (see [`h1`]).
+    own_h1: bool,
+    /// The header limit, for the own codec.
+    max_head: usize,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     either: auto::Builder<TokioExecutor>,
@@ -253,7 +280,13 @@ impl Server {
             .timer(TokioTimer::new())
             .max_header_list_size(header_list)
             .max_concurrent_streams(c.max_concurrent_streams);
-        Protocols { h1, h2, either }
+        Protocols {
+            own_h1: !c.hyper_http1,
+            max_head: c.max_header_bytes,
+            h1,
+            h2,
+            either,
+        }
     }
 
     /// The shorter of the two connection deadlines: how long a new connection may take to
@@ -449,6 +482,12 @@ async fn serve_connection<I, S, RB>(
     RB: Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
+    if proto == Proto::Http1 && protocols.own_h1 {
+        graceful
+            .watch(serve_own_h1(protocols, graceful, io, svc), |_| {})
+            .await;
+        return;
+    }
     let io = TokioIo::new(io);
     let result: Result<(), BoxError> = match proto {
         Proto::Http1 => {
@@ -472,6 +511,58 @@ async fn serve_connection<I, S, RB>(
     };
     if let Err(error) = result {
         tracing::debug!(%error, "client connection ended with an error");
+    }
+}
+
+/// Serves an HTTP/1.1 connection with the server's own codec (see [`h1`]) until it ends, the
+/// server shuts down, or a request comes that the codec leaves to hyper: then hyper serves the
+/// rest of the connection, starting with the bytes the codec read.
+async fn serve_own_h1<I, S, RB>(
+    protocols: &Protocols,
+    graceful: &Graceful,
+    io: I,
+    svc: ConnService<S>,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Service<Request<RequestBody>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    RB: Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    let mut conn = h1::Conn::new(io, protocols.max_head);
+    loop {
+        let parsed = match conn.next(|| graceful.stopping()).await {
+            h1::Next::Request(parsed) => parsed,
+            h1::Next::Closed => return,
+        };
+        let h1::Parsed::Request {
+            parts,
+            close,
+            trailers,
+        } = parsed
+        else {
+            let (io, read) = conn.into_parts();
+            let io = TokioIo::new(h1::Rewind::new(io, read));
+            let hyper = protocols.h1.serve_connection(io, svc).with_upgrades();
+            if let Err(error) = graceful.watch(hyper, |c| c.graceful_shutdown()).await {
+                tracing::debug!(%error, "client connection ended with an error");
+            }
+            return;
+        };
+        let head = parts.method == http::Method::HEAD;
+        let Some(rsp) = conn
+            .response(svc.dispatch(parts, RequestBody::empty(), None))
+            .await
+        else {
+            // The client went away: its request is dropped.
+            return;
+        };
+        let close = close || graceful.stopping();
+        if !conn.respond(rsp, head, close, trailers).await {
+            conn.close().await;
+            return;
+        }
     }
 }
 

@@ -27,6 +27,8 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::util::h1::{field, tokens};
+
 /// The largest response head or trailer section read. hyper bounds its whole read buffer at
 /// about 400 KiB; nginx reads a response head into 4 or 8 KiB by default.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -244,17 +246,6 @@ fn encode(parts: &http::request::Parts, host: Host<'_>, out: &mut Vec<u8>) -> bo
     close
 }
 
-/// One header line. Separators pushed byte by byte: cheaper than a copy call each.
-#[inline]
-fn field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
-    out.extend_from_slice(name.as_bytes());
-    out.push(b':');
-    out.push(b' ');
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'\r');
-    out.push(b'\n');
-}
-
 enum Parsed {
     /// A `1xx` head, consumed.
     Informational,
@@ -412,17 +403,6 @@ fn framing(status: StatusCode, head_request: bool, meta: &Meta) -> io::Result<(S
         Some(n) => (State::Length(n), true),
         None => (State::Close, false),
     })
-}
-
-/// Whether a `Connection` value lists `close`, and whether it lists `keep-alive`.
-fn tokens(value: &[u8]) -> (bool, bool) {
-    let (mut close, mut keep) = (false, false);
-    for token in value.split(|&b| b == b',') {
-        let token = token.trim_ascii();
-        close |= token.eq_ignore_ascii_case(b"close");
-        keep |= token.eq_ignore_ascii_case(b"keep-alive");
-    }
-    (close, keep)
 }
 
 /// Where the reading of a response body stands.
