@@ -17,7 +17,8 @@
 //! The forwarding layer writes what nginx and HAProxy write in this benchmark
 //! (`X-Forwarded-For`, hop-by-hop headers stripped), so that all three do the same work;
 //! `--headers default` writes `ForwardLayer`'s defaults instead (also `X-Forwarded-Proto`,
-//! `X-Forwarded-Host` and `X-Real-IP`).
+//! `X-Forwarded-Host` and `X-Real-IP`). `--hyper-h1` has the server read every request with
+//! hyper's HTTP/1 server instead of its own codec.
 //!
 //! `floor` is the other end of the scale: the cheapest HTTP/1 reverse proxy one can write on
 //! hyper and tokio alone, with no tower-lb and no tower, so that the benchmark can tell what
@@ -79,6 +80,15 @@ async fn backends(addrs: Vec<SocketAddr>) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// How the proxy's edge is set up: `--headers default`, `--hyper-h1`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Edge {
+    /// `ForwardLayer`'s default headers rather than the peers' set.
+    default_headers: bool,
+    /// The server reads every HTTP/1.1 request with hyper (`ServerBuilder::hyper_http1`).
+    hyper_h1: bool,
+}
+
 /// Serves the proxy: `ErrorResponseLayer`, `ForwardLayer`, then (with `full`) the resilience
 /// stack of `examples/proxy.rs`, then `Balance` over `client`.
 async fn proxy(
@@ -86,10 +96,10 @@ async fn proxy(
     group: TargetGroup,
     client: &str,
     full: bool,
-    default_headers: bool,
+    edge: Edge,
 ) -> Result<(), BoxError> {
-    let server = Server::builder().build()?;
-    let forward = if default_headers {
+    let server = Server::builder().hyper_http1(edge.hyper_h1).build()?;
+    let forward = if edge.default_headers {
         ForwardLayer::new()
     } else {
         // What `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` and HAProxy's
@@ -223,7 +233,7 @@ fn main() -> Result<(), BoxError> {
     let mut targets = Vec::new();
     let mut client = "target".to_owned();
     let mut full = false;
-    let mut default_headers = false;
+    let mut edge = Edge::default();
     let mut per_core = false;
     let mut rest = Vec::new();
     while let Some(arg) = args.next() {
@@ -234,13 +244,14 @@ fn main() -> Result<(), BoxError> {
             "--backend" => targets.push(value()?),
             "--client" => client = value()?,
             "--stack" => full = value()? == "full",
-            "--headers" => default_headers = value()? == "default",
+            "--headers" => edge.default_headers = value()? == "default",
+            "--hyper-h1" => edge.hyper_h1 = true,
             "--per-core" => per_core = true,
             _ => rest.push(arg.parse::<SocketAddr>()?),
         }
     }
     if per_core && mode == "proxy" {
-        return per_core_proxy(workers, listen, targets, client, full, default_headers);
+        return per_core_proxy(workers, listen, targets, client, full, edge);
     }
     let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -278,9 +289,9 @@ fn main() -> Result<(), BoxError> {
                     )
                     .build()?;
                 let listener = TcpListener::bind(listen).await?;
-                proxy(listener, group, &client, full, default_headers).await
+                proxy(listener, group, &client, full, edge).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] [--headers peers|default] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] [--headers peers|default] [--hyper-h1] --backend ADDR...".into()),
         }
     })
 }
@@ -294,7 +305,7 @@ fn per_core_proxy(
     targets: Vec<String>,
     client: String,
     full: bool,
-    default_headers: bool,
+    edge: Edge,
 ) -> Result<(), BoxError> {
     let group = TargetGroup::builder("bench")
         .targets(
@@ -318,7 +329,7 @@ fn per_core_proxy(
                     socket.set_reuseaddr(true)?;
                     socket.bind(listen)?;
                     let listener = socket.listen(1024)?;
-                    proxy(listener, group, &client, full, default_headers).await
+                    proxy(listener, group, &client, full, edge).await
                 })
             })
         })
