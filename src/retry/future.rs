@@ -12,7 +12,9 @@ use tower_service::Service;
 
 use super::headers::HeaderCopy;
 use super::{ReplayBody, RetryPolicy};
+use crate::balance::WantServedBy;
 use crate::error::BoxError;
+use crate::key::ClientAddr;
 
 pin_project! {
     /// Drives the attempts of one request; a response that took more than one attempt carries
@@ -58,17 +60,55 @@ pub(crate) struct Retrier<S, B> {
     service: Option<S>,
     /// This request's session of the policy (its attempt count).
     policy: RetryPolicy,
-    /// The copy for the next attempt, without its header fields; `None` once the policy could
-    /// not take one.
+    /// The copy for the next attempt, without its header fields and extensions; `None` once
+    /// the policy could not take one.
     copy: Option<Request<ReplayBody<B>>>,
     /// The copy's header fields, put back into it when a retry is wanted.
     headers: HeaderCopy,
+    /// The copy's extensions, put back into it when a retry is wanted (`None` once they are).
+    extensions: Option<ExtensionsCopy>,
+}
+
+/// A request's extensions as a retry needs them back.
+enum ExtensionsCopy {
+    /// Nothing but this crate's plain values (see `balance::extensions::plain`), the common
+    /// map: kept as values, so a request that is not retried builds, fills and empties no map
+    /// for its copy.
+    Plain(Option<ClientAddr>, bool),
+    /// Anything else: the map, cloned.
+    Map(http::Extensions),
+}
+
+impl ExtensionsCopy {
+    #[inline]
+    fn of(ext: &http::Extensions) -> Self {
+        match crate::balance::extensions::plain(ext) {
+            Some((addr, mark)) => ExtensionsCopy::Plain(addr, mark),
+            None => ExtensionsCopy::Map(ext.clone()),
+        }
+    }
+
+    /// Puts the extensions into `ext` (a copy's map, empty until now).
+    fn restore(self, ext: &mut http::Extensions) {
+        match self {
+            ExtensionsCopy::Plain(addr, mark) => {
+                if let Some(addr) = addr {
+                    ext.insert(addr);
+                }
+                if mark {
+                    ext.insert(WantServedBy);
+                }
+            }
+            ExtensionsCopy::Map(map) => ext.extend(map),
+        }
+    }
 }
 
 impl<S, B> Retrier<S, B> {
     /// Before the first attempt of `req`: what a retry would take (a copy, see
-    /// `RetryPolicy::copy_request`, and the header fields, in one allocation), or `None` when no
-    /// retry is possible. `template` is the service's policy; the box gets a session of it.
+    /// `RetryPolicy::copy_request`, the header fields and the extensions, in one allocation),
+    /// or `None` when no retry is possible. `template` is the service's policy; the box gets a
+    /// session of it.
     #[inline]
     pub(crate) fn first(
         template: &mut RetryPolicy,
@@ -80,6 +120,7 @@ impl<S, B> Retrier<S, B> {
             policy: template.clone(),
             copy: Some(copy),
             headers: HeaderCopy::empty(),
+            extensions: Some(ExtensionsCopy::of(req.extensions())),
         });
         // Filled in place: the fields are the largest part of the box.
         retrier.headers.fill(req.headers()).then_some(retrier)
@@ -89,15 +130,6 @@ impl<S, B> Retrier<S, B> {
     #[inline]
     pub(crate) fn set_service(&mut self, service: S) {
         self.service = Some(service);
-    }
-}
-
-impl<S, B> Drop for Retrier<S, B> {
-    fn drop(&mut self) {
-        // A copy never sent: its map serves the next request's copy (`util::spare`).
-        if let Some(copy) = &mut self.copy {
-            crate::balance::extensions::recycle_plain(copy.extensions_mut());
-        }
     }
 }
 
@@ -150,16 +182,23 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
                     let mut result = ready!(future.poll(cx));
-                    let Some(retrier) = this.retry.as_deref_mut() else {
+                    let Some(Retrier {
+                        copy: Some(copy),
+                        policy,
+                        headers,
+                        extensions,
+                        ..
+                    }) = this.retry.as_deref_mut()
+                    else {
                         return Poll::Ready(result);
                     };
-                    let Some(copy) = retrier.copy.as_mut() else {
-                        return Poll::Ready(result);
+                    let restore = |req: &mut Request<ReplayBody<B>>| {
+                        if let Some(extensions) = extensions.take() {
+                            extensions.restore(req.extensions_mut());
+                        }
+                        headers.restore(req.headers_mut())
                     };
-                    let headers = &retrier.headers;
-                    let restore =
-                        |req: &mut Request<ReplayBody<B>>| headers.restore(req.headers_mut());
-                    match retrier.policy.decide(copy, &mut result, restore) {
+                    match policy.decide(copy, &mut result, restore) {
                         Some(backoff) => this.state.set(State::Waiting {
                             backoff: Box::pin(backoff),
                         }),
@@ -186,6 +225,7 @@ where
                     let headers = &mut retrier.headers;
                     retrier.copy =
                         (retrier.policy.copy_request(&req)).filter(|_| headers.fill(req.headers()));
+                    retrier.extensions = Some(ExtensionsCopy::of(req.extensions()));
                     let future = service.call(req);
                     this.state.set(State::Called { future });
                 }

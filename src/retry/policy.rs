@@ -351,7 +351,8 @@ impl RetryPolicy {
     }
 
     /// Before an attempt: a copy of `req` to send again if it fails, without its header
-    /// fields (the caller keeps those; see `decide`), or `None` when no retry is possible.
+    /// fields and its extensions (the caller keeps those; see `decide`), or `None` when no
+    /// retry is possible.
     /// The first attempt of a request pays into the budget.
     pub(super) fn copy_request<B>(
         &mut self,
@@ -379,7 +380,6 @@ impl RetryPolicy {
         *clone.method_mut() = req.method().clone();
         *clone.uri_mut() = req.uri().clone();
         *clone.version_mut() = req.version();
-        *clone.extensions_mut() = crate::balance::extensions::copy_plain_or_clone(req.extensions());
         Some(clone)
     }
 }
@@ -397,6 +397,7 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
 
     fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
         let mut clone = self.copy_request(req)?;
+        *clone.extensions_mut() = crate::balance::extensions::copy_plain_or_clone(req.extensions());
         // The headers ride in the copy's extensions as bytes in one buffer (no reference
         // count touched per value) and go back into its map in `retry`, only if a retry is
         // wanted.

@@ -728,6 +728,45 @@ async fn every_attempt_gets_the_same_head() {
     }
 }
 
+/// A request whose extensions are only the client's address (the server's) and the retry's
+/// own mark: the copy keeps them as values, and every attempt gets them back, nothing else.
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_client_address_and_the_mark_back() {
+    use tower_lb::balance::WantServedBy;
+    use tower_lb::key::ClientAddr;
+    type Seen = (Option<ClientAddr>, bool, usize);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let log = seen.clone();
+    let inner = service_fn(move |r: Request<ReplayBody<Full<Bytes>>>| {
+        let ext = r.extensions();
+        let mut log = log.lock().unwrap();
+        log.push((
+            ext.get::<ClientAddr>().copied(),
+            ext.get::<WantServedBy>().is_some(),
+            ext.len(),
+        ));
+        let n = log.len();
+        async move { status(if n < 3 { 307 } else { 200 }) }
+    });
+    // A status below 400 among those retried: the layer marks its requests.
+    let policy = RetryPolicy::builder()
+        .statuses([307])
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy))
+        .service(inner);
+    let addr = ClientAddr("192.0.2.7:4711".parse().unwrap());
+    let mut request = req(Method::GET, "");
+    request.extensions_mut().insert(addr);
+    let rsp = svc.oneshot(request).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(attempts(&rsp), 3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(*seen, vec![(Some(addr), true, 2); 3]);
+}
+
 /// Driven by tower's own `Retry` (through the `Policy` interface), a retry goes out with the
 /// first attempt's header lines and extensions, and nothing the policy kept on the way is
 /// visible to the service.
