@@ -1,6 +1,6 @@
 //! Small helpers shared by the core and the layers: a fast seedable random source, stable
-//! hashing, a poison-tolerant lock, `Retry-After` parsing, the cap on durations and spare
-//! request-extension maps.
+//! hashing, a poison-tolerant lock, `Retry-After` parsing, the cap on durations, spare
+//! request-extension maps and a clock reading shared within a poll.
 //!
 //! Private to the crate (only `retry_after` is re-exported, from `crate::upstream`), and a leaf:
 //! it imports no other module of the crate, so every layer may use it.
@@ -8,6 +8,7 @@
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+pub(crate) mod clock;
 mod hash;
 mod retry_after;
 mod rng;
