@@ -826,3 +826,48 @@ fn a_replay_body_is_as_large_as_the_request_body_it_wraps() {
         size_of::<Request<RequestBody>>()
     );
 }
+
+/// The resilience stack of `examples/proxy.rs` over the target client: each layer's future
+/// holds the one below it, and every future is moved when it is built and again as the layers
+/// above build theirs. What a layer adds must stay small: the retry's copy of the request and
+/// its timers are boxed or shared, and no layer holds a request (or a response) inline, which
+/// would be copied through every layer above on every request.
+#[cfg(feature = "server")]
+#[test]
+fn the_resilience_layers_futures_hold_no_request() {
+    use std::mem::size_of;
+    use tower_lb::breaker::CircuitBreaker;
+    use tower_lb::retry::Retry;
+    use tower_lb::server::RequestBody;
+    use tower_lb::timeout::Timeout;
+    use tower_lb::upstream::TargetService;
+
+    type Attempt = Request<ReplayBody<RequestBody>>;
+    type Req = Request<RequestBody>;
+    type Client = Balance<TargetService<ReplayBody<RequestBody>>>;
+    type PerTry = Timeout<Client>;
+    type Breaker = CircuitBreaker<PerTry>;
+    type Retried = Retry<Breaker>;
+    type Overall = Timeout<Retried>;
+    let balance = size_of::<<Client as Service<Attempt>>::Future>();
+    let per_try = size_of::<<PerTry as Service<Attempt>>::Future>();
+    let breaker = size_of::<<Breaker as Service<Attempt>>::Future>();
+    let retry = size_of::<<Retried as Service<Req>>::Future>();
+    let overall = size_of::<<Overall as Service<Req>>::Future>();
+    let req = size_of::<Req>();
+    let sleep = size_of::<tokio::time::Sleep>();
+    let word = size_of::<usize>();
+    // (layer, bytes it adds, the most it may add)
+    let added = [
+        ("per-try Timeout", per_try - balance, sleep + 6 * word),
+        ("CircuitBreaker", breaker - per_try, 6 * word),
+        ("Retry", retry - breaker, 2 * word),
+        ("overall Timeout", overall - retry, sleep + 6 * word),
+    ];
+    for (layer, adds, most) in added {
+        assert!(
+            adds <= most && adds < req,
+            "{layer} adds {adds} bytes to its inner future (at most {most}; a request is {req})"
+        );
+    }
+}
