@@ -125,8 +125,8 @@ where
         // retry goes through is cloned after this call.
         let mut retry = Retrier::first(&mut self.policy, &req);
         let future = self.inner.call(req);
-        if let Some(retrier) = &mut retry {
-            retrier.set_service(self.inner.clone());
+        if retry.wants_service() {
+            retry.set_service(self.inner.clone());
         }
         ResponseFuture::new(future, retry)
     }

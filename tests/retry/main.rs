@@ -829,9 +829,10 @@ fn a_replay_body_is_as_large_as_the_request_body_it_wraps() {
 
 /// The resilience stack of `examples/proxy.rs` over the target client: each layer's future
 /// holds the one below it, and every future is moved when it is built and again as the layers
-/// above build theirs. What a layer adds must stay small: the retry's copy of the request and
-/// its timers are boxed or shared, and no layer holds a request (or a response) inline, which
-/// would be copied through every layer above on every request.
+/// above build theirs. What a layer adds must stay small: the head of the retry's copy is in a
+/// buffer reused across requests and its timers are boxed or shared, and no layer holds a
+/// request (or a response) inline, which would be copied through every layer above on every
+/// request.
 #[cfg(feature = "server")]
 #[test]
 fn the_resilience_layers_futures_hold_no_request() {
@@ -861,7 +862,17 @@ fn the_resilience_layers_futures_hold_no_request() {
     let added = [
         ("per-try Timeout", per_try - balance, sleep + 6 * word),
         ("CircuitBreaker", breaker - per_try, 6 * word),
-        ("Retry", retry - breaker, 2 * word),
+        // The retry's own few words: the service a retry goes through, the policy's
+        // session, the replay of the body, and pointers to the head of its copy and to a
+        // request waiting for its backoff.
+        (
+            "Retry",
+            retry - breaker,
+            size_of::<Breaker>()
+                + size_of::<RetryPolicy>()
+                + size_of::<ReplayBody<RequestBody>>()
+                + 4 * word,
+        ),
         ("overall Timeout", overall - retry, sleep + 6 * word),
     ];
     for (layer, adds, most) in added {
