@@ -662,6 +662,137 @@ async fn fault_test_with_loopback_backends() {
     t2.abort();
 }
 
+/// Over loopback through the target client's own codec, on one thread (so that the head of
+/// each request's retry copy is the buffer the request before it left behind): every request
+/// a backend first answers with `503` arrives twice with the same head, byte for byte, and
+/// with nothing of any other request. Requests differ in their number of header fields, and
+/// one carries a field too large for the copy's buffer.
+#[cfg(feature = "hyper")]
+#[tokio::test(flavor = "current_thread")]
+async fn retried_requests_arrive_with_their_own_head_over_loopback() {
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower_lb::upstream::TargetClient;
+
+    /// Request heads received, per `x-id`, in arrival order.
+    type Heads = Arc<Mutex<HashMap<String, Vec<String>>>>;
+    let heads: Heads = Arc::default();
+
+    // Reads one request head per connection, answers `503` the first time an id is seen and
+    // `200` after, and closes the connection.
+    async fn backend(heads: Heads) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let heads = heads.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut got = 0;
+                    let head = loop {
+                        let Ok(n) = s.read(&mut buf[got..]).await else {
+                            return;
+                        };
+                        if n == 0 || got + n == buf.len() {
+                            return;
+                        }
+                        got += n;
+                        let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            break text[..end].to_string();
+                        }
+                    };
+                    let id = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-id: "))
+                        .unwrap_or("?")
+                        .to_string();
+                    let first = {
+                        let mut heads = heads.lock().unwrap();
+                        let seen = heads.entry(id).or_default();
+                        seen.push(head);
+                        seen.len() == 1
+                    };
+                    let answer: &[u8] = if first {
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    };
+                    let _ = s.write_all(answer).await;
+                });
+            }
+        });
+        addr
+    }
+
+    // Two targets on the same recorder, so that a retry (which avoids the target that
+    // answered 503) has somewhere to go.
+    let (a, b) = (backend(heads.clone()).await, backend(heads.clone()).await);
+    let group = TargetGroup::builder("g")
+        .target(Target::new("a", a.to_string()).unwrap())
+        .target(Target::new("b", b.to_string()).unwrap())
+        .build()
+        .unwrap();
+    // The client's own `Host`, so that both targets get the same bytes.
+    let client = TargetClient::<ReplayBody<Full<Bytes>>>::builder()
+        .preserve_host(true)
+        .build();
+    let balance = Balance::with_maker(group, client);
+    let policy = RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .budget(Duration::from_secs(10), 1000, 1000.0)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy))
+        .service(balance);
+
+    let n = 8;
+    for i in 0..n {
+        let mut req = Request::builder().uri(format!("/r/{i}?q={i}"));
+        req = req
+            .header("host", "example.test")
+            .header("x-id", i.to_string());
+        for f in 0..i {
+            req = req.header(format!("x-field-{f}"), format!("{i}-{f}"));
+        }
+        if i == 5 {
+            req = req.header("x-large", "L".repeat(2_000));
+        }
+        let req = req.body(Full::new(Bytes::new())).unwrap();
+        let rsp = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(req))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(rsp.status(), StatusCode::OK, "request {i}");
+        assert_eq!(attempts(&rsp), 2, "request {i}");
+    }
+
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), n, "one id per request");
+    for i in 0..n {
+        let seen = &heads[&i.to_string()];
+        assert_eq!(seen.len(), 2, "request {i} arrived twice");
+        assert_eq!(
+            seen[0], seen[1],
+            "request {i}: the retry's head, byte for byte"
+        );
+        let lines: Vec<&str> = seen[1].lines().collect();
+        assert_eq!(lines[0], format!("GET /r/{i}?q={i} HTTP/1.1"));
+        let fields = lines.iter().filter(|l| l.starts_with("x-field-")).count();
+        assert_eq!(fields, i, "request {i}: its own fields, no other request's");
+        for f in 0..i {
+            assert!(lines.contains(&format!("x-field-{f}: {i}-{f}").as_str()));
+        }
+        assert_eq!(
+            lines.iter().any(|l| l.starts_with("x-large: ")),
+            i == 5,
+            "request {i}"
+        );
+    }
+}
+
 #[test]
 fn layers_are_clone_send_sync() {
     fn check<T: Clone + Send + Sync>(_: &T) {}
