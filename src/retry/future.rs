@@ -71,7 +71,7 @@ impl<S, B> Retrier<S, B> {
     /// Before the first attempt of `req`: what a retry would take (a replay of the body, see
     /// `RetryPolicy::copy_body`, and the head), or nothing when no retry is possible.
     /// `template` is the service's policy; the retrier gets a session of it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn first(template: &mut RetryPolicy, req: &Request<ReplayBody<B>>) -> Self {
         let copy = template
             .copy_body(req)
@@ -112,7 +112,7 @@ where
     S: Service<Request<ReplayBody<B>>>,
 {
     /// The first attempt's future; `retry` holds what a retry takes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(future: S::Future, retry: Retrier<S, B>) -> Self {
         ResponseFuture {
             state: State::Called { future },

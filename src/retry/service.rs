@@ -112,7 +112,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.policy.body_limit();
         let mut req = req.map(|b| ReplayBody::new(b, limit));

@@ -43,7 +43,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(inner: F, timeout: Duration) -> Self {
         ResponseFuture {
             inner: Some(inner),
