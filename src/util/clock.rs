@@ -1,7 +1,7 @@
 //! One clock reading per request, shared within the poll that took it.
 //!
-//! A request through the resilience stack and the target client used to read the clock twice
-//! when its first poll found it waiting: the client, to tell how long the connection it took
+//! A request through the resilience stack and the target client would read the clock twice
+//! when its first poll finds it waiting: the client, to tell how long the connection it took
 //! from the pool had been idle, and the [`Timeout`](crate::timeout::Timeout) around it, to
 //! start its deadline. Both readings fall in the same poll, microseconds apart. So a reader
 //! that others may use reads through [`now`], which leaves its reading in a thread-local slot,
