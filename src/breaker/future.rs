@@ -27,7 +27,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admitted(fut: F, permit: Permit) -> Self {
         ResponseFuture {
             fut: Some(fut),

@@ -111,7 +111,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match self.shared.acquire() {
             Ok(permit) => ResponseFuture::admitted(self.inner.call(req), permit),

@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::headers::HeaderCopy;
+use super::copy::PooledHead;
 use super::{ReplayBody, RetryPolicy};
 use crate::error::BoxError;
 
@@ -18,17 +18,17 @@ pin_project! {
     /// Drives the attempts of one request; a response that took more than one attempt carries
     /// [`Attempts`](super::Attempts).
     ///
-    /// Small whatever the request: the copy kept for a retry, the service a retry is sent
-    /// through and a backoff's timer are boxed, so this future (which every layer above holds
-    /// and moves) is the attempt's future plus two words.
+    /// Small whatever the request: what a retry needs is the attempt's future plus a few words
+    /// (the body's replay, the policy's session, the service a retry goes through); the head of
+    /// the copy is in a buffer reused from request to request (see `retry::copy`), and a
+    /// request waiting to go again and a backoff's timer are boxed.
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<ReplayBody<B>>>,
     {
         #[pin]
         state: State<S::Future>,
-        // `None` when no retry is possible (no copy was taken).
-        retry: Option<Box<Retrier<S, B>>>,
+        retry: Retrier<S, B>,
     }
 }
 
@@ -54,35 +54,50 @@ pin_project! {
 /// sent only when `retry` asked for it).
 pub(crate) struct Retrier<S, B> {
     /// A clone of the inner service, taken once the first attempt was called (as tower's
-    /// `Retry` does); `None` only until then.
+    /// `Retry` does); `None` until then, and when no retry is possible.
     service: Option<S>,
-    /// This request's session of the policy (its attempt count).
-    policy: RetryPolicy,
-    /// The copy for the next attempt, without its header fields; `None` once the policy could
-    /// not take one.
-    copy: Option<Request<ReplayBody<B>>>,
-    /// The copy's header fields, put back into it when a retry is wanted.
-    headers: HeaderCopy,
+    /// This request's session of the policy (its attempt count); `None` when no retry is
+    /// possible (no copy was taken).
+    policy: Option<RetryPolicy>,
+    /// The copy for the next attempt: its body, and its head without which it is not sent;
+    /// `None` once the policy could not take one.
+    body: Option<ReplayBody<B>>,
+    head: Option<PooledHead>,
+    /// The request a granted retry sends, during the backoff and until the service is ready.
+    next: Option<Box<Request<ReplayBody<B>>>>,
 }
 
 impl<S, B> Retrier<S, B> {
-    /// Before the first attempt of `req`: what a retry would take (a copy, see
-    /// `RetryPolicy::copy_request`, and the header fields, in one allocation), or `None` when no
-    /// retry is possible. `template` is the service's policy; the box gets a session of it.
+    /// Before the first attempt of `req`: what a retry would take (a replay of the body, see
+    /// `RetryPolicy::copy_body`, and the head), or nothing when no retry is possible.
+    /// `template` is the service's policy; the retrier gets a session of it.
+    #[inline(always)]
+    pub(crate) fn first(template: &mut RetryPolicy, req: &Request<ReplayBody<B>>) -> Self {
+        let copy = template
+            .copy_body(req)
+            .and_then(|body| Some((body, PooledHead::of(req)?)));
+        match copy {
+            Some((body, head)) => Retrier {
+                service: None,
+                policy: Some(template.clone()),
+                body: Some(body),
+                head: Some(head),
+                next: None,
+            },
+            None => Retrier {
+                service: None,
+                policy: None,
+                body: None,
+                head: None,
+                next: None,
+            },
+        }
+    }
+
+    /// Whether a retry is possible, and so the service a retry goes through is wanted.
     #[inline]
-    pub(crate) fn first(
-        template: &mut RetryPolicy,
-        req: &Request<ReplayBody<B>>,
-    ) -> Option<Box<Self>> {
-        let copy = template.copy_request(req)?;
-        let mut retrier = Box::new(Retrier {
-            service: None,
-            policy: template.clone(),
-            copy: Some(copy),
-            headers: HeaderCopy::empty(),
-        });
-        // Filled in place: the fields are the largest part of the box.
-        retrier.headers.fill(req.headers()).then_some(retrier)
+    pub(crate) fn wants_service(&self) -> bool {
+        self.policy.is_some()
     }
 
     /// The service a retry goes through (see `service`).
@@ -92,23 +107,13 @@ impl<S, B> Retrier<S, B> {
     }
 }
 
-impl<S, B> Drop for Retrier<S, B> {
-    fn drop(&mut self) {
-        // A copy never sent: its map serves the next request's copy (`util::spare`).
-        if let Some(copy) = &mut self.copy {
-            crate::balance::extensions::recycle_plain(copy.extensions_mut());
-        }
-    }
-}
-
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<ReplayBody<B>>>,
 {
-    /// The first attempt's future; `retry` holds what a retry takes, `None` when there is no
-    /// copy of the request to send again.
-    #[inline]
-    pub(crate) fn new(future: S::Future, retry: Option<Box<Retrier<S, B>>>) -> Self {
+    /// The first attempt's future; `retry` holds what a retry takes.
+    #[inline(always)]
+    pub(crate) fn new(future: S::Future, retry: Retrier<S, B>) -> Self {
         ResponseFuture {
             state: State::Called { future },
             retry,
@@ -128,10 +133,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field(
-                "retryable",
-                &self.retry.as_ref().is_some_and(|r| r.copy.is_some()),
-            )
+            .field("retryable", &self.retry.body.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -150,19 +152,27 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
                     let mut result = ready!(future.poll(cx));
-                    let Some(retrier) = this.retry.as_deref_mut() else {
+                    let retry = &mut *this.retry;
+                    let Some(policy) = retry.policy.as_mut() else {
                         return Poll::Ready(result);
                     };
-                    let Some(copy) = retrier.copy.as_mut() else {
+                    // The common case: settled without looking at the copy.
+                    if policy.settle(&mut result) {
+                        return Poll::Ready(result);
+                    }
+                    let (Some(body), Some(head)) = (retry.body.take(), retry.head.as_mut()) else {
+                        policy.no_copy(&mut result);
                         return Poll::Ready(result);
                     };
-                    let headers = &retrier.headers;
-                    let restore =
-                        |req: &mut Request<ReplayBody<B>>| headers.restore(req.headers_mut());
-                    match retrier.policy.decide(copy, &mut result, restore) {
-                        Some(backoff) => this.state.set(State::Waiting {
-                            backoff: Box::pin(backoff),
-                        }),
+                    let mut req = head.request(body);
+                    let restore = |req: &mut Request<ReplayBody<B>>| head.restore(req);
+                    match policy.decide_unsettled(&mut req, &mut result, restore) {
+                        Some(backoff) => {
+                            retry.next = Some(Box::new(req));
+                            this.state.set(State::Waiting {
+                                backoff: Box::pin(backoff),
+                            });
+                        }
                         None => return Poll::Ready(result),
                     }
                 }
@@ -171,22 +181,23 @@ where
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
-                    // Only `Called` moves here, and only with a copy to send.
-                    let Some(retrier) = this.retry.as_deref_mut() else {
-                        return Poll::Ready(Err("retry future polled after completion".into()));
-                    };
-                    let Some(service) = retrier.service.as_mut() else {
+                    // Only `Called` moves here, and only with a request to send.
+                    let retry = &mut *this.retry;
+                    let (Some(service), Some(policy)) =
+                        (retry.service.as_mut(), retry.policy.as_mut())
+                    else {
                         return Poll::Ready(Err("retry future polled after completion".into()));
                     };
                     ready!(service.poll_ready(cx))?;
-                    let Some(req) = retrier.copy.take() else {
+                    let Some(req) = retry.next.take() else {
                         return Poll::Ready(Err("retry future polled after completion".into()));
                     };
                     // The copy for the attempt after this one.
-                    let headers = &mut retrier.headers;
-                    retrier.copy =
-                        (retrier.policy.copy_request(&req)).filter(|_| headers.fill(req.headers()));
-                    let future = service.call(req);
+                    retry.body = policy.copy_body(&req);
+                    if retry.body.is_some() && !retry.head.as_mut().is_some_and(|h| h.fill(&req)) {
+                        retry.body = None;
+                    }
+                    let future = service.call(*req);
                     this.state.set(State::Called { future });
                 }
             }

@@ -123,6 +123,13 @@ impl HeaderCopy {
         true
     }
 
+    /// Forgets the fields (and a buffer on the heap).
+    #[inline]
+    pub(super) fn clear(&mut self) {
+        self.len = 0;
+        self.heap = None;
+    }
+
     /// Appends the fields to `headers` (see [`decode`]).
     pub(super) fn restore(&self, headers: &mut HeaderMap) -> bool {
         let bytes = match &self.heap {

@@ -58,6 +58,7 @@
 
 mod backoff;
 mod body;
+mod copy;
 pub mod error;
 pub mod future;
 mod headers;

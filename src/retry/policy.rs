@@ -275,18 +275,47 @@ impl RetryPolicy {
         result: &mut Result<Response<RB>, BoxError>,
         restore: impl FnOnce(&mut Request<ReplayBody<B>>) -> bool,
     ) -> Option<tokio::time::Sleep> {
+        if self.settle(result) {
+            return None;
+        }
+        self.decide_unsettled(req, result, restore)
+    }
+
+    /// After an attempt, what every outcome takes: counts the attempt, and settles the common
+    /// case, a response with a status that is never retried (`true`: no retry, nothing of the
+    /// copy needed). Otherwise [`decide_unsettled`](Self::decide_unsettled) decides.
+    #[inline]
+    pub(super) fn settle<RB>(&mut self, result: &mut Result<Response<RB>, BoxError>) -> bool {
         self.attempts += 1;
         let attempts = self.attempts;
-        let c = &*self.config;
-        // The common case first: a response with a status that is never retried.
         if let Ok(rsp) = result {
-            if !c.statuses.contains(&rsp.status()) {
+            if !self.config.statuses.contains(&rsp.status()) {
                 if attempts > 1 {
                     rsp.extensions_mut().insert(Attempts::new(attempts));
                 }
-                return None;
+                return true;
             }
         }
+        false
+    }
+
+    /// For an outcome [`settle`](Self::settle) left open when there is no copy to send again:
+    /// a response that took more than one attempt says so.
+    pub(super) fn no_copy<RB>(&self, result: &mut Result<Response<RB>, BoxError>) {
+        if let (Ok(rsp), true) = (result, self.attempts > 1) {
+            rsp.extensions_mut().insert(Attempts::new(self.attempts));
+        }
+    }
+
+    /// [`decide`](Self::decide) for an outcome [`settle`](Self::settle) left open.
+    pub(super) fn decide_unsettled<B: Send + 'static, RB>(
+        &mut self,
+        req: &mut Request<ReplayBody<B>>,
+        result: &mut Result<Response<RB>, BoxError>,
+        restore: impl FnOnce(&mut Request<ReplayBody<B>>) -> bool,
+    ) -> Option<tokio::time::Sleep> {
+        let attempts = self.attempts;
+        let c = &*self.config;
         // A body too large to replay goes again only if the client hands it back untouched
         // (nothing of it was sent: a connect failure).
         let handed_back = if req.body().is_replayable() {
@@ -351,12 +380,25 @@ impl RetryPolicy {
     }
 
     /// Before an attempt: a copy of `req` to send again if it fails, without its header
-    /// fields (the caller keeps those; see `decide`), or `None` when no retry is possible.
+    /// fields and its extensions (the caller keeps those; see `decide`), or `None` when no
+    /// retry is possible.
     /// The first attempt of a request pays into the budget.
     pub(super) fn copy_request<B>(
         &mut self,
         req: &Request<ReplayBody<B>>,
     ) -> Option<Request<ReplayBody<B>>> {
+        let body = self.copy_body(req)?;
+        let mut clone = Request::new(body);
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.version_mut() = req.version();
+        Some(clone)
+    }
+
+    /// [`copy_request`](Self::copy_request) but for the body only: the caller copies the
+    /// head (see `retry::copy`).
+    #[inline]
+    pub(super) fn copy_body<B>(&mut self, req: &Request<ReplayBody<B>>) -> Option<ReplayBody<B>> {
         let c = &*self.config;
         if self.attempts == 0 {
             // The first attempt of a request: it pays into the budget, one deposit per batch.
@@ -371,16 +413,10 @@ impl RetryPolicy {
         }
         // A body too large to replay, still untouched, gets an empty slot the client may
         // fill by handing the body back (see `decide`).
-        let body = match req.body().try_clone() {
-            Some(body) => body,
-            None => req.body().handover_slot()?,
-        };
-        let mut clone = Request::new(body);
-        *clone.method_mut() = req.method().clone();
-        *clone.uri_mut() = req.uri().clone();
-        *clone.version_mut() = req.version();
-        *clone.extensions_mut() = crate::balance::extensions::copy_plain_or_clone(req.extensions());
-        Some(clone)
+        match req.body().try_clone() {
+            Some(body) => Some(body),
+            None => req.body().handover_slot(),
+        }
     }
 }
 
@@ -397,6 +433,7 @@ impl<B: Send + 'static, RB> Policy<Request<ReplayBody<B>>, Response<RB>, BoxErro
 
     fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
         let mut clone = self.copy_request(req)?;
+        *clone.extensions_mut() = crate::balance::extensions::copy_plain_or_clone(req.extensions());
         // The headers ride in the copy's extensions as bytes in one buffer (no reference
         // count touched per value) and go back into its map in `retry`, only if a retry is
         // wanted.

@@ -18,9 +18,11 @@ use crate::error::BoxError;
 /// [`Attempts`](super::Attempts). `Clone + Send + Sync`; clones share the policy's budget and
 /// counters.
 ///
-/// What a retry needs (the copy of the request, its header fields as bytes, a clone of the
-/// inner service) is taken only when a retry is possible, in one allocation, and kept out of
-/// the response future, which is the attempt's future plus two words.
+/// What a retry needs (a copy of the request, a clone of the inner service) is taken only when
+/// a retry is possible, and without an allocation once the thread has served a request: the
+/// copy's head (method, target, header fields as bytes, extensions) goes into a buffer the
+/// last request on the thread left behind, and the rest (the body's replay, the policy's
+/// session, the service) is a few words of the response future.
 ///
 /// # Examples
 ///
@@ -112,7 +114,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.policy.body_limit();
         let mut req = req.map(|b| ReplayBody::new(b, limit));
@@ -125,8 +127,8 @@ where
         // retry goes through is cloned after this call.
         let mut retry = Retrier::first(&mut self.policy, &req);
         let future = self.inner.call(req);
-        if let Some(retrier) = &mut retry {
-            retrier.set_service(self.inner.clone());
+        if retry.wants_service() {
+            retry.set_service(self.inner.clone());
         }
         ResponseFuture::new(future, retry)
     }

@@ -12,6 +12,7 @@ use tower::timeout::error::Elapsed;
 
 use super::nested::{self, Armed};
 use crate::error::BoxError;
+use crate::util::clock;
 
 pin_project! {
     /// The inner response future, with a deadline set at the first poll that finds it pending
@@ -42,7 +43,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(inner: F, timeout: Duration) -> Self {
         ResponseFuture {
             inner: Some(inner),
@@ -76,15 +77,25 @@ where
             return Poll::Ready(Err(Elapsed::new().into()));
         };
         let saved = nested::enter();
+        if this.start.is_none() {
+            // Until the deadline has started: a clock reading taken inside may start it.
+            clock::forget();
+        }
         let polled = inner.poll(cx);
         // An inner timer that wakes this task: it fires first, or this one has no use for it.
         let covered = nested::leave(saved).filter(|armed| armed.wakes(cx));
         if let Poll::Ready(res) = polled {
             return Poll::Ready(res.map_err(Into::into));
         }
-        let start = *this
-            .start
-            .get_or_insert_with(|| covered.map_or_else(Instant::now, |armed| armed.start));
+        // The first poll that finds it pending: the deadline starts from an inner timeout's
+        // start, else from a clock reading taken in this poll (the target client's), else
+        // from a reading of its own, which it leaves for a timeout around it.
+        let start = *this.start.get_or_insert_with(|| {
+            covered
+                .map(|armed| armed.start)
+                .or_else(clock::seen)
+                .unwrap_or_else(clock::now)
+        });
         // `timeout` is capped (see `crate::util::cap`): the sum does not overflow.
         let deadline = start.checked_add(*this.timeout).unwrap_or(start);
         if this.sleep.is_none() {
@@ -136,6 +147,52 @@ mod tests {
         let mut outer = pin!(nested(20, 10));
         polled_once(outer.as_mut()).await;
         assert!(outer.sleep.is_some());
+    }
+
+    /// A clock reading the inner future took through `util::clock` during the poll that found
+    /// it pending starts the deadline: no reading of the timeout's own. One taken before that
+    /// poll does not.
+    #[tokio::test]
+    async fn the_deadline_starts_from_a_reading_taken_inside_the_first_poll() {
+        use crate::util::clock;
+        use tokio::time::Instant;
+
+        /// Reads the clock the shared way, then waits (bounded) until the clock has moved on,
+        /// so that a reading of the timeout's own would differ from it; stays pending.
+        fn reads_then_pends(
+            read: &std::cell::Cell<Option<Instant>>,
+        ) -> Poll<Result<(), std::convert::Infallible>> {
+            let at = clock::now();
+            read.set(Some(at));
+            let moved = (0..10_000_000).any(|_| Instant::now() > at);
+            assert!(moved, "the clock moved on");
+            Poll::Pending
+        }
+
+        let read = std::cell::Cell::new(None);
+        let inner = std::future::poll_fn(|_cx: &mut Context<'_>| reads_then_pends(&read));
+        let mut timeout = pin!(ResponseFuture::new(inner, Duration::from_secs(5)));
+        let polled =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(timeout.as_mut().poll(cx)))
+                .await;
+        assert!(polled.is_pending());
+        assert_eq!(timeout.start, read.get(), "the inner reading");
+        assert!(timeout.sleep.is_some());
+
+        // A reading left from before the poll is not taken.
+        let stale = clock::now();
+        while Instant::now() <= stale {
+            std::hint::spin_loop();
+        }
+        let mut timeout = pin!(ResponseFuture::new(
+            pending::<Result<(), std::convert::Infallible>>(),
+            Duration::from_secs(5)
+        ));
+        let polled =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(timeout.as_mut().poll(cx)))
+                .await;
+        assert!(polled.is_pending());
+        assert!(timeout.start.is_some_and(|start| start > stale));
     }
 
     /// A per-attempt timeout of `inner` seconds over a hung attempt, under an overall one of

@@ -20,6 +20,10 @@
 //! timeout registers none of its own (it will be woken, and look at its deadline again, before
 //! the deadline passes), and it starts from the inner one's clock reading. It arms its own
 //! timer when nothing inside covers its deadline, e.g. during a backoff between attempts.
+//! The first of them to start needs no clock read of its own either when the
+//! target client inside (`upstream::TargetClient`) read the clock in the same poll (to
+//! tell how long the connection it took had been idle): the deadline starts from that reading,
+//! so a forwarded request reads the clock once for the pool and both deadlines.
 //!
 //! [`Elapsed`]: tower::timeout::error::Elapsed
 //!

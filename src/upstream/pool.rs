@@ -705,7 +705,8 @@ where
     /// An idle connection that can take a request now, and how long it was idle. (Never
     /// waits: a plain function, so that it adds no state to the request's future.)
     fn checkout(&self, cx: &mut Context<'_>) -> Option<(Conn<B>, Duration)> {
-        let now = Instant::now();
+        // Shared: a timeout around this request starts from the same reading.
+        let now = crate::util::clock::now();
         loop {
             let Idle { conn, since } = self.pop(now, false)?;
             let idle_for = now.saturating_duration_since(since);
@@ -720,7 +721,8 @@ where
 
     /// [`checkout`](Self::checkout) for a request this crate's own codec sends.
     fn checkout_own(&self) -> Option<(H1, Duration)> {
-        let now = Instant::now();
+        // Shared: a timeout around this request starts from the same reading.
+        let now = crate::util::clock::now();
         loop {
             let Idle { conn, since } = self.pop(now, true)?;
             let idle_for = now.saturating_duration_since(since);

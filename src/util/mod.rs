@@ -1,7 +1,7 @@
 //! Small helpers shared by the core and the layers: a fast seedable random source, stable
 //! hashing, a poison-tolerant lock, `Retry-After` parsing, the cap on durations, spare
-//! request-extension maps and the bits of HTTP/1.1 the server and the target client both write
-//! and read.
+//! request-extension maps, a clock reading shared within a poll, and the bits of HTTP/1.1 the
+//! server and the target client both write and read.
 //!
 //! Private to the crate (only `retry_after` is re-exported, from `crate::upstream`), and a leaf:
 //! it imports no other module of the crate, so every layer may use it.
@@ -9,6 +9,7 @@
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+pub(crate) mod clock;
 #[cfg(feature = "hyper")]
 pub(crate) mod h1;
 mod hash;

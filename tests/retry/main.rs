@@ -662,6 +662,137 @@ async fn fault_test_with_loopback_backends() {
     t2.abort();
 }
 
+/// Over loopback through the target client's own codec, on one thread (so that the head of
+/// each request's retry copy is the buffer the request before it left behind): every request
+/// a backend first answers with `503` arrives twice with the same head, byte for byte, and
+/// with nothing of any other request. Requests differ in their number of header fields, and
+/// one carries a field too large for the copy's buffer.
+#[cfg(feature = "hyper")]
+#[tokio::test(flavor = "current_thread")]
+async fn retried_requests_arrive_with_their_own_head_over_loopback() {
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower_lb::upstream::TargetClient;
+
+    /// Request heads received, per `x-id`, in arrival order.
+    type Heads = Arc<Mutex<HashMap<String, Vec<String>>>>;
+    let heads: Heads = Arc::default();
+
+    // Reads one request head per connection, answers `503` the first time an id is seen and
+    // `200` after, and closes the connection.
+    async fn backend(heads: Heads) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let heads = heads.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut got = 0;
+                    let head = loop {
+                        let Ok(n) = s.read(&mut buf[got..]).await else {
+                            return;
+                        };
+                        if n == 0 || got + n == buf.len() {
+                            return;
+                        }
+                        got += n;
+                        let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            break text[..end].to_string();
+                        }
+                    };
+                    let id = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-id: "))
+                        .unwrap_or("?")
+                        .to_string();
+                    let first = {
+                        let mut heads = heads.lock().unwrap();
+                        let seen = heads.entry(id).or_default();
+                        seen.push(head);
+                        seen.len() == 1
+                    };
+                    let answer: &[u8] = if first {
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    };
+                    let _ = s.write_all(answer).await;
+                });
+            }
+        });
+        addr
+    }
+
+    // Two targets on the same recorder, so that a retry (which avoids the target that
+    // answered 503) has somewhere to go.
+    let (a, b) = (backend(heads.clone()).await, backend(heads.clone()).await);
+    let group = TargetGroup::builder("g")
+        .target(Target::new("a", a.to_string()).unwrap())
+        .target(Target::new("b", b.to_string()).unwrap())
+        .build()
+        .unwrap();
+    // The client's own `Host`, so that both targets get the same bytes.
+    let client = TargetClient::<ReplayBody<Full<Bytes>>>::builder()
+        .preserve_host(true)
+        .build();
+    let balance = Balance::with_maker(group, client);
+    let policy = RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .budget(Duration::from_secs(10), 1000, 1000.0)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy))
+        .service(balance);
+
+    let n = 8;
+    for i in 0..n {
+        let mut req = Request::builder().uri(format!("/r/{i}?q={i}"));
+        req = req
+            .header("host", "example.test")
+            .header("x-id", i.to_string());
+        for f in 0..i {
+            req = req.header(format!("x-field-{f}"), format!("{i}-{f}"));
+        }
+        if i == 5 {
+            req = req.header("x-large", "L".repeat(2_000));
+        }
+        let req = req.body(Full::new(Bytes::new())).unwrap();
+        let rsp = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(req))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(rsp.status(), StatusCode::OK, "request {i}");
+        assert_eq!(attempts(&rsp), 2, "request {i}");
+    }
+
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), n, "one id per request");
+    for i in 0..n {
+        let seen = &heads[&i.to_string()];
+        assert_eq!(seen.len(), 2, "request {i} arrived twice");
+        assert_eq!(
+            seen[0], seen[1],
+            "request {i}: the retry's head, byte for byte"
+        );
+        let lines: Vec<&str> = seen[1].lines().collect();
+        assert_eq!(lines[0], format!("GET /r/{i}?q={i} HTTP/1.1"));
+        let fields = lines.iter().filter(|l| l.starts_with("x-field-")).count();
+        assert_eq!(fields, i, "request {i}: its own fields, no other request's");
+        for f in 0..i {
+            assert!(lines.contains(&format!("x-field-{f}: {i}-{f}").as_str()));
+        }
+        assert_eq!(
+            lines.iter().any(|l| l.starts_with("x-large: ")),
+            i == 5,
+            "request {i}"
+        );
+    }
+}
+
 #[test]
 fn layers_are_clone_send_sync() {
     fn check<T: Clone + Send + Sync>(_: &T) {}
@@ -728,6 +859,45 @@ async fn every_attempt_gets_the_same_head() {
     }
 }
 
+/// A request whose extensions are only the client's address (the server's) and the retry's
+/// own mark: the copy keeps them as values, and every attempt gets them back, nothing else.
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_client_address_and_the_mark_back() {
+    use tower_lb::balance::WantServedBy;
+    use tower_lb::key::ClientAddr;
+    type Seen = (Option<ClientAddr>, bool, usize);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let log = seen.clone();
+    let inner = service_fn(move |r: Request<ReplayBody<Full<Bytes>>>| {
+        let ext = r.extensions();
+        let mut log = log.lock().unwrap();
+        log.push((
+            ext.get::<ClientAddr>().copied(),
+            ext.get::<WantServedBy>().is_some(),
+            ext.len(),
+        ));
+        let n = log.len();
+        async move { status(if n < 3 { 307 } else { 200 }) }
+    });
+    // A status below 400 among those retried: the layer marks its requests.
+    let policy = RetryPolicy::builder()
+        .statuses([307])
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy))
+        .service(inner);
+    let addr = ClientAddr("192.0.2.7:4711".parse().unwrap());
+    let mut request = req(Method::GET, "");
+    request.extensions_mut().insert(addr);
+    let rsp = svc.oneshot(request).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(attempts(&rsp), 3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(*seen, vec![(Some(addr), true, 2); 3]);
+}
+
 /// Driven by tower's own `Retry` (through the `Policy` interface), a retry goes out with the
 /// first attempt's header lines and extensions, and nothing the policy kept on the way is
 /// visible to the service.
@@ -786,4 +956,60 @@ fn a_replay_body_is_as_large_as_the_request_body_it_wraps() {
         size_of::<Request<ReplayBody<RequestBody>>>(),
         size_of::<Request<RequestBody>>()
     );
+}
+
+/// The resilience stack of `examples/proxy.rs` over the target client: each layer's future
+/// holds the one below it, and every future is moved when it is built and again as the layers
+/// above build theirs. What a layer adds must stay small: the head of the retry's copy is in a
+/// buffer reused across requests and its timers are boxed or shared, and no layer holds a
+/// request (or a response) inline, which would be copied through every layer above on every
+/// request.
+#[cfg(feature = "server")]
+#[test]
+fn the_resilience_layers_futures_hold_no_request() {
+    use std::mem::size_of;
+    use tower_lb::breaker::CircuitBreaker;
+    use tower_lb::retry::Retry;
+    use tower_lb::server::RequestBody;
+    use tower_lb::timeout::Timeout;
+    use tower_lb::upstream::TargetService;
+
+    type Attempt = Request<ReplayBody<RequestBody>>;
+    type Req = Request<RequestBody>;
+    type Client = Balance<TargetService<ReplayBody<RequestBody>>>;
+    type PerTry = Timeout<Client>;
+    type Breaker = CircuitBreaker<PerTry>;
+    type Retried = Retry<Breaker>;
+    type Overall = Timeout<Retried>;
+    let balance = size_of::<<Client as Service<Attempt>>::Future>();
+    let per_try = size_of::<<PerTry as Service<Attempt>>::Future>();
+    let breaker = size_of::<<Breaker as Service<Attempt>>::Future>();
+    let retry = size_of::<<Retried as Service<Req>>::Future>();
+    let overall = size_of::<<Overall as Service<Req>>::Future>();
+    let req = size_of::<Req>();
+    let sleep = size_of::<tokio::time::Sleep>();
+    let word = size_of::<usize>();
+    // (layer, bytes it adds, the most it may add)
+    let added = [
+        ("per-try Timeout", per_try - balance, sleep + 6 * word),
+        ("CircuitBreaker", breaker - per_try, 6 * word),
+        // The retry's own few words: the service a retry goes through, the policy's
+        // session, the replay of the body, and pointers to the head of its copy and to a
+        // request waiting for its backoff.
+        (
+            "Retry",
+            retry - breaker,
+            size_of::<Breaker>()
+                + size_of::<RetryPolicy>()
+                + size_of::<ReplayBody<RequestBody>>()
+                + 4 * word,
+        ),
+        ("overall Timeout", overall - retry, sleep + 6 * word),
+    ];
+    for (layer, adds, most) in added {
+        assert!(
+            adds <= most && adds < req,
+            "{layer} adds {adds} bytes to its inner future (at most {most}; a request is {req})"
+        );
+    }
 }

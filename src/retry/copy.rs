@@ -1,0 +1,227 @@
+//! The head of the retry layer's copy of a request, in a buffer reused from request to request.
+//!
+//! Everything a retry needs of a request but its body (method, target, version, header fields,
+//! extensions) does not depend on the request's types, so it is kept in one [`Head`] that a
+//! finished request leaves to the next one on the same thread (at most [`KEEP`] per thread):
+//! in the steady state, taking a copy allocates nothing and clears no memory, where a box of
+//! its own per request cost an allocation from the allocator's slow path (dozens of requests
+//! are in flight at once, more than its per-thread cache holds) and zeroing its header buffer.
+//! What does depend on the types (the body's replay, the service a retry goes through, the
+//! policy's session) is a few words in the response future itself.
+
+use std::cell::RefCell;
+
+use http::{Extensions, Method, Request, Uri, Version};
+
+use super::headers::HeaderCopy;
+use crate::balance::WantServedBy;
+use crate::key::ClientAddr;
+
+/// Heads kept per thread for the next requests, at most.
+const KEEP: usize = 64;
+
+thread_local! {
+    /// Heads of copies that are done with, emptied. Boxed: a head (mostly its header buffer)
+    /// moves between this list and a request's future as a pointer, not as its bytes.
+    #[allow(clippy::vec_box)]
+    static SPARE: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A request's head, as a retry needs it back.
+pub(super) struct Head {
+    method: Option<Method>,
+    uri: Option<Uri>,
+    version: Version,
+    headers: HeaderCopy,
+    extensions: Option<ExtensionsCopy>,
+}
+
+/// A [`Head`] taken from this thread's spares, given back (emptied) when dropped.
+pub(super) struct PooledHead(Option<Box<Head>>);
+
+impl PooledHead {
+    /// The head of `req`; `None` if a header field is too long to copy (no retry then).
+    #[inline]
+    pub(super) fn of<B>(req: &Request<B>) -> Option<Self> {
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .ok()
+            .flatten();
+        let mut head = PooledHead(Some(spare.unwrap_or_else(|| {
+            Box::new(Head {
+                method: None,
+                uri: None,
+                version: Version::HTTP_11,
+                headers: HeaderCopy::empty(),
+                extensions: None,
+            })
+        })));
+        head.fill(req).then_some(head)
+    }
+
+    /// Replaces what this head holds with the head of `req`; `false` if a header field is too
+    /// long to copy.
+    #[inline]
+    pub(super) fn fill<B>(&mut self, req: &Request<B>) -> bool {
+        let Some(head) = self.0.as_deref_mut() else {
+            return false;
+        };
+        head.method = Some(req.method().clone());
+        head.uri = Some(req.uri().clone());
+        head.version = req.version();
+        head.extensions = Some(ExtensionsCopy::of(req.extensions()));
+        head.headers.fill(req.headers())
+    }
+
+    /// A request with this head's method, target and version and `body`, without its header
+    /// fields and extensions: [`restore`](Self::restore) adds those, once a retry is wanted.
+    pub(super) fn request<B>(&mut self, body: B) -> Request<B> {
+        let mut req = Request::new(body);
+        if let Some(head) = self.0.as_deref_mut() {
+            *req.method_mut() = head.method.take().unwrap_or_default();
+            *req.uri_mut() = head.uri.take().unwrap_or_default();
+            *req.version_mut() = head.version;
+        }
+        req
+    }
+
+    /// Puts the header fields and the extensions back into `req` (built by
+    /// [`request`](Self::request)); `false` if a header field could not be rebuilt exactly
+    /// (then `req` must not be sent).
+    pub(super) fn restore<B>(&mut self, req: &mut Request<B>) -> bool {
+        let Some(head) = self.0.as_deref_mut() else {
+            return false;
+        };
+        if let Some(extensions) = head.extensions.take() {
+            extensions.restore(req.extensions_mut());
+        }
+        head.headers.restore(req.headers_mut())
+    }
+}
+
+impl Drop for PooledHead {
+    fn drop(&mut self) {
+        let Some(mut head) = self.0.take() else {
+            return;
+        };
+        // Nothing of this request reaches another: its values go now.
+        head.method = None;
+        head.uri = None;
+        head.extensions = None;
+        head.headers.clear();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < KEEP {
+                    s.push(head);
+                }
+            }
+        });
+    }
+}
+
+/// A request's extensions as a retry needs them back.
+enum ExtensionsCopy {
+    /// Nothing but this crate's plain values (see `balance::extensions::plain`), the common
+    /// map: kept as values, so a request that is not retried builds, fills and empties no map
+    /// for its copy.
+    Plain(Option<ClientAddr>, bool),
+    /// Anything else: the map, cloned.
+    Map(Extensions),
+}
+
+impl ExtensionsCopy {
+    #[inline]
+    fn of(ext: &Extensions) -> Self {
+        match crate::balance::extensions::plain(ext) {
+            Some((addr, mark)) => ExtensionsCopy::Plain(addr, mark),
+            None => ExtensionsCopy::Map(ext.clone()),
+        }
+    }
+
+    /// Puts the extensions into `ext` (a copy's map, empty until now).
+    fn restore(self, ext: &mut Extensions) {
+        match self {
+            ExtensionsCopy::Plain(addr, mark) => {
+                if let Some(addr) = addr {
+                    ext.insert(addr);
+                }
+                if mark {
+                    ext.insert(WantServedBy);
+                }
+            }
+            ExtensionsCopy::Map(map) => ext.extend(map),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request<()> {
+        let mut req = Request::builder()
+            .method(Method::PUT)
+            .uri("/a?b=c")
+            .version(Version::HTTP_10)
+            .body(())
+            .unwrap();
+        *req.headers_mut() = super::super::headers::tests::sample();
+        req.extensions_mut().insert(7u32);
+        req
+    }
+
+    /// The copy comes back as the request was: method, target, version, every header field
+    /// in order, extensions.
+    #[test]
+    fn a_copy_comes_back_whole() {
+        let original = request();
+        let mut head = PooledHead::of(&original).unwrap();
+        let mut copy = head.request(());
+        assert!(copy.headers().is_empty() && copy.extensions().is_empty());
+        assert!(head.restore(&mut copy));
+        assert_eq!(copy.method(), Method::PUT);
+        assert_eq!(copy.uri(), "/a?b=c");
+        assert_eq!(copy.version(), Version::HTTP_10);
+        assert_eq!(copy.headers(), original.headers());
+        assert_eq!(copy.extensions().get::<u32>(), Some(&7));
+    }
+
+    /// A head given back serves the next request on the thread holding nothing of the last
+    /// one; at most `KEEP` are kept.
+    #[test]
+    fn heads_are_reused_empty_and_bounded() {
+        std::thread::spawn(|| {
+            let head = PooledHead::of(&request()).unwrap();
+            let at: *const Head = &**head.0.as_ref().unwrap();
+            drop(head);
+            let kept = SPARE.with(|s| s.borrow().len());
+            assert_eq!(kept, 1);
+            {
+                let spare = SPARE.with(|s| s.borrow_mut().pop()).unwrap();
+                assert!(spare.method.is_none() && spare.uri.is_none());
+                assert!(spare.extensions.is_none());
+                assert!(std::ptr::eq(&*spare, at), "the same head");
+                SPARE.with(|s| s.borrow_mut().push(spare));
+            }
+            let mut plain = Request::new(());
+            plain
+                .extensions_mut()
+                .insert(ClientAddr("192.0.2.1:1".parse().unwrap()));
+            let mut head = PooledHead::of(&plain).unwrap();
+            let mut copy = head.request(());
+            assert!(head.restore(&mut copy));
+            assert!(copy.headers().is_empty(), "nothing of the last request");
+            assert_eq!(copy.extensions().len(), 1);
+            assert_eq!(copy.uri(), "/");
+            drop(head);
+
+            let heads: Vec<_> = (0..KEEP + 10)
+                .map(|_| PooledHead::of(&request()).unwrap())
+                .collect();
+            drop(heads);
+            assert_eq!(SPARE.with(|s| s.borrow().len()), KEEP);
+        })
+        .join()
+        .unwrap();
+    }
+}
