@@ -45,6 +45,7 @@ pub(crate) fn copy_plain_or_clone(ext: &http::Extensions) -> http::Extensions {
 
 /// Empties a [`plain`] map for the next request on this thread (`util::spare`); any other is
 /// left alone.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) fn recycle_plain(ext: &mut http::Extensions) {
     if !ext.is_empty() && plain(ext).is_some() {
         crate::util::spare::give_back(std::mem::take(ext));

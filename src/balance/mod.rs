@@ -47,6 +47,7 @@ mod set_target;
 
 pub use self::extensions::{Affinity, AvoidTargets, ServedBy, WantServedBy};
 pub use self::layer::BalanceLayer;
+#[cfg_attr(not(feature = "hyper"), allow(unused_imports))]
 pub(crate) use self::service::Reporter;
 pub use self::service::{Balance, MakeTarget};
 pub use self::set_target::SetTarget;

@@ -110,6 +110,7 @@ struct Shared<S> {
 }
 
 /// Reads a balancer's [`GroupReport`]; see [`Balance::report`].
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) type Reporter = Arc<dyn Fn() -> GroupReport + Send + Sync>;
 
 fn report(group: &TargetGroup, recorders: &Recorders) -> GroupReport {
@@ -401,6 +402,7 @@ impl<S: Clone + 'static> Balance<S> {
     }
 
     /// Reads [`report`](Self::report) without holding the balancer (or its services).
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
     pub(crate) fn reporter(&self) -> Reporter {
         let group = self.shared.group.clone();
         let recorders = self.shared.recorders.clone();

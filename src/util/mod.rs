@@ -31,12 +31,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// [`lock`] for reading an `RwLock`.
 #[inline]
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// [`lock`] for writing an `RwLock`.
 #[inline]
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use http::Extensions;
 
 /// Maps kept per thread, at most.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 const KEEP: usize = 64;
 
 thread_local! {
@@ -33,6 +34,7 @@ pub(crate) fn extensions() -> Extensions {
 /// Empties `ext` (dropping its values now) and keeps the map for [`extensions`]. A map that
 /// never held anything has nothing allocated and is not kept.
 #[inline]
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) fn give_back(mut ext: Extensions) {
     if ext.is_empty() {
         return;
