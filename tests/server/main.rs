@@ -127,12 +127,18 @@ impl Running {
     }
 }
 
-async fn serve(builder: ServerBuilder) -> Running {
-    let seen = Arc::new(Seen::default());
-    let svc = {
-        let seen = seen.clone();
-        tower::service_fn(move |req| handle(seen.clone(), req))
-    };
+/// Serves `svc` on a new loopback listener until the sender is used.
+async fn start<S>(
+    builder: ServerBuilder,
+    svc: S,
+) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>)
+where
+    S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let server = builder.build().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -145,6 +151,17 @@ async fn serve(builder: ServerBuilder) -> Running {
             .await
             .unwrap();
     });
+    (addr, stop, done)
+}
+
+/// Serves [`handle`].
+async fn serve(builder: ServerBuilder) -> Running {
+    let seen = Arc::new(Seen::default());
+    let svc = {
+        let seen = seen.clone();
+        tower::service_fn(move |req| handle(seen.clone(), req))
+    };
+    let (addr, stop, done) = start(builder, svc).await;
     Running {
         addr,
         seen,
@@ -470,18 +487,7 @@ async fn a_request_in_flight_at_shutdown_is_answered_with_connection_close() {
             Ok::<_, Infallible>(Response::new(full("done")))
         }
     });
-    let server = Server::builder().build().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(async move {
-        server
-            .serve(listener, svc, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let (addr, stop, done) = start(Server::builder(), svc).await;
     let mut c = Client::connect(addr).await;
     c.send(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
