@@ -1,5 +1,6 @@
-//! One client connection: the hyper service around the user's tower service (peer and TLS
-//! extensions, body limit, in-flight count) and the idle timer on the socket.
+//! One client connection: the service around the user's tower service (peer and TLS
+//! extensions, body limit, in-flight count), called by hyper or by the server's own HTTP/1.1
+//! codec, and the idle timer on the socket.
 
 use std::future::Future;
 use std::io;

@@ -11,10 +11,10 @@
 //!
 //! HTTP/1.1 requests without a body (most proxied traffic) are read and answered by a codec of
 //! the server's own, on `httparse`, hyper's own parser: about 2 600 instructions fewer per
-//! forwarded request than hyper's HTTP/1 server (`docs/benchmarks.md`). A request with a body, an upgrade, `Expect`,
-//! `CONNECT` or HTTP/1.0 is handed, with the bytes read so far, to hyper's HTTP/1 server, which
-//! serves the rest of that connection, so every framing rule against request smuggling stays
-//! hyper's. [`ServerBuilder::hyper_http1`] turns the codec off.
+//! forwarded request than hyper's HTTP/1 server (`docs/benchmarks.md`). A request with a body,
+//! an upgrade, `Expect`, `CONNECT` or HTTP/1.0 is handed, with the bytes read so far, to
+//! hyper's HTTP/1 server, which serves the rest of that connection, so every framing rule
+//! against request smuggling stays hyper's. [`ServerBuilder::hyper_http1`] turns the codec off.
 //!
 //! On shutdown the server stops accepting, asks every connection to finish (HTTP/1.1: after
 //! the response in progress; HTTP/2: `GOAWAY`), and waits for in-flight requests up to the
