@@ -503,6 +503,18 @@ async fn a_request_in_flight_at_shutdown_is_answered_with_connection_close() {
 
 #[tokio::test]
 async fn hyper_http1_serves_the_same_requests_through_hyper() {
+    /// Where `connection` stands among the answer's fields relative to `content-length`: the
+    /// one thing that tells the two writers apart on the wire (the codec writes the framing
+    /// field first, hyper the `Connection` field).
+    async fn connection_first(c: &mut Client) -> bool {
+        c.send(b"GET /len HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            .await;
+        let a = c.answer(false).await;
+        assert_eq!(a.body, b"hello");
+        let at = |name: &str| a.headers.iter().position(|(n, _)| n == name).unwrap();
+        at("connection") < at("content-length")
+    }
+
     let server = serve(Server::builder().hyper_http1(true)).await;
     let mut c = Client::connect(server.addr).await;
     c.send(
@@ -514,8 +526,21 @@ async fn hyper_http1_serves_the_same_requests_through_hyper() {
     assert_eq!(c.answer(false).await.body, b"hello");
     assert_eq!(c.answer(false).await.body, b"hi");
     assert_eq!(c.answer(false).await.body, b"abcdef");
+    // A fresh connection (after the POST above, hyper serves that one in any case).
+    let mut c = Client::connect(server.addr).await;
+    assert!(connection_first(&mut c).await, "hyper wrote the answer");
+    assert!(c.closed().await);
+    let mut c = Client::connect(server.addr).await;
     c.send(b"GET / HTTP/1.1\r\nx-folded: a\r\n b\r\n\r\n").await;
     assert_eq!(c.answer(false).await.status, 400);
     assert!(c.closed().await);
+    server.shutdown().await;
+
+    let server = serve(Server::builder()).await;
+    let mut c = Client::connect(server.addr).await;
+    assert!(
+        !connection_first(&mut c).await,
+        "the codec wrote the answer"
+    );
     server.shutdown().await;
 }
