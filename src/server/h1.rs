@@ -347,15 +347,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             && status != StatusCode::NO_CONTENT;
         self.out.clear();
         status_line(&mut self.out, status);
+        let mut dated = false;
         for (name, value) in &parts.headers {
             if (!keep_length && (name == CONTENT_LENGTH || name == TRANSFER_ENCODING))
                 || (close && name == CONNECTION)
             {
                 continue;
             }
+            dated |= name == DATE;
             field(&mut self.out, name.as_str(), value);
         }
-        if !parts.headers.contains_key(DATE) {
+        if !dated {
             date(&mut self.out);
         }
         drop(parts);

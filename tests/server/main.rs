@@ -59,9 +59,9 @@ impl Drop for CountDrop {
 }
 
 /// Answers by path: `/len` (5 bytes, known length), `/chunks` (unknown length), `/trailers`,
-/// `/204`, `/close` (says `Connection: close`), `/big` (200 KiB known), `/bigchunks` (3 ×
-/// 40 KiB unknown), `/slow` (never answers), `/echo` (the body back), `/who` (the peer
-/// extension, the method and the headers' count).
+/// `/204`, `/dated` (a `Date` of its own), `/close` (says `Connection: close`), `/big`
+/// (200 KiB known), `/bigchunks` (3 × 40 KiB unknown), `/slow` (never answers), `/echo` (the
+/// body back), `/who` (the peer extension, the method and the headers' count).
 async fn handle(seen: Arc<Seen>, req: Request<RequestBody>) -> Result<Response<Body>, Infallible> {
     seen.calls.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
@@ -76,6 +76,10 @@ async fn handle(seen: Arc<Seen>, req: Request<RequestBody>) -> Result<Response<B
         "/204" => Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(Empty::new().boxed_unsync())
+            .unwrap(),
+        "/dated" => Response::builder()
+            .header("date", "Sun, 06 Nov 1994 08:49:37 GMT")
+            .body(full("old"))
             .unwrap(),
         "/close" => Response::builder()
             .header("connection", "close")
@@ -293,7 +297,8 @@ async fn pipelined_requests_are_answered_in_order_with_their_framing() {
           HEAD /len HTTP/1.1\r\nhost: a\r\n\r\n\
           GET /chunks HTTP/1.1\r\nhost: a\r\n\r\n\
           GET /204 HTTP/1.1\r\nhost: a\r\n\r\n\
-          GET /len HTTP/1.1\r\nhost: a\r\n\r\n",
+          GET /len HTTP/1.1\r\nhost: a\r\n\r\n\
+          GET /dated HTTP/1.1\r\nhost: a\r\n\r\n",
     )
     .await;
     let who = c.answer(false).await;
@@ -322,7 +327,15 @@ async fn pipelined_requests_are_answered_in_order_with_their_framing() {
     assert_eq!((len.status, &len.body[..]), (200, &b"hello"[..]));
     assert_eq!(len.header("content-length"), Some("5"));
     assert_eq!(len.header("connection"), None, "kept alive");
-    assert_eq!(server.seen.calls.load(Ordering::SeqCst), 5);
+    let dated = c.answer(false).await;
+    let dates: Vec<_> = dated.headers.iter().filter(|(n, _)| n == "date").collect();
+    assert_eq!(
+        dates.len(),
+        1,
+        "the service's own date, not a second: {dated:?}"
+    );
+    assert_eq!(dates[0].1, "Sun, 06 Nov 1994 08:49:37 GMT");
+    assert_eq!(server.seen.calls.load(Ordering::SeqCst), 6);
     server.shutdown().await;
 }
 
