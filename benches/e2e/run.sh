@@ -34,7 +34,9 @@
 # request from /proc: user + system time of all the proxy's processes over the run, divided by
 # the requests served). Open loop: `oha -q RATE -c64 --latency-correction` (p50, p99, p99.9 at a
 # fixed rate; skipped if oha cannot be installed). Prints the medians over rounds, the ratios
-# against nginx and HAProxy at the same worker count, and the floor ratios: tower-lb /
+# against nginx and HAProxy at the same worker count (of the medians, and the median of each
+# round's own ratio: each proxy sits next to its peers in a list that every other round runs
+# backwards), and the floor ratios: tower-lb /
 # hyper-floor-1 (what tower-lb adds over hyper), hyper-floor-1 and codec-floor-1 / nginx-1,
 # haproxy-1 (what hyper, and a codec of one's own, cost against them). Takes about
 # 11 proxies x ROUNDS x (2 x DURATION + 2) seconds. Not part of CI.
@@ -120,17 +122,19 @@ haproxy_conf() { # threads port
   echo "haproxy-$1 $2 $! $1" >>"$WORK/proxies"
 }
 
+# The order of a round: each proxy next to the peers it is compared with, so that the ratios
+# of one round compare runs a few seconds apart (the machine drifts over minutes).
 tower towerlb-1 18001 1 target bare
-tower towerlb-2 18002 2 target bare
-tower towerlb-2pc 18005 2 target bare --per-core
+haproxy_conf 1 18021
+nginx_conf 1 18011
 tower towerlb-full-1 18003 1 target full
-tower towerlb-legacy-1 18004 1 legacy bare
 floor hyper-floor-1 18031
 floor codec-floor-1 18032 codec-floor
-nginx_conf 1 18011
-nginx_conf 2 18012
-haproxy_conf 1 18021
+tower towerlb-legacy-1 18004 1 legacy bare
+tower towerlb-2 18002 2 target bare
 haproxy_conf 2 18022
+nginx_conf 2 18012
+tower towerlb-2pc 18005 2 target bare --per-core
 sleep 1
 
 cat >"$WORK/pct.lua" <<'EOF'
@@ -155,6 +159,9 @@ HZ=$(getconf CLK_TCK)
 
 echo "machine: $(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
+  # Every other round runs the list backwards: neighbours stay neighbours, and no proxy always
+  # runs before the peer it is compared with.
+  if [ $((round % 2)) -eq 1 ]; then cp "$WORK/proxies" "$WORK/order"; else tac "$WORK/proxies" >"$WORK/order"; fi
   while read -r name port pid workers; do
     url="http://127.0.0.1:$port/"
     curl -sf -o /dev/null "$url" || { echo "$name does not answer"; exit 1; }
@@ -174,7 +181,7 @@ us = lambda k: "%.0f" % ((p.get(k) or 0) * 1e6)
 print(us("p50"), us("p99"), us("p99.9"))')
     fi
     echo "$round $name $workers $rps $p50 $p99 $p999 $cpu $open" | tee -a "$WORK/results"
-  done <"$WORK/proxies"
+  done <"$WORK/order"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -201,6 +208,21 @@ for ours, w in [("towerlb-1", "1"), ("towerlb-full-1", "1"), ("towerlb-legacy-1"
     for peer in (f"nginx-{w}", f"haproxy-{w}"):
         if ours in by and peer in by:
             r = lambda i: med(ours, i) / med(peer, i)
+            print(f"| {ours} | {peer} | {r(3):.2f}x | {r(7):.2f}x | {r(5):.2f}x | {r(6):.2f}x | {r(9):.2f}x | {r(10):.2f}x |")
+print("\npaired ratios: the median over rounds of (tower-lb / peer in the same round), which the")
+print("machine's drift between rounds moves less than the ratio of medians above")
+print("| tower-lb | peer | req/s | CPU/req | p99 | p99.9 | open p99 | open p99.9 |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+def paired(ours, peer, i):
+    a = {r[0]: r[i] for r in by[ours]}
+    b = {r[0]: r[i] for r in by[peer]}
+    vals = [float(a[k]) / float(b[k]) for k in a
+            if k in b and "-" not in (a[k], b[k]) and float(b[k]) > 0]
+    return statistics.median(vals) if vals else float("nan")
+for ours, w in [("towerlb-1", "1"), ("towerlb-full-1", "1"), ("towerlb-2", "2"), ("towerlb-2pc", "2")]:
+    for peer in (f"nginx-{w}", f"haproxy-{w}"):
+        if ours in by and peer in by:
+            r = lambda i: paired(ours, peer, i)
             print(f"| {ours} | {peer} | {r(3):.2f}x | {r(7):.2f}x | {r(5):.2f}x | {r(6):.2f}x | {r(9):.2f}x | {r(10):.2f}x |")
 print("\nfloor ratios (tower-lb / hyper-floor-1: what tower-lb adds over a bare hyper proxy;")
 print("hyper-floor-1 / peer: what hyper itself costs; codec-floor-1 / peer: what a proxy on tokio")
