@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -162,7 +162,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Parsed
     };
     let uri = Uri::from_maybe_shared(head.slice(range(path_at[0], path_at[1])?))
         .map_err(|_| StatusCode::BAD_REQUEST)?;
-    let mut headers = HeaderMap::with_capacity(n);
+    let mut headers = crate::util::spare::header_map(n);
     for &[name_at, name_len, value_at, value_len] in &at[..n] {
         let name = HeaderName::from_bytes(&head[range(name_at, name_len)?])
             .map_err(|_| StatusCode::BAD_REQUEST)?;
@@ -360,7 +360,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         if !dated {
             date(&mut self.out);
         }
-        drop(parts);
+        // Written: the map serves the next head read on this thread (`util::spare`).
+        crate::util::spare::give_back_headers(parts.headers);
         match framing {
             Framing::None => {}
             Framing::Length(n) => {

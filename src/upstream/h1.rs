@@ -302,7 +302,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parse
         ];
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(n);
+    let mut headers = crate::util::spare::header_map(n);
     let mut meta = Meta::default();
     for [name_at, name_len, value_at, value_len] in &at[..n] {
         let (name_at, value_at) = (*name_at as usize, *value_at as usize);

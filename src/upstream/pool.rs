@@ -1120,6 +1120,9 @@ where
                     kind: Kind::Own(body),
                     pool,
                 });
+                // Answered: the request's map serves the next head read on this thread
+                // (`util::spare`).
+                crate::util::spare::give_back_headers(parts.headers);
                 return Ok(rsp);
             }
             Err(failed) => failed,

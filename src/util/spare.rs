@@ -1,4 +1,4 @@
-//! Spare request-extension maps, kept per thread.
+//! Spare request-extension maps and header maps, kept per thread.
 //!
 //! The first insert into an [`http::Extensions`] allocates its map twice (the box and the hash
 //! table) before it boxes the value. The server inserts the client's address into every
@@ -7,17 +7,68 @@
 //! hands the map back here, emptied, and the server takes it for the next request on the same
 //! thread. Only empty maps are kept, at most [`KEEP`] per thread: nothing of one request
 //! reaches another.
+//!
+//! Header maps go the same way: both codecs build a [`HeaderMap`] for every head they read
+//! (two allocations each), and each map dies once its head is written on the other side. The
+//! writer hands it back emptied ([`give_back_headers`]) and the next reader on the thread
+//! fills it ([`header_map`]). A map grown past [`MAX_HEADERS`] fields is not kept.
 
 use std::cell::RefCell;
 
-use http::Extensions;
+use http::{Extensions, HeaderMap};
 
 /// Maps kept per thread, at most.
 #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 const KEEP: usize = 64;
 
+/// A header map with room for more fields than this is freed rather than kept.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+const MAX_HEADERS: usize = 128;
+
 thread_local! {
     static SPARE: RefCell<Vec<Extensions>> = const { RefCell::new(Vec::new()) };
+    static HEADERS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty header map with room for `n` fields: one handed back on this thread if there is
+/// one, else a new one.
+#[inline]
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+pub(crate) fn header_map(n: usize) -> HeaderMap {
+    let spare = HEADERS
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten();
+    match spare {
+        Some(mut map) => {
+            // Empty, so this asks for `n` in all; a no-op unless `n` is larger than any head
+            // the map held before.
+            if map.try_reserve(n).is_err() {
+                return HeaderMap::new();
+            }
+            map
+        }
+        None => HeaderMap::try_with_capacity(n).unwrap_or_default(),
+    }
+}
+
+/// Empties `map` (dropping its names and values now) and keeps it for [`header_map`]. A map
+/// with nothing allocated, or with room for more than [`MAX_HEADERS`] fields, is not kept.
+#[inline]
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+pub(crate) fn give_back_headers(mut map: HeaderMap) {
+    let room = map.capacity();
+    if room == 0 || room > MAX_HEADERS {
+        return;
+    }
+    map.clear();
+    let _ = HEADERS.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.len() < KEEP {
+                s.push(map);
+            }
+        }
+    });
 }
 
 /// An empty extension map: one handed back on this thread if there is one (its allocations
@@ -77,6 +128,43 @@ mod tests {
                 give_back(ext);
             }
             assert_eq!(SPARE.with(|s| s.borrow().len()), KEEP);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_header_map_given_back_comes_back_empty_with_its_room() {
+        std::thread::spawn(|| {
+            let mut map = header_map(4);
+            map.insert("x-secret", "1".parse().unwrap());
+            map.append("x-secret", "2".parse().unwrap());
+            let room = map.capacity();
+            give_back_headers(map);
+            let again = header_map(2);
+            assert!(again.is_empty());
+            assert_eq!(again.get("x-secret"), None);
+            assert_eq!(again.capacity(), room, "the same map, not a new one");
+            // Asked for more than it has room for: it grows.
+            give_back_headers(again);
+            let grown = header_map(room + 10);
+            assert!(grown.capacity() >= room + 10);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn header_maps_are_kept_bounded_in_number_and_size() {
+        std::thread::spawn(|| {
+            give_back_headers(HeaderMap::new());
+            assert_eq!(HEADERS.with(|s| s.borrow().len()), 0, "nothing allocated");
+            give_back_headers(HeaderMap::with_capacity(MAX_HEADERS * 2));
+            assert_eq!(HEADERS.with(|s| s.borrow().len()), 0, "too large");
+            for _ in 0..KEEP + 10 {
+                give_back_headers(HeaderMap::with_capacity(8));
+            }
+            assert_eq!(HEADERS.with(|s| s.borrow().len()), KEEP);
         })
         .join()
         .unwrap();

@@ -134,6 +134,12 @@ async fn handle_h1(
     h.insert("x-backend-secret", HeaderValue::from_static("1"));
     h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
     h.insert("x-backend", HeaderValue::from_static("h1"));
+    if let Ok(path) = HeaderValue::from_str(parts.uri.path()) {
+        h.insert("x-path", path);
+    }
+    if parts.uri.path() == "/first" {
+        h.insert("x-first-only", HeaderValue::from_static("1"));
+    }
     Ok(rsp)
 }
 
@@ -464,6 +470,51 @@ async fn headers_are_rewritten_and_hop_by_hop_stripped_both_ways() {
     assert_eq!(h["host"], "app.example");
     assert_eq!(h["x-kept"], "yes");
     assert_eq!(seen[0].body, "body");
+    proxy.shutdown().await;
+}
+
+/// The codecs reuse header maps from one request to the next on a thread (`util::spare`):
+/// nothing of a request or a response may reach the next one.
+#[tokio::test]
+async fn nothing_of_one_request_or_response_reaches_the_next() {
+    let log = Log::default();
+    let opts = Opts {
+        target_client: true,
+        ..Opts::default()
+    };
+    let proxy = proxy(&[h1_backend(log.clone()).await], opts).await;
+    let out = raw(
+        proxy.addr,
+        b"GET /first HTTP/1.1\r\nhost: a\r\nx-first-only: secret\r\n\r\n\
+          GET /second HTTP/1.1\r\nhost: a\r\n\r\n\
+          GET /third HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    for (answer, path) in answers.iter().zip(["/first", "/second", "/third"]) {
+        assert!(answer.starts_with("200"), "{answer}");
+        // One `x-path`, this response's own.
+        assert_eq!(answer.matches("x-path:").count(), 1, "{answer}");
+        assert!(answer.contains(&format!("x-path: {path}\r\n")), "{answer}");
+        assert_eq!(
+            answer.contains("x-first-only"),
+            path == "/first",
+            "{answer}"
+        );
+    }
+    let seen = log.all();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].headers["x-first-only"], "secret");
+    for later in &seen[1..] {
+        assert!(
+            later.headers.get("x-first-only").is_none(),
+            "{:?}",
+            later.headers
+        );
+        assert_eq!(later.headers.get_all("host").iter().count(), 1);
+        assert_eq!(later.headers.get_all("x-forwarded-for").iter().count(), 1);
+    }
     proxy.shutdown().await;
 }
 
