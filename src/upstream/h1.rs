@@ -92,12 +92,14 @@ fn invalid(what: &'static str) -> io::Error {
 }
 
 impl H1 {
-    pub(super) fn new(io: TcpStream) -> H1 {
-        H1 {
+    /// A connection over `io`, boxed: it moves with every response body and through the
+    /// pool, as one pointer rather than its fields.
+    pub(super) fn new(io: TcpStream) -> Box<H1> {
+        Box::new(H1 {
             io,
             buf: BytesMut::new(),
             out: Vec::new(),
-        }
+        })
     }
 
     /// Whether an idle connection can take a request: nothing unread, and the socket not
@@ -430,13 +432,13 @@ pub(super) enum Chunk {
 
 /// The body of a response read by this codec. It holds the connection while it is read.
 pub(super) struct H1Body {
-    conn: Option<H1>,
+    conn: Option<Box<H1>>,
     state: State,
     reusable: bool,
 }
 
 impl H1Body {
-    pub(super) fn new(conn: H1, state: State, reusable: bool) -> H1Body {
+    pub(super) fn new(conn: Box<H1>, state: State, reusable: bool) -> H1Body {
         H1Body {
             conn: Some(conn),
             state,
@@ -445,7 +447,7 @@ impl H1Body {
     }
 
     /// The connection, once the body was read to its end and the connection can serve again.
-    pub(super) fn take_reusable(&mut self) -> Option<H1> {
+    pub(super) fn take_reusable(&mut self) -> Option<Box<H1>> {
         let done = matches!(self.state, State::Done) && self.reusable;
         self.conn.take_if(|c| done && c.buf.is_empty())
     }

@@ -537,7 +537,7 @@ impl<B> Conn<B> {
 /// own codec (requests without a body, see [`h1`]). A request takes one of its own kind.
 enum Pooled<B> {
     Hyper(Conn<B>),
-    Own(H1),
+    Own(Box<H1>),
 }
 
 impl<B> Pooled<B> {
@@ -720,7 +720,7 @@ where
     }
 
     /// [`checkout`](Self::checkout) for a request this crate's own codec sends.
-    fn checkout_own(&self) -> Option<(H1, Duration)> {
+    fn checkout_own(&self) -> Option<(Box<H1>, Duration)> {
         // Shared: a timeout around this request starts from the same reading.
         let now = crate::util::clock::now();
         loop {
@@ -735,7 +735,7 @@ where
         }
     }
 
-    async fn connect_own(&self) -> Result<H1, BoxError> {
+    async fn connect_own(&self) -> Result<Box<H1>, BoxError> {
         Ok(H1::new(self.tcp_connect().await?))
     }
 
