@@ -366,8 +366,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             Framing::None => {}
             Framing::Length(n) => {
                 self.out.extend_from_slice(b"content-length: ");
-                self.out
-                    .extend_from_slice(itoa_u64(n, &mut [0; 20]).as_bytes());
+                self.out.extend_from_slice(itoa_u64(n, &mut [0; 20]));
                 self.out.extend_from_slice(b"\r\n");
             }
             Framing::Chunked => self
@@ -520,7 +519,7 @@ fn status_line(out: &mut Vec<u8>, status: StatusCode) {
 }
 
 /// `n` in decimal, written into `buf`.
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -530,7 +529,7 @@ fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
             break;
         }
     }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+    &buf[i..]
 }
 
 /// `n` in hexadecimal (a chunk size), written into `buf`.
@@ -800,9 +799,12 @@ mod tests {
 
     #[test]
     fn numbers_are_written_in_decimal_and_hexadecimal() {
-        assert_eq!(itoa_u64(0, &mut [0; 20]), "0");
-        assert_eq!(itoa_u64(1234567890, &mut [0; 20]), "1234567890");
-        assert_eq!(itoa_u64(u64::MAX, &mut [0; 20]), u64::MAX.to_string());
+        assert_eq!(itoa_u64(0, &mut [0; 20]), b"0");
+        assert_eq!(itoa_u64(1234567890, &mut [0; 20]), b"1234567890");
+        assert_eq!(
+            itoa_u64(u64::MAX, &mut [0; 20]),
+            u64::MAX.to_string().as_bytes()
+        );
         assert_eq!(hex(0, &mut [0; 16]), b"0");
         assert_eq!(hex(0x1a2f, &mut [0; 16]), b"1a2f");
         assert_eq!(

@@ -376,10 +376,16 @@ impl Meta {
 
 /// A `Content-Length` value: digits only.
 fn parse_length(item: &[u8]) -> Option<u64> {
-    if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+    if item.is_empty() {
         return None;
     }
-    std::str::from_utf8(item).ok()?.parse().ok()
+    item.iter().try_fold(0u64, |n, &b| {
+        let digit = u64::from(b.wrapping_sub(b'0'));
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(digit)
+    })
 }
 
 /// How the body after a head is framed (RFC 9112 §6.3), and whether that framing lets the
@@ -652,6 +658,31 @@ mod tests {
             Some(Parsed::Informational) => None,
             None => None,
         })
+    }
+
+    #[test]
+    fn lengths_are_digits_only_and_never_overflow() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"0042"), Some(42));
+        assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"99999999999999999999999",
+            b"+1",
+            b"-1",
+            b"1a",
+            b"1 2",
+            b"0x10",
+            b"\xff1",
+        ] {
+            assert_eq!(
+                parse_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
