@@ -12,7 +12,8 @@ use crate::error::BoxError;
 
 /// The body of a request received by the [server](super): the client's bytes, cut off with
 /// [`BodyTooLarge`] past the configured limit. Data and trailers pass through unchanged. A
-/// request that came without a body has an empty one (ended from the start).
+/// request that came without a body has an empty one (ended from the start); a small body
+/// the server's own HTTP/1.1 codec read whole comes as one data frame of its exact size.
 ///
 /// # Examples
 ///
@@ -25,9 +26,17 @@ use crate::error::BoxError;
 /// ```
 #[derive(Debug)]
 pub struct RequestBody {
-    /// `None`: a request without a body, read by the server's own HTTP/1.1 codec.
-    inner: Option<Incoming>,
+    inner: Inner,
     limit: Option<Limit>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    /// Read by hyper.
+    Hyper(Incoming),
+    /// Read whole by the server's own HTTP/1.1 codec, within the limit; `None` once taken
+    /// (or for a request without a body).
+    Whole(Option<Bytes>),
 }
 
 #[derive(Debug)]
@@ -54,7 +63,7 @@ impl RequestBody {
         };
         (
             RequestBody {
-                inner: Some(inner),
+                inner: Inner::Hyper(inner),
                 limit,
             },
             flag,
@@ -64,7 +73,15 @@ impl RequestBody {
     /// The body of a request that came without one.
     pub(crate) fn empty() -> Self {
         RequestBody {
-            inner: None,
+            inner: Inner::Whole(None),
+            limit: None,
+        }
+    }
+
+    /// A body read whole (within the server's limit) by its own HTTP/1.1 codec.
+    pub(crate) fn whole(data: Bytes) -> Self {
+        RequestBody {
+            inner: Inner::Whole(Some(data).filter(|d| !d.is_empty())),
             limit: None,
         }
     }
@@ -79,8 +96,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
+        let inner = match &mut this.inner {
+            Inner::Hyper(inner) => inner,
+            Inner::Whole(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
         let polled = Pin::new(inner).poll_frame(cx);
         let Some(limit) = this.limit.as_mut() else {
@@ -102,12 +120,16 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        match &self.inner {
+            Inner::Hyper(inner) => inner.is_end_stream(),
+            Inner::Whole(data) => data.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+        match &self.inner {
+            Inner::Hyper(inner) => inner.size_hint(),
+            Inner::Whole(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
     }
 }

@@ -1,16 +1,23 @@
-//! HTTP/1.1 from clients with a codec of the server's own, for requests without a body.
+//! HTTP/1.1 from clients with a codec of the server's own, for requests without a body or
+//! with a small one of a stated length.
 //!
 //! Why: hyper's HTTP/1 server (its dispatcher, its buffered I/O and its generic message
 //! parsing) cost more per forwarded request than everything else in a bare proxy but the
-//! target client (`docs/benchmarks.md`). Most proxied requests carry no body, and for those
-//! the work is small: parse a head, call the stack, write a head and a body.
+//! target client (`docs/benchmarks.md`). Most proxied requests carry no body or a small one,
+//! and for those the work is small: parse a head, read the body, call the stack, write a head
+//! and a body.
 //!
 //! What it serves itself: an HTTP/1.1 request (parsed by `httparse`, hyper's own parser, with
 //! at most [`MAX_HEADERS`] fields within the server's header limit) that is not `CONNECT` and
-//! carries no `Transfer-Encoding`, no `Content-Length` other than a single `0`, no `Upgrade`
-//! and no `Expect`. Anything else (a body, an upgrade, `100-continue`, HTTP/1.0) is handed,
-//! with the bytes read so far, to hyper's HTTP/1 server, which serves the rest of the
-//! connection: every framing rule that guards against request smuggling stays hyper's. A head
+//! carries no `Transfer-Encoding`, no `Upgrade`, no `Expect`, and at most one `Content-Length`
+//! line, of digits only, for a body of at most [`MAX_BODY`] bytes (and within the server's
+//! body limit). Such a body is read whole, within the head's deadline, before the stack is
+//! called, and handed to it as one data frame of its exact size; a client that closes within
+//! it never reaches the stack. Anything else (a chunked or larger body, a second or odd
+//! `Content-Length`, an upgrade, `100-continue`, HTTP/1.0) is handed, with the bytes read so
+//! far, to hyper's HTTP/1 server, which serves the rest of the connection: the codec frames a
+//! body only in the one case RFC 9112 §6.3 leaves no doubt about, and every other framing rule
+//! that guards against request smuggling stays hyper's. A head
 //! `httparse` refuses (obs-fold, bad tokens, bare `LF` in the wrong place) gets `400`; a head
 //! over the limit or with too many fields, `431`; both close the connection.
 //!
@@ -38,10 +45,15 @@ use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::error::BoxError;
-use crate::util::h1::{field, tokens};
+use crate::util::h1::{content_length, field, tokens};
 
 /// The most fields in a request head (hyper's default).
 pub(super) const MAX_HEADERS: usize = 100;
+
+/// The largest request body the codec reads itself (when the server's body limit is not
+/// lower): a body framed by one `Content-Length` up to this size is read whole before the stack
+/// is called; a larger one is hyper's, streamed.
+pub(super) const MAX_BODY: usize = 64 * 1024;
 
 /// The size of a new read buffer.
 const READ: usize = 8 * 1024;
@@ -61,9 +73,11 @@ const KEEP_OUT: usize = 64 * 1024;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Parsed {
-    /// A request without a body, taken out of the buffer.
+    /// A request the codec serves, its head taken out of the buffer.
     Request {
         parts: http::request::Parts,
+        /// The length of its body, which follows in the buffer or on the connection (0: none).
+        body: usize,
         /// The request's `Connection` says `close`.
         close: bool,
         /// The request's `TE` says `trailers`.
@@ -81,8 +95,14 @@ type At = [u32; 4];
 
 /// Parses the request head at the start of `buf` (at most `max_head` bytes of it): `Ok(None)`
 /// while it is incomplete. A request the codec serves is taken out of `buf`, its field values
-/// sharing the head's bytes; a hand-off leaves `buf` as it was.
-pub(crate) fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Parsed>, Refused> {
+/// sharing the head's bytes; a hand-off leaves `buf` as it was. A body of up to `max_body`
+/// bytes, framed by a single `Content-Length`, is the codec's to read; any other body is
+/// hyper's.
+pub(crate) fn parse(
+    buf: &mut BytesMut,
+    max_head: usize,
+    max_body: usize,
+) -> Result<Option<Parsed>, Refused> {
     let mut at: [At; MAX_HEADERS] = [[0; 4]; MAX_HEADERS];
     // Uninitialised: httparse writes the fields it parses (as hyper asks it to).
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -118,7 +138,8 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Parsed
     // every offset and length fits. (One that did not would be caught below as out of range.)
     let fit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let offset = |s: &[u8]| fit((s.as_ptr() as usize).wrapping_sub(base));
-    let (mut close, mut trailers, mut zero_length) = (false, false, false);
+    let (mut close, mut trailers) = (false, false);
+    let mut length: Option<usize> = None;
     let n = req.headers.len();
     for (slot, f) in at.iter_mut().zip(req.headers.iter()) {
         let name = f.name.as_bytes();
@@ -126,10 +147,15 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Parsed
         let is = |known: &HeaderName| name.eq_ignore_ascii_case(known.as_str().as_bytes());
         match name.len() {
             14 if is(&CONTENT_LENGTH) => {
-                if zero_length || f.value != b"0" {
-                    return Ok(Some(Parsed::HandOff));
+                // One line of digits within the limit, or hyper decides (a second line, a
+                // list, a bad value, a body too large for the codec to hold).
+                let n = content_length(f.value)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n <= max_body);
+                match (length, n) {
+                    (None, Some(n)) => length = Some(n),
+                    _ => return Ok(Some(Parsed::HandOff)),
                 }
-                zero_length = true;
             }
             17 if is(&TRANSFER_ENCODING) => return Ok(Some(Parsed::HandOff)),
             7 if is(&UPGRADE) => return Ok(Some(Parsed::HandOff)),
@@ -176,6 +202,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Parsed
     parts.headers = headers;
     Ok(Some(Parsed::Request {
         parts,
+        body: length.unwrap_or(0),
         close,
         trailers,
     }))
@@ -199,6 +226,8 @@ pub(super) struct Conn<I> {
     /// The response being written (kept for its allocation).
     out: Vec<u8>,
     max_head: usize,
+    /// The largest body the codec reads itself.
+    max_body: usize,
 }
 
 /// What became of the wait for a request head.
@@ -211,12 +240,14 @@ pub(super) enum Next {
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
-    pub(super) fn new(io: I, max_head: usize) -> Self {
+    /// `max_body`: the largest request body the codec reads itself (see [`parse`]).
+    pub(super) fn new(io: I, max_head: usize, max_body: usize) -> Self {
         Conn {
             io,
             buf: BytesMut::with_capacity(READ),
             out: Vec::new(),
             max_head,
+            max_body,
         }
     }
 
@@ -231,7 +262,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     pub(super) async fn next(&mut self, stopping: impl Fn() -> bool) -> Next {
         loop {
             if !self.buf.is_empty() {
-                match parse(&mut self.buf, self.max_head) {
+                match parse(&mut self.buf, self.max_head, self.max_body) {
                     Ok(Some(parsed)) => return Next::Request(parsed),
                     Ok(None) => {}
                     Err(status) => {
@@ -252,6 +283,21 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Reads the `len` bytes of a request's body (`Parsed::Request::body`) and takes them out
+    /// of the buffer; `None` if the client closes or the read fails (or times out) first.
+    /// What follows the body stays for the next request.
+    pub(super) async fn body(&mut self, len: usize) -> Option<Bytes> {
+        // Bounded: each read adds at least one byte, and there is room for all of the body.
+        while self.buf.len() < len {
+            self.buf.reserve(len - self.buf.len());
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        Some(self.buf.split_to(len).freeze())
     }
 
     fn make_room(&mut self) {
@@ -642,18 +688,29 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
     }
 }
 
-/// Parses `data` as the bytes a client sent, request after request, as the connection does:
-/// for the fuzz target `h1_request` and the property test below. Never panics.
+/// The largest body [`fuzz_request`] lets the codec read.
+#[cfg(any(test, fuzzing))]
+const FUZZ_MAX_BODY: usize = 1024;
+
+/// Parses `data` as the bytes a client sent, request after request, as the connection does
+/// (bodies of up to [`FUZZ_MAX_BODY`] bytes read by the codec): for the fuzz target
+/// `h1_request` and the property test below. Never panics.
 #[cfg(any(test, fuzzing))]
 #[allow(unreachable_pub)]
 pub fn fuzz_request(data: &[u8], max_head: usize) {
     let mut buf = BytesMut::from(data);
     // Each request taken shortens the buffer: `data.len() + 1` turns are enough.
     for _ in 0..=data.len() {
-        match parse(&mut buf, max_head) {
-            Ok(Some(Parsed::Request { parts, .. })) => {
+        match parse(&mut buf, max_head, FUZZ_MAX_BODY) {
+            Ok(Some(Parsed::Request { parts, body, .. })) => {
                 // What the forwarding layer reads of every request.
                 let _ = (parts.uri.path(), parts.uri.query(), parts.headers.len());
+                assert!(body <= FUZZ_MAX_BODY, "a body past the limit");
+                // The body, as the connection takes it; what follows is the next request.
+                if buf.len() < body {
+                    return;
+                }
+                buf.advance(body);
             }
             _ => return,
         }
@@ -665,10 +722,11 @@ mod tests {
     use super::*;
 
     const MAX: usize = 8 * 1024;
+    const BODY: usize = 64;
 
     fn parsed(bytes: &[u8]) -> (Result<Option<Parsed>, Refused>, BytesMut) {
         let mut buf = BytesMut::from(bytes);
-        let r = parse(&mut buf, MAX);
+        let r = parse(&mut buf, MAX, BODY);
         (r, buf)
     }
 
@@ -676,6 +734,7 @@ mod tests {
         match parsed(bytes).0 {
             Ok(Some(Parsed::Request {
                 parts,
+                body: 0,
                 close,
                 trailers,
             })) => (parts, close, trailers),
@@ -691,9 +750,10 @@ mod tests {
         );
         let Ok(Some(Parsed::Request {
             parts,
+            body: 0,
             close,
             trailers,
-        })) = parse(&mut buf, MAX)
+        })) = parse(&mut buf, MAX, BODY)
         else {
             panic!()
         };
@@ -705,7 +765,7 @@ mod tests {
         assert_eq!(two, ["1", "2"]);
         assert!(!close && !trailers);
         assert_eq!(&buf[..], b"GET /next", "the pipelined rest stays");
-        assert!(matches!(parse(&mut buf, MAX), Ok(None)), "incomplete");
+        assert!(matches!(parse(&mut buf, MAX, BODY), Ok(None)), "incomplete");
     }
 
     #[test]
@@ -717,6 +777,8 @@ mod tests {
         let (parts, ..) = request(b"DELETE /x HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
         assert_eq!(parts.method, Method::DELETE);
         assert_eq!(parts.headers["content-length"], "0");
+        let (parts, ..) = request(b"DELETE /x HTTP/1.1\r\ncontent-length: 00\r\n\r\n");
+        assert_eq!(parts.headers["content-length"], "00");
         let (parts, ..) = request(b"OPTIONS * HTTP/1.1\r\n\r\n");
         assert_eq!(parts.uri, "*");
         let (parts, ..) = request(b"GET http://a.example/p HTTP/1.1\r\n\r\n");
@@ -724,11 +786,36 @@ mod tests {
     }
 
     #[test]
+    fn a_body_by_one_length_within_the_limit_is_the_codec_s() {
+        let mut buf = BytesMut::from(
+            &b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /next"[..],
+        );
+        let Ok(Some(Parsed::Request { parts, body, .. })) = parse(&mut buf, MAX, BODY) else {
+            panic!()
+        };
+        assert_eq!((parts.method, body), (Method::POST, 5));
+        assert_eq!(&buf[..], b"helloGET /next", "the body follows the head");
+        let limit = format!("PUT / HTTP/1.1\r\ncontent-length: {BODY}\r\n\r\n");
+        let mut buf = BytesMut::from(limit.as_bytes());
+        let Ok(Some(Parsed::Request { body, .. })) = parse(&mut buf, MAX, BODY) else {
+            panic!()
+        };
+        assert_eq!(body, BODY);
+    }
+
+    #[test]
     fn bodies_upgrades_expectations_connect_and_http_1_0_are_left_to_hyper() {
+        let over = format!("POST / HTTP/1.1\r\ncontent-length: {}\r\n\r\n", BODY + 1);
         for head in [
-            &b"POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"[..],
+            over.as_bytes(),
+            b"POST / HTTP/1.1\r\ncontent-length: 18446744073709551616\r\n\r\n",
             b"POST / HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n",
-            b"POST / HTTP/1.1\r\ncontent-length: 00\r\n\r\n",
+            b"POST / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\ncontent-length: 5, 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\ncontent-length: +5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
             b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
             b"GET / HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
@@ -852,6 +939,10 @@ mod tests {
             let i = at % valid.len();
             valid[i] = byte;
             fuzz_request(&valid, MAX);
+            let mut posted = b"POST /a HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n".to_vec();
+            let i = at % posted.len();
+            posted[i] = byte;
+            fuzz_request(&posted, MAX);
         }
 
         /// However the bytes of a request arrive, the parse once it is whole is the same.
@@ -860,9 +951,9 @@ mod tests {
             let whole = b"GET /p?q=1 HTTP/1.1\r\nhost: h\r\nconnection: close\r\nx-a: 1\r\n\r\n";
             let cut = cut % whole.len();
             let mut buf = BytesMut::from(&whole[..cut]);
-            proptest::prop_assert!(matches!(parse(&mut buf, MAX), Ok(None)));
+            proptest::prop_assert!(matches!(parse(&mut buf, MAX, BODY), Ok(None)));
             buf.extend_from_slice(&whole[cut..]);
-            let Ok(Some(Parsed::Request { parts, close, .. })) = parse(&mut buf, MAX) else {
+            let Ok(Some(Parsed::Request { parts, close, .. })) = parse(&mut buf, MAX, BODY) else {
                 return Err(proptest::test_runner::TestCaseError::fail("not parsed"));
             };
             proptest::prop_assert!(close);

@@ -9,12 +9,14 @@
 //! TLS, [`ClientTls`](crate::forward::ClientTls); the [forwarding layer](crate::forward) reads
 //! them. `Upgrade`s are served (the connection's upgrade half is in the request's extensions).
 //!
-//! HTTP/1.1 requests without a body (most proxied traffic) are read and answered by a codec of
-//! the server's own, on `httparse`, hyper's own parser: about 2 600 instructions fewer per
-//! forwarded request than hyper's HTTP/1 server (`docs/benchmarks.md`). A request with a body,
-//! an upgrade, `Expect`, `CONNECT` or HTTP/1.0 is handed, with the bytes read so far, to
-//! hyper's HTTP/1 server, which serves the rest of that connection, so every framing rule
-//! against request smuggling stays hyper's. [`ServerBuilder::hyper_http1`] turns the codec off.
+//! HTTP/1.1 requests without a body, or with a body of at most 64 KiB framed by one
+//! `Content-Length` (most proxied traffic), are read and answered by a codec of the server's
+//! own, on `httparse`, hyper's own parser: about 2 600 instructions fewer per forwarded request
+//! than hyper's HTTP/1 server (`docs/benchmarks.md`). Such a body is read whole before the
+//! stack is called. A request with any other body, an upgrade, `Expect`, `CONNECT` or HTTP/1.0
+//! is handed, with the bytes read so far, to hyper's HTTP/1 server, which serves the rest of
+//! that connection, so every framing rule against request smuggling but the plainest stays
+//! hyper's. [`ServerBuilder::hyper_http1`] turns the codec off.
 //!
 //! On shutdown the server stops accepting, asks every connection to finish (HTTP/1.1: after
 //! the response in progress; HTTP/2: `GOAWAY`), and waits for in-flight requests up to the
@@ -186,7 +188,8 @@ impl ServerBuilder {
     }
 
     /// Serves every HTTP/1.1 request with hyper's HTTP/1 server (`true`), instead of reading
-    /// requests without a body with the server's own codec (the default, `false`; see the
+    /// requests without a body or with a small one with the server's own codec (the default,
+    /// `false`; see the
     /// [module docs](self)). The way back if a client and the codec disagree.
     ///
     /// # Examples
@@ -253,10 +256,14 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The protocol builders of one server.
 #[derive(Clone)]
 struct Protocols {
-    /// HTTP/1.1 requests without a body are read by the server's own codec (see [`h1`]).
+    /// HTTP/1.1 requests without a body or with a small one are read by the server's own
+    /// codec (see [`h1`]).
     own_h1: bool,
     /// The header limit, for the own codec.
     max_head: usize,
+    /// The largest request body the own codec reads itself: [`h1::MAX_BODY`], or the body
+    /// limit if lower.
+    max_body: usize,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     either: auto::Builder<TokioExecutor>,
@@ -290,6 +297,9 @@ impl Server {
         Protocols {
             own_h1: !c.hyper_http1,
             max_head: c.max_header_bytes,
+            max_body: c.max_body_bytes.map_or(h1::MAX_BODY, |max| {
+                usize::try_from(max).map_or(h1::MAX_BODY, |max| max.min(h1::MAX_BODY))
+            }),
             h1,
             h2,
             either,
@@ -537,7 +547,7 @@ async fn serve_own_h1<I, S, RB>(
     RB: Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
-    let mut conn = h1::Conn::new(io, protocols.max_head);
+    let mut conn = h1::Conn::new(io, protocols.max_head, protocols.max_body);
     loop {
         let parsed = match conn.next(|| graceful.stopping()).await {
             h1::Next::Request(parsed) => parsed,
@@ -545,6 +555,7 @@ async fn serve_own_h1<I, S, RB>(
         };
         let h1::Parsed::Request {
             parts,
+            body,
             close,
             trailers,
         } = parsed
@@ -558,10 +569,17 @@ async fn serve_own_h1<I, S, RB>(
             return;
         };
         let head = parts.method == http::Method::HEAD;
-        let Some(rsp) = conn
-            .response(svc.dispatch(parts, RequestBody::empty(), None))
-            .await
-        else {
+        let body = if body == 0 {
+            RequestBody::empty()
+        } else {
+            // Read whole before the stack is called, within the head's deadline (the
+            // connection has no request in flight yet).
+            match conn.body(body).await {
+                Some(data) => RequestBody::whole(data),
+                None => return,
+            }
+        };
+        let Some(rsp) = conn.response(svc.dispatch(parts, body, None)).await else {
             // The client went away: its request is dropped.
             return;
         };

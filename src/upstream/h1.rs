@@ -27,7 +27,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::util::h1::{field, tokens};
+use crate::util::h1::{content_length, field, tokens};
 
 /// The largest response head or trailer section read. hyper bounds its whole read buffer at
 /// about 400 KiB; nginx reads a response head into 4 or 8 KiB by default.
@@ -353,7 +353,7 @@ impl Meta {
     fn see(&mut self, name: &HeaderName, value: &[u8]) {
         if name == CONTENT_LENGTH {
             for item in value.split(|&b| b == b',') {
-                let n = parse_length(item.trim_ascii());
+                let n = content_length(item.trim_ascii());
                 match (n, self.length) {
                     (Some(n), None) => self.length = Some(n),
                     (Some(n), Some(l)) if n == l => {}
@@ -372,20 +372,6 @@ impl Meta {
             self.keep_alive |= keep_alive;
         }
     }
-}
-
-/// A `Content-Length` value: digits only.
-fn parse_length(item: &[u8]) -> Option<u64> {
-    if item.is_empty() {
-        return None;
-    }
-    item.iter().try_fold(0u64, |n, &b| {
-        let digit = u64::from(b.wrapping_sub(b'0'));
-        if digit > 9 {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(digit)
-    })
 }
 
 /// How the body after a head is framed (RFC 9112 §6.3), and whether that framing lets the
@@ -658,31 +644,6 @@ mod tests {
             Some(Parsed::Informational) => None,
             None => None,
         })
-    }
-
-    #[test]
-    fn lengths_are_digits_only_and_never_overflow() {
-        assert_eq!(parse_length(b"0"), Some(0));
-        assert_eq!(parse_length(b"0042"), Some(42));
-        assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            &b""[..],
-            b"18446744073709551616",
-            b"99999999999999999999999",
-            b"+1",
-            b"-1",
-            b"1a",
-            b"1 2",
-            b"0x10",
-            b"\xff1",
-        ] {
-            assert_eq!(
-                parse_length(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 
     #[test]

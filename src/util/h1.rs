@@ -24,9 +24,51 @@ pub(crate) fn tokens(value: &[u8]) -> (bool, bool) {
     (close, keep)
 }
 
+/// A `Content-Length` value: one or more digits and nothing else (RFC 9110 §8.6), `None` for
+/// anything else (a sign, a space, a list, a value past `u64::MAX`).
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        let digit = u64::from(b.wrapping_sub(b'0'));
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(digit)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_are_digits_only_and_never_overflow() {
+        assert_eq!(content_length(b"0"), Some(0));
+        assert_eq!(content_length(b"0042"), Some(42));
+        assert_eq!(content_length(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"99999999999999999999999",
+            b"+1",
+            b"-1",
+            b"1a",
+            b"1 2",
+            b" 1",
+            b"1,1",
+            b"0x10",
+            b"\xff1",
+        ] {
+            assert_eq!(
+                content_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn connection_tokens_are_found_in_any_case_and_spacing() {

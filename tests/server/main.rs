@@ -61,7 +61,8 @@ impl Drop for CountDrop {
 /// Answers by path: `/len` (5 bytes, known length), `/chunks` (unknown length), `/trailers`,
 /// `/204`, `/dated` (a `Date` of its own), `/close` (says `Connection: close`), `/big`
 /// (200 KiB known), `/bigchunks` (3 × 40 KiB unknown), `/slow` (never answers), `/echo` (the
-/// body back), `/who` (the peer extension, the method and the headers' count).
+/// body back), `/hint` (the body's exact size hint, its frames and its length, then the body),
+/// `/who` (the peer extension, the method and the headers' count).
 async fn handle(seen: Arc<Seen>, req: Request<RequestBody>) -> Result<Response<Body>, Infallible> {
     seen.calls.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
@@ -98,6 +99,17 @@ async fn handle(seen: Arc<Seen>, req: Request<RequestBody>) -> Result<Response<B
         "/echo" => {
             let body = req.into_body().collect().await.unwrap().to_bytes();
             Response::new(full(body))
+        }
+        "/hint" => {
+            let mut body = req.into_body();
+            let hint = http_body::Body::size_hint(&body).exact();
+            let (mut frames, mut data) = (0, Vec::new());
+            while let Some(frame) = body.frame().await {
+                frames += 1;
+                data.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            }
+            let text = format!("{hint:?} {frames} {} ", data.len());
+            Response::new(full([text.as_bytes(), &data].concat()))
         }
         _ => {
             let peer = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
@@ -343,8 +355,8 @@ async fn pipelined_requests_are_answered_in_order_with_their_framing() {
 async fn a_request_with_a_body_hands_the_connection_to_hyper_without_losing_a_byte() {
     let server = serve(Server::builder()).await;
     let mut c = Client::connect(server.addr).await;
-    // Sent in one write: the codec has read the POST (and what follows) before it sees that
-    // the request has a body.
+    // Sent in one write: the codec has read the chunked POST (and what follows) before it
+    // sees that hyper must read its body. (The POST by length is the codec's own.)
     c.send(
         b"GET /len HTTP/1.1\r\nhost: a\r\n\r\n\
           POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 11\r\n\r\nhello world\
@@ -361,6 +373,105 @@ async fn a_request_with_a_body_hands_the_connection_to_hyper_without_losing_a_by
         "GET Some(127.0.0.1) 1 /who"
     );
     assert_eq!(server.seen.calls.load(Ordering::SeqCst), 4);
+    server.shutdown().await;
+}
+
+/// Where `connection` stands among an answer's fields relative to `content-length`: the one
+/// thing that tells the two writers apart on the wire (the codec writes the framing field
+/// first, hyper the `Connection` field). Asks with `Connection: close`.
+async fn connection_first(c: &mut Client) -> bool {
+    c.send(b"GET /len HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+        .await;
+    let a = c.answer(false).await;
+    assert_eq!(a.body, b"hello");
+    let at = |name: &str| a.headers.iter().position(|(n, _)| n == name).unwrap();
+    at("connection") < at("content-length")
+}
+
+#[tokio::test]
+async fn a_small_body_by_length_is_the_codec_s_and_the_connection_stays_with_it() {
+    let server = serve(Server::builder()).await;
+    let mut c = Client::connect(server.addr).await;
+    // The head and the start of the body, then the rest a moment later: the codec waits for
+    // all of it and hands the stack one frame of the exact size.
+    c.send(b"POST /hint HTTP/1.1\r\nhost: a\r\ncontent-length: 11\r\n\r\nhello")
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(b" worldGET /len HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let a = c.answer(false).await;
+    assert_eq!(
+        String::from_utf8_lossy(&a.body),
+        "Some(11) 1 11 hello world"
+    );
+    assert_eq!(
+        c.answer(false).await.body,
+        b"hello",
+        "what followed the body"
+    );
+    // The largest body the codec reads itself, then one byte more (hyper's, streamed).
+    let limit = 64 * 1024;
+    for (len, codec) in [(limit, true), (limit + 1, false)] {
+        let mut c = Client::connect(server.addr).await;
+        c.send(
+            format!("PUT /hint HTTP/1.1\r\nhost: a\r\ncontent-length: {len}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        c.send(&vec![b'x'; len]).await;
+        let a = c.answer(false).await;
+        let at = a.body.iter().position(|&b| b == b'x').unwrap();
+        let text = String::from_utf8_lossy(&a.body[..at]).into_owned();
+        let frames = if codec { "1" } else { "" };
+        assert!(text.starts_with(&format!("Some({len}) {frames}")), "{text}");
+        assert!(text.ends_with(&format!(" {len} ")), "{text}");
+        assert_eq!(a.body.len() - at, len, "the whole body");
+        assert_eq!(
+            connection_first(&mut c).await,
+            !codec,
+            "the codec serves on after a body of {len}"
+        );
+        assert!(c.closed().await);
+    }
+    assert_eq!(server.seen.calls.load(Ordering::SeqCst), 6);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upload_cut_short_never_reaches_the_service() {
+    let server =
+        serve(Server::builder().header_read_timeout(Some(Duration::from_millis(300)))).await;
+    // The client closes within the body.
+    let mut c = Client::connect(server.addr).await;
+    c.send(b"POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nonly ten..")
+        .await;
+    c.s.shutdown().await.unwrap();
+    assert!(c.closed().await);
+    // The client stalls within the body: the head's deadline covers it.
+    let mut c = Client::connect(server.addr).await;
+    c.send(b"POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nonly ten..")
+        .await;
+    let started = tokio::time::Instant::now();
+    assert!(c.closed().await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.seen.calls.load(Ordering::SeqCst), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_server_s_limit_is_refused_with_413() {
+    let server = serve(Server::builder().max_body_bytes(Some(10))).await;
+    let mut c = Client::connect(server.addr).await;
+    c.send(b"POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n0123456789")
+        .await;
+    assert_eq!(c.answer(false).await.body, b"0123456789");
+    let mut c = Client::connect(server.addr).await;
+    c.send(b"POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 11\r\n\r\n0123456789A")
+        .await;
+    assert_eq!(c.answer(false).await.status, 413);
+    assert_eq!(server.seen.calls.load(Ordering::SeqCst), 1);
     server.shutdown().await;
 }
 
@@ -516,18 +627,6 @@ async fn a_request_in_flight_at_shutdown_is_answered_with_connection_close() {
 
 #[tokio::test]
 async fn hyper_http1_serves_the_same_requests_through_hyper() {
-    /// Where `connection` stands among the answer's fields relative to `content-length`: the
-    /// one thing that tells the two writers apart on the wire (the codec writes the framing
-    /// field first, hyper the `Connection` field).
-    async fn connection_first(c: &mut Client) -> bool {
-        c.send(b"GET /len HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-            .await;
-        let a = c.answer(false).await;
-        assert_eq!(a.body, b"hello");
-        let at = |name: &str| a.headers.iter().position(|(n, _)| n == name).unwrap();
-        at("connection") < at("content-length")
-    }
-
     let server = serve(Server::builder().hyper_http1(true)).await;
     let mut c = Client::connect(server.addr).await;
     c.send(
