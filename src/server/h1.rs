@@ -45,7 +45,7 @@ use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::error::BoxError;
-use crate::util::h1::{content_length, field, tokens};
+use crate::util::h1::{content_length, decimal, field, tokens};
 
 /// The most fields in a request head (hyper's default).
 pub(super) const MAX_HEADERS: usize = 100;
@@ -412,7 +412,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             Framing::None => {}
             Framing::Length(n) => {
                 self.out.extend_from_slice(b"content-length: ");
-                self.out.extend_from_slice(itoa_u64(n, &mut [0; 20]));
+                self.out.extend_from_slice(decimal(n, &mut [0; 20]));
                 self.out.extend_from_slice(b"\r\n");
             }
             Framing::Chunked => self
@@ -562,20 +562,6 @@ fn status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, written into `buf`.
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 /// `n` in hexadecimal (a chunk size), written into `buf`.
@@ -885,13 +871,7 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_written_in_decimal_and_hexadecimal() {
-        assert_eq!(itoa_u64(0, &mut [0; 20]), b"0");
-        assert_eq!(itoa_u64(1234567890, &mut [0; 20]), b"1234567890");
-        assert_eq!(
-            itoa_u64(u64::MAX, &mut [0; 20]),
-            u64::MAX.to_string().as_bytes()
-        );
+    fn chunk_sizes_are_written_in_hexadecimal() {
         assert_eq!(hex(0, &mut [0; 16]), b"0");
         assert_eq!(hex(0x1a2f, &mut [0; 16]), b"1a2f");
         assert_eq!(

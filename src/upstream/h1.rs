@@ -1,12 +1,16 @@
-//! HTTP/1.1 towards targets with a codec of this crate's own, for requests without a body.
+//! HTTP/1.1 towards targets with a codec of this crate's own, for requests without a body or
+//! with a small one read whole.
 //!
-//! Most proxied requests carry no body (`GET`, `HEAD`, `DELETE`, ...). For those,
+//! Most proxied requests carry no body (`GET`, `HEAD`, `DELETE`, ...) or a small one of known
+//! size (the server's own codec reads those whole). For those,
 //! [`TargetClient`](super::TargetClient) writes the request head itself and reads the
 //! response on the request's own task: no channel to a connection task, no second task per
 //! exchange, one write and (usually) one read per request. Measured end to end, hyper's
 //! HTTP/1 client (its dispatch channel, the connection task, its body channel) cost several
 //! thousand instructions per request more than the parsing itself (`docs/benchmarks.md`).
-//! Requests with a body, upgrades and `CONNECT` still go through hyper's connection.
+//! A body goes out right behind the head in the same write, framed by its own length (any
+//! `Content-Length` or `Transfer-Encoding` the request carried is dropped). Streamed or larger
+//! bodies, upgrades and `CONNECT` still go through hyper's connection.
 //!
 //! What it reads, per RFC 9112: a response head parsed by `httparse` (at most [`MAX_HEADERS`]
 //! fields and [`MAX_HEAD`] bytes); `1xx` heads skipped (a `101` is an error: no upgrade was
@@ -27,7 +31,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::util::h1::{content_length, field, tokens};
+use crate::util::h1::{content_length, decimal, field, tokens};
 
 /// The largest response head or trailer section read. hyper bounds its whole read buffer at
 /// about 400 KiB; nginx reads a response head into 4 or 8 KiB by default.
@@ -121,14 +125,16 @@ impl H1 {
         }
     }
 
-    /// Writes the head of `parts` (a request without a body) and reads the response head.
+    /// Writes the head of `parts` and its `body` (read whole; `None`: a request without one)
+    /// and reads the response head.
     pub(super) async fn exchange(
         &mut self,
         parts: &http::request::Parts,
+        body: Option<&[u8]>,
         host: Host<'_>,
         head_request: bool,
     ) -> Result<Head, Failed> {
-        let close = encode(parts, host, &mut self.out);
+        let close = encode(parts, body, host, &mut self.out);
         let mut written = 0;
         while written < self.out.len() {
             match self.io.try_write(&self.out[written..]) {
@@ -220,7 +226,12 @@ impl H1 {
 /// is not written), `Host` as [`Host`] says, then its other fields as they are (names in lower
 /// case, as `http` keeps them), minus `Transfer-Encoding` (there is no body to encode; hyper
 /// drops it too). Returns whether the request's `Connection` says `close`.
-fn encode(parts: &http::request::Parts, host: Host<'_>, out: &mut Vec<u8>) -> bool {
+fn encode(
+    parts: &http::request::Parts,
+    body: Option<&[u8]>,
+    host: Host<'_>,
+    out: &mut Vec<u8>,
+) -> bool {
     let mut close = false;
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -235,7 +246,10 @@ fn encode(parts: &http::request::Parts, host: Host<'_>, out: &mut Vec<u8>) -> bo
         }
     }
     for (name, value) in &parts.headers {
-        if name == TRANSFER_ENCODING || (name == HOST && !keep_host) {
+        if name == TRANSFER_ENCODING
+            || (name == HOST && !keep_host)
+            || (body.is_some() && name == CONTENT_LENGTH)
+        {
             continue;
         }
         if name == CONNECTION {
@@ -243,8 +257,16 @@ fn encode(parts: &http::request::Parts, host: Host<'_>, out: &mut Vec<u8>) -> bo
         }
         field(out, name.as_str(), value);
     }
-    out.push(b'\r');
-    out.push(b'\n');
+    if let Some(body) = body {
+        // The body's own length frames it, whatever the request's fields said.
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(decimal(body.len() as u64, &mut [0; 20]));
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body);
+    } else {
+        out.push(b'\r');
+        out.push(b'\n');
+    }
     close
 }
 
@@ -647,6 +669,33 @@ mod tests {
     }
 
     #[test]
+    fn a_body_is_framed_by_its_own_length_whatever_the_fields_said() {
+        let req = http::Request::post("/up")
+            .header("host", "t")
+            .header("content-length", "999")
+            .header("transfer-encoding", "chunked")
+            .header("x-one", "1")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let keep = Host {
+            target: None,
+            preserve: true,
+        };
+        let mut out = Vec::new();
+        encode(&parts, Some(b"hello"), keep, &mut out);
+        assert_eq!(
+            out,
+            b"POST /up HTTP/1.1\r\nhost: t\r\nx-one: 1\r\ncontent-length: 5\r\n\r\nhello"
+        );
+        encode(&parts, Some(b""), keep, &mut out);
+        assert!(
+            out.ends_with(b"x-one: 1\r\ncontent-length: 0\r\n\r\n"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn a_request_head_is_written_in_origin_form_without_transfer_encoding() {
         let req = http::Request::get("/a/b?c=d")
             .header("host", "t:80")
@@ -660,7 +709,7 @@ mod tests {
             target: None,
             preserve: true,
         };
-        assert!(!encode(&parts, keep, &mut out));
+        assert!(!encode(&parts, None, keep, &mut out));
         assert_eq!(
             out,
             b"GET /a/b?c=d HTTP/1.1\r\nhost: t:80\r\nx-one: 1\r\n\r\n"
@@ -670,7 +719,7 @@ mod tests {
             target: Some(&target),
             preserve: false,
         };
-        encode(&parts, set, &mut out);
+        encode(&parts, None, set, &mut out);
         assert_eq!(
             out,
             b"GET /a/b?c=d HTTP/1.1\r\nhost: 10.0.0.1:8080\r\nx-one: 1\r\n\r\n"
@@ -686,7 +735,7 @@ mod tests {
             preserve: true,
         };
         assert!(
-            encode(&req.into_parts().0, preserve, &mut out),
+            encode(&req.into_parts().0, None, preserve, &mut out),
             "asks to close"
         );
         assert_eq!(

@@ -7,7 +7,8 @@
 //!   that never names a backend, making the stack's error type `Infallible` for axum;
 //! - `TargetClient` (feature `hyper`) is a pooled HTTP/1 client with a pool per target: the
 //!   fast path, and the one that hands an unsent body back for a retry elsewhere. Requests
-//!   without a body go through an HTTP/1.1 codec of its own, the rest through hyper's
+//!   without a body or with a small one of known size go through an HTTP/1.1 codec of its
+//!   own, the rest through hyper's
 //!   connection API; with `http2_only` (feature `http2`) it keeps one shared HTTP/2 (h2c)
 //!   connection per target instead;
 //! - `HttpClient` (feature `hyper`) is a hyper-util pooled client usable as a

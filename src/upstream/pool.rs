@@ -1,5 +1,6 @@
-//! A per-target pooled HTTP/1 client: the fast path for `Balance`. Requests without a body go
-//! through the client's own HTTP/1.1 codec (`h1`), the others through hyper's connection API.
+//! A per-target pooled HTTP/1 client: the fast path for `Balance`. Requests without a body, or
+//! with a small one of known size, go through the client's own HTTP/1.1 codec (`h1`), the
+//! others through hyper's connection API.
 //!
 //! Why not hyper-util's client: it keys its pool by URI (parsing the authority of every
 //! request) and keeps one pool for every host behind one mutex. Here each target has its own
@@ -81,22 +82,25 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 ///   on a fresh connection, inside the client;
 /// - a reused connection closed by the target as the request went out, before any byte of a
 ///   response, is a [`StaleConnection`]: never counted against the target, retried by the
-///   retry layer for idempotent methods; an idempotent request without a body is resent on a
-///   fresh connection by the client itself;
+///   retry layer for idempotent methods; an idempotent request the client's own codec sends
+///   (below) is resent on a fresh connection by the client itself;
 /// - a request body that fails or ends early is a [`ClientError`].
 ///
 /// `101 Switching Protocols` (and a successful `CONNECT`) hand back the upgraded connection
 /// through [`hyper::upgrade::on`].
 ///
-/// Requests without a body (in HTTP/1.1, asking for no upgrade: most proxied requests) go
-/// through an HTTP/1.1 codec of the client's own: the request's task writes the head and reads
-/// the response itself, with no channel to a connection task: measured end to end, about
-/// 8 000 fewer instructions per forwarded request than through hyper's client, a quarter of
-/// the proxy's (`docs/benchmarks.md`). The request stays with the
-/// client until a response arrives, so an idempotent one whose reused connection turns out
-/// closed always goes again on a fresh connection. Requests with a body, upgrades and
-/// `CONNECT` go through hyper's HTTP/1 connection; each kind keeps idle connections of its
-/// own in the pool. [`TargetClientBuilder::hyper_http1`] sends every request through hyper.
+/// Requests without a body, or with a body of known size (`size_hint().exact()`) up to 64 KiB,
+/// in HTTP/1.1 and asking for no upgrade (most proxied requests), go through an HTTP/1.1 codec
+/// of the client's own: the request's task writes the head and reads the response itself,
+/// with no channel to a connection task: measured end to end, about 8 000 fewer instructions
+/// per forwarded request than through hyper's client, a quarter of the proxy's
+/// (`docs/benchmarks.md`). A body is read whole once a connection is had (a failed connect
+/// hands it back unread) and goes out with the head, framed by its own length. The request
+/// stays with the client until a response arrives, so an idempotent one whose reused
+/// connection turns out closed always goes again on a fresh connection. Streamed or larger
+/// bodies, upgrades and `CONNECT` go through hyper's HTTP/1 connection; each kind keeps idle
+/// connections of its own in the pool. [`TargetClientBuilder::hyper_http1`] sends every
+/// request through hyper.
 ///
 /// Response bodies are framed per RFC 9112 (length, chunks with trailers, or the end of the
 /// connection; none after `HEAD`, `204`, `304`); `1xx` answers are skipped; a connection is
@@ -263,8 +267,9 @@ impl TargetClientBuilder {
         self
     }
 
-    /// Sends requests without a body through hyper's HTTP/1 connection too, as it sends every
-    /// other request (default `false`: they go through the client's own HTTP/1.1 codec, which
+    /// Sends requests without a body (or with a small one of known size) through hyper's HTTP/1
+    /// connection too, as it sends every other request (default `false`: they go through the
+    /// client's own HTTP/1.1 codec, which
     /// costs less per request; see [`TargetClient`]). For a target that the own codec does not
     /// get along with; the two send the same request line, fields and framing, though not
     /// always the fields in the same order.
@@ -436,12 +441,13 @@ where
             };
         }
         if !self.pool.config.hyper_http1 && own_codec(&req) {
-            // The body has ended: only the head goes, written from the parts as they are
-            // (origin form and `Host` are seen to as it is written).
-            let (mut parts, _ended) = req.into_parts();
+            // Written from the parts as they are (origin form and `Host` are seen to as it
+            // is written), with the body if there is one, read whole first.
+            let (mut parts, body) = req.into_parts();
             recycle_extensions(&mut parts.extensions);
+            let body = (!body.is_end_stream()).then_some(body);
             return TargetClientFuture {
-                inner: Box::pin(send_own(self.pool.clone(), parts)),
+                inner: Box::pin(send_own(self.pool.clone(), parts, body)),
             };
         }
         // Prepared here, so that the future holds one request, not the one it was given and
@@ -1072,27 +1078,79 @@ impl<B> Body for PooledBody<B> {
     }
 }
 
-/// Whether a request goes out through this crate's own HTTP/1 codec: one without a body, in
-/// HTTP/1.1, asking for no upgrade (see [`h1`]). Everything else goes through hyper.
+/// The largest request body this crate's own HTTP/1 codec sends (read whole before a
+/// connection is taken); a larger one, or one of unknown size, goes through hyper, streamed.
+const OWN_BODY_MAX: u64 = 64 * 1024;
+
+/// Whether a request goes out through this crate's own HTTP/1 codec: one in HTTP/1.1, asking
+/// for no upgrade, without a body or with one of a known size of at most [`OWN_BODY_MAX`]
+/// (see [`h1`]). Everything else goes through hyper.
 fn own_codec<B: Body>(req: &Request<B>) -> bool {
-    req.body().is_end_stream()
+    let body = req.body();
+    (body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= OWN_BODY_MAX))
         && req.version() == Version::HTTP_11
         && req.method() != Method::CONNECT
         && !req.headers().contains_key(UPGRADE)
 }
 
-/// Sends a request without a body with this crate's own codec (see [`h1`]); what happens on
-/// failure is what [`send`] does, except that the request is never lost: its head is written
-/// from the request, which stays here until a response arrives.
+/// Reads a body of known size (at most [`OWN_BODY_MAX`]) whole. A body that fails, or that
+/// turns out longer or shorter than it said, is the request's fault: a [`ClientError`], and
+/// nothing of it is written.
+async fn read_whole<B>(mut body: B) -> Result<Vec<u8>, ClientError>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    use bytes::Buf;
+    let said = body.size_hint().exact().unwrap_or(0).min(OWN_BODY_MAX) as usize;
+    let mut data = Vec::with_capacity(said);
+    // Bounded: every frame adds data up to `said`, or ends the loop.
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| ClientError::new(ClientErrorKind::BodyAborted, e))?;
+        // Trailers: a body framed by its length has none to carry (hyper drops them too).
+        let Ok(mut chunk) = frame.into_data() else {
+            continue;
+        };
+        if chunk.remaining() > said - data.len() {
+            return Err(ClientError::new(
+                ClientErrorKind::InvalidRequest,
+                "request body longer than its size hint",
+            ));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            data.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    if data.len() != said {
+        return Err(ClientError::new(
+            ClientErrorKind::InvalidRequest,
+            "request body shorter than its size hint",
+        ));
+    }
+    Ok(data)
+}
+
+/// Sends a request with this crate's own codec (see [`h1`]), its body (if any) read whole once
+/// a connection is had, then written with the head; what happens on failure is what [`send`]
+/// does, except that the request is never lost: its head and body are written from what stays
+/// here until a response arrives.
 async fn send_own<B>(
     pool: Arc<Pool<B>>,
     parts: http::request::Parts,
+    body: Option<B>,
 ) -> Result<Response<PooledBody<B>>, BoxError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    // Unread until a connection is had: a failed connect hands the body back untouched, so
+    // that the request can go elsewhere whatever its size (as `send` does).
+    let mut unread = body;
+    let mut data: Option<Vec<u8>> = None;
     let head_request = parts.method == Method::HEAD;
     let host = Host {
         target: pool.host.as_ref(),
@@ -1107,10 +1165,29 @@ where
             Some((conn, idle_for)) => (conn, Some(idle_for)),
             None => match Box::pin(pool.connect_own()).await {
                 Ok(conn) => (conn, None),
-                Err(e) => return Err(Box::new(ConnectFailed::new(e))),
+                Err(e) => {
+                    return Err(Box::new(match unread.take() {
+                        Some(body) => ConnectFailed::with_body(e, body),
+                        None => ConnectFailed::new(e),
+                    }));
+                }
             },
         };
-        let failed = match conn.exchange(&parts, host, head_request).await {
+        if let Some(body) = unread.take() {
+            match read_whole(body).await {
+                Ok(whole) => data = Some(whole),
+                Err(e) => {
+                    // The request's fault, and nothing was written: the connection serves
+                    // the next request.
+                    pool.checkin(Pooled::Own(conn));
+                    return Err(Box::new(e));
+                }
+            }
+        }
+        let failed = match conn
+            .exchange(&parts, data.as_deref(), host, head_request)
+            .await
+        {
             Ok(head) => {
                 if let Some(idle_for) = reused {
                     pool.seen_open(idle_for);

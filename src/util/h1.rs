@@ -24,6 +24,20 @@ pub(crate) fn tokens(value: &[u8]) -> (bool, bool) {
     (close, keep)
 }
 
+/// `n` in decimal, written into the end of `buf`.
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 /// A `Content-Length` value: one or more digits and nothing else (RFC 9110 §8.6), `None` for
 /// anything else (a sign, a space, a list, a value past `u64::MAX`).
 pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
@@ -42,6 +56,19 @@ pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        assert_eq!(decimal(0, &mut [0; 20]), b"0");
+        assert_eq!(decimal(1234567890, &mut [0; 20]), b"1234567890");
+        assert_eq!(
+            decimal(u64::MAX, &mut [0; 20]),
+            u64::MAX.to_string().as_bytes()
+        );
+        for n in [1, 9, 10, 99, 100, 65_536] {
+            assert_eq!(content_length(decimal(n, &mut [0; 20])), Some(n));
+        }
+    }
 
     #[test]
     fn lengths_are_digits_only_and_never_overflow() {

@@ -138,6 +138,78 @@ async fn client_body_abort_is_the_clients_fault() {
     assert_eq!(rsp.unwrap().status(), StatusCode::OK);
 }
 
+/// A body that states its size (`size_hint().exact()`), whatever it then sends.
+struct Stated {
+    inner: Body,
+    size: u64,
+}
+
+impl http_body::Body for Stated {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.size)
+    }
+}
+
+/// Item 1, the target client's own codec: a body of stated size is read whole before any byte
+/// of the request is written, so one that breaks off, or turns out shorter or longer than it
+/// said, is answered 400 and reaches no backend at all. Bound: 0 requests received, 0 failures; a
+/// body that keeps its word arrives whole.
+#[tokio::test]
+async fn a_body_of_stated_size_cut_short_reaches_no_backend() {
+    let (a, b) = (recorder(ok, None).await, recorder(ok, None).await);
+    let group = group_of(&[&a, &b]).build().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(RetryLayer::new(policy()))
+        .service(Balance::with_maker(
+            group.clone(),
+            TargetClient::<ReplayBody<Stated>>::new(),
+        ));
+    let put = |inner: Body, size: u64| {
+        Request::put("/upload")
+            .body(Stated { inner, size })
+            .unwrap()
+    };
+    let uploads = [
+        // Breaks off after 8 bytes of 100.
+        put(stream(&[b"part one"], true), 100),
+        // Ends after 8 bytes of 100.
+        put(stream(&[b"part one"], false), 100),
+        // Sends 16 bytes after saying 10.
+        put(stream(&[b"part one", b"part two"], false), 10),
+    ];
+    for (i, req) in uploads.into_iter().enumerate() {
+        let rsp = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(req))
+            .await
+            .unwrap_or_else(|_| panic!("upload {i} finishes"))
+            .unwrap();
+        assert_eq!(rsp.status(), StatusCode::BAD_REQUEST, "upload {i}");
+    }
+    assert_eq!(a.count() + b.count(), 0, "no upload reached a backend");
+    assert_eq!(
+        failures(&group),
+        0,
+        "a client's fault never counts against a target"
+    );
+    let rsp = svc
+        .clone()
+        .oneshot(put(stream(&[b"part one", b"part two"], false), 16))
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert_eq!(a.count() + b.count(), 1);
+}
+
 /// Item 1: what a client writes as scheme or authority (absolute form) never changes where or
 /// how the request goes, and never blames the target. Bound: all 3 requests reach the one
 /// target as origin-form paths with its own `Host`; 0 failures. A scheme the client cannot

@@ -793,6 +793,162 @@ async fn retried_requests_arrive_with_their_own_head_over_loopback() {
     }
 }
 
+/// Bodies, whichever codec writes them (the target client's own for a body of known size up
+/// to 64 KiB, hyper's for a larger one or one of unknown size): a retry sends the same bytes
+/// with the same framing, counted at the backend over loopback.
+#[tokio::test]
+async fn a_retried_body_arrives_with_the_same_bytes_and_framing_over_loopback() {
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower_lb::upstream::TargetClient;
+
+    /// Whole requests received (head and body as they came), per `x-id`, in arrival order.
+    type Seen = Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>;
+    let seen: Seen = Arc::default();
+
+    /// Where the request at the start of `buf` ends, once it is all there: its head, then a
+    /// body by `content-length` or in chunks.
+    fn request_end(buf: &[u8]) -> Option<usize> {
+        let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+        if text.contains("transfer-encoding: chunked") {
+            let last = buf[head..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+            return Some(head + last + 5);
+        }
+        let len = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        (buf.len() >= head + len).then_some(head + len)
+    }
+
+    // Reads one request per connection, answers `503` the first time an id is seen and `200`
+    // after, and closes the connection.
+    async fn backend(seen: Seen) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = vec![0u8; 64 * 1024];
+                    // Bounded: the largest request here is under 100 KiB.
+                    let end = loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 || buf.len() > 1 << 20 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = request_end(&buf) {
+                            break end;
+                        }
+                    };
+                    let request = buf[..end].to_vec();
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    let id = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-id: "))
+                        .unwrap_or("?")
+                        .to_string();
+                    let first = {
+                        let mut seen = seen.lock().unwrap();
+                        let all = seen.entry(id).or_default();
+                        all.push(request);
+                        all.len() == 1
+                    };
+                    let answer: &[u8] = if first {
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    };
+                    let _ = s.write_all(answer).await;
+                });
+            }
+        });
+        addr
+    }
+
+    let (a, b) = (backend(seen.clone()).await, backend(seen.clone()).await);
+    let group = TargetGroup::builder("g")
+        .target(Target::new("a", a.to_string()).unwrap())
+        .target(Target::new("b", b.to_string()).unwrap())
+        .build()
+        .unwrap();
+    type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
+    let client = TargetClient::<ReplayBody<Body>>::builder()
+        .preserve_host(true)
+        .build();
+    let policy = RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .budget(Duration::from_secs(10), 1000, 1000.0)
+        // Room to replay the large body too.
+        .body_limit(128 * 1024)
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy))
+        .service(Balance::with_maker(group, client));
+
+    let large = vec![b'L'; 70 * 1024];
+    let cases: Vec<(&str, Body, &[u8], &str)> = vec![
+        (
+            "small",
+            Full::new(Bytes::from_static(b"hello world")).boxed_unsync(),
+            b"hello world",
+            "content-length: 11",
+        ),
+        ("empty", Full::new(Bytes::new()).boxed_unsync(), b"", ""),
+        (
+            "large",
+            Full::new(Bytes::from(large.clone())).boxed_unsync(),
+            &large,
+            "content-length: 71680",
+        ),
+        (
+            "streamed",
+            StreamBody::new(futures_util::stream::iter(
+                [&b"abc"[..], b"defg"].map(|c| Ok(Frame::data(Bytes::from_static(c)))),
+            ))
+            .boxed_unsync(),
+            b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+            "transfer-encoding: chunked",
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (id, body, wire, framing) in cases {
+        let req = Request::put(format!("/up/{id}"))
+            .header("host", "example.test")
+            .header("x-id", id)
+            .body(body)
+            .unwrap();
+        let rsp = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(req))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(rsp.status(), StatusCode::OK, "{id}");
+        assert_eq!(attempts(&rsp), 2, "{id}");
+        expected.push((id, wire.to_vec(), framing));
+    }
+    let seen = seen.lock().unwrap();
+    for (id, wire, framing) in expected {
+        let all = &seen[id];
+        assert_eq!(all.len(), 2, "{id} arrived twice");
+        assert_eq!(all[0], all[1], "{id}: the retry's bytes, byte for byte");
+        let head_end = all[1].windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&all[1][..head_end]).to_ascii_lowercase();
+        assert!(
+            head.starts_with(&format!("put /up/{id} http/1.1\r\n")),
+            "{head}"
+        );
+        assert!(head.contains(framing), "{id}: {head}");
+        assert_eq!(&all[1][head_end..], &wire[..], "{id}: the body");
+    }
+}
+
 #[test]
 fn layers_are_clone_send_sync() {
     fn check<T: Clone + Send + Sync>(_: &T) {}
