@@ -9,6 +9,7 @@
 #   benches/e2e/instructions.sh 40000 -- proxy --stack full   # with resilience and 20 rules
 #   benches/e2e/instructions.sh 40000 -- floor                # hyper alone
 #   benches/e2e/instructions.sh 40000 -- codec-floor          # no hyper: httparse and tokio
+#   BODY_BYTES=100 benches/e2e/instructions.sh 40000 -- proxy # POSTs with a 100-byte body
 #
 # Runs `e2e_proxy MODE ARGS` under `valgrind --tool=callgrind` twice, against its own three
 # backends (ports 19101-19103, or BACKEND_PORT and the next two; the proxy on PORT, 18991), once serving 2 000 requests and once 2 000 + N (`oha -c 64`),
@@ -37,6 +38,11 @@ WORK=$(mktemp -d)
 PORT=${PORT:-18991}
 B=${BACKEND_PORT:-19101}
 BACKENDS=(127.0.0.1:$B 127.0.0.1:$((B + 1)) 127.0.0.1:$((B + 2)))
+# BODY_BYTES: POSTs with a body of that many bytes instead of GETs.
+METHOD=()
+if [ -n "${BODY_BYTES:-}" ]; then
+  METHOD=(-m POST -d "$(head -c "$BODY_BYTES" /dev/zero | tr '\0' x)")
+fi
 
 "$BIN" backends "${BACKENDS[@]}" &
 BPID=$!
@@ -53,7 +59,7 @@ count() { # requests -> total instructions
     sleep 0.2
     curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
   done
-  oha -n "$1" -c 64 --no-tui "http://127.0.0.1:$PORT/" >/dev/null
+  oha -n "$1" -c 64 --no-tui "${METHOD[@]}" "http://127.0.0.1:$PORT/" >/dev/null
   kill -INT $pid
   sleep 0.5
   kill $pid 2>/dev/null || true
@@ -64,4 +70,4 @@ count() { # requests -> total instructions
 first=$(count 2000 "$@")
 second=$(count $((2000 + N)) "$@")
 python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]):.0f} instructions per request ({sys.argv[4]})')" \
-  "$first" "$second" "$N" "$*"
+  "$first" "$second" "$N" "$*${BODY_BYTES:+, POST with $BODY_BYTES bytes}"
