@@ -662,6 +662,97 @@ async fn fault_test_with_loopback_backends() {
     t2.abort();
 }
 
+/// Whole requests received over loopback (head and body as they came), per `x-id`, in arrival
+/// order.
+#[cfg(feature = "hyper")]
+type Arrivals = Arc<Mutex<std::collections::HashMap<String, Vec<Vec<u8>>>>>;
+
+/// Where the request at the start of `buf` ends, once it is all there: its head, then a body
+/// by `content-length` or in chunks.
+#[cfg(feature = "hyper")]
+fn request_end(buf: &[u8]) -> Option<usize> {
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+    if text.contains("transfer-encoding: chunked") {
+        let last = buf[head..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+        return Some(head + last + 5);
+    }
+    let len = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    (buf.len() >= head + len).then_some(head + len)
+}
+
+/// A backend that reads one whole request per connection into `seen`, answers `503` the first
+/// time an `x-id` is seen and `200` after, and closes the connection.
+#[cfg(feature = "hyper")]
+async fn flaky_backend(seen: Arrivals) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                // Bounded: a request here is under 1 MiB.
+                let end = loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 || buf.len() > 1 << 20 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = request_end(&buf) {
+                        break end;
+                    }
+                };
+                let request = buf[..end].to_vec();
+                let id = String::from_utf8_lossy(&request)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-id: "))
+                    .unwrap_or("?")
+                    .to_string();
+                let first = {
+                    let mut seen = seen.lock().unwrap();
+                    let all = seen.entry(id).or_default();
+                    all.push(request);
+                    all.len() == 1
+                };
+                let answer: &[u8] = if first {
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                };
+                let _ = s.write_all(answer).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The heads (without their blank line) of what `flaky_backend` received, per `x-id`.
+#[cfg(feature = "hyper")]
+fn heads_of(seen: &Arrivals) -> std::collections::HashMap<String, Vec<String>> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(id, all)| {
+            let heads = all
+                .iter()
+                .map(|r| {
+                    let end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    String::from_utf8_lossy(&r[..end]).into_owned()
+                })
+                .collect();
+            (id.clone(), heads)
+        })
+        .collect()
+}
+
 /// Over loopback through the target client's own codec, on one thread (so that the head of
 /// each request's retry copy is the buffer the request before it left behind): every request
 /// a backend first answers with `503` arrives twice with the same head, byte for byte, and
@@ -670,64 +761,16 @@ async fn fault_test_with_loopback_backends() {
 #[cfg(feature = "hyper")]
 #[tokio::test(flavor = "current_thread")]
 async fn retried_requests_arrive_with_their_own_head_over_loopback() {
-    use std::collections::HashMap;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tower_lb::upstream::TargetClient;
 
-    /// Request heads received, per `x-id`, in arrival order.
-    type Heads = Arc<Mutex<HashMap<String, Vec<String>>>>;
-    let heads: Heads = Arc::default();
-
-    // Reads one request head per connection, answers `503` the first time an id is seen and
-    // `200` after, and closes the connection.
-    async fn backend(heads: Heads) -> std::net::SocketAddr {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let heads = heads.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    let mut got = 0;
-                    let head = loop {
-                        let Ok(n) = s.read(&mut buf[got..]).await else {
-                            return;
-                        };
-                        if n == 0 || got + n == buf.len() {
-                            return;
-                        }
-                        got += n;
-                        let text = String::from_utf8_lossy(&buf[..got]).to_string();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            break text[..end].to_string();
-                        }
-                    };
-                    let id = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("x-id: "))
-                        .unwrap_or("?")
-                        .to_string();
-                    let first = {
-                        let mut heads = heads.lock().unwrap();
-                        let seen = heads.entry(id).or_default();
-                        seen.push(head);
-                        seen.len() == 1
-                    };
-                    let answer: &[u8] = if first {
-                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    } else {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    };
-                    let _ = s.write_all(answer).await;
-                });
-            }
-        });
-        addr
-    }
+    let seen = Arrivals::default();
 
     // Two targets on the same recorder, so that a retry (which avoids the target that
     // answered 503) has somewhere to go.
-    let (a, b) = (backend(heads.clone()).await, backend(heads.clone()).await);
+    let (a, b) = (
+        flaky_backend(seen.clone()).await,
+        flaky_backend(seen.clone()).await,
+    );
     let group = TargetGroup::builder("g")
         .target(Target::new("a", a.to_string()).unwrap())
         .target(Target::new("b", b.to_string()).unwrap())
@@ -769,7 +812,7 @@ async fn retried_requests_arrive_with_their_own_head_over_loopback() {
         assert_eq!(attempts(&rsp), 2, "request {i}");
     }
 
-    let heads = heads.lock().unwrap();
+    let heads = heads_of(&seen);
     assert_eq!(heads.len(), n, "one id per request");
     for i in 0..n {
         let seen = &heads[&i.to_string()];
@@ -796,82 +839,16 @@ async fn retried_requests_arrive_with_their_own_head_over_loopback() {
 /// Bodies, whichever codec writes them (the target client's own for a body of known size up
 /// to 64 KiB, hyper's for a larger one or one of unknown size): a retry sends the same bytes
 /// with the same framing, counted at the backend over loopback.
+#[cfg(feature = "hyper")]
 #[tokio::test]
 async fn a_retried_body_arrives_with_the_same_bytes_and_framing_over_loopback() {
-    use std::collections::HashMap;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tower_lb::upstream::TargetClient;
 
-    /// Whole requests received (head and body as they came), per `x-id`, in arrival order.
-    type Seen = Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>;
-    let seen: Seen = Arc::default();
-
-    /// Where the request at the start of `buf` ends, once it is all there: its head, then a
-    /// body by `content-length` or in chunks.
-    fn request_end(buf: &[u8]) -> Option<usize> {
-        let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
-        if text.contains("transfer-encoding: chunked") {
-            let last = buf[head..].windows(5).position(|w| w == b"0\r\n\r\n")?;
-            return Some(head + last + 5);
-        }
-        let len = text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-        (buf.len() >= head + len).then_some(head + len)
-    }
-
-    // Reads one request per connection, answers `503` the first time an id is seen and `200`
-    // after, and closes the connection.
-    async fn backend(seen: Seen) -> std::net::SocketAddr {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = vec![0u8; 64 * 1024];
-                    // Bounded: the largest request here is under 100 KiB.
-                    let end = loop {
-                        let Ok(n) = s.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 || buf.len() > 1 << 20 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(end) = request_end(&buf) {
-                            break end;
-                        }
-                    };
-                    let request = buf[..end].to_vec();
-                    let text = String::from_utf8_lossy(&request).to_string();
-                    let id = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("x-id: "))
-                        .unwrap_or("?")
-                        .to_string();
-                    let first = {
-                        let mut seen = seen.lock().unwrap();
-                        let all = seen.entry(id).or_default();
-                        all.push(request);
-                        all.len() == 1
-                    };
-                    let answer: &[u8] = if first {
-                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    } else {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    };
-                    let _ = s.write_all(answer).await;
-                });
-            }
-        });
-        addr
-    }
-
-    let (a, b) = (backend(seen.clone()).await, backend(seen.clone()).await);
+    let seen = Arrivals::default();
+    let (a, b) = (
+        flaky_backend(seen.clone()).await,
+        flaky_backend(seen.clone()).await,
+    );
     let group = TargetGroup::builder("g")
         .target(Target::new("a", a.to_string()).unwrap())
         .target(Target::new("b", b.to_string()).unwrap())
