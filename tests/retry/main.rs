@@ -734,6 +734,21 @@ async fn flaky_backend(seen: Arrivals) -> std::net::SocketAddr {
     addr
 }
 
+/// A group of two [`flaky_backend`]s recording into `seen`, so that a retry (which avoids the
+/// target that answered `503`) has somewhere to go.
+#[cfg(feature = "hyper")]
+async fn flaky_group(seen: &Arrivals) -> TargetGroup {
+    let (a, b) = (
+        flaky_backend(seen.clone()).await,
+        flaky_backend(seen.clone()).await,
+    );
+    TargetGroup::builder("g")
+        .target(Target::new("a", a.to_string()).unwrap())
+        .target(Target::new("b", b.to_string()).unwrap())
+        .build()
+        .unwrap()
+}
+
 /// The heads (without their blank line) of what `flaky_backend` received, per `x-id`.
 #[cfg(feature = "hyper")]
 fn heads_of(seen: &Arrivals) -> std::collections::HashMap<String, Vec<String>> {
@@ -764,18 +779,7 @@ async fn retried_requests_arrive_with_their_own_head_over_loopback() {
     use tower_lb::upstream::TargetClient;
 
     let seen = Arrivals::default();
-
-    // Two targets on the same recorder, so that a retry (which avoids the target that
-    // answered 503) has somewhere to go.
-    let (a, b) = (
-        flaky_backend(seen.clone()).await,
-        flaky_backend(seen.clone()).await,
-    );
-    let group = TargetGroup::builder("g")
-        .target(Target::new("a", a.to_string()).unwrap())
-        .target(Target::new("b", b.to_string()).unwrap())
-        .build()
-        .unwrap();
+    let group = flaky_group(&seen).await;
     // The client's own `Host`, so that both targets get the same bytes.
     let client = TargetClient::<ReplayBody<Full<Bytes>>>::builder()
         .preserve_host(true)
@@ -845,15 +849,7 @@ async fn a_retried_body_arrives_with_the_same_bytes_and_framing_over_loopback() 
     use tower_lb::upstream::TargetClient;
 
     let seen = Arrivals::default();
-    let (a, b) = (
-        flaky_backend(seen.clone()).await,
-        flaky_backend(seen.clone()).await,
-    );
-    let group = TargetGroup::builder("g")
-        .target(Target::new("a", a.to_string()).unwrap())
-        .target(Target::new("b", b.to_string()).unwrap())
-        .build()
-        .unwrap();
+    let group = flaky_group(&seen).await;
     type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
     let client = TargetClient::<ReplayBody<Body>>::builder()
         .preserve_host(true)
