@@ -309,11 +309,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     /// Waits for the stack's response while watching the client: bytes of a pipelined next
     /// request are kept (up to the header limit); a client that closes or fails gets its
     /// request dropped (`None`).
-    pub(super) async fn response<F, T>(&mut self, fut: F) -> Option<T>
+    pub(super) async fn response<F, T>(&mut self, mut fut: Pin<&mut F>) -> Option<T>
     where
         F: Future<Output = Result<T, std::convert::Infallible>>,
     {
-        let mut fut = pin!(fut);
         poll_fn(|cx| {
             if let Poll::Ready(Ok(rsp)) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(rsp));

@@ -579,7 +579,9 @@ async fn serve_own_h1<I, S, RB>(
                 None => return,
             }
         };
-        let Some(rsp) = conn.response(svc.dispatch(parts, body, None)).await else {
+        // Pinned where it is made: the stack's future is not moved again while it is served.
+        let call = std::pin::pin!(svc.dispatch(parts, body, None));
+        let Some(rsp) = conn.response(call).await else {
             // The client went away: its request is dropped.
             return;
         };
