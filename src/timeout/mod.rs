@@ -53,6 +53,7 @@ pub mod future;
 mod layer;
 mod nested;
 mod service;
+mod timer;
 
 pub use self::layer::TimeoutLayer;
 pub use self::service::Timeout;
