@@ -6,6 +6,7 @@
 #
 #   benches/e2e/instructions.sh [N] -- MODE [ARGS...]
 #   benches/e2e/instructions.sh 40000 -- proxy                # tower-lb, bare
+#   benches/e2e/instructions.sh 40000 -- proxy --stack resilience  # with the resilience layers
 #   benches/e2e/instructions.sh 40000 -- proxy --stack full   # with resilience and 20 rules
 #   benches/e2e/instructions.sh 40000 -- floor                # hyper alone
 #   benches/e2e/instructions.sh 40000 -- codec-floor          # no hyper: httparse and tokio

@@ -11,8 +11,11 @@
 //! ```
 //!
 //! `--client legacy` uses hyper-util's client (`HttpClient`) instead of `TargetClient`;
-//! `--stack full` adds the resilience stack of `examples/proxy.rs` (deadline, retries,
-//! breaker, per-attempt timeout) behind a router with 20 rules (see [`twenty_rules`]).
+//! `--stack resilience` adds the resilience stack (a per-client-IP rate limit of 10 million
+//! requests per second with a burst of 1 000, so high that it never refuses here; an overall deadline of 10 s;
+//! retries; a circuit breaker; a per-attempt timeout of 5 s), and `--stack full` puts that
+//! stack behind a router with 20 rules (see [`twenty_rules`]). `resilience` minus `bare` is what
+//! the resilience layers cost, `full` minus `resilience` what the router costs.
 //!
 //! The forwarding layer writes what nginx and HAProxy write in this benchmark
 //! (`X-Forwarded-For`, hop-by-hop headers stripped), so that all three do the same work;
@@ -49,6 +52,7 @@ use tower_lb::BoxError;
 use tower_lb::balance::Balance;
 use tower_lb::breaker::CircuitBreakerLayer;
 use tower_lb::forward::ForwardLayer;
+use tower_lb::limit::{LimitKey, RateLimitLayer};
 use tower_lb::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_lb::route::{Router, Rule};
 use tower_lb::server::{RequestBody, Server};
@@ -89,13 +93,39 @@ struct Edge {
     hyper_h1: bool,
 }
 
-/// Serves the proxy: `ErrorResponseLayer`, `ForwardLayer`, then (with `full`) the resilience
-/// stack of `examples/proxy.rs`, then `Balance` over `client`.
+/// What stands between the edge and `Balance`: `--stack bare|resilience|full`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Stack {
+    /// Nothing.
+    #[default]
+    Bare,
+    /// The resilience layers.
+    Resilience,
+    /// The resilience layers behind a router with 20 rules.
+    Full,
+}
+
+impl std::str::FromStr for Stack {
+    type Err = BoxError;
+
+    fn from_str(s: &str) -> Result<Self, BoxError> {
+        match s {
+            "bare" => Ok(Stack::Bare),
+            "resilience" => Ok(Stack::Resilience),
+            "full" => Ok(Stack::Full),
+            other => Err(format!("unknown stack {other}: bare, resilience or full").into()),
+        }
+    }
+}
+
+/// Serves the proxy: `ErrorResponseLayer`, `ForwardLayer`, then (unless `bare`) the
+/// resilience stack (rate limit, deadline, retries, breaker, per-attempt timeout; with `full`
+/// behind 20 routing rules), then `Balance` over `client`.
 async fn proxy(
     listener: TcpListener,
     group: TargetGroup,
     client: &str,
-    full: bool,
+    stack: Stack,
     edge: Edge,
 ) -> Result<(), BoxError> {
     let server = Server::builder().hyper_http1(edge.hyper_h1).build()?;
@@ -116,17 +146,29 @@ async fn proxy(
     };
     macro_rules! serve {
         ($client:ident) => {{
-            if full {
+            if stack != Stack::Bare {
                 let balance =
                     Balance::with_maker(group.clone(), $client::<ReplayBody<RequestBody>>::new());
+                // Per client IP, as a proxy limits; 10 million per second (burst 1 000) never
+                // refuses here.
+                let rate_limit = RateLimitLayer::builder(LimitKey::client_ip())
+                    .rate(10_000_000, Duration::from_secs(1))
+                    .burst(1_000)
+                    .build()?;
                 let resilient = ServiceBuilder::new()
+                    .layer(rate_limit)
                     .layer(TimeoutLayer::new(Duration::from_secs(10)))
                     .layer(RetryLayer::new(RetryPolicy::new()))
                     .layer(CircuitBreakerLayer::builder(group.name().to_owned()).build()?)
                     .layer(TimeoutLayer::new(Duration::from_secs(5)))
                     .service(balance);
-                let svc = edge().service(twenty_rules(resilient)?);
-                server.serve(listener, svc, std::future::pending()).await?
+                if stack == Stack::Full {
+                    let svc = edge().service(twenty_rules(resilient)?);
+                    server.serve(listener, svc, std::future::pending()).await?
+                } else {
+                    let svc = edge().service(resilient);
+                    server.serve(listener, svc, std::future::pending()).await?
+                }
             } else {
                 let balance = Balance::with_maker(group.clone(), $client::<RequestBody>::new());
                 let svc = edge().service(balance);
@@ -232,7 +274,7 @@ fn main() -> Result<(), BoxError> {
     let mut listen: SocketAddr = ([127, 0, 0, 1], 18001).into();
     let mut targets = Vec::new();
     let mut client = "target".to_owned();
-    let mut full = false;
+    let mut stack = Stack::Bare;
     let mut edge = Edge::default();
     let mut per_core = false;
     let mut rest = Vec::new();
@@ -243,7 +285,7 @@ fn main() -> Result<(), BoxError> {
             "--listen" => listen = value()?.parse()?,
             "--backend" => targets.push(value()?),
             "--client" => client = value()?,
-            "--stack" => full = value()? == "full",
+            "--stack" => stack = value()?.parse()?,
             "--headers" => edge.default_headers = value()? == "default",
             "--hyper-h1" => edge.hyper_h1 = true,
             "--per-core" => per_core = true,
@@ -251,7 +293,7 @@ fn main() -> Result<(), BoxError> {
         }
     }
     if per_core && mode == "proxy" {
-        return per_core_proxy(workers, listen, targets, client, full, edge);
+        return per_core_proxy(workers, listen, targets, client, stack, edge);
     }
     let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -289,9 +331,9 @@ fn main() -> Result<(), BoxError> {
                     )
                     .build()?;
                 let listener = TcpListener::bind(listen).await?;
-                proxy(listener, group, &client, full, edge).await
+                proxy(listener, group, &client, stack, edge).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|full] [--headers peers|default] [--hyper-h1] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|resilience|full] [--headers peers|default] [--hyper-h1] --backend ADDR...".into()),
         }
     })
 }
@@ -304,7 +346,7 @@ fn per_core_proxy(
     listen: SocketAddr,
     targets: Vec<String>,
     client: String,
-    full: bool,
+    stack: Stack,
     edge: Edge,
 ) -> Result<(), BoxError> {
     let group = TargetGroup::builder("bench")
@@ -329,7 +371,7 @@ fn per_core_proxy(
                     socket.set_reuseaddr(true)?;
                     socket.bind(listen)?;
                     let listener = socket.listen(1024)?;
-                    proxy(listener, group, &client, full, edge).await
+                    proxy(listener, group, &client, stack, edge).await
                 })
             })
         })

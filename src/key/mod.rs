@@ -147,6 +147,12 @@ impl ClientIp {
 /// assert_eq!(client_ip_of(req.extensions()), Some("192.0.2.1".parse().unwrap()));
 /// ```
 pub fn client_ip_of(extensions: &Extensions) -> Option<IpAddr> {
+    // The common map, the server's `ClientAddr` alone: one lookup rather than two.
+    if extensions.len() == 1 {
+        if let Some(addr) = extensions.get::<ClientAddr>() {
+            return Some(addr.ip().to_canonical());
+        }
+    }
     match extensions.get::<ClientIp>() {
         Some(c) => Some(c.ip),
         None => extensions
@@ -399,6 +405,26 @@ fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whichever extensions a map holds, alone or together, the resolved `ClientIp` wins over
+    /// the peer's `ClientAddr` (the one-extension shortcut included).
+    #[test]
+    fn the_client_ip_wins_whatever_the_map_holds() {
+        let peer: SocketAddr = "[::ffff:192.0.2.1]:80".parse().unwrap();
+        let resolved = ClientIp::new("203.0.113.9".parse().unwrap(), peer, true);
+        let mut ext = Extensions::new();
+        assert_eq!(client_ip_of(&ext), None);
+        ext.insert(ClientAddr(peer));
+        assert_eq!(client_ip_of(&ext), Some("192.0.2.1".parse().unwrap()));
+        ext.insert(resolved);
+        assert_eq!(client_ip_of(&ext), Some("203.0.113.9".parse().unwrap()));
+        let mut only = Extensions::new();
+        only.insert(resolved);
+        assert_eq!(client_ip_of(&only), Some("203.0.113.9".parse().unwrap()));
+        let mut other = Extensions::new();
+        other.insert(7u32);
+        assert_eq!(client_ip_of(&other), None);
+    }
 
     #[test]
     fn cookie_parsing() {

@@ -151,29 +151,34 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
-                    let mut result = ready!(future.poll(cx));
+                    // The outcome is looked at in place and returned as polled: a response is
+                    // a few hundred bytes, not to be moved more than needed.
+                    let mut polled = future.poll(cx);
+                    let Poll::Ready(result) = &mut polled else {
+                        return Poll::Pending;
+                    };
                     let retry = &mut *this.retry;
                     let Some(policy) = retry.policy.as_mut() else {
-                        return Poll::Ready(result);
+                        return polled;
                     };
                     // The common case: settled without looking at the copy.
-                    if policy.settle(&mut result) {
-                        return Poll::Ready(result);
+                    if policy.settle(result) {
+                        return polled;
                     }
                     let (Some(body), Some(head)) = (retry.body.take(), retry.head.as_mut()) else {
-                        policy.no_copy(&mut result);
-                        return Poll::Ready(result);
+                        policy.no_copy(result);
+                        return polled;
                     };
                     let mut req = head.request(body);
                     let restore = |req: &mut Request<ReplayBody<B>>| head.restore(req);
-                    match policy.decide_unsettled(&mut req, &mut result, restore) {
+                    match policy.decide_unsettled(&mut req, result, restore) {
                         Some(backoff) => {
                             retry.next = Some(Box::new(req));
                             this.state.set(State::Waiting {
                                 backoff: Box::pin(backoff),
                             });
                         }
-                        None => return Poll::Ready(result),
+                        None => return polled,
                     }
                 }
                 StateProj::Waiting { backoff } => {

@@ -7,10 +7,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::timeout::error::Elapsed;
 
 use super::nested::{self, Armed};
+use super::timer::Timer;
 use crate::error::BoxError;
 use crate::util::clock;
 
@@ -22,10 +23,9 @@ pin_project! {
         // `None` once dropped for the deadline.
         #[pin]
         inner: Option<F>,
-        // `None` until a timer is needed; inline (not boxed), so a pending request does not
-        // allocate.
-        #[pin]
-        sleep: Option<Sleep>,
+        // `None` until a timer is needed; boxed in a slot reused on the thread (see
+        // `timeout::timer`), so the future is small and a pending request does not allocate.
+        sleep: Option<Timer>,
         // The first poll that found the inner future pending.
         start: Option<Instant>,
         timeout: Duration,
@@ -104,9 +104,9 @@ where
                 nested::report(armed);
                 return Poll::Pending;
             }
-            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+            *this.sleep = Some(Timer::until(deadline));
         }
-        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+        match this.sleep.as_mut().map(|timer| timer.poll(cx)) {
             Some(Poll::Ready(())) => {
                 // Drop the attempt now, marked as cut off by a deadline, so the target it
                 // was waiting on counts a timeout (a caller that merely goes away does not).

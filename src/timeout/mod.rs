@@ -25,6 +25,17 @@
 //! tell how long the connection it took had been idle): the deadline starts from that reading,
 //! so a forwarded request reads the clock once for the pool and both deadlines.
 //!
+//! A timer, once armed, is reused: a timeout done with it leaves it (boxed, at most 128 per
+//! thread) to the next timeout on the same thread and runtime, which moves its deadline with
+//! tokio's `Sleep::reset` rather than entering a new timer into tokio's timer wheel and taking
+//! it out again. The response future holds one word of timer, and in the steady state a
+//! timeout costs no wheel insertion or removal of its own (the wheel files a timer whose
+//! deadline moved later again only when its old deadline comes). The price: a spare timer stays
+//! in the wheel until it is reused or its last deadline comes, when it wakes the task that used
+//! it last once, for nothing (after a burst, a thread that goes idle sees one spurious wake-up
+//! per spare timer, at most one timeout duration later; with paused time, the runtime may
+//! auto-advance to those deadlines when it has nothing else to do).
+//!
 //! [`Elapsed`]: tower::timeout::error::Elapsed
 //!
 //! # Examples
@@ -53,6 +64,7 @@ pub mod future;
 mod layer;
 mod nested;
 mod service;
+mod timer;
 
 pub use self::layer::TimeoutLayer;
 pub use self::service::Timeout;

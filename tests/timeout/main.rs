@@ -238,3 +238,27 @@ async fn bounded<T>(fut: impl Future<Output = T>) -> T {
         .await
         .expect("no deadline fired within 10 s")
 }
+
+/// Timers are reused from request to request on a thread: after requests that armed one and
+/// finished early (their timers left registered for later deadlines, or earlier ones), each
+/// new request still fails at exactly its own deadline, and one that answers in time passes.
+#[tokio::test(start_paused = true)]
+async fn reused_timers_fire_at_each_requests_own_deadline() {
+    let quick = TimeoutLayer::new(Duration::from_secs(10)).layer(after(Duration::from_millis(5)));
+    for _ in 0..3 {
+        quick.clone().oneshot(Request::new(())).await.unwrap();
+    }
+    for (timeout, hang) in [(300, 1_000), (20_000, 30_000), (50, 60)] {
+        let svc = TimeoutLayer::new(Duration::from_millis(timeout))
+            .layer(after(Duration::from_millis(hang)));
+        let t0 = Instant::now();
+        let err = svc.oneshot(Request::new(())).await.unwrap_err();
+        assert!(is_caused_by::<Elapsed>(&*err), "{err}");
+        assert_eq!(Instant::now() - t0, Duration::from_millis(timeout));
+        quick.clone().oneshot(Request::new(())).await.unwrap();
+    }
+    let svc = TimeoutLayer::new(Duration::from_millis(100)).layer(after(Duration::from_millis(99)));
+    let t0 = Instant::now();
+    svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(Instant::now() - t0, Duration::from_millis(99));
+}
