@@ -30,16 +30,37 @@ thread_local! {
     static HEADERS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
 }
 
+type Spares<T> = std::thread::LocalKey<RefCell<Vec<T>>>;
+
+/// The last spare kept in `spares` on this thread, if any (none while the thread ends).
+#[inline]
+fn take<T>(spares: &'static Spares<T>) -> Option<T> {
+    spares
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten()
+}
+
+/// Keeps `spare` in `spares` on this thread, unless [`KEEP`] are kept already (then it is
+/// dropped).
+#[inline]
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+fn keep<T>(spares: &'static Spares<T>, spare: T) {
+    let _ = spares.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.len() < KEEP {
+                s.push(spare);
+            }
+        }
+    });
+}
+
 /// An empty header map with room for `n` fields: one handed back on this thread if there is
 /// one, else a new one.
 #[inline]
 #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) fn header_map(n: usize) -> HeaderMap {
-    let spare = HEADERS
-        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-        .ok()
-        .flatten();
-    match spare {
+    match take(&HEADERS) {
         Some(mut map) => {
             // Empty, so this asks for `n` in all; a no-op unless `n` is larger than any head
             // the map held before.
@@ -62,24 +83,14 @@ pub(crate) fn give_back_headers(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    let _ = HEADERS.try_with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            if s.len() < KEEP {
-                s.push(map);
-            }
-        }
-    });
+    keep(&HEADERS, map);
 }
 
 /// An empty extension map: one handed back on this thread if there is one (its allocations
 /// ready for the next insert), else a new one.
 #[inline]
 pub(crate) fn extensions() -> Extensions {
-    SPARE
-        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    take(&SPARE).unwrap_or_default()
 }
 
 /// Empties `ext` (dropping its values now) and keeps the map for [`extensions`]. A map that
@@ -91,13 +102,7 @@ pub(crate) fn give_back(mut ext: Extensions) {
         return;
     }
     ext.clear();
-    let _ = SPARE.try_with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            if s.len() < KEEP {
-                s.push(ext);
-            }
-        }
-    });
+    keep(&SPARE, ext);
 }
 
 #[cfg(test)]
