@@ -540,7 +540,8 @@ impl<B> Conn<B> {
 }
 
 /// An idle connection: driven by hyper (requests with a body, upgrades), or by this crate's
-/// own codec (requests without a body, see [`h1`]). A request takes one of its own kind.
+/// own codec (requests without a body or with a small one, see [`h1`]). A request takes one of
+/// its own kind.
 enum Pooled<B> {
     Hyper(Conn<B>),
     Own(Box<H1>),
@@ -1078,8 +1079,8 @@ impl<B> Body for PooledBody<B> {
     }
 }
 
-/// The largest request body this crate's own HTTP/1 codec sends (read whole before a
-/// connection is taken); a larger one, or one of unknown size, goes through hyper, streamed.
+/// The largest request body this crate's own HTTP/1 codec sends (read whole once a connection
+/// is had); a larger one, or one of unknown size, goes through hyper, streamed.
 const OWN_BODY_MAX: u64 = 64 * 1024;
 
 /// Whether a request goes out through this crate's own HTTP/1 codec: one in HTTP/1.1, asking
@@ -1104,7 +1105,7 @@ where
     use bytes::Buf;
     let said = body.size_hint().exact().unwrap_or(0).min(OWN_BODY_MAX) as usize;
     let mut data = Vec::with_capacity(said);
-    // Bounded: every frame adds data up to `said`, or ends the loop.
+    // Ends when the body does; a byte past `said` ends it at once.
     while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|e| ClientError::new(ClientErrorKind::BodyAborted, e))?;
         // Trailers: a body framed by its length has none to carry (hyper drops them too).
