@@ -539,7 +539,7 @@ impl<B> Conn<B> {
     }
 }
 
-/// An idle connection: driven by hyper (requests with a body, upgrades), or by this crate's
+/// An idle connection: driven by hyper (streamed or larger bodies, upgrades), or by this crate's
 /// own codec (requests without a body or with a small one, see [`h1`]). A request takes one of
 /// its own kind.
 enum Pooled<B> {
