@@ -1097,14 +1097,19 @@ fn own_codec<B: Body>(req: &Request<B>) -> bool {
 /// Reads a body of known size (at most [`OWN_BODY_MAX`]) whole. A body that fails, or that
 /// turns out longer or shorter than it said, is the request's fault: a [`ClientError`], and
 /// nothing of it is written.
-async fn read_whole<B>(mut body: B) -> Result<Vec<u8>, ClientError>
+///
+/// A body that comes in one frame of `Bytes` (the server's codec hands on such a body) is kept
+/// as it is: no allocation, no copy. Frames after the first are gathered in one buffer.
+async fn read_whole<B>(mut body: B) -> Result<Bytes, ClientError>
 where
     B: Body + Unpin,
     B::Error: Into<BoxError>,
 {
-    use bytes::Buf;
+    use bytes::{Buf, BufMut, BytesMut};
     let said = body.size_hint().exact().unwrap_or(0).min(OWN_BODY_MAX) as usize;
-    let mut data = Vec::with_capacity(said);
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut got = 0;
     // Ends when the body does; a byte past `said` ends it at once.
     while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|e| ClientError::new(ClientErrorKind::BodyAborted, e))?;
@@ -1112,26 +1117,32 @@ where
         let Ok(mut chunk) = frame.into_data() else {
             continue;
         };
-        if chunk.remaining() > said - data.len() {
+        let n = chunk.remaining();
+        if n > said - got {
             return Err(ClientError::new(
                 ClientErrorKind::InvalidRequest,
                 "request body longer than its size hint",
             ));
         }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            data.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
+        got += n;
+        if first.is_none() && rest.is_empty() {
+            // `Bytes` hands itself over; any other `Buf` is copied once.
+            first = Some(chunk.copy_to_bytes(n));
+            continue;
         }
+        if let Some(first) = first.take() {
+            rest.reserve(said);
+            rest.put(first);
+        }
+        rest.put(chunk);
     }
-    if data.len() != said {
+    if got != said {
         return Err(ClientError::new(
             ClientErrorKind::InvalidRequest,
             "request body shorter than its size hint",
         ));
     }
-    Ok(data)
+    Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
 /// Sends a request with this crate's own codec (see [`h1`]), its body (if any) read whole once
@@ -1151,7 +1162,7 @@ where
     // Unread until a connection is had: a failed connect hands the body back untouched, so
     // that the request can go elsewhere whatever its size (as `send` does).
     let mut unread = body;
-    let mut data: Option<Vec<u8>> = None;
+    let mut data: Option<Bytes> = None;
     let head_request = parts.method == Method::HEAD;
     let host = Host {
         target: pool.host.as_ref(),

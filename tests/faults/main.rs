@@ -208,6 +208,10 @@ async fn a_body_of_stated_size_cut_short_reaches_no_backend() {
         .unwrap();
     assert_eq!(rsp.status(), StatusCode::OK);
     assert_eq!(a.count() + b.count(), 1);
+    // Two frames, gathered: the body arrives whole with its own length.
+    let seen: Vec<_> = a.seen().into_iter().chain(b.seen()).collect();
+    assert_eq!(seen[0].body.as_deref(), Some(&b"part onepart two"[..]));
+    assert_eq!(seen[0].framing(), "content-length: 16");
 }
 
 /// Item 1: what a client writes as scheme or authority (absolute form) never changes where or
