@@ -125,7 +125,8 @@ where
             self.active.no_head_deadline();
         }
         let (body, exceeded) = RequestBody::new(body, self.max_body);
-        self.dispatch(parts, body, exceeded)
+        // Called through `&self` (HTTP/2 serves requests at once): a clone per request.
+        self.dispatch(&mut self.svc.clone(), parts, body, exceeded)
     }
 }
 
@@ -135,11 +136,16 @@ where
     S::Error: Into<BoxError>,
     RB: Body<Data = Bytes>,
 {
-    /// Calls the stack with one request read from the connection (by hyper, or by the
-    /// server's own HTTP/1.1 codec): adds the peer (and TLS) extensions and counts the
-    /// request in flight until its response body is done.
+    /// Calls `svc` (this connection's stack, or a clone of it) with one request read from the
+    /// connection (by hyper, or by the server's own HTTP/1.1 codec): adds the peer (and TLS)
+    /// extensions and counts the request in flight until its response body is done.
+    ///
+    /// The own codec serves one request at a time and calls the connection's own instance:
+    /// no clone of the stack per request (a clone takes and drops a reference on every
+    /// shared part of every layer, and starts with its layers' per-clone caches empty).
     pub(crate) fn dispatch(
         &self,
+        svc: &mut S,
         mut parts: http::request::Parts,
         body: RequestBody,
         exceeded: Option<Arc<AtomicBool>>,
@@ -155,7 +161,6 @@ where
         }
         let guard = InFlight::new(&self.active);
         let req = Request::from_parts(parts, body);
-        let mut svc = self.svc.clone();
         // Most stacks are ready at once: ask without a waker and call now, so the future
         // holds only the stack's own future. Otherwise wait for readiness in a boxed
         // `Oneshot` (it polls again with this request's waker).
@@ -168,7 +173,7 @@ where
                     },
                 };
             }
-            Poll::Pending => Either::Right(Box::pin(svc.oneshot(req))),
+            Poll::Pending => Either::Right(Box::pin(svc.clone().oneshot(req))),
         };
         ConnFuture {
             kind: Kind::Calling {

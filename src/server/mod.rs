@@ -548,6 +548,8 @@ async fn serve_own_h1<I, S, RB>(
     RB::Error: Into<BoxError>,
 {
     let mut conn = h1::Conn::new(io, protocols.max_head, protocols.max_body);
+    // The connection's own instance of the stack, called for each of its requests in turn.
+    let mut stack = svc.svc.clone();
     loop {
         let parsed = match conn.next(|| graceful.stopping()).await {
             h1::Next::Request(parsed) => parsed,
@@ -580,7 +582,7 @@ async fn serve_own_h1<I, S, RB>(
             }
         };
         // Pinned where it is made: the stack's future is not moved again while it is served.
-        let call = std::pin::pin!(svc.dispatch(parts, body, None));
+        let call = std::pin::pin!(svc.dispatch(&mut stack, parts, body, None));
         let Some(rsp) = conn.response(call).await else {
             // The client went away: its request is dropped.
             return;

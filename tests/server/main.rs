@@ -656,3 +656,69 @@ async fn hyper_http1_serves_the_same_requests_through_hyper() {
     );
     server.shutdown().await;
 }
+
+/// A service that answers with how many requests this instance (not its clones) served, and
+/// counts the clones made of it.
+struct PerInstance {
+    clones: Arc<AtomicUsize>,
+    served: usize,
+}
+
+impl Clone for PerInstance {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        PerInstance {
+            clones: self.clones.clone(),
+            served: self.served,
+        }
+    }
+}
+
+impl tower::Service<Request<RequestBody>> for PerInstance {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<RequestBody>) -> Self::Future {
+        self.served += 1;
+        std::future::ready(Ok(Response::new(full(self.served.to_string()))))
+    }
+}
+
+/// The codec calls one instance of the stack for all the requests of a connection, in turn:
+/// the stack is not cloned per request (a clone per request takes and drops a reference on
+/// every shared part of every layer).
+#[tokio::test]
+async fn a_connection_s_requests_go_through_one_instance_of_the_stack() {
+    let clones = Arc::new(AtomicUsize::new(0));
+    let svc = PerInstance {
+        clones: clones.clone(),
+        served: 0,
+    };
+    let (addr, stop, done) = start(Server::builder(), svc).await;
+    let mut c = Client::connect(addr).await;
+    for _ in 0..5 {
+        c.send(b"GET / HTTP/1.1\r\nhost: a\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await;
+        c.answer(false).await;
+        c.answer(false).await;
+    }
+    c.send(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let last = c.answer(false).await;
+    assert_eq!(
+        String::from_utf8_lossy(&last.body),
+        "11",
+        "the 11th request on the connection met the instance that served the other 10"
+    );
+    let made = clones.load(Ordering::SeqCst);
+    assert!(made <= 3, "{made} clones for one connection of 11 requests");
+    let _ = stop.send(());
+    tokio::time::timeout(LIMIT, done).await.unwrap().unwrap();
+}
