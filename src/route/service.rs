@@ -30,9 +30,10 @@ use crate::upstream::{ResponseBody, error_response};
 /// the [module docs](super).
 ///
 /// `Clone + Send + Sync` (for `Send + Sync` destinations), cheap to clone, no `Buffer`: the
-/// chosen destination is cloned per request and driven ready-then-call (called at once when
-/// it is ready at once, as a `Balance` always is), so `poll_ready` of the router is always
-/// ready. Responses are `Response<`[`ResponseBody`]`<RB>>`: the
+/// chosen destination is driven ready-then-call (called at once when it is ready at once, as
+/// a `Balance` always is), so `poll_ready` of the router is always ready. A router keeps its
+/// own clone of the destination it called last and calls it again while requests go there
+/// (a router kept per connection clones no destination per request). Responses are `Response<`[`ResponseBody`]`<RB>>`: the
 /// destination's body, or a short body of the router's own (`400`, `403`, `404`, `429`,
 /// `504`). The destination's errors pass through unchanged.
 ///
@@ -67,6 +68,10 @@ use crate::upstream::{ResponseBody, error_response};
 /// ```
 pub struct Router<S> {
     services: Arc<[S]>,
+    /// This instance's own clone of the destination it called last: a router kept for many
+    /// requests (as the server keeps one stack per connection) calls it again without
+    /// cloning it per request. A clone of the router starts without one.
+    last: Option<(usize, S)>,
     shared: Arc<Shared>,
 }
 
@@ -132,6 +137,7 @@ impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
         Router {
             services: self.services.clone(),
+            last: None,
             shared: self.shared.clone(),
         }
     }
@@ -358,6 +364,7 @@ impl<S> RouterBuilder<S> {
         let table = Table::build(self.rules, &names, self.slashes, self.indexed)?;
         Ok(Router {
             services: self.destinations.into_iter().map(|(_, s)| s).collect(),
+            last: None,
             shared: Arc::new(Shared {
                 names,
                 has_rules: AtomicBool::new(!table.rules.is_empty()),
@@ -475,7 +482,10 @@ where
         // poll; otherwise the future drives it ready, then calls it. The waker given here
         // does nothing: a service that is not ready is polled again, with the task's own,
         // when the future is.
-        let mut svc = self.services[dest].clone();
+        let svc = match &mut self.last {
+            Some((last, svc)) if *last == dest => svc,
+            last => &mut last.insert((dest, self.services[dest].clone())).1,
+        };
         match svc.poll_ready(&mut Context::from_waker(std::task::Waker::noop())) {
             Poll::Ready(Ok(())) => ResponseFuture {
                 state: State::Call { fut: svc.call(req) },
@@ -489,7 +499,7 @@ where
             },
             Poll::Pending => ResponseFuture {
                 state: State::Ready {
-                    svc,
+                    svc: svc.clone(),
                     req: Some(req),
                 },
                 sleep,

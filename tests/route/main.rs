@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_lb::balance::Balance;
 use tower_lb::client_ip::{ClientIpLayer, ClientIpResolver, TrustedProxies};
 use tower_lb::key::{ClientAddr, ClientIp};
@@ -1096,4 +1096,84 @@ async fn concurrent_rule_set_changes_leave_a_consistent_router() {
         let body = rsp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, expect, "round {round}: the rules in force decide");
     }
+}
+
+/// A destination that answers with how many requests this instance (not its clones) served
+/// and its name, and counts the clones made of it.
+#[derive(Debug)]
+struct PerInstance {
+    name: &'static str,
+    clones: Arc<AtomicUsize>,
+    served: usize,
+}
+
+impl Clone for PerInstance {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        PerInstance {
+            name: self.name,
+            clones: self.clones.clone(),
+            served: self.served,
+        }
+    }
+}
+
+impl Service<Request<()>> for PerInstance {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        self.served += 1;
+        let body = format!("{} {}", self.name, self.served);
+        std::future::ready(Ok(Response::new(body)))
+    }
+}
+
+/// A router used for many requests (as the server keeps one per connection) calls its own
+/// clone of the destination again while requests go there, and each request still reaches
+/// the destination its rule names.
+#[tokio::test]
+async fn a_router_kept_for_many_requests_does_not_clone_its_destination_per_request() {
+    let clones = Arc::new(AtomicUsize::new(0));
+    let one = |name| PerInstance {
+        name,
+        clones: clones.clone(),
+        served: 0,
+    };
+    let mut router = Router::builder()
+        .destination("a", one("a"))
+        .destination("b", one("b"))
+        .rule(Rule::new("b").prefix("/b").to("b"))
+        .rule(Rule::new("a").prefix("/").to("a"))
+        .build()
+        .unwrap();
+    let mut answers = Vec::new();
+    for path in ["/", "/", "/", "/b", "/b", "/"] {
+        let rsp = router
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::get(path).body(()).unwrap())
+            .await
+            .unwrap();
+        answers.push(rsp.into_body().collect().await.unwrap().to_bytes());
+    }
+    let answers: Vec<_> = answers
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(answers, ["a 1", "a 2", "a 3", "b 1", "b 2", "a 1"]);
+    assert_eq!(
+        clones.load(Ordering::SeqCst),
+        3,
+        "one clone each time the destination changes"
+    );
 }
