@@ -6,8 +6,9 @@
 //! in the steady state, taking a copy allocates nothing and clears no memory, where a box of
 //! its own per request cost an allocation from the allocator's slow path (dozens of requests
 //! are in flight at once, more than its per-thread cache holds) and zeroing its header buffer.
-//! What does depend on the types (the body's replay, the service a retry goes through, the
-//! policy's session) is a few words in the response future itself.
+//! What does depend on the types (the body's replay, the reference to the policy and to the
+//! service retries go through, the attempt count) is a few words in the response future
+//! itself.
 
 use std::cell::RefCell;
 

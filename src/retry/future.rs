@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
@@ -10,8 +11,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
+use super::ReplayBody;
 use super::copy::PooledHead;
-use super::{ReplayBody, RetryPolicy};
+use super::service::Shared;
 use crate::error::BoxError;
 
 pin_project! {
@@ -19,9 +21,10 @@ pin_project! {
     /// [`Attempts`](super::Attempts).
     ///
     /// Small whatever the request: what a retry needs is the attempt's future plus a few words
-    /// (the body's replay, the policy's session, the service a retry goes through); the head of
-    /// the copy is in a buffer reused from request to request (see `retry::copy`), and a
-    /// request waiting to go again and a backoff's timer are boxed.
+    /// (the body's replay, the attempt count, one reference to the policy and to the service
+    /// retries go through); the head of the copy is in a buffer reused from request to request
+    /// (see `retry::copy`), and a request waiting to go again (with its clone of the service)
+    /// and a backoff's timer are boxed.
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<ReplayBody<B>>>,
@@ -53,57 +56,51 @@ pin_project! {
 /// policy in the same order (`clone_request` before each attempt, `retry` after it, the copy
 /// sent only when `retry` asked for it).
 pub(crate) struct Retrier<S, B> {
-    /// A clone of the inner service, taken once the first attempt was called (as tower's
-    /// `Retry` does); `None` until then, and when no retry is possible.
-    service: Option<S>,
-    /// This request's session of the policy (its attempt count); `None` when no retry is
-    /// possible (no copy was taken).
-    policy: Option<RetryPolicy>,
+    /// The policy and the service a retry goes through (one reference for both); `None` when
+    /// no retry is possible (no copy was taken).
+    shared: Option<Arc<Shared<S>>>,
+    /// This request's session of the policy: the attempts finished.
+    attempts: u32,
     /// The copy for the next attempt: its body, and its head without which it is not sent;
     /// `None` once the policy could not take one.
     body: Option<ReplayBody<B>>,
     head: Option<PooledHead>,
-    /// The request a granted retry sends, during the backoff and until the service is ready.
-    next: Option<Box<Request<ReplayBody<B>>>>,
+    /// A granted retry, during the backoff and until its service is ready.
+    next: Option<Box<Next<S, B>>>,
+}
+
+/// A retry about to be sent: the request, and the clone of the wrapped service it goes
+/// through.
+struct Next<S, B> {
+    req: Request<ReplayBody<B>>,
+    service: S,
 }
 
 impl<S, B> Retrier<S, B> {
     /// Before the first attempt of `req`: what a retry would take (a replay of the body, see
     /// `RetryPolicy::copy_body`, and the head), or nothing when no retry is possible.
-    /// `template` is the service's policy; the retrier gets a session of it.
     #[inline(always)]
-    pub(crate) fn first(template: &mut RetryPolicy, req: &Request<ReplayBody<B>>) -> Self {
-        let copy = template
-            .copy_body(req)
+    pub(crate) fn first(shared: &Arc<Shared<S>>, req: &Request<ReplayBody<B>>) -> Self {
+        let copy = shared
+            .policy
+            .copy_body(0, req)
             .and_then(|body| Some((body, PooledHead::of(req)?)));
         match copy {
             Some((body, head)) => Retrier {
-                service: None,
-                policy: Some(template.clone()),
+                shared: Some(shared.clone()),
+                attempts: 0,
                 body: Some(body),
                 head: Some(head),
                 next: None,
             },
             None => Retrier {
-                service: None,
-                policy: None,
+                shared: None,
+                attempts: 0,
                 body: None,
                 head: None,
                 next: None,
             },
         }
-    }
-
-    /// Whether a retry is possible, and so the service a retry goes through is wanted.
-    #[inline]
-    pub(crate) fn wants_service(&self) -> bool {
-        self.policy.is_some()
-    }
-
-    /// The service a retry goes through (see `service`).
-    #[inline]
-    pub(crate) fn set_service(&mut self, service: S) {
-        self.service = Some(service);
     }
 }
 
@@ -141,7 +138,7 @@ where
 impl<S, B, RB> Future for ResponseFuture<S, B>
 where
     B: Send + 'static,
-    S: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = BoxError>,
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>, Error = BoxError> + Clone,
 {
     type Output = Result<Response<RB>, BoxError>;
 
@@ -157,23 +154,31 @@ where
                     let Poll::Ready(result) = &mut polled else {
                         return Poll::Pending;
                     };
-                    let retry = &mut *this.retry;
-                    let Some(policy) = retry.policy.as_mut() else {
+                    let Retrier {
+                        shared,
+                        attempts,
+                        body,
+                        head,
+                        next,
+                    } = &mut *this.retry;
+                    let Some(shared) = shared.as_deref() else {
                         return polled;
                     };
+                    let policy = &shared.policy;
                     // The common case: settled without looking at the copy.
-                    if policy.settle(result) {
+                    if policy.settle(attempts, result) {
                         return polled;
                     }
-                    let (Some(body), Some(head)) = (retry.body.take(), retry.head.as_mut()) else {
-                        policy.no_copy(result);
+                    let (Some(body), Some(head)) = (body.take(), head.as_mut()) else {
+                        policy.no_copy(*attempts, result);
                         return polled;
                     };
                     let mut req = head.request(body);
                     let restore = |req: &mut Request<ReplayBody<B>>| head.restore(req);
-                    match policy.decide_unsettled(&mut req, result, restore) {
+                    match policy.decide_unsettled(*attempts, &mut req, result, restore) {
                         Some(backoff) => {
-                            retry.next = Some(Box::new(req));
+                            let service = shared.service();
+                            *next = Some(Box::new(Next { req, service }));
                             this.state.set(State::Waiting {
                                 backoff: Box::pin(backoff),
                             });
@@ -186,23 +191,23 @@ where
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
-                    // Only `Called` moves here, and only with a request to send.
+                    // Only `Called` moves here, and only with a retry to send.
                     let retry = &mut *this.retry;
-                    let (Some(service), Some(policy)) =
-                        (retry.service.as_mut(), retry.policy.as_mut())
+                    let (Some(shared), Some(next)) = (retry.shared.as_deref(), retry.next.as_mut())
                     else {
                         return Poll::Ready(Err("retry future polled after completion".into()));
                     };
-                    ready!(service.poll_ready(cx))?;
-                    let Some(req) = retry.next.take() else {
+                    ready!(next.service.poll_ready(cx))?;
+                    let Some(next) = retry.next.take() else {
                         return Poll::Ready(Err("retry future polled after completion".into()));
                     };
+                    let Next { req, mut service } = *next;
                     // The copy for the attempt after this one.
-                    retry.body = policy.copy_body(&req);
+                    retry.body = shared.policy.copy_body(retry.attempts, &req);
                     if retry.body.is_some() && !retry.head.as_mut().is_some_and(|h| h.fill(&req)) {
                         retry.body = None;
                     }
-                    let future = service.call(*req);
+                    let future = service.call(req);
                     this.state.set(State::Called { future });
                 }
             }

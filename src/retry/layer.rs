@@ -30,7 +30,8 @@ impl RetryLayer {
     }
 }
 
-impl<S> Layer<S> for RetryLayer {
+/// The wrapped service must be `Clone`: retries go through clones of it.
+impl<S: Clone> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {

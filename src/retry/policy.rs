@@ -275,19 +275,29 @@ impl RetryPolicy {
         result: &mut Result<Response<RB>, BoxError>,
         restore: impl FnOnce(&mut Request<ReplayBody<B>>) -> bool,
     ) -> Option<tokio::time::Sleep> {
-        if self.settle(result) {
+        let mut attempts = self.attempts;
+        let settled = self.settle(&mut attempts, result);
+        self.attempts = attempts;
+        if settled {
             return None;
         }
-        self.decide_unsettled(req, result, restore)
+        self.decide_unsettled(attempts, req, result, restore)
     }
 
     /// After an attempt, what every outcome takes: counts the attempt, and settles the common
     /// case, a response with a status that is never retried (`true`: no retry, nothing of the
     /// copy needed). Otherwise [`decide_unsettled`](Self::decide_unsettled) decides.
     #[inline]
-    pub(super) fn settle<RB>(&mut self, result: &mut Result<Response<RB>, BoxError>) -> bool {
-        self.attempts += 1;
-        let attempts = self.attempts;
+    ///
+    /// `attempts` is the request's session: the attempts finished before this one, counted
+    /// up here.
+    pub(super) fn settle<RB>(
+        &self,
+        attempts: &mut u32,
+        result: &mut Result<Response<RB>, BoxError>,
+    ) -> bool {
+        *attempts += 1;
+        let attempts = *attempts;
         if let Ok(rsp) = result {
             if !self.config.statuses.contains(&rsp.status()) {
                 if attempts > 1 {
@@ -301,20 +311,20 @@ impl RetryPolicy {
 
     /// For an outcome [`settle`](Self::settle) left open when there is no copy to send again:
     /// a response that took more than one attempt says so.
-    pub(super) fn no_copy<RB>(&self, result: &mut Result<Response<RB>, BoxError>) {
-        if let (Ok(rsp), true) = (result, self.attempts > 1) {
-            rsp.extensions_mut().insert(Attempts::new(self.attempts));
+    pub(super) fn no_copy<RB>(&self, attempts: u32, result: &mut Result<Response<RB>, BoxError>) {
+        if let (Ok(rsp), true) = (result, attempts > 1) {
+            rsp.extensions_mut().insert(Attempts::new(attempts));
         }
     }
 
     /// [`decide`](Self::decide) for an outcome [`settle`](Self::settle) left open.
     pub(super) fn decide_unsettled<B: Send + 'static, RB>(
-        &mut self,
+        &self,
+        attempts: u32,
         req: &mut Request<ReplayBody<B>>,
         result: &mut Result<Response<RB>, BoxError>,
         restore: impl FnOnce(&mut Request<ReplayBody<B>>) -> bool,
     ) -> Option<tokio::time::Sleep> {
-        let attempts = self.attempts;
         let c = &*self.config;
         // A body too large to replay goes again only if the client hands it back untouched
         // (nothing of it was sent: a connect failure).
@@ -387,7 +397,7 @@ impl RetryPolicy {
         &mut self,
         req: &Request<ReplayBody<B>>,
     ) -> Option<Request<ReplayBody<B>>> {
-        let body = self.copy_body(req)?;
+        let body = self.copy_body(self.attempts, req)?;
         let mut clone = Request::new(body);
         *clone.method_mut() = req.method().clone();
         *clone.uri_mut() = req.uri().clone();
@@ -398,9 +408,15 @@ impl RetryPolicy {
     /// [`copy_request`](Self::copy_request) but for the body only: the caller copies the
     /// head (see `retry::copy`).
     #[inline]
-    pub(super) fn copy_body<B>(&mut self, req: &Request<ReplayBody<B>>) -> Option<ReplayBody<B>> {
+    ///
+    /// `attempts`: the attempts the request's session finished so far.
+    pub(super) fn copy_body<B>(
+        &self,
+        attempts: u32,
+        req: &Request<ReplayBody<B>>,
+    ) -> Option<ReplayBody<B>> {
         let c = &*self.config;
-        if self.attempts == 0 {
+        if attempts == 0 {
             // The first attempt of a request: it pays into the budget, one deposit per batch.
             let seen = c.requests.fetch_add(1, Ordering::Relaxed) + 1;
             // A constant divisor: a multiplication, where `% c.batch` would be a division.
