@@ -7,7 +7,9 @@
 #   benches/e2e/interleave.sh 8 5 tlb=proxy floor=floor haproxy=haproxy full=proxy:--stack:full
 #
 # MODE is an `e2e_proxy` mode (`proxy`, `floor`, `codec-floor`) with its arguments joined by
-# `:`, or `haproxy` (one thread, `http-reuse always`, `option forwardfor`, as in run.sh). Prints
+# `:`, or `haproxy` (one thread, `http-reuse always`, `option forwardfor`, as in run.sh); a
+# MODE that starts with an absolute path runs that `e2e_proxy` binary instead of this checkout's
+# (`old=/tmp/e2e_proxy.old:proxy` compares two builds). Prints
 # the medians over the rounds. Backends on ports 19201-19203, proxies on 18401 and up. Installs
 # haproxy and wrk with apt-get when missing. Not part of CI.
 set -euo pipefail
@@ -40,8 +42,13 @@ for r in $(seq "$ROUNDS"); do
       haproxy -f "$WORK/h-$port.cfg" -db &
     else
       IFS=: read -r -a args <<<"$mode"
+      bin=$BIN
+      if [[ ${args[0]} == /* ]]; then
+        bin=${args[0]}
+        args=("${args[@]:1}")
+      fi
       for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
-      "$BIN" "${args[@]}" --listen "127.0.0.1:$port" &
+      "$bin" "${args[@]}" --listen "127.0.0.1:$port" &
     fi
     pid=$!
     PIDS+=($pid)
