@@ -12,6 +12,8 @@
 
 use std::cell::RefCell;
 
+use bytes::Bytes;
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Extensions, Method, Request, Uri, Version};
 
 use super::headers::HeaderCopy;
@@ -31,7 +33,7 @@ thread_local! {
 /// A request's head, as a retry needs it back.
 pub(super) struct Head {
     method: Option<Method>,
-    uri: Option<Uri>,
+    uri: UriCopy,
     version: Version,
     headers: HeaderCopy,
     extensions: Option<ExtensionsCopy>,
@@ -51,7 +53,7 @@ impl PooledHead {
         let mut head = PooledHead(Some(spare.unwrap_or_else(|| {
             Box::new(Head {
                 method: None,
-                uri: None,
+                uri: UriCopy::empty(),
                 version: Version::HTTP_11,
                 headers: HeaderCopy::empty(),
                 extensions: None,
@@ -68,31 +70,34 @@ impl PooledHead {
             return false;
         };
         head.method = Some(req.method().clone());
-        head.uri = Some(req.uri().clone());
         head.version = req.version();
         head.extensions = Some(ExtensionsCopy::of(req.extensions()));
+        head.uri.fill(req.uri());
         head.headers.fill(req.headers())
     }
 
-    /// A request with this head's method, target and version and `body`, without its header
+    /// A request with this head's method and version and `body`, without its target, header
     /// fields and extensions: [`restore`](Self::restore) adds those, once a retry is wanted.
     pub(super) fn request<B>(&mut self, body: B) -> Request<B> {
         let mut req = Request::new(body);
         if let Some(head) = self.0.as_deref_mut() {
             *req.method_mut() = head.method.take().unwrap_or_default();
-            *req.uri_mut() = head.uri.take().unwrap_or_default();
             *req.version_mut() = head.version;
         }
         req
     }
 
-    /// Puts the header fields and the extensions back into `req` (built by
-    /// [`request`](Self::request)); `false` if a header field could not be rebuilt exactly
-    /// (then `req` must not be sent).
+    /// Puts the target, the header fields and the extensions back into `req` (built by
+    /// [`request`](Self::request)); `false` if the target or a header field could not be
+    /// rebuilt exactly (then `req` must not be sent).
     pub(super) fn restore<B>(&mut self, req: &mut Request<B>) -> bool {
         let Some(head) = self.0.as_deref_mut() else {
             return false;
         };
+        let Some(uri) = head.uri.restore() else {
+            return false;
+        };
+        *req.uri_mut() = uri;
         if let Some(extensions) = head.extensions.take() {
             extensions.restore(req.extensions_mut());
         }
@@ -107,7 +112,7 @@ impl Drop for PooledHead {
         };
         // Nothing of this request reaches another: its values go now.
         head.method = None;
-        head.uri = None;
+        head.uri.clear();
         head.extensions = None;
         head.headers.clear();
         let _ = SPARE.try_with(|s| {
@@ -117,6 +122,86 @@ impl Drop for PooledHead {
                 }
             }
         });
+    }
+}
+
+/// Bytes of a request target a copy keeps inline; a longer one goes to the heap.
+const URI_INLINE: usize = 128;
+
+/// A request's target as a retry needs it back: its scheme (a value, as it is one word for
+/// `http` and `https`) and the bytes of its authority and path-and-query.
+///
+/// Bytes rather than a clone of the `Uri`: a target the server parsed shares the buffer the
+/// head was read into, and a clone takes (and its drop gives back) a reference on that buffer
+/// for each part, an atomic operation each way for every request; copying a short target is
+/// cheaper. It is parsed again only when a retry is sent.
+struct UriCopy {
+    scheme: Option<Scheme>,
+    /// Length of the authority at the start of the bytes; `None` when there is none.
+    authority: Option<usize>,
+    /// Whether a path-and-query follows the authority.
+    path: bool,
+    len: usize,
+    inline: [u8; URI_INLINE],
+    heap: Option<Box<[u8]>>,
+}
+
+impl UriCopy {
+    fn empty() -> Self {
+        UriCopy {
+            scheme: None,
+            authority: None,
+            path: false,
+            len: 0,
+            inline: [0; URI_INLINE],
+            heap: None,
+        }
+    }
+
+    /// Replaces the copy with `uri`.
+    #[inline]
+    fn fill(&mut self, uri: &Uri) {
+        let authority = uri.authority().map_or("", |a| a.as_str()).as_bytes();
+        let path = uri.path_and_query().map_or("", |p| p.as_str()).as_bytes();
+        self.scheme = uri.scheme().cloned();
+        self.authority = uri.authority().map(|_| authority.len());
+        self.path = uri.path_and_query().is_some();
+        self.len = authority.len() + path.len();
+        if let Some(buf) = self.inline.get_mut(..self.len) {
+            let (a, p) = buf.split_at_mut(authority.len());
+            a.copy_from_slice(authority);
+            p.copy_from_slice(path);
+            self.heap = None;
+        } else {
+            self.heap = Some([authority, path].concat().into_boxed_slice());
+        }
+    }
+
+    /// Forgets the target (and a buffer on the heap).
+    fn clear(&mut self) {
+        self.scheme = None;
+        self.authority = None;
+        self.path = false;
+        self.len = 0;
+        self.heap = None;
+    }
+
+    /// The target again; `None` if it cannot be rebuilt exactly.
+    fn restore(&self) -> Option<Uri> {
+        let bytes = match &self.heap {
+            Some(heap) => Bytes::copy_from_slice(heap),
+            None => Bytes::copy_from_slice(self.inline.get(..self.len)?),
+        };
+        let at = self.authority.unwrap_or(0);
+        let mut parts = uri::Parts::default();
+        parts.scheme = self.scheme.clone();
+        if self.authority.is_some() {
+            parts.authority = Some(Authority::from_maybe_shared(bytes.slice(..at)).ok()?);
+        }
+        if self.path {
+            parts.path_and_query = Some(PathAndQuery::from_maybe_shared(bytes.slice(at..)).ok()?);
+        }
+        Uri::from_parts(parts).ok()
     }
 }
 
@@ -187,6 +272,31 @@ mod tests {
         assert_eq!(copy.extensions().get::<u32>(), Some(&7));
     }
 
+    /// Every form of request target comes back as it was: origin, absolute (with a port and
+    /// a query), authority (`CONNECT`), asterisk, and one too long to keep inline.
+    #[test]
+    fn every_form_of_target_comes_back_exactly() {
+        let long = format!("/{}?q={}", "a".repeat(150), "b".repeat(150));
+        let targets = [
+            "/",
+            "/a/b?c=d&e",
+            "http://example.com:8080/x?y=1",
+            "https://example.com/",
+            "example.com:443",
+            "*",
+            long.as_str(),
+            "ftp://h/p",
+        ];
+        for target in targets {
+            let original = Request::builder().uri(target).body(()).unwrap();
+            let mut head = PooledHead::of(&original).unwrap();
+            let mut copy = head.request(());
+            assert!(head.restore(&mut copy), "{target}");
+            assert_eq!(copy.uri(), original.uri(), "{target}");
+            assert_eq!(copy.uri().to_string(), original.uri().to_string());
+        }
+    }
+
     /// A head given back serves the next request on the thread holding nothing of the last
     /// one; at most `KEEP` are kept.
     #[test]
@@ -199,7 +309,7 @@ mod tests {
             assert_eq!(kept, 1);
             {
                 let spare = SPARE.with(|s| s.borrow_mut().pop()).unwrap();
-                assert!(spare.method.is_none() && spare.uri.is_none());
+                assert!(spare.method.is_none() && spare.uri.len == 0 && spare.uri.scheme.is_none());
                 assert!(spare.extensions.is_none());
                 assert!(std::ptr::eq(&*spare, at), "the same head");
                 SPARE.with(|s| s.borrow_mut().push(spare));
