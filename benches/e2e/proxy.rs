@@ -15,7 +15,9 @@
 //! requests per second with a burst of 1 000, so high that it never refuses here; an overall deadline of 10 s;
 //! retries; a circuit breaker; a per-attempt timeout of 5 s), and `--stack full` puts that
 //! stack behind a router with 20 rules (see [`twenty_rules`]). `resilience` minus `bare` is what
-//! the resilience layers cost, `full` minus `resilience` what the router costs.
+//! the resilience layers cost, `full` minus `resilience` what the router costs. `--stack
+//! rate-limit`, `timeouts` (deadline and per-attempt), `retry` and `breaker` add one kind of
+//! those layers alone, to tell what each costs.
 //!
 //! The forwarding layer writes what nginx and HAProxy write in this benchmark
 //! (`X-Forwarded-For`, hop-by-hop headers stripped), so that all three do the same work;
@@ -103,6 +105,18 @@ enum Stack {
     Resilience,
     /// The resilience layers behind a router with 20 rules.
     Full,
+    /// One kind of the resilience layers alone, to tell what each costs: the rate limit, the
+    /// two timeouts (deadline and per-attempt), retries, the circuit breaker.
+    Only(Only),
+}
+
+/// One kind of resilience layer (see [`Stack::Only`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    RateLimit,
+    Timeouts,
+    Retry,
+    Breaker,
 }
 
 impl std::str::FromStr for Stack {
@@ -113,7 +127,14 @@ impl std::str::FromStr for Stack {
             "bare" => Ok(Stack::Bare),
             "resilience" => Ok(Stack::Resilience),
             "full" => Ok(Stack::Full),
-            other => Err(format!("unknown stack {other}: bare, resilience or full").into()),
+            "rate-limit" => Ok(Stack::Only(Only::RateLimit)),
+            "timeouts" => Ok(Stack::Only(Only::Timeouts)),
+            "retry" => Ok(Stack::Only(Only::Retry)),
+            "breaker" => Ok(Stack::Only(Only::Breaker)),
+            other => Err(format!(
+                "unknown stack {other}: bare, resilience, full, rate-limit, timeouts, retry or breaker"
+            )
+            .into()),
         }
     }
 }
@@ -146,7 +167,42 @@ async fn proxy(
     };
     macro_rules! serve {
         ($client:ident) => {{
-            if stack != Stack::Bare {
+            if let Stack::Only(only) = stack {
+                let balance = || Balance::with_maker(group.clone(), $client::<RequestBody>::new());
+                match only {
+                    Only::RateLimit => {
+                        let layer = RateLimitLayer::builder(LimitKey::client_ip())
+                            .rate(10_000_000, Duration::from_secs(1))
+                            .burst(1_000)
+                            .build()?;
+                        let svc = edge().layer(layer).service(balance());
+                        server.serve(listener, svc, std::future::pending()).await?
+                    }
+                    Only::Timeouts => {
+                        let svc = edge()
+                            .layer(TimeoutLayer::new(Duration::from_secs(10)))
+                            .layer(TimeoutLayer::new(Duration::from_secs(5)))
+                            .service(balance());
+                        server.serve(listener, svc, std::future::pending()).await?
+                    }
+                    Only::Retry => {
+                        let balance = Balance::with_maker(
+                            group.clone(),
+                            $client::<ReplayBody<RequestBody>>::new(),
+                        );
+                        let svc = edge()
+                            .layer(RetryLayer::new(RetryPolicy::new()))
+                            .service(balance);
+                        server.serve(listener, svc, std::future::pending()).await?
+                    }
+                    Only::Breaker => {
+                        let layer =
+                            CircuitBreakerLayer::builder(group.name().to_owned()).build()?;
+                        let svc = edge().layer(layer).service(balance());
+                        server.serve(listener, svc, std::future::pending()).await?
+                    }
+                }
+            } else if stack != Stack::Bare {
                 let balance =
                     Balance::with_maker(group.clone(), $client::<ReplayBody<RequestBody>>::new());
                 // Per client IP, as a proxy limits; 10 million per second (burst 1 000) never
@@ -333,7 +389,7 @@ fn main() -> Result<(), BoxError> {
                 let listener = TcpListener::bind(listen).await?;
                 proxy(listener, group, &client, stack, edge).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|resilience|full] [--headers peers|default] [--hyper-h1] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|resilience|full|rate-limit|timeouts|retry|breaker] [--headers peers|default] [--hyper-h1] --backend ADDR...".into()),
         }
     })
 }
