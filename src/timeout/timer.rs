@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::runtime::{Handle, Id};
+use tokio::task::Id as TaskId;
 use tokio::time::{Instant, Sleep};
 
 /// Spare timers kept per thread, at most: as many as timeouts armed at once on a thread
@@ -45,6 +46,70 @@ thread_local! {
     static SPARE: RefCell<Vec<Spare>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Tasks whose runtime this thread remembers, at most (one slot each, by task number).
+const TASKS: usize = 64;
+
+thread_local! {
+    /// The runtime of tasks seen on this thread, each in the slot its number picks. A task
+    /// never changes runtime and task ids are never reused in a process (tokio counts them
+    /// from one counter), so a slot holding the current task's id names its runtime.
+    static RUNTIME_OF: RefCell<[Option<(TaskId, Option<Id>)>; TASKS]> =
+        const { RefCell::new([None; TASKS]) };
+}
+
+/// The runtime this code runs on, if any. Asking tokio (`Handle::try_current`) clones and
+/// drops a reference to the runtime's handle, shared by all its threads; so the answer is
+/// remembered per task, and a connection's task, which arms a timer per request, asks once.
+#[inline]
+fn current_runtime() -> Option<Id> {
+    let Some(task) = tokio::task::try_id() else {
+        // Not in a task (a `block_on` future): ask.
+        return Handle::try_current().ok().map(|handle| handle.id());
+    };
+    let slot = (task_number(task) % TASKS as u64) as usize;
+    let known = RUNTIME_OF
+        .try_with(|seen| {
+            let seen = seen.try_borrow().ok()?;
+            let (id, runtime) = seen[slot]?;
+            (id == task).then_some(runtime)
+        })
+        .ok()
+        .flatten();
+    if let Some(runtime) = known {
+        return runtime;
+    }
+    let runtime = Handle::try_current().ok().map(|handle| handle.id());
+    let _ = RUNTIME_OF.try_with(|seen| {
+        if let Ok(mut seen) = seen.try_borrow_mut() {
+            seen[slot] = Some((task, runtime));
+        }
+    });
+    runtime
+}
+
+/// A task's number, as tokio counts them (its `Id` hashes as that number): only where its
+/// slot is, so any number would be correct, and this one spreads a thread's tasks evenly.
+fn task_number(id: TaskId) -> u64 {
+    struct Number(u64);
+    impl std::hash::Hasher for Number {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            // Not how an `Id` hashes today; still a number.
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut number = Number(0);
+    std::hash::Hash::hash(&id, &mut number);
+    number.0
+}
+
 /// A timer armed for a deadline: a spare one of this thread's, reset, or a new one; left for
 /// the next timeout when dropped.
 pub(super) struct Timer {
@@ -58,7 +123,7 @@ impl Timer {
     /// A timer due at `deadline`.
     #[inline]
     pub(super) fn until(deadline: Instant) -> Self {
-        let runtime = Handle::try_current().ok().map(|handle| handle.id());
+        let runtime = current_runtime();
         let spare = runtime.and_then(|id| {
             SPARE
                 .try_with(|spares| {
@@ -250,6 +315,46 @@ mod tests {
                 drop(timers);
                 assert_eq!(spares(), KEEP);
             });
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Tasks of runtimes run one after another on one thread: each task's timers are its own
+    /// runtime's (the runtime remembered per task is never another's), and a task's second
+    /// timer reuses its first.
+    #[test]
+    fn a_task_s_timers_belong_to_its_own_runtime() {
+        std::thread::spawn(|| {
+            for _ in 0..3 {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .start_paused(true)
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    // More tasks than the thread remembers: every slot has held a task of an
+                    // earlier runtime by the time the later runtimes' tasks look.
+                    for _ in 0..TASKS + 8 {
+                        tokio::spawn(async {
+                            let start = Instant::now();
+                            let mut timer = Timer::until(start + Duration::from_secs(2));
+                            poll_fn(|cx| timer.poll(cx)).await;
+                            assert_eq!(Instant::now() - start, Duration::from_secs(2));
+                            let first_at = at(&timer);
+                            drop(timer);
+                            let mut again = Timer::until(Instant::now() + Duration::from_secs(1));
+                            assert!(std::ptr::eq(at(&again), first_at), "reused in the task");
+                            assert!(poll_once(&mut again).await.is_pending());
+                        })
+                        .await
+                        .unwrap();
+                    }
+                });
+                // The runtime and its driver go; its spare stays on this thread.
+                drop(runtime);
+                assert_eq!(spares(), 1);
+            }
         })
         .join()
         .unwrap();
