@@ -49,11 +49,14 @@ thread_local! {
 /// Tasks whose runtime this thread remembers, at most (one slot each, by task number).
 const TASKS: usize = 64;
 
+/// A task and its runtime (`None`: outside one).
+type TaskRuntime = (TaskId, Option<Id>);
+
 thread_local! {
     /// The runtime of tasks seen on this thread, each in the slot its number picks. A task
     /// never changes runtime and task ids are never reused in a process (tokio counts them
     /// from one counter), so a slot holding the current task's id names its runtime.
-    static RUNTIME_OF: RefCell<[Option<(TaskId, Option<Id>)>; TASKS]> =
+    static RUNTIME_OF: RefCell<[Option<TaskRuntime>; TASKS]> =
         const { RefCell::new([None; TASKS]) };
 }
 
