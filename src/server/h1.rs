@@ -93,6 +93,9 @@ pub(crate) type Refused = StatusCode;
 /// Where a field of the head lies in the read buffer: name and value, offset and length.
 type At = [u32; 4];
 
+/// Fields whose places a head records on the stack; more take an allocation.
+const FEW_FIELDS: usize = 16;
+
 /// Parses the request head at the start of `buf` (at most `max_head` bytes of it): `Ok(None)`
 /// while it is incomplete. A request the codec serves is taken out of `buf`, its field values
 /// sharing the head's bytes; a hand-off leaves `buf` as it was. A body of up to `max_body`
@@ -103,7 +106,6 @@ pub(crate) fn parse(
     max_head: usize,
     max_body: usize,
 ) -> Result<Option<Parsed>, Refused> {
-    let mut at: [At; MAX_HEADERS] = [[0; 4]; MAX_HEADERS];
     // Uninitialised: httparse writes the fields it parses (as hyper asks it to).
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -141,6 +143,16 @@ pub(crate) fn parse(
     let (mut close, mut trailers) = (false, false);
     let mut length: Option<usize> = None;
     let n = req.headers.len();
+    // Room for the fields there are, not for `MAX_HEADERS` of them (zeroing that much cost
+    // more per request than recording the fields).
+    let (mut few, mut many) = ([[0; 4]; FEW_FIELDS], Vec::new());
+    let at: &mut [At] = match few.get_mut(..n) {
+        Some(few) => few,
+        None => {
+            many.resize(n, [0; 4]);
+            &mut many
+        }
+    };
     for (slot, f) in at.iter_mut().zip(req.headers.iter()) {
         let name = f.name.as_bytes();
         // The names that decide what the codec does, told apart by length first.
@@ -189,7 +201,7 @@ pub(crate) fn parse(
     let uri = Uri::from_maybe_shared(head.slice(range(path_at[0], path_at[1])?))
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     let mut headers = crate::util::spare::header_map(n);
-    for &[name_at, name_len, value_at, value_len] in &at[..n] {
+    for &[name_at, name_len, value_at, value_len] in &*at {
         let name = HeaderName::from_bytes(&head[range(name_at, name_len)?])
             .map_err(|_| StatusCode::BAD_REQUEST)?;
         let value = HeaderValue::from_maybe_shared(head.slice(range(value_at, value_len)?))
@@ -724,6 +736,27 @@ mod tests {
                 trailers,
             })) => (parts, close, trailers),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A head with fewer fields than the codec records on the stack, exactly as many, and
+    /// more: every field arrives, in order, with its value.
+    #[test]
+    fn heads_of_any_field_count_arrive_whole() {
+        for count in [0, FEW_FIELDS - 1, FEW_FIELDS, FEW_FIELDS + 1, 60] {
+            let mut raw = b"GET / HTTP/1.1\r\nhost: a\r\n".to_vec();
+            for i in 0..count {
+                raw.extend_from_slice(format!("x-f{i}: v{i}\r\n").as_bytes());
+            }
+            raw.extend_from_slice(b"\r\n");
+            let (parts, _, _) = request(&raw);
+            assert_eq!(parts.headers.len(), count + 1, "{count} fields");
+            let names: Vec<_> = parts.headers.keys().skip(1).map(|n| n.as_str()).collect();
+            let want: Vec<_> = (0..count).map(|i| format!("x-f{i}")).collect();
+            assert_eq!(names, want);
+            for i in 0..count {
+                assert_eq!(parts.headers[format!("x-f{i}").as_str()], format!("v{i}"));
+            }
         }
     }
 

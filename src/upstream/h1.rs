@@ -40,6 +40,9 @@ pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// The most fields in a response head or trailer section (hyper's default).
 pub(super) const MAX_HEADERS: usize = 100;
 
+/// Fields whose places a response head records on the stack; more take an allocation.
+const FEW_FIELDS: usize = 16;
+
 /// The size of a new read buffer.
 const READ: usize = 8 * 1024;
 
@@ -280,7 +283,6 @@ enum Parsed {
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parsed>> {
     // Where each field's name and value lie in `buf`, so that the values can share the head's
     // bytes once it is split off (as hyper's do).
-    let mut at = [[0u16; 4]; MAX_HEADERS];
     // Uninitialised: httparse writes the fields it parses (as hyper asks it to).
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
@@ -312,6 +314,16 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parse
     };
     let base = buf.as_ptr() as usize;
     let n = parsed.headers.len();
+    // Room for the fields there are, not for `MAX_HEADERS` of them (zeroing that much cost
+    // more per response than recording the fields).
+    let (mut few, mut many) = ([[0u16; 4]; FEW_FIELDS], Vec::new());
+    let at: &mut [[u16; 4]] = match few.get_mut(..n) {
+        Some(few) => few,
+        None => {
+            many.resize(n, [0; 4]);
+            &mut many
+        }
+    };
     for (slot, field) in at.iter_mut().zip(parsed.headers.iter()) {
         // httparse hands out slices of `buf` itself, within the head, which is shorter than
         // `MAX_HEAD` (64 KiB): every offset and length fits. (One that did not would be
@@ -328,7 +340,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parse
     let head = buf.split_to(len).freeze();
     let mut headers = crate::util::spare::header_map(n);
     let mut meta = Meta::default();
-    for [name_at, name_len, value_at, value_len] in &at[..n] {
+    for [name_at, name_len, value_at, value_len] in &*at {
         let (name_at, value_at) = (*name_at as usize, *value_at as usize);
         let name = head
             .get(name_at..name_at + *name_len as usize)
@@ -761,6 +773,27 @@ mod tests {
         assert!(matches!(h.state, State::Length(3)));
         assert!(h.reusable);
         assert_eq!(&buf[..], b"abcNEXT");
+    }
+
+    /// A head with fewer fields than the codec records on the stack, exactly as many, and
+    /// more: every field arrives, in order, with its value.
+    #[test]
+    fn heads_of_any_field_count_arrive_whole() {
+        for count in [0, FEW_FIELDS - 1, FEW_FIELDS, FEW_FIELDS + 1, 60] {
+            let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_vec();
+            for i in 0..count {
+                raw.extend_from_slice(format!("x-f{i}: v{i}\r\n").as_bytes());
+            }
+            raw.extend_from_slice(b"\r\n");
+            let h = head(&raw, false).unwrap().unwrap();
+            assert_eq!(h.response.headers().len(), count + 1, "{count} fields");
+            for i in 0..count {
+                assert_eq!(
+                    h.response.headers()[format!("x-f{i}").as_str()],
+                    format!("v{i}")
+                );
+            }
+        }
     }
 
     #[test]
