@@ -25,6 +25,10 @@ use tower_lb::route::{Access, EscapedSlashes, Routed, Router, Rule, Split};
 use tower_lb::upstream::HttpClient;
 use tower_lb::{Target, TargetGroup};
 
+#[path = "../support/mod.rs"]
+mod support;
+use support::PerInstance;
+
 type Dest = BoxCloneSyncService<Request<()>, Response<String>, Infallible>;
 
 /// A destination answering with its name, echoing the path (and query) it received in
@@ -1098,55 +1102,16 @@ async fn concurrent_rule_set_changes_leave_a_consistent_router() {
     }
 }
 
-/// A destination that answers with how many requests this instance (not its clones) served
-/// and its name, and counts the clones made of it.
-#[derive(Debug)]
-struct PerInstance {
-    name: &'static str,
-    clones: Arc<AtomicUsize>,
-    served: usize,
-}
-
-impl Clone for PerInstance {
-    fn clone(&self) -> Self {
-        self.clones.fetch_add(1, Ordering::SeqCst);
-        PerInstance {
-            name: self.name,
-            clones: self.clones.clone(),
-            served: self.served,
-        }
-    }
-}
-
-impl Service<Request<()>> for PerInstance {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<()>) -> Self::Future {
-        self.served += 1;
-        let body = format!("{} {}", self.name, self.served);
-        std::future::ready(Ok(Response::new(body)))
-    }
-}
-
 /// A router used for many requests (as the server keeps one per connection) calls its own
 /// clone of the destination again while requests go there, and each request still reaches
 /// the destination its rule names.
 #[tokio::test]
 async fn a_router_kept_for_many_requests_does_not_clone_its_destination_per_request() {
     let clones = Arc::new(AtomicUsize::new(0));
-    let one = |name| PerInstance {
-        name,
-        clones: clones.clone(),
-        served: 0,
+    let one = |name| {
+        PerInstance::new(name, clones.clone(), |name, n| {
+            Response::new(format!("{name} {n}"))
+        })
     };
     let mut router = Router::builder()
         .destination("a", one("a"))
@@ -1157,8 +1122,7 @@ async fn a_router_kept_for_many_requests_does_not_clone_its_destination_per_requ
         .unwrap();
     let mut answers = Vec::new();
     for path in ["/", "/", "/", "/b", "/b", "/"] {
-        let rsp = router
-            .ready()
+        let rsp = ServiceExt::<Request<()>>::ready(&mut router)
             .await
             .unwrap()
             .call(Request::get(path).body(()).unwrap())

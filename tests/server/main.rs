@@ -20,6 +20,10 @@ use tokio::task::JoinHandle;
 use tower_lb::key::ClientAddr;
 use tower_lb::server::{RequestBody, Server, ServerBuilder};
 
+#[path = "../support/mod.rs"]
+mod support;
+use support::PerInstance;
+
 /// Every loop and wait in this file ends within this.
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -657,51 +661,15 @@ async fn hyper_http1_serves_the_same_requests_through_hyper() {
     server.shutdown().await;
 }
 
-/// A service that answers with how many requests this instance (not its clones) served, and
-/// counts the clones made of it.
-struct PerInstance {
-    clones: Arc<AtomicUsize>,
-    served: usize,
-}
-
-impl Clone for PerInstance {
-    fn clone(&self) -> Self {
-        self.clones.fetch_add(1, Ordering::SeqCst);
-        PerInstance {
-            clones: self.clones.clone(),
-            served: self.served,
-        }
-    }
-}
-
-impl tower::Service<Request<RequestBody>> for PerInstance {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<RequestBody>) -> Self::Future {
-        self.served += 1;
-        std::future::ready(Ok(Response::new(full(self.served.to_string()))))
-    }
-}
-
 /// The codec calls one instance of the stack for all the requests of a connection, in turn:
 /// the stack is not cloned per request (a clone per request takes and drops a reference on
 /// every shared part of every layer).
 #[tokio::test]
 async fn a_connection_s_requests_go_through_one_instance_of_the_stack() {
     let clones = Arc::new(AtomicUsize::new(0));
-    let svc = PerInstance {
-        clones: clones.clone(),
-        served: 0,
-    };
+    let svc = PerInstance::new("", clones.clone(), |_, n: usize| {
+        Response::new(full(n.to_string()))
+    });
     let (addr, stop, done) = start(Server::builder(), svc).await;
     let mut c = Client::connect(addr).await;
     for _ in 0..5 {

@@ -61,3 +61,62 @@ pub async fn refused_addr() -> SocketAddr {
     drop(listener);
     addr
 }
+
+/// A service whose answer (`answer(name, served)`) tells how many requests this instance, not
+/// its clones, has served; every clone made of it is counted in `clones`. For tests of who
+/// keeps one instance across requests and who clones per request.
+pub struct PerInstance<F> {
+    name: &'static str,
+    clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    served: usize,
+    answer: F,
+}
+
+impl<F> PerInstance<F> {
+    pub fn new(
+        name: &'static str,
+        clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        answer: F,
+    ) -> Self {
+        PerInstance {
+            name,
+            clones,
+            served: 0,
+            answer,
+        }
+    }
+}
+
+impl<F: Clone> Clone for PerInstance<F> {
+    fn clone(&self) -> Self {
+        self.clones
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        PerInstance {
+            name: self.name,
+            clones: self.clones.clone(),
+            served: self.served,
+            answer: self.answer.clone(),
+        }
+    }
+}
+
+impl<R, T, F> tower::Service<R> for PerInstance<F>
+where
+    F: Fn(&'static str, usize) -> T,
+{
+    type Response = T;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<T, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        self.served += 1;
+        std::future::ready(Ok((self.answer)(self.name, self.served)))
+    }
+}
