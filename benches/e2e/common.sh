@@ -5,6 +5,15 @@
 need() { command -v "$1" >/dev/null 2>&1; }
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# install_missing PACKAGE...: installs with apt-get the packages whose command is missing.
+install_missing() {
+  local p missing=()
+  for p in "$@"; do need "$p" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return
+  sudo_if apt-get update -qq
+  sudo_if apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # Builds `benches/e2e/proxy.rs` and sets BIN to it.
 build_bench_proxy() {
   cargo build --release --quiet --features server,governor --example e2e_proxy

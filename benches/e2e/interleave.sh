@@ -22,10 +22,7 @@ WORK=$(mktemp -d /tmp/interleave.XXXXXX)
 BACKENDS=(127.0.0.1:19201 127.0.0.1:19202 127.0.0.1:19203)
 # shellcheck source=benches/e2e/common.sh
 . benches/e2e/common.sh
-if ! need haproxy || ! need wrk || ! need python3; then
-  sudo_if apt-get update -qq
-  sudo_if apt-get install -y -qq haproxy wrk python3 >/dev/null
-fi
+install_missing haproxy wrk python3
 build_bench_proxy
 "$BIN" backends "${BACKENDS[@]}" &
 BPID=$!

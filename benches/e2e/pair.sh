@@ -40,10 +40,7 @@ WORK=$(mktemp -d /tmp/pair.XXXXXX)
 BACKENDS=(127.0.0.1:19301 127.0.0.1:19302 127.0.0.1:19303)
 # shellcheck source=benches/e2e/common.sh
 . benches/e2e/common.sh
-if ! need haproxy || ! need wrk || ! need python3; then
-  sudo_if apt-get update -qq
-  sudo_if apt-get install -y -qq haproxy wrk python3 >/dev/null
-fi
+install_missing haproxy wrk python3
 need oha || cargo install --locked oha >/dev/null
 build_bench_proxy
 "$BIN" backends "${BACKENDS[@]}" &

@@ -49,10 +49,7 @@ WORK=$(mktemp -d /tmp/e2e.XXXXXX)
 BACKENDS=(127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003)
 # shellcheck source=benches/e2e/common.sh
 . benches/e2e/common.sh
-if ! need nginx || ! need haproxy || ! need wrk || ! need python3; then
-  sudo_if apt-get update -qq
-  sudo_if apt-get install -y -qq nginx haproxy wrk python3 >/dev/null
-fi
+install_missing nginx haproxy wrk python3
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! need oha; then
   cargo install oha --locked >/dev/null 2>&1 || echo "note: oha could not be installed; open-loop runs skipped"
