@@ -20,6 +20,20 @@ build_bench_proxy() {
   BIN=target/release/examples/e2e_proxy
 }
 
+# start_bench_proxy MODE PORT: starts `e2e_proxy` in the background (`$!` is its pid) for MODE,
+# its mode and arguments joined by `:`, listening on PORT and forwarding to BACKENDS; a MODE
+# that starts with an absolute path runs that binary instead of BIN.
+start_bench_proxy() {
+  local bin=$BIN args b
+  IFS=: read -r -a args <<<"$1"
+  if [[ ${args[0]} == /* ]]; then
+    bin=${args[0]}
+    args=("${args[@]:1}")
+  fi
+  for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
+  "$bin" "${args[@]}" --listen "127.0.0.1:$2" &
+}
+
 # Every process started is added to PIDS; they are stopped and WORK removed on exit.
 PIDS=()
 cleanup() {

@@ -38,14 +38,7 @@ for r in $(seq "$ROUNDS"); do
       haproxy_cfg 1 "$port" "$WORK/h-$port.cfg"
       haproxy -f "$WORK/h-$port.cfg" -db &
     else
-      IFS=: read -r -a args <<<"$mode"
-      bin=$BIN
-      if [[ ${args[0]} == /* ]]; then
-        bin=${args[0]}
-        args=("${args[@]:1}")
-      fi
-      for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
-      "$bin" "${args[@]}" --listen "127.0.0.1:$port" &
+      start_bench_proxy "$mode" "$port"
     fi
     pid=$!
     PIDS+=($pid)

@@ -92,13 +92,7 @@ for r in $(seq "$ROUNDS"); do
       haproxy_pair_cfg "${args[1]:-none}" "$port" "$WORK/h-$port.cfg"
       haproxy -f "$WORK/h-$port.cfg" -db &
     else
-      bin=$BIN
-      if [[ ${args[0]} == /* ]]; then
-        bin=${args[0]}
-        args=("${args[@]:1}")
-      fi
-      for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
-      "$bin" "${args[@]}" --listen "127.0.0.1:$port" &
+      start_bench_proxy "${SPECS[$k]}" "$port"
     fi
     pids+=($!) ports+=("$port")
     PIDS+=($!)
