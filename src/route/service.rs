@@ -33,9 +33,10 @@ use crate::upstream::{ResponseBody, error_response};
 /// chosen destination is driven ready-then-call (called at once when it is ready at once, as
 /// a `Balance` always is), so `poll_ready` of the router is always ready. A router keeps its
 /// own clone of the destination it called last and calls it again while requests go there
-/// (a router kept per connection clones no destination per request). Responses are `Response<`[`ResponseBody`]`<RB>>`: the
-/// destination's body, or a short body of the router's own (`400`, `403`, `404`, `429`,
-/// `504`). The destination's errors pass through unchanged.
+/// (a router kept per connection clones no destination per request). Responses are
+/// `Response<`[`ResponseBody`]`<RB>>`: the destination's body, or a short body of the
+/// router's own (`400`, `403`, `404`, `429`, `504`). The destination's errors pass through
+/// unchanged.
 ///
 /// # Examples
 ///
