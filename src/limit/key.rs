@@ -128,23 +128,58 @@ impl LimitKey {
         matches!(self.kind, Kind::Global)
     }
 
+    /// The hashed key of a request, through `last`: the client address the caller saw last
+    /// and its hash, reused while a client-address key does not change (a connection's
+    /// requests come from one address; hashing it again per request costs more than the rest
+    /// of finding its key).
+    #[inline]
+    pub(crate) fn key_of_cached<B>(
+        &self,
+        req: &Request<B>,
+        last: &mut Option<(IpAddr, u64)>,
+    ) -> u64 {
+        let Kind::ClientIp { v4, v6 } = self.kind else {
+            return self.key_of(req);
+        };
+        let Some(ip) = client_ip_of(req.extensions()) else {
+            return self.key_of(req);
+        };
+        match *last {
+            Some((seen, hash)) if seen == ip => hash,
+            _ => {
+                let hash = self.ip_hash(Some(ip), v4, v6);
+                *last = Some((ip, hash));
+                hash
+            }
+        }
+    }
+
+    /// The hash of a client-address key (`None`: the request has no address).
+    fn ip_hash(&self, ip: Option<IpAddr>, v4: u8, v6: u8) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.seed.0, self.seed.1);
+        match ip {
+            Some(IpAddr::V4(ip)) => {
+                h.write_u8(4);
+                h.write_u32(u32::from(ip) & mask32(v4));
+            }
+            Some(IpAddr::V6(ip)) => {
+                h.write_u8(6);
+                h.write_u128(u128::from(ip) & mask128(v6));
+            }
+            None => h.write_u8(NO_KEY),
+        }
+        h.finish()
+    }
+
     /// The hashed key of a request.
     pub(crate) fn key_of<B>(&self, req: &Request<B>) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.seed.0, self.seed.1);
         match &self.kind {
             // One key for everyone: no hashing needed.
             Kind::Global => return self.seed.0,
-            Kind::ClientIp { v4, v6 } => match client_ip_of(req.extensions()) {
-                Some(IpAddr::V4(ip)) => {
-                    h.write_u8(4);
-                    h.write_u32(u32::from(ip) & mask32(*v4));
-                }
-                Some(IpAddr::V6(ip)) => {
-                    h.write_u8(6);
-                    h.write_u128(u128::from(ip) & mask128(*v6));
-                }
-                None => h.write_u8(NO_KEY),
-            },
+            Kind::ClientIp { v4, v6 } => {
+                return self.ip_hash(client_ip_of(req.extensions()), *v4, *v6);
+            }
             Kind::Header(name) => match req.headers().get(name) {
                 Some(v) => {
                     h.write_u8(1);
@@ -197,6 +232,31 @@ mod tests {
         req.extensions_mut()
             .insert(ClientAddr(addr.parse().unwrap()));
         req
+    }
+
+    /// The cached hash is the hash: the same as `key_of` for every request, whether the
+    /// address changed since the last one or not.
+    #[test]
+    fn a_cached_key_is_the_key() {
+        let k = LimitKey::client_ip();
+        let mut last = None;
+        for addr in [
+            "192.0.2.1:1",
+            "192.0.2.1:2",
+            "192.0.2.2:1",
+            "[2001:db8::1]:1",
+            "[2001:db8::2]:1",
+            "192.0.2.1:3",
+        ] {
+            let req = parts_from(addr);
+            assert_eq!(k.key_of_cached(&req, &mut last), k.key_of(&req), "{addr}");
+        }
+        let none = http::Request::new(());
+        assert_eq!(k.key_of_cached(&none, &mut last), k.key_of(&none));
+        let header = LimitKey::header(http::HeaderName::from_static("x-key"));
+        let mut req = parts_from("192.0.2.1:1");
+        req.headers_mut().insert("x-key", "a".parse().unwrap());
+        assert_eq!(header.key_of_cached(&req, &mut last), header.key_of(&req));
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -152,9 +153,20 @@ impl RateLimitLayer {
 impl Shared {
     #[inline]
     fn check<B>(&self, req: &Request<B>) -> Result<(), RateLimited> {
+        self.check_cached(req, &mut None)
+    }
+
+    /// [`check`](Self::check), the key's hash through `last` (see
+    /// `LimitKey::key_of_cached`).
+    #[inline]
+    fn check_cached<B>(
+        &self,
+        req: &Request<B>,
+        last: &mut Option<(IpAddr, u64)>,
+    ) -> Result<(), RateLimited> {
         let checked = match &self.limiter {
             Limiter::Direct(limiter) => limiter.check(),
-            Limiter::Keyed(limiter) => limiter.check_key(&self.key.key_of(req)),
+            Limiter::Keyed(limiter) => limiter.check_key(&self.key.key_of_cached(req, last)),
         };
         checked.map_err(|not_until| {
             self.refused
@@ -269,6 +281,7 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimit {
             inner,
             shared: self.shared.clone(),
+            last: None,
         }
     }
 }
@@ -304,6 +317,9 @@ impl<S> Layer<S> for RateLimitLayer {
 pub struct RateLimit<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The client address this instance saw last and its key's hash (see
+    /// `LimitKey::key_of_cached`).
+    last: Option<(IpAddr, u64)>,
 }
 
 impl<S: Clone> Clone for RateLimit<S> {
@@ -311,6 +327,7 @@ impl<S: Clone> Clone for RateLimit<S> {
         RateLimit {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
+            last: self.last,
         }
     }
 }
@@ -357,7 +374,7 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        match self.shared.check(&req) {
+        match self.shared.check_cached(&req, &mut self.last) {
             Ok(()) => ResponseFuture::admitted(self.inner.call(req)),
             Err(limited) => ResponseFuture::refused(Box::new(limited)),
         }

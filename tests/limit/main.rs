@@ -579,3 +579,25 @@ async fn layers_compose_in_any_order() {
         200
     );
 }
+
+/// One instance of the limiter (as a connection keeps one) serving clients that alternate
+/// (a connection from a trusted proxy carries many): each request counts against its own
+/// client's key, never against the key of the client before it.
+#[tokio::test(start_paused = true)]
+async fn one_instance_alternating_clients_keeps_their_keys_apart() {
+    let layer = RateLimitLayer::builder(LimitKey::client_ip())
+        .rate(1, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_svc());
+    assert!(passes(&mut svc, from("192.0.2.1")).await);
+    assert!(passes(&mut svc, from("192.0.2.2")).await, "a new client");
+    assert!(!passes(&mut svc, from("192.0.2.1")).await, "its own bucket");
+    assert!(!passes(&mut svc, from("192.0.2.2")).await);
+    assert!(passes(&mut svc, from("2001:db8::1")).await, "a new client");
+    assert!(!passes(&mut svc, from("2001:db8::1")).await);
+    // The instance's clone (the server clones the stack per HTTP/2 request) too.
+    let mut clone = svc.clone();
+    assert!(passes(&mut clone, from("192.0.2.3")).await);
+    assert!(!passes(&mut clone, from("192.0.2.2")).await);
+}
