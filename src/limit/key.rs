@@ -133,6 +133,7 @@ impl LimitKey {
     /// requests come from one address; hashing it again per request costs more than the rest
     /// of finding its key).
     #[inline]
+    #[cfg_attr(not(feature = "governor"), allow(dead_code))]
     pub(crate) fn key_of_cached<B>(
         &self,
         req: &Request<B>,

@@ -19,6 +19,7 @@ use http::{Extensions, Method, Request, Uri, Version};
 use super::headers::HeaderCopy;
 use crate::balance::WantServedBy;
 use crate::key::ClientAddr;
+use crate::util::spare;
 
 /// Heads kept per thread for the next requests, at most.
 const KEEP: usize = 64;
@@ -46,10 +47,7 @@ impl PooledHead {
     /// The head of `req`; `None` if a header field is too long to copy (no retry then).
     #[inline]
     pub(super) fn of<B>(req: &Request<B>) -> Option<Self> {
-        let spare = SPARE
-            .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-            .ok()
-            .flatten();
+        let spare = spare::take(&SPARE);
         let mut head = PooledHead(Some(spare.unwrap_or_else(|| {
             Box::new(Head {
                 method: None,
@@ -115,13 +113,7 @@ impl Drop for PooledHead {
         head.uri.clear();
         head.extensions = None;
         head.headers.clear();
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() < KEEP {
-                    s.push(head);
-                }
-            }
-        });
+        spare::keep(&SPARE, head, KEEP);
     }
 }
 

@@ -31,6 +31,8 @@ use tokio::runtime::{Handle, Id};
 use tokio::task::Id as TaskId;
 use tokio::time::{Instant, Sleep};
 
+use crate::util::spare;
+
 /// Spare timers kept per thread, at most: as many as timeouts armed at once on a thread
 /// before they need new ones.
 const KEEP: usize = 128;
@@ -127,20 +129,13 @@ impl Timer {
     #[inline]
     pub(super) fn until(deadline: Instant) -> Self {
         let runtime = current_runtime();
-        let spare = runtime.and_then(|id| {
-            SPARE
-                .try_with(|spares| {
-                    let mut spares = spares.try_borrow_mut().ok()?;
-                    let spare = spares.pop()?;
-                    if spare.runtime == id {
-                        return Some(spare.sleep);
-                    }
-                    // Left by another runtime: none of them is of use here.
-                    spares.clear();
-                    None
-                })
-                .ok()
-                .flatten()
+        let spare = runtime.and_then(|id| match spare::take(&SPARE)? {
+            Spare { runtime, sleep } if runtime == id => Some(sleep),
+            _ => {
+                // Left by another runtime: none of them is of use here.
+                let _ = SPARE.try_with(|spares| spares.try_borrow_mut().map(|mut s| s.clear()));
+                None
+            }
         });
         let sleep = match spare {
             Some(mut sleep) => {
@@ -170,13 +165,7 @@ impl Drop for Timer {
         let (Some(runtime), Some(sleep)) = (self.runtime, self.sleep.take()) else {
             return;
         };
-        let _ = SPARE.try_with(|spares| {
-            if let Ok(mut spares) = spares.try_borrow_mut() {
-                if spares.len() < KEEP {
-                    spares.push(Spare { runtime, sleep });
-                }
-            }
-        });
+        spare::keep(&SPARE, Spare { runtime, sleep }, KEEP);
     }
 }
 

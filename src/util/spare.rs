@@ -30,25 +30,26 @@ thread_local! {
     static HEADERS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
 }
 
-type Spares<T> = std::thread::LocalKey<RefCell<Vec<T>>>;
+/// A thread's list of spares of one kind (the maps here, the retry's copy heads, the
+/// timeouts' timers).
+pub(crate) type Spares<T> = std::thread::LocalKey<RefCell<Vec<T>>>;
 
 /// The last spare kept in `spares` on this thread, if any (none while the thread ends).
 #[inline]
-fn take<T>(spares: &'static Spares<T>) -> Option<T> {
+pub(crate) fn take<T>(spares: &'static Spares<T>) -> Option<T> {
     spares
         .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
         .ok()
         .flatten()
 }
 
-/// Keeps `spare` in `spares` on this thread, unless [`KEEP`] are kept already (then it is
+/// Keeps `spare` in `spares` on this thread, unless `limit` are kept already (then it is
 /// dropped).
 #[inline]
-#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
-fn keep<T>(spares: &'static Spares<T>, spare: T) {
+pub(crate) fn keep<T>(spares: &'static Spares<T>, spare: T, limit: usize) {
     let _ = spares.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
-            if s.len() < KEEP {
+            if s.len() < limit {
                 s.push(spare);
             }
         }
@@ -83,7 +84,7 @@ pub(crate) fn give_back_headers(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    keep(&HEADERS, map);
+    keep(&HEADERS, map, KEEP);
 }
 
 /// An empty extension map: one handed back on this thread if there is one (its allocations
@@ -102,7 +103,7 @@ pub(crate) fn give_back(mut ext: Extensions) {
         return;
     }
     ext.clear();
-    keep(&SPARE, ext);
+    keep(&SPARE, ext, KEEP);
 }
 
 #[cfg(test)]
