@@ -11,7 +11,7 @@
 //!
 //! HTTP/1.1 requests without a body, or with a body of at most 64 KiB framed by one
 //! `Content-Length` (most proxied traffic), are read and answered by a codec of the server's
-//! own, on `httparse`, hyper's own parser: about 2 300 instructions fewer per forwarded request
+//! own, on `httparse`, hyper's own parser: about 2 600 instructions fewer per forwarded request
 //! than hyper's HTTP/1 server (`docs/benchmarks.md`). Such a body is read whole before the
 //! stack is called. A request with any other body, an upgrade, `Expect`, `CONNECT` or HTTP/1.0
 //! is handed, with the bytes read so far, to hyper's HTTP/1 server, which serves the rest of
