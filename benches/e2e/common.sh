@@ -67,3 +67,37 @@ backend b
 $servers
 CFG
 }
+
+# nginx_cfg WORKERS PORT DIR: nginx as measured here (keepalive upstream of 64 connections,
+# X-Forwarded-For), round robin over BACKENDS, in the foreground, its files in DIR (written to
+# DIR/nginx.conf).
+nginx_cfg() {
+  local servers="" b
+  for b in "${BACKENDS[@]}"; do servers+="server $b;"; done
+  mkdir -p "$3"
+  cat >"$3/nginx.conf" <<EOF
+worker_processes $1;
+daemon off;
+pid $3/nginx.pid;
+error_log $3/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $3;
+  proxy_temp_path $3;
+  fastcgi_temp_path $3;
+  uwsgi_temp_path $3;
+  scgi_temp_path $3;
+  upstream backends { $servers keepalive 64; }
+  server {
+    listen 127.0.0.1:$2;
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+EOF
+}

@@ -10,10 +10,11 @@
 #   benches/e2e/pair.sh 6 6 0 proxy proxy:--stack:retry        # the retry layer alone
 #   benches/e2e/pair.sh 6 6 0 haproxy haproxy:resilience        # HAProxy's equivalents
 #   benches/e2e/pair.sh 6 6 0 /tmp/e2e_proxy.old:proxy proxy    # an older build against this one
+#   benches/e2e/pair.sh 6 6 0 nginx proxy                       # tower-lb against nginx
 #
 # A and B are `e2e_proxy` modes with their arguments joined by `:` (a mode that starts with an
-# absolute path runs that binary instead of this checkout's), or `haproxy` (one thread, as in
-# run.sh) or `haproxy:resilience`, `haproxy:rate-limit`, `haproxy:retry`, `haproxy:observe`:
+# absolute path runs that binary instead of this checkout's), `nginx` (one worker, as in run.sh),
+# or `haproxy` (one thread, as in run.sh) or `haproxy:resilience`, `haproxy:rate-limit`, `haproxy:retry`, `haproxy:observe`:
 # HAProxy with what comes closest to the resilience layers of `--stack resilience` (a stick
 # table counting each client address's request rate, with a deny far above it; `retries 2`
 # with `retry-on conn-failure empty-response response-timeout 502 503 504` and `option
@@ -25,7 +26,8 @@
 # Each round starts both afresh (the order of their ports swaps every other round), warms them
 # for a second, then loads both at once for SECONDS: closed loop (`wrk -t1 -c64`) with RATE 0,
 # the default, else `oha -q RATE -c 32` each. CPU per request is the process's run time from
-# `/proc/PID/task/*/schedstat` (nanoseconds, user and system together) over the responses
+# `/proc/PID/task/*/schedstat` (nanoseconds, user and system together; nginx's worker counted
+# with its master) over the responses
 # counted by the load generator. Prints each round and the median of the per-round ratios B/A.
 # Backends on ports 19301-19303, proxies on 18501 and up. Installs haproxy, wrk (apt-get) and
 # oha (cargo) when missing. Not part of CI.
@@ -40,7 +42,8 @@ WORK=$(mktemp -d /tmp/pair.XXXXXX)
 BACKENDS=(127.0.0.1:19301 127.0.0.1:19302 127.0.0.1:19303)
 # shellcheck source=benches/e2e/common.sh
 . benches/e2e/common.sh
-install_missing haproxy wrk python3
+install_missing nginx haproxy wrk python3
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 need oha || cargo install --locked oha >/dev/null
 build_bench_proxy
 "$BIN" backends "${BACKENDS[@]}" &
@@ -80,8 +83,12 @@ haproxy_pair_cfg() {
   } >"$3"
 }
 
-# cpu_ns PID: the run time of every thread of PID so far, in nanoseconds.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
+# cpu_ns PID: the run time of every thread of PID and of its children so far, in nanoseconds.
+cpu_ns() {
+  local p
+  for p in "$1" $(pgrep -P "$1"); do cat /proc/"$p"/task/*/schedstat; done |
+    awk '{s += $1} END {print s}'
+}
 
 for r in $(seq "$ROUNDS"); do
   pids=() ports=()
@@ -91,6 +98,9 @@ for r in $(seq "$ROUNDS"); do
     if [ "${args[0]}" = haproxy ]; then
       haproxy_pair_cfg "${args[1]:-none}" "$port" "$WORK/h-$port.cfg"
       haproxy -f "$WORK/h-$port.cfg" -db &
+    elif [ "${args[0]}" = nginx ]; then
+      nginx_cfg 1 "$port" "$WORK/n-$port"
+      "$NGINX" -c "$WORK/n-$port/nginx.conf" -p "$WORK/n-$port" &
     else
       start_bench_proxy "${SPECS[$k]}" "$port"
     fi

@@ -79,34 +79,7 @@ floor() { # name port [floor|codec-floor]
 }
 
 nginx_conf() { # workers port
-  local servers=""
-  for b in "${BACKENDS[@]}"; do servers+="server $b;"; done
-  mkdir -p "$WORK/nginx-$1"
-  cat >"$WORK/nginx-$1/nginx.conf" <<EOF
-worker_processes $1;
-daemon off;
-pid $WORK/nginx-$1/nginx.pid;
-error_log $WORK/nginx-$1/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx-$1;
-  proxy_temp_path $WORK/nginx-$1;
-  fastcgi_temp_path $WORK/nginx-$1;
-  uwsgi_temp_path $WORK/nginx-$1;
-  scgi_temp_path $WORK/nginx-$1;
-  upstream backends { $servers keepalive 64; }
-  server {
-    listen 127.0.0.1:$2;
-    location / {
-      proxy_pass http://backends;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }
-}
-EOF
+  nginx_cfg "$1" "$2" "$WORK/nginx-$1"
   "$NGINX" -c "$WORK/nginx-$1/nginx.conf" -p "$WORK/nginx-$1" &
   PIDS+=($!)
   echo "nginx-$1 $2 $! $1" >>"$WORK/proxies"
