@@ -22,7 +22,7 @@
 
 use std::io;
 use std::pin::pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -111,21 +111,18 @@ impl H1 {
 
     /// Whether an idle connection can take a request: nothing unread, and the socket not
     /// reported readable (a close, or bytes nobody asked for). Costs no system call unless the
-    /// socket was reported readable.
+    /// socket was reported readable, and takes no lock: `try_read` looks at the readiness the
+    /// runtime recorded and reads only if it says readable (readiness left over from the last
+    /// read is cleared by the read's `WouldBlock`), where `poll_read_ready` would also file a
+    /// waker under the socket's lock when it is not.
     pub(super) fn usable(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            // Readiness may be left over from the last read: ask.
-            Poll::Ready(Ok(())) => matches!(
-                self.io.try_read(&mut [0u8; 1]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            ),
-        }
+        matches!(
+            self.io.try_read(&mut [0u8; 1]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
     }
 
     /// Writes the head of `parts` and its `body` (read whole; `None`: a request without one)
@@ -897,5 +894,51 @@ mod tests {
             Ok(Some(Parsed::Informational))
         ));
         assert_eq!(&buf[..], b"HTTP/1.1 200 OK\r\n");
+    }
+
+    /// `usable` through real loopback sockets: an idle connection is usable until the
+    /// target sends something nobody asked for or closes it, and readiness left over from an
+    /// earlier read does not make it unusable.
+    #[tokio::test]
+    async fn an_idle_connection_is_usable_until_the_target_speaks_or_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::time::{Duration, timeout};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pair = || async {
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            (H1::new(client), server)
+        };
+        let bound = Duration::from_secs(5);
+
+        // Nothing said: usable, as often as asked.
+        let (mut conn, mut server) = pair().await;
+        assert!(conn.usable());
+        assert!(conn.usable());
+        // A byte read away: the readiness it left behind costs a read, not the connection.
+        server.write_all(b"x").await.unwrap();
+        let mut byte = [0u8; 1];
+        timeout(bound, conn.io.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(conn.usable());
+        // A byte nobody asked for: not usable.
+        server.write_all(b"y").await.unwrap();
+        timeout(bound, conn.io.readable()).await.unwrap().unwrap();
+        assert!(!conn.usable());
+
+        // Closed by the target: not usable.
+        let (mut conn, server) = pair().await;
+        drop(server);
+        timeout(bound, conn.io.readable()).await.unwrap().unwrap();
+        assert!(!conn.usable());
+
+        // Bytes in the buffer: not usable.
+        let (mut conn, _server) = pair().await;
+        conn.buf.extend_from_slice(b"HTTP/1.1");
+        assert!(!conn.usable());
     }
 }
