@@ -14,10 +14,13 @@ install_missing() {
   sudo_if apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Builds `benches/e2e/proxy.rs` and sets BIN to it.
+# Builds `benches/e2e/proxy.rs` and sets BIN to it: with the `release-lto` profile (Cargo.toml),
+# as a proxy binary is built for production, or with the one PROFILE names (`PROFILE=release`:
+# the default release profile).
 build_bench_proxy() {
-  cargo build --release --quiet --features server,governor --example e2e_proxy
-  BIN=target/release/examples/e2e_proxy
+  local profile=${PROFILE:-release-lto}
+  cargo build --profile "$profile" --quiet --features server,governor --example e2e_proxy
+  BIN=target/$profile/examples/e2e_proxy
 }
 
 # start_bench_proxy MODE PORT: starts `e2e_proxy` in the background (`$!` is its pid) for MODE,

@@ -16,8 +16,9 @@
 # backends (ports 19101-19103, or BACKEND_PORT and the next two; the proxy on PORT, 18991), once serving 2 000 requests and once 2 000 + N (`oha -c 64`),
 # and prints (second total - first total) / N: start-up, warm-up and the pool's first
 # connections cancel out. Runs of the same binary differ by about 1 % (the clock calibration at
-# start-up varies); quote medians of a few runs. Installs valgrind with apt-get and oha with
-# cargo when missing. Not part of CI.
+# start-up varies); quote medians of a few runs. Builds the proxy with the `release-lto`
+# profile, as the other end-to-end scripts do (`PROFILE=release`: the default release profile).
+# Installs valgrind with apt-get and oha with cargo when missing. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=40000
@@ -31,8 +32,9 @@ fi
 if ! command -v oha >/dev/null; then
   cargo install --locked oha >/dev/null
 fi
-cargo build --release --quiet --features server,governor --example e2e_proxy
-BIN=target/release/examples/e2e_proxy
+PROFILE=${PROFILE:-release-lto}
+cargo build --profile "$PROFILE" --quiet --features server,governor --example e2e_proxy
+BIN=target/$PROFILE/examples/e2e_proxy
 WORK=$(mktemp -d)
 # Ports: PORT for the proxy, BACKEND_PORT and the next two for the backends (two runs at once
 # need their own).
