@@ -25,36 +25,14 @@ thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// Reads the number a `ThreadId` hashes (std numbers threads 1, 2, 3, … as they are created;
-/// `ThreadId::as_u64` is not stable yet). Should that hashing ever change, threads would only
-/// be spread differently.
-#[derive(Default)]
-struct ThreadNumber(u64);
-
-impl std::hash::Hasher for ThreadNumber {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.wrapping_mul(31).wrapping_add(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The index of the calling thread's counter.
 #[inline]
 pub(crate) fn stripe() -> usize {
     STRIPE.with(|cell| match cell.get() {
         usize::MAX => {
-            let mut number = ThreadNumber::default();
-            std::hash::Hash::hash(&std::thread::current().id(), &mut number);
-            let s = (number.0 % STRIPES as u64) as usize;
+            // std numbers threads 1, 2, 3, … as they are created.
+            let number = crate::util::id_number(&std::thread::current().id());
+            let s = (number % STRIPES as u64) as usize;
             cell.set(s);
             s
         }

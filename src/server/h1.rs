@@ -45,7 +45,7 @@ use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::error::BoxError;
-use crate::util::h1::{content_length, decimal, field, tokens};
+use crate::util::h1::{FEW_FIELDS, content_length, decimal, field, places, tokens};
 
 /// The most fields in a request head (hyper's default).
 pub(super) const MAX_HEADERS: usize = 100;
@@ -92,9 +92,6 @@ pub(crate) type Refused = StatusCode;
 
 /// Where a field of the head lies in the read buffer: name and value, offset and length.
 type At = [u32; 4];
-
-/// Fields whose places a head records on the stack; more take an allocation.
-const FEW_FIELDS: usize = 16;
 
 /// Parses the request head at the start of `buf` (at most `max_head` bytes of it): `Ok(None)`
 /// while it is incomplete. A request the codec serves is taken out of `buf`, its field values
@@ -143,16 +140,9 @@ pub(crate) fn parse(
     let (mut close, mut trailers) = (false, false);
     let mut length: Option<usize> = None;
     let n = req.headers.len();
-    // Room for the fields there are, not for `MAX_HEADERS` of them (zeroing that much cost
-    // more per request than recording the fields).
-    let (mut few, mut many) = ([[0; 4]; FEW_FIELDS], Vec::new());
-    let at: &mut [At] = match few.get_mut(..n) {
-        Some(few) => few,
-        None => {
-            many.resize(n, [0; 4]);
-            &mut many
-        }
-    };
+    // Room for the fields there are, not for `MAX_HEADERS` of them.
+    let (mut few, mut many) = ([At::default(); FEW_FIELDS], Vec::new());
+    let at = places(&mut few, &mut many, n);
     for (slot, f) in at.iter_mut().zip(req.headers.iter()) {
         let name = f.name.as_bytes();
         // The names that decide what the codec does, told apart by length first.

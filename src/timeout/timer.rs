@@ -71,7 +71,9 @@ fn current_runtime() -> Option<Id> {
         // Not in a task (a `block_on` future): ask.
         return Handle::try_current().ok().map(|handle| handle.id());
     };
-    let slot = (task_number(task) % TASKS as u64) as usize;
+    // A task's number, as tokio counts them: only where its slot is, so any number would be
+    // correct, and this one spreads a thread's tasks evenly.
+    let slot = (crate::util::id_number(&task) % TASKS as u64) as usize;
     let known = RUNTIME_OF
         .try_with(|seen| {
             let seen = seen.try_borrow().ok()?;
@@ -90,29 +92,6 @@ fn current_runtime() -> Option<Id> {
         }
     });
     runtime
-}
-
-/// A task's number, as tokio counts them (its `Id` hashes as that number): only where its
-/// slot is, so any number would be correct, and this one spreads a thread's tasks evenly.
-fn task_number(id: TaskId) -> u64 {
-    struct Number(u64);
-    impl std::hash::Hasher for Number {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            // Not how an `Id` hashes today; still a number.
-            for &b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(b);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    let mut number = Number(0);
-    std::hash::Hash::hash(&id, &mut number);
-    number.0
 }
 
 /// A timer armed for a deadline: a spare one of this thread's, reset, or a new one; left for

@@ -31,7 +31,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::util::h1::{content_length, decimal, field, tokens};
+use crate::util::h1::{FEW_FIELDS, content_length, decimal, field, places, tokens};
 
 /// The largest response head or trailer section read. hyper bounds its whole read buffer at
 /// about 400 KiB; nginx reads a response head into 4 or 8 KiB by default.
@@ -39,9 +39,6 @@ pub(super) const MAX_HEAD: usize = 64 * 1024;
 
 /// The most fields in a response head or trailer section (hyper's default).
 pub(super) const MAX_HEADERS: usize = 100;
-
-/// Fields whose places a response head records on the stack; more take an allocation.
-const FEW_FIELDS: usize = 16;
 
 /// The size of a new read buffer.
 const READ: usize = 8 * 1024;
@@ -311,16 +308,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Parse
     };
     let base = buf.as_ptr() as usize;
     let n = parsed.headers.len();
-    // Room for the fields there are, not for `MAX_HEADERS` of them (zeroing that much cost
-    // more per response than recording the fields).
+    // Room for the fields there are, not for `MAX_HEADERS` of them.
     let (mut few, mut many) = ([[0u16; 4]; FEW_FIELDS], Vec::new());
-    let at: &mut [[u16; 4]] = match few.get_mut(..n) {
-        Some(few) => few,
-        None => {
-            many.resize(n, [0; 4]);
-            &mut many
-        }
-    };
+    let at = places(&mut few, &mut many, n);
     for (slot, field) in at.iter_mut().zip(parsed.headers.iter()) {
         // httparse hands out slices of `buf` itself, within the head, which is shorter than
         // `MAX_HEAD` (64 KiB): every offset and length fits. (One that did not would be

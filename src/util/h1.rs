@@ -2,6 +2,27 @@
 
 use http::HeaderValue;
 
+/// Fields whose places a codec records on the stack when it parses a head; more take an
+/// allocation (zeroing room for the most a head may have cost more per request than
+/// recording the fields).
+pub(crate) const FEW_FIELDS: usize = 16;
+
+/// Room for the places of `n` fields: the first `n` of `few`, or `many` grown to `n`.
+#[inline]
+pub(crate) fn places<'a, T: Copy + Default>(
+    few: &'a mut [T; FEW_FIELDS],
+    many: &'a mut Vec<T>,
+    n: usize,
+) -> &'a mut [T] {
+    match few.get_mut(..n) {
+        Some(few) => few,
+        None => {
+            many.resize(n, T::default());
+            many
+        }
+    }
+}
+
 /// Writes one header line. Separators are pushed byte by byte: cheaper than a copy call each.
 #[inline]
 pub(crate) fn field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {

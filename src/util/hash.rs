@@ -22,9 +22,40 @@ pub(crate) fn stable_hash(seed: u64, parts: &[&[u8]]) -> u64 {
     h.finish()
 }
 
+/// The number an id hashes as: std's `ThreadId` and tokio's task `Id` each hash one `u64`, the
+/// number they count from (neither gives it out on stable Rust). Used only to spread ids over
+/// slots: should an id ever hash otherwise, the bytes it writes still make a number, and ids
+/// would only be spread differently.
+pub(crate) fn id_number(id: &impl std::hash::Hash) -> u64 {
+    struct Number(u64);
+    impl Hasher for Number {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut number = Number(0);
+    id.hash(&mut number);
+    number.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ids that hash one `u64` give that number; anything else still gives a number.
+    #[test]
+    fn an_id_s_number_is_what_it_hashes() {
+        assert_eq!(id_number(&7u64), 7);
+        assert_ne!(id_number(&"ab"), id_number(&"ba"));
+    }
 
     #[test]
     fn golden_vectors() {

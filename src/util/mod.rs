@@ -17,7 +17,7 @@ mod retry_after;
 mod rng;
 pub(crate) mod spare;
 
-pub(crate) use self::hash::stable_hash;
+pub(crate) use self::hash::{id_number, stable_hash};
 pub use self::retry_after::retry_after;
 pub(crate) use self::rng::FastRng;
 
