@@ -4,6 +4,7 @@
 #
 #   benches/e2e/run.sh                  # ROUNDS=3 DURATION=6 RATE=10000 by default
 #   ROUNDS=5 DURATION=10 RATE=15000 benches/e2e/run.sh
+#   PIN=1 benches/e2e/run.sh            # one-worker proxies on CPU 0, the load on the others
 #
 # Installs what it needs (nginx, haproxy, wrk with apt-get; oha with `cargo install oha`),
 # builds the bench proxy (`benches/e2e/proxy.rs`), starts three loopback backends answering
@@ -40,11 +41,24 @@
 # hyper-floor-1 (what tower-lb adds over hyper), hyper-floor-1 and codec-floor-1 / nginx-1,
 # haproxy-1 (what hyper, and a codec of one's own, cost against them). Takes about
 # 11 proxies x ROUNDS x (2 x DURATION + 2) seconds. Not part of CI.
+#
+# PIN=1 gives each one-worker proxy a CPU of its own: the proxies run on CPU 0 (`taskset`),
+# the backends, wrk and oha on the other CPUs, so that no proxy shares its CPU with the load
+# and each stays busy nearly all of a closed-loop run. With 2 CPUs the load's CPU is then as
+# busy (the load spends about as much per request as a proxy): it bounds the loop as well.
+# Two-worker proxies need every CPU and are left out of a pinned run.
+#
+# Besides the proxy's CPU per request, each round prints (and the medians show) the share of
+# one CPU the proxy was busy ("busy"), the share of the whole machine that was busy ("machine
+# busy") and what everything but the proxy spent per request ("load CPU": wrk and the
+# backends): a proxy holds the closed loop back only while it is busy nearly all the run and
+# the machine is not.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-6}
 RATE=${RATE:-10000}
+PIN=${PIN:-0}
 WORK=$(mktemp -d /tmp/e2e.XXXXXX)
 BACKENDS=(127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003)
 # shellcheck source=benches/e2e/common.sh
@@ -59,13 +73,27 @@ HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
 build_bench_proxy
 
-"$BIN" backends "${BACKENDS[@]}" &
+# With PIN=1: PROXY_CPU runs the one-worker proxies, LOAD runs the backends and the load
+# generators (empty: anywhere).
+PROXY_CPU=()
+LOAD=()
+if [ "$PIN" = 1 ]; then
+  need taskset || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || { echo "PIN=1 needs two CPUs or more" >&2; exit 2; }
+  PROXY_CPU=(taskset -c 0)
+  LOAD=(taskset -c "1-$((cpus - 1))")
+fi
+# pinned WORKERS: the command prefix that places a proxy with WORKERS workers.
+pinned() { if [ "$1" = 1 ]; then echo "${PROXY_CPU[@]}"; fi; }
+
+"${LOAD[@]}" "$BIN" backends "${BACKENDS[@]}" &
 PIDS+=($!)
 
 tower() { # name port workers client stack [--per-core]
   local args=("${@:6}")
   for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
-  "$BIN" proxy --listen "127.0.0.1:$2" --workers "$3" --client "$4" --stack "$5" "${args[@]}" &
+  $(pinned "$3") "$BIN" proxy --listen "127.0.0.1:$2" --workers "$3" --client "$4" --stack "$5" "${args[@]}" &
   PIDS+=($!)
   echo "$1 $2 $! $3" >>"$WORK/proxies"
 }
@@ -73,21 +101,21 @@ tower() { # name port workers client stack [--per-core]
 floor() { # name port [floor|codec-floor]
   local args=()
   for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
-  "$BIN" "${3:-floor}" --listen "127.0.0.1:$2" --workers 1 "${args[@]}" &
+  $(pinned 1) "$BIN" "${3:-floor}" --listen "127.0.0.1:$2" --workers 1 "${args[@]}" &
   PIDS+=($!)
   echo "$1 $2 $! 1" >>"$WORK/proxies"
 }
 
 nginx_conf() { # workers port
   nginx_cfg "$1" "$2" "$WORK/nginx-$1"
-  "$NGINX" -c "$WORK/nginx-$1/nginx.conf" -p "$WORK/nginx-$1" &
+  $(pinned "$1") "$NGINX" -c "$WORK/nginx-$1/nginx.conf" -p "$WORK/nginx-$1" &
   PIDS+=($!)
   echo "nginx-$1 $2 $! $1" >>"$WORK/proxies"
 }
 
 haproxy_conf() { # threads port
   haproxy_cfg "$1" "$2" "$WORK/haproxy-$1.cfg"
-  "$HAPROXY" -f "$WORK/haproxy-$1.cfg" -db &
+  $(pinned "$1") "$HAPROXY" -f "$WORK/haproxy-$1.cfg" -db &
   PIDS+=($!)
   echo "haproxy-$1 $2 $! $1" >>"$WORK/proxies"
 }
@@ -101,10 +129,12 @@ tower towerlb-full-1 18003 1 target full
 floor hyper-floor-1 18031
 floor codec-floor-1 18032 codec-floor
 tower towerlb-legacy-1 18004 1 legacy bare
-tower towerlb-2 18002 2 target bare
-haproxy_conf 2 18022
-nginx_conf 2 18012
-tower towerlb-2pc 18005 2 target bare --per-core
+if [ "$PIN" != 1 ]; then
+  tower towerlb-2 18002 2 target bare
+  haproxy_conf 2 18022
+  nginx_conf 2 18012
+  tower towerlb-2pc 18005 2 target bare --per-core
+fi
 sleep 1
 
 cat >"$WORK/pct.lua" <<'EOF'
@@ -126,8 +156,11 @@ ticks() {
   echo "$total"
 }
 HZ=$(getconf CLK_TCK)
+# Busy and all ticks of the whole machine (every CPU): user, nice, system, irq and softirq are
+# busy; idle, iowait and steal are not.
+machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 
-echo "machine: $(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) CPUs, PIN=$PIN, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
   # Every other round runs the list backwards: neighbours stay neighbours, and no proxy always
   # runs before the peer it is compared with.
@@ -135,22 +168,29 @@ for round in $(seq "$ROUNDS"); do
   while read -r name port pid workers; do
     url="http://127.0.0.1:$port/"
     curl -sf -o /dev/null "$url" || { echo "$name does not answer"; exit 1; }
-    wrk -t1 -c64 -d1s "$url" >/dev/null
+    "${LOAD[@]}" wrk -t1 -c64 -d1s "$url" >/dev/null
     t0=$(ticks "$pid")
-    line=$(wrk -t1 -c64 -d"${DURATION}s" -s "$WORK/pct.lua" "$url" | grep '^E2E')
+    read -r m0 a0 < <(machine)
+    line=$("${LOAD[@]}" wrk -t1 -c64 -d"${DURATION}s" -s "$WORK/pct.lua" "$url" | grep '^E2E')
+    read -r m1 a1 < <(machine)
     t1=$(ticks "$pid")
     read -r _ reqs rps p50 p99 p999 <<<"$line"
     cpu=$(python3 -c "print(f'{($t1 - $t0) / $HZ * 1e6 / max($reqs, 1):.2f}')")
+    busy=$(python3 -c "print(f'{($t1 - $t0) / $HZ / $DURATION:.2f}')")
+    # The whole machine's busy share, and what everything but the proxy (wrk, the backends,
+    # the rest of the system) spent per request.
+    whole=$(python3 -c "print(f'{($m1 - $m0) / max($a1 - $a0, 1):.2f}')")
+    load=$(python3 -c "print(f'{max($m1 - $m0 - ($t1 - $t0), 0) / $HZ * 1e6 / max($reqs, 1):.2f}')")
     open="- - -"
     if need oha; then
-      open=$(oha -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui \
+      open=$("${LOAD[@]}" oha -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui \
         --output-format json "$url" | python3 -c '
 import json, sys
 p = json.load(sys.stdin)["latencyPercentiles"]
 us = lambda k: "%.0f" % ((p.get(k) or 0) * 1e6)
 print(us("p50"), us("p99"), us("p99.9"))')
     fi
-    echo "$round $name $workers $rps $p50 $p99 $p999 $cpu $open" | tee -a "$WORK/results"
+    echo "$round $name $workers $rps $p50 $p99 $p999 $cpu $open $busy $whole $load" | tee -a "$WORK/results"
   done <"$WORK/order"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -165,12 +205,13 @@ def med(name, i):
     vals = [float(r[i]) for r in by[name] if r[i] != "-"]
     return statistics.median(vals) if vals else float("nan")
 cols = [("req/s", 3), ("p50 us", 4), ("p99 us", 5), ("p99.9 us", 6), ("CPU us/req", 7),
-        (f"open p50", 8), ("open p99", 9), ("open p99.9", 10)]
+        (f"open p50", 8), ("open p99", 9), ("open p99.9", 10), ("busy", 11),
+        ("machine busy", 12), ("load CPU us/req", 13)]
 print(f"\nmedians over {len(set(r[0] for r in rows))} rounds (wrk -t1 -c64 closed loop; open loop: oha -q {sys.argv[2]} -c64 --latency-correction)")
 print("| proxy | " + " | ".join(c for c, _ in cols) + " |")
 print("|---|" + "---:|" * len(cols))
 for name in by:
-    print(f"| {name} | " + " | ".join(f"{med(name, i):.0f}" if i != 7 else f"{med(name, i):.2f}" for _, i in cols) + " |")
+    print(f"| {name} | " + " | ".join(f"{med(name, i):.2f}" if i in (7, 11, 12, 13) else f"{med(name, i):.0f}" for _, i in cols) + " |")
 print("\nratios (tower-lb / peer at the same worker count; req/s: higher is better, the rest: lower is better)")
 print("| tower-lb | peer | req/s | CPU/req | p99 | p99.9 | open p99 | open p99.9 |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
