@@ -5,6 +5,7 @@
 #   benches/e2e/run.sh                  # ROUNDS=3 DURATION=6 RATE=10000 by default
 #   ROUNDS=5 DURATION=10 RATE=15000 benches/e2e/run.sh
 #   PIN=1 benches/e2e/run.sh            # one-worker proxies on CPU 0, the load on the others
+#   ONLY=towerlb-1,nginx-1,haproxy-1 ROUNDS=12 benches/e2e/run.sh   # some proxies, more rounds
 #
 # Installs what it needs (nginx, haproxy, wrk with apt-get; oha with `cargo install oha`),
 # builds the bench proxy (`benches/e2e/proxy.rs`), starts three loopback backends answering
@@ -59,6 +60,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-6}
 RATE=${RATE:-10000}
 PIN=${PIN:-0}
+# ONLY: the names of the proxies to measure, comma-separated (empty: all).
+ONLY=${ONLY:-}
 WORK=$(mktemp -d /tmp/e2e.XXXXXX)
 BACKENDS=(127.0.0.1:19001 127.0.0.1:19002 127.0.0.1:19003)
 # shellcheck source=benches/e2e/common.sh
@@ -86,11 +89,14 @@ if [ "$PIN" = 1 ]; then
 fi
 # pinned WORKERS: the command prefix that places a proxy with WORKERS workers.
 pinned() { if [ "$1" = 1 ]; then echo "${PROXY_CPU[@]}"; fi; }
+# wanted NAME: whether ONLY lets NAME be measured.
+wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 "${LOAD[@]}" "$BIN" backends "${BACKENDS[@]}" &
 PIDS+=($!)
 
 tower() { # name port workers client stack [--per-core]
+  wanted "$1" || return 0
   local args=("${@:6}")
   for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
   $(pinned "$3") "$BIN" proxy --listen "127.0.0.1:$2" --workers "$3" --client "$4" --stack "$5" "${args[@]}" &
@@ -99,6 +105,7 @@ tower() { # name port workers client stack [--per-core]
 }
 
 floor() { # name port [floor|codec-floor]
+  wanted "$1" || return 0
   local args=()
   for b in "${BACKENDS[@]}"; do args+=(--backend "$b"); done
   $(pinned 1) "$BIN" "${3:-floor}" --listen "127.0.0.1:$2" --workers 1 "${args[@]}" &
@@ -107,6 +114,7 @@ floor() { # name port [floor|codec-floor]
 }
 
 nginx_conf() { # workers port
+  wanted "nginx-$1" || return 0
   nginx_cfg "$1" "$2" "$WORK/nginx-$1"
   $(pinned "$1") "$NGINX" -c "$WORK/nginx-$1/nginx.conf" -p "$WORK/nginx-$1" &
   PIDS+=($!)
@@ -114,6 +122,7 @@ nginx_conf() { # workers port
 }
 
 haproxy_conf() { # threads port
+  wanted "haproxy-$1" || return 0
   haproxy_cfg "$1" "$2" "$WORK/haproxy-$1.cfg"
   $(pinned "$1") "$HAPROXY" -f "$WORK/haproxy-$1.cfg" -db &
   PIDS+=($!)
@@ -135,6 +144,7 @@ if [ "$PIN" != 1 ]; then
   nginx_conf 2 18012
   tower towerlb-2pc 18005 2 target bare --per-core
 fi
+[ -s "$WORK/proxies" ] || { echo "ONLY=$ONLY names no proxy of this run" >&2; exit 2; }
 sleep 1
 
 cat >"$WORK/pct.lua" <<'EOF'
