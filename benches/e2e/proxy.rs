@@ -36,7 +36,9 @@
 //!
 //! `codec-floor` (same arguments) is the floor without hyper: an HTTP/1 relay with a codec of
 //! its own on `httparse` and tokio (see [`codec_floor`]), so that the benchmark can tell what
-//! hyper's codec costs from what the kernel and tokio cost.
+//! hyper's codec costs from what the kernel and tokio cost. `--busy-ns N` has it spin for N
+//! nanoseconds after each response, a proxy that costs that much more CPU per request and is
+//! otherwise the same (how a tail depends on CPU per request, `docs/benchmarks.md`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -333,6 +335,7 @@ fn main() -> Result<(), BoxError> {
     let mut stack = Stack::Bare;
     let mut edge = Edge::default();
     let mut per_core = false;
+    let mut busy_ns = 0u64;
     let mut rest = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -345,6 +348,7 @@ fn main() -> Result<(), BoxError> {
             "--headers" => edge.default_headers = value()? == "default",
             "--hyper-h1" => edge.hyper_h1 = true,
             "--per-core" => per_core = true,
+            "--busy-ns" => busy_ns = value()?.parse()?,
             _ => rest.push(arg.parse::<SocketAddr>()?),
         }
     }
@@ -373,7 +377,7 @@ fn main() -> Result<(), BoxError> {
                 if mode == "floor" {
                     floor(listener, backends).await
                 } else {
-                    codec_floor(listener, backends).await
+                    codec_floor(listener, backends, busy_ns).await
                 }
             }
             "proxy" => {
@@ -389,7 +393,7 @@ fn main() -> Result<(), BoxError> {
                 let listener = TcpListener::bind(listen).await?;
                 proxy(listener, group, &client, stack, edge).await
             }
-            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|resilience|full|rate-limit|timeouts|retry|breaker] [--headers peers|default] [--hyper-h1] --backend ADDR...".into()),
+            _ => Err("usage: e2e_proxy backends ADDR... | floor|codec-floor [--workers N] [--busy-ns N] [--listen ADDR] --backend ADDR... | proxy [--workers N] [--per-core] [--listen ADDR] [--client target|legacy] [--stack bare|resilience|full|rate-limit|timeouts|retry|breaker] [--headers peers|default] [--hyper-h1] --backend ADDR...".into()),
         }
     })
 }
@@ -449,7 +453,11 @@ fn per_core_proxy(
 /// body; anything else (chunked framing, a response without a length, pipelining beyond what
 /// one read brings, upgrades) closes the connection. No timeouts, limits or error responses. A
 /// measure of what hyper's HTTP/1 server and client cost against a minimal codec, not a proxy.
-async fn codec_floor(listener: TcpListener, backends: Vec<SocketAddr>) -> Result<(), BoxError> {
+async fn codec_floor(
+    listener: TcpListener,
+    backends: Vec<SocketAddr>,
+    busy_ns: u64,
+) -> Result<(), BoxError> {
     if backends.is_empty() {
         return Err("codec-floor needs at least one --backend".into());
     }
@@ -459,7 +467,7 @@ async fn codec_floor(listener: TcpListener, backends: Vec<SocketAddr>) -> Result
         let backend = backends[next % backends.len()];
         next = next.wrapping_add(1);
         tokio::spawn(async move {
-            let _ = relay(client, peer, backend).await;
+            let _ = relay(client, peer, backend, busy_ns).await;
         });
     }
 }
@@ -644,6 +652,7 @@ async fn relay(
     mut client: tokio::net::TcpStream,
     peer: SocketAddr,
     backend: SocketAddr,
+    busy_ns: u64,
 ) -> std::io::Result<()> {
     client.set_nodelay(true)?;
     let mut up = tokio::net::TcpStream::connect(backend).await?;
@@ -666,6 +675,13 @@ async fn relay(
         };
         from_up.advance(rsp.len);
         write_message(&mut client, &mut up, &mut from_up, &mut out, rsp.body).await?;
+        if busy_ns > 0 {
+            // `--busy-ns`: CPU spent as if on more work, without a system call or a wake-up.
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_nanos(busy_ns) {
+                std::hint::spin_loop();
+            }
+        }
         if req.close || rsp.close {
             return Ok(());
         }
